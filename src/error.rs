@@ -1,0 +1,150 @@
+//! The crate's error type.
+//!
+//! Every fallible operation in `unistream` returns [`Error`] (or a typed
+//! sub-error that converts into it), so pipelines built from several of the
+//! crate's pieces compose with `?` and `TryStreamExt`. Match on the variant,
+//! never on the message: the variants carry the context (file, offset,
+//! partition, target) needed to act on them.
+//!
+//! Batch sinks in this crate follow one protocol that the write-ahead-log
+//! adapter relies on: a sink that fails a batch stays usable, and sending the
+//! same batch again is allowed (delivery is at least once). A sink that
+//! delivered a batch *except* some records it can never accept reports
+//! [`Error::Rejected`], naming those records by their index in the batch, so
+//! that the caller dead-letters exactly them and treats the rest as delivered.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::checkpoint::CheckpointError;
+use crate::codec::CodecError;
+use crate::wal::WalError;
+
+/// A boxed error from user code or a third-party target.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Convenient alias for results in this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The error type of every sink, source and combinator in `unistream`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The write-ahead log failed (I/O, corruption, capacity).
+    #[error(transparent)]
+    Wal(#[from] WalError),
+
+    /// A record could not be encoded or decoded.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+
+    /// A checkpoint store failed, or a writer was fenced.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+
+    /// A file operation failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("open", "append to", "fsync", …).
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The target delivered the batch except these records, which it can
+    /// never accept (too large, invalid, rejected by the service).
+    ///
+    /// The caller must dead-letter exactly these records; the others are
+    /// delivered.
+    #[error("{} record(s) of the batch rejected permanently by the target (first: {})",
+        .0.len(), .0.first().map(|r| r.reason.as_str()).unwrap_or("-"))]
+    Rejected(Vec<RejectedRecord>),
+
+    /// The target system failed to take a batch. Retrying may succeed.
+    #[error("target {target} failed: {source}")]
+    Target {
+        /// Which target ("memory", "file /tmp/x", "kinesis stream orders", …).
+        target: String,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// Writing to the dead-letter destination failed; nothing was committed.
+    #[error("dead-letter destination failed: {0}")]
+    DeadLetter(#[source] Box<Error>),
+
+    /// A user handler failed (see [`Error::handler`]).
+    #[error("handler failed: {0}")]
+    Handler(#[source] BoxError),
+
+    /// A configuration value is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// Wraps the error of a user-supplied handler, for use in
+    /// `.and_then(|x| async { handle(x).await.map_err(Error::handler) })`.
+    pub fn handler(err: impl Into<BoxError>) -> Self {
+        Error::Handler(err.into())
+    }
+
+    /// A failure of the named target system.
+    pub fn target(target: impl Into<String>, err: impl Into<BoxError>) -> Self {
+        Error::Target {
+            target: target.into(),
+            source: err.into(),
+        }
+    }
+
+    /// An I/O failure on `path` while doing `op`.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The checkpoint error inside, if this is one.
+    pub fn as_checkpoint(&self) -> Option<&CheckpointError> {
+        match self {
+            Error::Checkpoint(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// `true` when a checkpoint write was fenced because the lease was lost.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Error::Checkpoint(e) if e.is_fenced())
+    }
+}
+
+/// A record of a batch that the target can never accept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedRecord {
+    /// Index of the record in the batch handed to the sink.
+    pub index: usize,
+    /// Why the target rejected it, for the dead-letter entry.
+    pub reason: String,
+}
+
+impl RejectedRecord {
+    /// A rejection of the record at `index` for `reason`.
+    pub fn new(index: usize, reason: impl Into<String>) -> Self {
+        Self {
+            index,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for RejectedRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "record {}: {}", self.index, self.reason)
+    }
+}

@@ -1,0 +1,48 @@
+//! # unistream
+//!
+//! Durable, batched producers and checkpointed consumers for stream systems
+//! (AWS Kinesis, AWS CloudWatch Logs, local files, your own), in the
+//! `futures` [`Stream`](futures::Stream) / [`Sink`](futures::Sink) style.
+//!
+//! - **Producers** are sinks of record batches ([`sink::FileSink`],
+//!   [`sink::MemorySink`], Kinesis, CloudWatch Logs, your own) made durable
+//!   and batched by one adapter, `.buffered_wal(config)`, backed by a
+//!   write-ahead log on local disk.
+//! - **Consumers** are streams of `(record, CheckpointToken)`, and
+//!   checkpointing is a combinator over pluggable [`checkpoint`] stores.
+//!
+//! ## Map of the crate
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`sink`] | batch targets: file, memory |
+//! | [`wal`] | the write-ahead log |
+//! | [`source`] | record sources |
+//! | [`checkpoint`] | tokens, positions, checkpoint stores |
+//! | [`codec`] | record encodings (JSON, raw bytes) |
+//! | [`retry`] | retry policy with backoff and jitter |
+//! | [`dead_letter`] | what a record given up on becomes |
+//!
+//! AWS targets sit behind cargo features: `kinesis`, `cloudwatch-logs`,
+//! `dynamodb`, `s3` (`aws` enables all four).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, rust_2018_idioms)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod checkpoint;
+pub mod codec;
+pub mod dead_letter;
+#[allow(dead_code)] // the WAL and the JSON checkpoint store build on these
+mod durable_fs;
+mod error;
+pub mod retry;
+pub mod sink;
+pub mod source;
+pub mod wal;
+
+pub use checkpoint::{CheckpointStore, CheckpointToken, Position};
+pub use codec::{Codec, JsonCodec, RawCodec};
+pub use dead_letter::DeadLetter;
+pub use error::{BoxError, Error, RejectedRecord, Result};
+pub use retry::RetryPolicy;

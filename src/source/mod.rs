@@ -1,0 +1,3 @@
+//! Sources: streams of `(record, CheckpointToken)`.
+//!
+//! (Being built: `FileSource`, `MemorySource`.)
