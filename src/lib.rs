@@ -41,6 +41,9 @@ pub mod sink;
 pub mod source;
 pub mod wal;
 
+#[cfg(feature = "kinesis")]
+pub mod kinesis;
+
 pub use checkpoint::{CheckpointStore, CheckpointToken, Position};
 pub use codec::{Codec, JsonCodec, RawCodec};
 pub use dead_letter::DeadLetter;

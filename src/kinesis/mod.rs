@@ -1,0 +1,9 @@
+//! AWS Kinesis Data Streams: records, limits, and (as they land) the sink
+//! and the source.
+//!
+//! Enabled by the `kinesis` cargo feature.
+
+pub mod limits;
+mod record;
+
+pub use record::KinesisRecord;
