@@ -210,6 +210,8 @@ pub(crate) struct WriterTask {
     sync_deadline: Option<Instant>,
     failed: Option<String>,
     closed: bool,
+    /// Keeps the directory claimed until the last write is done.
+    _guard: Arc<super::dir_guard::DirGuard>,
 }
 
 impl WriterTask {
@@ -219,6 +221,7 @@ impl WriterTask {
         written_tx: watch::Sender<u64>,
         segment: ActiveSegment,
         written: u64,
+        guard: Arc<super::dir_guard::DirGuard>,
     ) -> Self {
         Self {
             rx,
@@ -232,6 +235,7 @@ impl WriterTask {
             sync_deadline: None,
             failed: None,
             closed: false,
+            _guard: guard,
         }
     }
 
