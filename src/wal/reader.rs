@@ -363,21 +363,23 @@ impl ReadJob {
             next: self.next,
         };
         let mut bytes = 0u64;
+        // First lsn of the segment after the cursor's. Segment boundaries
+        // never change, and a segment created after `written` was published
+        // starts at or above it, so it is looked up once per segment.
+        let mut boundary = cursor
+            .as_ref()
+            .and_then(|c| self.shared.lock().segment_after(c.first));
         while batch.records.len() < self.max_records && batch.next < self.written {
             let lsn = batch.next;
             // Move to the segment holding `lsn` when the cursor is not there.
-            let switch = match cursor.as_ref() {
-                None => true,
-                Some(c) => self
-                    .shared
-                    .lock()
-                    .segment_after(c.first)
-                    .is_some_and(|next_first| lsn >= next_first),
-            };
+            let switch = cursor.is_none() || boundary.is_some_and(|b| lsn >= b);
             if switch {
                 *cursor = None;
                 match self.open_at(lsn) {
-                    Ok(c) => *cursor = Some(c),
+                    Ok(c) => {
+                        boundary = self.shared.lock().segment_after(c.first);
+                        *cursor = Some(c);
+                    }
                     Err(WalError::Corrupt {
                         file,
                         offset,

@@ -247,14 +247,17 @@ impl WriterTask {
                     break;
                 }
                 tokio::select! {
-                    msg = self.rx.recv() => match msg {
-                        Some(m) => self.queue.push_back(m.into()),
-                        None => { self.closed = true; continue; }
-                    },
+                    // A due fdatasync goes first, even under a steady stream
+                    // of appends.
+                    biased;
                     _ = sleep_until(self.sync_deadline) => {
                         self.sync_now().await;
                         continue;
                     }
+                    msg = self.rx.recv() => match msg {
+                        Some(m) => self.queue.push_back(m.into()),
+                        None => { self.closed = true; continue; }
+                    },
                 }
             }
             self.drain_channel();
@@ -679,4 +682,20 @@ pub(crate) fn delete_segments(
     }
     crate::durable_fs::sync_dir(dir)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_needed_counts_frames_and_the_headers_of_new_segments() {
+        let records = vec![vec![0u8; 13]; 10]; // 25-byte frames
+                                               // 116-byte segments hold 4 frames after the 16-byte header.
+        assert_eq!(bytes_needed(16, &records[..4], 116), 100);
+        assert_eq!(bytes_needed(16, &records[..5], 116), 100 + 16 + 25);
+        assert_eq!(bytes_needed(16 + 75, &records[..2], 116), 25 + 16 + 25);
+        assert_eq!(bytes_needed(16, &records, 116), 250 + 2 * 16);
+        assert_eq!(bytes_needed(16, &[], 116), 0);
+    }
 }
