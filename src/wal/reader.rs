@@ -45,6 +45,11 @@ pub struct WalRecord {
 
 /// The single consumer of a log (the delivery task): reads records back in
 /// order and commits the delivered ones.
+///
+/// Memory: one segment read buffer, the records of the batch being read,
+/// and 4 bytes per record returned but not yet committed (to restore the
+/// backlog on [`rewind`](Self::rewind)); a reader that commits what it
+/// delivers stays bounded whatever the backlog on disk.
 pub struct WalReader {
     shared: Arc<Shared>,
     written_rx: watch::Receiver<u64>,
