@@ -400,3 +400,40 @@ async fn a_directory_open_with_live_handles_cannot_be_opened_again() {
     drop((writer, reader));
     Wal::open(WalOptions::new(dir.path())).await.unwrap();
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn concurrent_appends_under_always_share_one_write_and_one_fdatasync() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, mut reader, _) = Wal::open(WalOptions::new(dir.path()).fsync(Fsync::Always))
+        .await
+        .unwrap();
+    writer.append(payloads(0..1)).await.unwrap();
+    let before = writer.stats();
+    // On one thread, all 64 tasks send before the writer task runs again:
+    // it finds them all queued and writes them as one group.
+    let tasks: Vec<_> = (1..65u32)
+        .map(|i| {
+            let writer = writer.clone();
+            tokio::spawn(async move { writer.append(payloads(i..i + 1)).await.unwrap() })
+        })
+        .collect();
+    let mut firsts = Vec::new();
+    for t in tasks {
+        firsts.push(t.await.unwrap().0);
+    }
+    firsts.sort_unstable();
+    assert_eq!(firsts, (1..65).collect::<Vec<u64>>());
+    let after = writer.stats();
+    assert_eq!(
+        after.group_writes - before.group_writes,
+        1,
+        "{before:?} {after:?}"
+    );
+    assert_eq!(
+        after.fdatasyncs - before.fdatasyncs,
+        1,
+        "{before:?} {after:?}"
+    );
+    assert_eq!(after.synced_lsn, Lsn(65));
+    assert_eq!(drain(&mut reader, 100).await.len(), 65);
+}

@@ -148,6 +148,8 @@ impl Wal {
             committed: recovered.committed,
             payload_appended: recovered.backlog_payload,
             marks,
+            group_writes: 0,
+            fdatasyncs: 0,
         };
         let shared = Arc::new(Shared::new(options, state));
         let (tx, rx) = mpsc::unbounded_channel();

@@ -37,6 +37,10 @@ pub(crate) struct State {
     pub(crate) payload_appended: u64,
     /// (first lsn, when appended), ascending, pruned on commit.
     pub(crate) marks: VecDeque<(u64, Instant)>,
+    /// Group writes done since open.
+    pub(crate) group_writes: u64,
+    /// fdatasyncs of segment files since open.
+    pub(crate) fdatasyncs: u64,
 }
 
 impl Shared {
@@ -128,6 +132,8 @@ mod tests {
             committed: 0,
             payload_appended: 0,
             marks: VecDeque::new(),
+            group_writes: 0,
+            fdatasyncs: 0,
         }
     }
 

@@ -64,6 +64,12 @@ pub struct WalStats {
     pub committed_lsn: Lsn,
     /// Every record below this is fdatasynced.
     pub synced_lsn: Lsn,
+    /// Writes of queued appends since open: concurrent appends share one
+    /// (group commit), so this grows slower than the number of appends.
+    pub group_writes: u64,
+    /// fdatasyncs of segment files since open (appends under
+    /// `Fsync::Always`, interval ticks, explicit syncs, sealed segments).
+    pub fdatasyncs: u64,
 }
 
 pub(crate) enum Request {
@@ -129,6 +135,8 @@ impl WalWriter {
             next_lsn: Lsn(st.written),
             committed_lsn: Lsn(st.committed),
             synced_lsn: Lsn(st.synced),
+            group_writes: st.group_writes,
+            fdatasyncs: st.fdatasyncs,
         }
     }
 }
@@ -193,6 +201,8 @@ struct Outcome {
     /// last one is the active segment.
     sizes: Vec<(u64, u64)>,
     synced: bool,
+    /// fdatasync calls made (sealed segments included).
+    syncs: u64,
     /// Stopped because the next record does not fit under the cap.
     blocked: bool,
 }
@@ -335,6 +345,7 @@ impl WriterTask {
                     st.segments.insert(fresh.first, fresh.size);
                     st.bytes_on_disk += fresh.size;
                     st.active = fresh.first;
+                    st.fdatasyncs += 1;
                 }
                 self.segment = Some(fresh);
                 self.delete_committed_segments().await;
@@ -497,6 +508,10 @@ impl WriterTask {
             }
             st.bytes_on_disk += outcome.bytes_added;
             st.payload_added(outcome.payload_added);
+            st.fdatasyncs += outcome.syncs;
+            if outcome.next_lsn > self.written {
+                st.group_writes += 1;
+            }
             if outcome.next_lsn > self.written {
                 st.mark(self.written, now);
             }
@@ -537,7 +552,9 @@ impl WriterTask {
                 match r {
                     Ok(()) => {
                         self.synced = self.written;
-                        self.shared.lock().synced = self.written;
+                        let mut st = self.shared.lock();
+                        st.synced = self.written;
+                        st.fdatasyncs += 1;
                     }
                     Err(e) => self.fail(&e),
                 }
@@ -620,6 +637,7 @@ fn write_frames(
                         segment.write(buf)?;
                         buf.clear();
                         segment.sync()?;
+                        out.syncs += 1;
                         out.sizes.push((segment.first, segment.size));
                         *segment = create_segment(dir, lsn)?;
                         out.bytes_added += SEGMENT_HEADER_LEN;
@@ -648,6 +666,7 @@ fn write_frames(
     }
     if (p.always && lsn > p.lsn) || sync_requested {
         segment.sync()?;
+        out.syncs += 1;
         out.synced = true;
     }
     out.sizes.push((segment.first, segment.size));
