@@ -559,6 +559,16 @@ impl ReadJob {
     }
 }
 
+impl Drop for WalReader {
+    fn drop(&mut self) {
+        // Appends waiting for space would wait forever: let them fail.
+        self.shared
+            .reader_gone
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared.space_freed.notify_one();
+    }
+}
+
 /// Under `OnCorruption::Fail`: return what was read, or the error when
 /// nothing was.
 fn fail(batch: &Batch, file: &Path, offset: u64, reason: String) -> Result<AfterDamage, WalError> {

@@ -1,6 +1,7 @@
 //! State shared by the writer task, the reader and the writer handles.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -16,8 +17,11 @@ pub(crate) const MAX_MARKS: usize = 4096;
 pub(crate) struct Shared {
     pub(crate) options: WalOptions,
     state: Mutex<State>,
-    /// Signalled when a commit frees space (the writer may be waiting).
+    /// Signalled when a commit frees space (the writer may be waiting), and
+    /// when the reader is dropped.
     pub(crate) space_freed: Notify,
+    /// Set when the reader is dropped: nothing can free space any more.
+    pub(crate) reader_gone: AtomicBool,
 }
 
 pub(crate) struct State {
@@ -49,6 +53,7 @@ impl Shared {
             options,
             state: Mutex::new(state),
             space_freed: Notify::new(),
+            reader_gone: AtomicBool::new(false),
         }
     }
 

@@ -98,7 +98,9 @@ impl WalWriter {
     /// [`WalError::Full`] ([`WhenFull::Error`]); a record larger than
     /// [`WalOptions::max_record_bytes`](super::WalOptions::max_record_bytes)
     /// fails with [`WalError::RecordTooLarge`] and nothing of the batch is
-    /// appended.
+    /// appended. An append that would wait for space after the
+    /// [`WalReader`](super::WalReader) was dropped fails with
+    /// [`WalError::Closed`] (nothing could ever free the space).
     ///
     /// Cancel safety: dropping the future does not withdraw the records;
     /// they may still be appended.
@@ -365,6 +367,17 @@ impl WriterTask {
 
     async fn wait_for_space(&mut self) {
         if self.roll_if_fully_committed().await {
+            return;
+        }
+        if self
+            .shared
+            .reader_gone
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            // Without a reader nothing is ever committed: fail what waits.
+            for p in self.queue.drain(..) {
+                answer_err(p, WalError::Closed);
+            }
             return;
         }
         tokio::select! {
