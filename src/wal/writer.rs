@@ -314,10 +314,9 @@ impl WriterTask {
         }
     }
 
-    /// Waits for a commit to free space, meanwhile taking new requests and
-    /// keeping the interval fsync going. First, if the whole active segment
-    /// is committed, seals it so that it can be deleted: otherwise a cap
-    /// smaller than one segment could never be freed.
+    /// If every record of the active segment is committed, seals it and
+    /// starts a new one so that it can be deleted: otherwise a cap smaller
+    /// than one segment could never be freed. Returns whether it did.
     async fn roll_if_fully_committed(&mut self) -> bool {
         let (committed, active_has_frames) = {
             let st = self.shared.lock();
@@ -365,6 +364,8 @@ impl WriterTask {
         }
     }
 
+    /// Waits for a commit to free space, meanwhile taking new requests and
+    /// keeping the interval fsync going.
     async fn wait_for_space(&mut self) {
         if self.roll_if_fully_committed().await {
             return;
