@@ -125,6 +125,14 @@ async fn quarantined_payload_frame_is_moved_aside_and_everything_else_delivered(
     assert_eq!(q[0].bytes, FRAME);
     assert_eq!(q[0].lsns, (Lsn(5), Lsn(6)));
     assert_eq!(std::fs::read(&q[0].moved_to).unwrap(), damaged_frame);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&q[0].moved_to)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "quarantined bytes are private too");
+    }
     assert!(q[0].moved_to.starts_with(dir.path().join("quarantine")));
     assert_eq!(
         std::fs::read(&file).unwrap(),
