@@ -294,10 +294,13 @@ impl SegmentReader {
                 reason: "internal: frame header lost".to_owned(),
             }));
         };
-        let mut payload = vec![0u8; len as usize];
-        let read = read_fully(&mut self.reader, &mut payload)
+        // Read straight into spare capacity: no zero-filling first.
+        let mut payload = Vec::with_capacity(len as usize);
+        let read = (&mut self.reader)
+            .take(u64::from(len))
+            .read_to_end(&mut payload)
             .map_err(|e| WalError::io("read segment", &self.path, e))?;
-        if read < payload.len() {
+        if read < len as usize {
             self.resync()?;
             return Ok(Err(Damage::Rest {
                 offset: self.offset,
