@@ -260,9 +260,16 @@ impl SegmentReader {
             .map_err(|e| WalError::io("read segment", &self.path, e))?;
         if read < raw.len() {
             self.resync()?;
+            let reason = if read == 0 {
+                // Only asked for frames that were written: some are gone.
+                "segment ends before the records it should hold (truncated, or a segment is missing)"
+                    .to_owned()
+            } else {
+                format!("segment ends inside a frame header ({read} of 12 bytes)")
+            };
             return Ok(Err(Damage::Rest {
                 offset: self.offset,
-                reason: format!("segment ends inside a frame header ({read} of 12 bytes)"),
+                reason,
             }));
         }
         match decode_frame_header(&raw) {
