@@ -317,7 +317,7 @@ where
                     Err((raw, error)) => match self.corrupt_line(raw, error, line.start).await {
                         Ok(()) => continue,
                         Err(e @ Error::DeadLetter(_)) => {
-                            self.done = true;
+                            self.finish();
                             return Some(Err(e));
                         }
                         Err(e) => return Some(Err(e)),
@@ -334,10 +334,19 @@ where
                     return None;
                 }
                 Err(e) => {
-                    self.done = true;
+                    self.finish();
                     return Some(Err(e));
                 }
             }
+        }
+    }
+
+    /// Ends the stream: nothing more is yielded.
+    fn finish(&mut self) {
+        self.done = true;
+        self.lines = Vec::new().into_iter();
+        if let Some(task) = self.task.take() {
+            task.abort();
         }
     }
 
