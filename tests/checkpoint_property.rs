@@ -121,7 +121,7 @@ fn run_case(
         prop_assert_eq!(yielded.len(), total);
         // The final save reaches the end of every non-empty partition.
         for (i, delays) in partitions.iter().enumerate() {
-            let expected = (!delays.is_empty()).then(|| Position::Offset(delays.len() as u64));
+            let expected = (!delays.is_empty()).then_some(Position::Offset(delays.len() as u64));
             prop_assert_eq!(inner.position(&format!("p{i}")), expected);
         }
         prop_assert!(inner.saves().iter().all(|(p, _)| p.starts_with('p')));
