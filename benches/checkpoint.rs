@@ -27,20 +27,23 @@ fn bench(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(5));
 
     for partitions in [1u64, 4] {
-        group.bench_function(format!("memory_source_in_order/{partitions}_partitions"), |b| {
-            b.to_async(&rt).iter_batched(
-                || (source(partitions), MemoryCheckpointStore::new()),
-                |(source, store)| async move {
-                    let n = source
-                        .checkpoint_batched(1000, Duration::from_secs(1), store)
-                        .try_fold(0u64, |n, _| ready(Ok(n + 1)))
-                        .await
-                        .unwrap();
-                    assert_eq!(n, TOKENS);
-                },
-                BatchSize::PerIteration,
-            )
-        });
+        group.bench_function(
+            format!("memory_source_in_order/{partitions}_partitions"),
+            |b| {
+                b.to_async(&rt).iter_batched(
+                    || (source(partitions), MemoryCheckpointStore::new()),
+                    |(source, store)| async move {
+                        let n = source
+                            .checkpoint_batched(1000, Duration::from_secs(1), store)
+                            .try_fold(0u64, |n, _| ready(Ok(n + 1)))
+                            .await
+                            .unwrap();
+                        assert_eq!(n, TOKENS);
+                    },
+                    BatchSize::PerIteration,
+                )
+            },
+        );
     }
 
     // Tokens reordered in windows of 16, as after `buffer_unordered(16)`:

@@ -66,16 +66,19 @@ fn bench(c: &mut Criterion) {
             assert_eq!(n, RECORDS);
         })
     });
-    group.bench_function("read_and_decode_100_byte_json_lines/serde_json_value", |b| {
-        b.to_async(&rt).iter(|| async {
-            let n = FileSource::<serde_json::Value>::new(&path)
-                .stream()
-                .try_fold(0u64, |n, _| ready(Ok(n + 1)))
-                .await
-                .unwrap();
-            assert_eq!(n, RECORDS);
-        })
-    });
+    group.bench_function(
+        "read_and_decode_100_byte_json_lines/serde_json_value",
+        |b| {
+            b.to_async(&rt).iter(|| async {
+                let n = FileSource::<serde_json::Value>::new(&path)
+                    .stream()
+                    .try_fold(0u64, |n, _| ready(Ok(n + 1)))
+                    .await
+                    .unwrap();
+                assert_eq!(n, RECORDS);
+            })
+        },
+    );
     group.finish();
 }
 
