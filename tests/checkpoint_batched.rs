@@ -348,3 +348,32 @@ async fn holds_upstream_back_only_when_a_partition_has_n_unsaved_tokens() {
     assert_eq!(assert_ready!(s.poll_next()).unwrap().unwrap().seq(), 5);
     assert_pending!(s.poll_next());
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_unbounded_interval_means_count_and_end_only() {
+    let store = MemoryCheckpointStore::new();
+    let (tx, rx) = channel();
+    let mut s = rx.checkpoint_batched(2, Duration::MAX, store.clone());
+    tx.unbounded_send(Ok(token("p", 0))).unwrap();
+    s.next().await.unwrap().unwrap();
+    tokio::time::advance(Duration::from_secs(86_400 * 365)).await;
+    tx.unbounded_send(Ok(token("p", 1))).unwrap();
+    tx.unbounded_send(Ok(token("p", 2))).unwrap();
+    drop(tx);
+    while s.next().await.is_some() {}
+    assert_eq!(offsets(&store, "p"), vec![2, 3]);
+}
+
+#[test]
+#[should_panic(expected = "n must be at least 1")]
+fn n_of_zero_is_refused() {
+    let (_tx, rx) = channel();
+    let _ = rx.checkpoint_batched(0, Duration::from_secs(1), MemoryCheckpointStore::new());
+}
+
+#[test]
+#[should_panic(expected = "interval must be greater than zero")]
+fn a_zero_interval_is_refused() {
+    let (_tx, rx) = channel();
+    let _ = rx.checkpoint_batched(1, Duration::ZERO, MemoryCheckpointStore::new());
+}

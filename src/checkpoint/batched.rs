@@ -272,7 +272,11 @@ where
     }
 
     fn arm(&mut self) {
-        let at = Instant::now() + *self.interval;
+        let now = Instant::now();
+        // An interval too large to add means "never by time" (about 30 years).
+        let at = now
+            .checked_add(*self.interval)
+            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400));
         match self.deadline.as_mut() {
             Some(sleep) => sleep.as_mut().reset(at),
             None => *self.deadline = Some(Box::pin(tokio::time::sleep_until(at))),

@@ -25,6 +25,10 @@
 //! - The file is created with mode `0600`, its directory (and missing
 //!   parents) on the first save.
 //!
+//! - The document is read once, on first use, and then kept in memory: a
+//!   change made to the file by someone else afterwards is not seen (and is
+//!   overwritten by the next save).
+//!
 //! Not provided: coordination between processes. One file belongs to one
 //! consumer process at a time (two processes would overwrite each other's
 //! partitions and share the temporary file name); use the DynamoDB store for
