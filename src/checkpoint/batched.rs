@@ -1,54 +1,7 @@
-//! The `checkpoint_batched` combinator.
-//!
-//! [`CheckpointBatched`] sits at the end of a consumer pipeline, after the
-//! records are processed, and saves how far each partition is processed.
-//!
-//! # When it saves
-//!
-//! - **Every `n` tokens of a partition**: when a partition has `n` tokens not
-//!   covered by a save already started, that partition is saved.
-//! - **Every `interval`**: the clock (`tokio::time`) starts at the first
-//!   token not covered by a save already started, as in tokio-stream's
-//!   `chunks_timeout`; when it elapses, every partition with unsaved progress
-//!   is saved (in one [`save_many`](CheckpointStore::save_many) call).
-//! - **At the end of the stream**, and **before an upstream error is passed
-//!   on**: everything unsaved is saved, then the end or the error follows.
-//!
-//! # What it saves
-//!
-//! Per partition, the *safe* position: the position of the largest `seq` `s`
-//! such that every token `seq ≤ s` of the partition (in this run) has been
-//! seen ([`PositionTracker`]). Tokens may arrive in any order (after
-//! `buffer_unordered`); the saved position never passes a token that has not
-//! been seen. Sources number every partition's tokens from 0 on each run.
-//!
-//! # How much is seen again after a crash
-//!
-//! At most one save is in flight; tokens keep flowing while it runs, except
-//! that the stream stops pulling from upstream while a partition has `n`
-//! tokens not yet durably saved. So for in-order tokens, at most `n` records
-//! per partition are processed again after a crash (plus, when processing
-//! runs concurrently, the tokens held behind a gap: at most the concurrency).
-//!
-//! # What it yields
-//!
-//! Items pass through unchanged, after their token is counted. Drive the
-//! stream to the end with `try_for_each`, `try_collect::<Vec<_>>()`, … .
-//!
-//! # Errors
-//!
-//! - An upstream error is yielded after the flush described above; the
-//!   stream then goes on with upstream (which may or may not end).
-//! - A failed save (other than a fence) is yielded as
-//!   [`Error::Checkpoint`] and ends the stream: nothing after it is saved.
-//! - A **fenced** save ([`CheckpointError::Fenced`]: another worker took the
-//!   partition's lease) ends *that partition* cleanly: its
-//!   [`PartitionControl`](super::PartitionControl) is fenced (so the source
-//!   stops reading it), a `WARN` event is logged (target
-//!   `unistream::checkpoint::batched`), its later items are dropped — not
-//!   yielded and not saved — and the other partitions go on. The stream
-//!   itself does not fail. Partitions saved in the same call as the fenced
-//!   one are saved again right away.
+//! The `checkpoint_batched` combinator: saves, per partition, the position
+//! up to which every token is seen — every `n` tokens, every `interval`, at
+//! the end and before an error is passed on — never past an unseen token.
+//! The rules are documented on [`CheckpointBatched`], where users read them.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -72,7 +25,55 @@ type SaveFuture = Pin<Box<dyn Future<Output = Result<(), CheckpointError>> + Sen
 
 /// Stream for [`CheckpointStreamExt::checkpoint_batched`](super::CheckpointStreamExt::checkpoint_batched).
 ///
-/// See the [module documentation](self) for when and what it saves.
+/// It sits at the end of a consumer pipeline, after the
+/// records are processed, and saves how far each partition is processed.
+///
+/// # When it saves
+///
+/// - **Every `n` tokens of a partition**: when a partition has `n` tokens not
+///   covered by a save already started, that partition is saved.
+/// - **Every `interval`**: the clock (`tokio::time`) starts at the first
+///   token not covered by a save already started, as in tokio-stream's
+///   `chunks_timeout`; when it elapses, every partition with unsaved progress
+///   is saved (in one [`save_many`](CheckpointStore::save_many) call).
+/// - **At the end of the stream**, and **before an upstream error is passed
+///   on**: everything unsaved is saved, then the end or the error follows.
+///
+/// # What it saves
+///
+/// Per partition, the *safe* position: the position of the largest `seq` `s`
+/// such that every token `seq ≤ s` of the partition (in this run) has been
+/// seen ([`PositionTracker`]). Tokens may arrive in any order (after
+/// `buffer_unordered`); the saved position never passes a token that has not
+/// been seen. Sources number every partition's tokens from 0 on each run.
+///
+/// # How much is seen again after a crash
+///
+/// At most one save is in flight; tokens keep flowing while it runs, except
+/// that the stream stops pulling from upstream while a partition has `n`
+/// tokens not yet durably saved. So for in-order tokens, at most `n` records
+/// per partition are processed again after a crash (plus, when processing
+/// runs concurrently, the tokens held behind a gap: at most the concurrency).
+///
+/// # What it yields
+///
+/// Items pass through unchanged, after their token is counted. Drive the
+/// stream to the end with `try_for_each`, `try_collect::<Vec<_>>()`, … .
+///
+/// # Errors
+///
+/// - An upstream error is yielded after the flush described above; the
+///   stream then goes on with upstream (which may or may not end).
+/// - A failed save (other than a fence) is yielded as
+///   [`Error::Checkpoint`] and ends the stream: nothing after it is saved.
+/// - A **fenced** save ([`CheckpointError::Fenced`]: another worker took the
+///   partition's lease) ends *that partition* cleanly: its
+///   [`PartitionControl`](super::PartitionControl) is fenced (so the source
+///   stops reading it), a `WARN` event is logged (target
+///   `unistream::checkpoint::batched`), its later items are dropped — not
+///   yielded and not saved — and the other partitions go on. The stream
+///   itself does not fail. Partitions saved in the same call as the fenced
+///   one are saved again right away.
 #[pin_project(project = CheckpointBatchedProj)]
 #[must_use = "streams do nothing unless polled"]
 pub struct CheckpointBatched<St: TryStream, S> {
