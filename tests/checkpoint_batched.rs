@@ -377,3 +377,31 @@ fn a_zero_interval_is_refused() {
     let (_tx, rx) = channel();
     let _ = rx.checkpoint_batched(1, Duration::ZERO, MemoryCheckpointStore::new());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_fenced_save_stops_the_memory_source_reading_that_partition() {
+    use futures::TryStreamExt;
+    use unistream::source::MemorySource;
+
+    let store = MemoryCheckpointStore::new();
+    store.fence("a");
+    let source = MemorySource::new([
+        ("a", (0..100).collect::<Vec<u32>>()),
+        ("b", (0..100).collect()),
+    ]);
+    let control_a = source.control("a").unwrap();
+    let seen: Vec<(String, u32)> = source
+        .checkpoint_batched(10, Duration::from_secs(3600), store.clone())
+        .map_ok(|(record, token)| (token.partition().to_owned(), record))
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(control_a.is_fenced());
+    let from_a = seen.iter().filter(|(p, _)| p == "a").count();
+    let from_b = seen.iter().filter(|(p, _)| p == "b").count();
+    // "a" stops right after its first (fenced) save; "b" is read to the end.
+    assert_eq!(from_a, 10, "{seen:?}");
+    assert_eq!(from_b, 100);
+    assert_eq!(store.position("a"), None);
+    assert_eq!(store.position("b"), Some(Position::Offset(100)));
+}
