@@ -321,13 +321,15 @@ async fn holds_upstream_back_only_when_a_partition_has_n_unsaved_tokens() {
     let (tx, rx) = channel();
     let mut s =
         tokio_test::task::spawn(rx.checkpoint_batched(3, Duration::from_secs(1), store.clone()));
-    for seq in 0..10 {
+    tx.unbounded_send(Ok(token("p", 0))).unwrap();
+    assert_eq!(assert_ready!(s.poll_next()).unwrap().unwrap().seq(), 0);
+    // An interval save starts after 1 s; tokens keep flowing while it runs.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_pending!(s.poll_next());
+    // The save of offset 1 (seq 0) is in flight.
+    for seq in 1..10 {
         tx.unbounded_send(Ok(token("p", seq))).unwrap();
     }
-    // An interval save starts after 1 s; tokens keep flowing while it runs.
-    assert_eq!(assert_ready!(s.poll_next()).unwrap().unwrap().seq(), 0);
-    tokio::time::advance(Duration::from_secs(1)).await;
-    // The save of offset 1 (seq 0) is in flight.
     assert_eq!(assert_ready!(s.poll_next()).unwrap().unwrap().seq(), 1);
     assert_eq!(assert_ready!(s.poll_next()).unwrap().unwrap().seq(), 2);
     // seq 0..=2 are processed and none durably saved: n = 3 reached, so
@@ -404,4 +406,26 @@ async fn a_fenced_save_stops_the_memory_source_reading_that_partition() {
     assert_eq!(from_b, 100);
     assert_eq!(store.position("a"), None);
     assert_eq!(store.position("b"), Some(Position::Offset(100)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_upstream_still_sees_the_interval_fire() {
+    // Upstream never returns Pending: the deadline is still looked at
+    // regularly (every few tokens), so the interval save happens.
+    let store = MemoryCheckpointStore::new();
+    let mut seq = 0;
+    let busy = futures::stream::poll_fn(move |_| {
+        let t = token("p", seq);
+        seq += 1;
+        std::task::Poll::Ready(Some(Ok::<_, Error>(t)))
+    });
+    let mut s = Box::pin(busy.checkpoint_batched(1_000_000, Duration::from_secs(1), store.clone()));
+    s.next().await.unwrap().unwrap();
+    tokio::time::advance(Duration::from_secs(1)).await;
+    for _ in 0..100 {
+        s.next().await.unwrap().unwrap();
+    }
+    let saved = offsets(&store, "p");
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    assert!(saved[0] >= 2 && saved[0] <= 100, "{saved:?}");
 }

@@ -21,6 +21,10 @@ use super::token::{CheckpointToken, PartitionControl, Position};
 use super::tracker::PositionTracker;
 use crate::error::Error;
 
+/// While upstream keeps yielding, the interval deadline is looked at once
+/// per this many tokens.
+const TIMER_CHECK_EVERY: u32 = 32;
+
 type SaveFuture = Pin<Box<dyn Future<Output = Result<(), CheckpointError>> + Send>>;
 
 /// Stream for [`CheckpointStreamExt::checkpoint_batched`](super::CheckpointStreamExt::checkpoint_batched).
@@ -36,6 +40,10 @@ type SaveFuture = Pin<Box<dyn Future<Output = Result<(), CheckpointError>> + Sen
 ///   token not covered by a save already started, as in tokio-stream's
 ///   `chunks_timeout`; when it elapses, every partition with unsaved progress
 ///   is saved (in one [`save_many`](CheckpointStore::save_many) call).
+///   While upstream yields items without ever pausing, the deadline is
+///   looked at once every 32 tokens (a timer poll per token would cost more
+///   than the rest of the combinator), so such a save may come up to 32
+///   tokens late; whenever upstream pauses, it is looked at at once.
 /// - **At the end of the stream**, and **before an upstream error is passed
 ///   on**: everything unsaved is saved, then the end or the error follows.
 ///
@@ -85,6 +93,10 @@ pub struct CheckpointBatched<St: TryStream, S> {
     partitions: Partitions,
     deadline: Option<Pin<Box<Sleep>>>,
     armed: bool,
+    /// Tokens until the deadline is looked at again while upstream keeps
+    /// yielding: polling a timer per token would cost more than the rest of
+    /// the combinator. It is always looked at before returning `Pending`.
+    timer_countdown: u32,
     want: Want,
     saving: Option<InFlight>,
     /// A partition has `n` tokens not durably saved: do not pull upstream
@@ -214,6 +226,7 @@ where
             partitions: Partitions::default(),
             deadline: None,
             armed: false,
+            timer_countdown: 0,
             want: Want::Nothing,
             saving: None,
             blocked: false,
@@ -283,6 +296,23 @@ where
             None => *self.deadline = Some(Box::pin(tokio::time::sleep_until(at))),
         }
         *self.armed = true;
+    }
+
+    /// Polls the interval deadline when it is armed; `true` when it fired
+    /// (a save of every partition is then wanted).
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> bool {
+        if !*self.armed {
+            return false;
+        }
+        let Some(deadline) = self.deadline.as_mut() else {
+            return false;
+        };
+        if deadline.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        *self.armed = false;
+        *self.want = Want::All;
+        true
     }
 
     /// Starts a save of what `self.want` asks for, when there is anything
@@ -434,13 +464,9 @@ where
                 return Poll::Ready(Some(Err(this.fail(error))));
             }
 
-            if *this.armed {
-                if let Some(deadline) = this.deadline.as_mut() {
-                    if deadline.as_mut().poll(cx).is_ready() {
-                        *this.armed = false;
-                        *this.want = Want::All;
-                    }
-                }
+            if *this.timer_countdown == 0 {
+                *this.timer_countdown = TIMER_CHECK_EVERY;
+                this.poll_deadline(cx);
             }
 
             if this.saving.is_none() && *this.want != Want::Nothing {
@@ -466,11 +492,22 @@ where
             }
 
             if *this.blocked && this.saving.is_some() {
+                // Waiting for the save: keep the deadline registered so an
+                // interval that elapses meanwhile is not missed.
+                this.poll_deadline(cx);
                 return Poll::Pending;
             }
 
-            match futures::ready!(this.stream.as_mut().poll_next(cx)) {
+            let polled = this.stream.as_mut().poll_next(cx);
+            let Poll::Ready(polled) = polled else {
+                if this.poll_deadline(cx) {
+                    continue;
+                }
+                return Poll::Pending;
+            };
+            match polled {
                 Some(Ok(item)) => {
+                    *this.timer_countdown = this.timer_countdown.saturating_sub(1);
                     if let Observed::Drop = this.observe(item.checkpoint_token()) {
                         continue;
                     }
