@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -128,10 +129,35 @@ struct InFlight {
 #[derive(Default)]
 struct Partitions {
     states: Vec<PartitionState>,
-    index: HashMap<Arc<str>, usize>,
-    /// The partition of the previous token: consecutive tokens of one
-    /// partition skip the hash lookup.
-    last: Option<(Arc<str>, usize)>,
+    /// By the address of the partition name's `Arc` as the source shares it
+    /// (the state holds a clone, so the address cannot be reused while it is
+    /// in this map): a lookup without hashing or comparing the name.
+    by_address: HashMap<usize, usize, BuildHasherDefault<AddressHasher>>,
+    /// By name, for sources that make a new `Arc` per token.
+    by_name: HashMap<Arc<str>, usize>,
+    /// The partition of the previous token.
+    last: usize,
+}
+
+/// Hashes an address (a `usize`) with one multiplication.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        // Allocations are 8-aligned: the low bits carry no information.
+        self.0 = ((value as u64) >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 struct PartitionState {
@@ -178,31 +204,39 @@ impl PartitionState {
     }
 }
 
+fn address_of(name: &Arc<str>) -> usize {
+    Arc::as_ptr(name).cast::<u8>() as usize
+}
+
 impl Partitions {
     #[inline]
     fn index_of(&mut self, token: &CheckpointToken) -> usize {
-        if let Some((name, index)) = &self.last {
-            if Arc::ptr_eq(name, token.partition_arc()) {
-                return *index;
+        let name = token.partition_arc();
+        if let Some(state) = self.states.get(self.last) {
+            if Arc::ptr_eq(&state.name, name) {
+                return self.last;
             }
         }
-        self.index_of_slow(token)
+        let index = match self.by_address.get(&address_of(name)) {
+            Some(index) => *index,
+            None => self.index_by_name(name),
+        };
+        self.last = index;
+        index
     }
 
     #[cold]
-    fn index_of_slow(&mut self, token: &CheckpointToken) -> usize {
-        let index = match self.index.get(token.partition()) {
+    fn index_by_name(&mut self, name: &Arc<str>) -> usize {
+        match self.by_name.get(&**name) {
             Some(index) => *index,
             None => {
                 let index = self.states.len();
-                let name = token.partition_arc().clone();
                 self.states.push(PartitionState::new(name.clone()));
-                self.index.insert(name, index);
+                self.by_name.insert(name.clone(), index);
+                self.by_address.insert(address_of(name), index);
                 index
             }
-        };
-        self.last = Some((token.partition_arc().clone(), index));
-        index
+        }
     }
 
     fn any_fenced(&self) -> bool {
