@@ -429,3 +429,25 @@ async fn a_busy_upstream_still_sees_the_interval_fire() {
     assert_eq!(saved.len(), 1, "{saved:?}");
     assert!(saved[0] >= 2 && saved[0] <= 100, "{saved:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn many_partitions_are_each_tracked_and_saved() {
+    use futures::TryStreamExt;
+    use unistream::source::MemorySource;
+
+    let store = MemoryCheckpointStore::new();
+    let partitions: Vec<(String, Vec<u32>)> = (0..40u32)
+        .map(|p| (format!("shard-{p}"), (0..p + 1).collect()))
+        .collect();
+    let count = MemorySource::new(partitions)
+        .checkpoint_batched(7, Duration::from_secs(3600), store.clone())
+        .try_fold(0usize, |n, _| async move { Ok(n + 1) })
+        .await
+        .unwrap();
+    assert_eq!(count, (1..=40).sum::<usize>());
+    let saved = store.positions();
+    assert_eq!(saved.len(), 40);
+    for p in 0..40u64 {
+        assert_eq!(saved[&format!("shard-{p}")], Position::Offset(p + 1));
+    }
+}

@@ -22,6 +22,10 @@ use super::token::{CheckpointToken, PartitionControl, Position};
 use super::tracker::PositionTracker;
 use crate::error::Error;
 
+/// Up to this many partitions, a token's partition is found by comparing
+/// addresses one by one rather than through the hash map.
+const LINEAR_SCAN_PARTITIONS: usize = 8;
+
 /// While upstream keeps yielding, the interval deadline is looked at once
 /// per this many tokens.
 const TIMER_CHECK_EVERY: u32 = 32;
@@ -217,8 +221,14 @@ impl Partitions {
                 return self.last;
             }
         }
-        let index = match self.by_address.get(&address_of(name)) {
-            Some(index) => *index,
+        // A few partitions: comparing addresses beats hashing one.
+        let found = if self.states.len() <= LINEAR_SCAN_PARTITIONS {
+            self.states.iter().position(|s| Arc::ptr_eq(&s.name, name))
+        } else {
+            self.by_address.get(&address_of(name)).copied()
+        };
+        let index = match found {
+            Some(index) => index,
             None => self.index_by_name(name),
         };
         self.last = index;
