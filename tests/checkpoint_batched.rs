@@ -14,10 +14,16 @@ use unistream::checkpoint::{
 };
 use unistream::Error;
 
-type Item = Result<CheckpointToken, Error>;
+/// Items are `((partition, seq), token)`: the combinator yields the
+/// `(partition, seq)` part once the token is counted.
+type Item = Result<(Seen, CheckpointToken), Error>;
+type Seen = (String, u64);
 
-fn token(partition: &str, seq: u64) -> CheckpointToken {
-    CheckpointToken::new(partition, Position::Offset(seq + 1), seq)
+fn token(partition: &str, seq: u64) -> (Seen, CheckpointToken) {
+    (
+        (partition.to_owned(), seq),
+        CheckpointToken::new(partition, Position::Offset(seq + 1), seq),
+    )
 }
 
 fn offsets(store: &MemoryCheckpointStore, partition: &str) -> Vec<u64> {
@@ -43,8 +49,8 @@ async fn saves_every_n_tokens_of_a_partition_and_at_the_end() {
     let mut s = rx.checkpoint_batched(3, Duration::from_secs(3600), store.clone());
     for seq in 0..10 {
         tx.unbounded_send(Ok(token("p", seq))).unwrap();
-        let item = s.next().await.unwrap().unwrap();
-        assert_eq!(item.seq(), seq);
+        let (_, yielded) = s.next().await.unwrap().unwrap();
+        assert_eq!(yielded, seq);
         let expected: Vec<u64> = (1..=seq + 1).filter(|k| k % 3 == 0).collect();
         assert_eq!(offsets(&store, "p"), expected, "after token {seq}");
     }
@@ -169,7 +175,7 @@ async fn saves_before_passing_an_upstream_error_on_and_goes_on() {
 
     // The stream goes on after the error (upstream did not end).
     tx.unbounded_send(Ok(token("p", 3))).unwrap();
-    assert_eq!(s.next().await.unwrap().unwrap().seq(), 3);
+    assert_eq!(s.next().await.unwrap().unwrap().1, 3);
     drop(tx);
     assert!(s.next().await.is_none());
     assert_eq!(offsets(&store, "p"), vec![3, 4]);
@@ -225,19 +231,20 @@ async fn a_fenced_partition_ends_cleanly_and_the_others_go_on() {
     let control = PartitionControl::new();
     let (tx, rx) = channel();
     let mut s = rx.checkpoint_batched(2, Duration::from_secs(3600), store.clone());
-    let a = |seq| token("a", seq).with_control(control.clone());
+    let a = |seq| {
+        let (seen, t) = token("a", seq);
+        (seen, t.with_control(control.clone()))
+    };
 
     tx.unbounded_send(Ok(a(0))).unwrap();
     tx.unbounded_send(Ok(token("b", 0))).unwrap();
     tx.unbounded_send(Ok(a(1))).unwrap(); // triggers a save of "a": fenced
     let mut yielded = Vec::new();
     for _ in 0..3 {
-        let t = s.next().await.unwrap().unwrap();
-        yielded.push((t.partition().to_owned(), t.seq()));
+        yielded.push(s.next().await.unwrap().unwrap());
     }
     tx.unbounded_send(Ok(token("b", 1))).unwrap();
-    let t = s.next().await.unwrap().unwrap();
-    yielded.push((t.partition().to_owned(), t.seq()));
+    yielded.push(s.next().await.unwrap().unwrap());
     assert!(control.is_fenced(), "the source must be told to stop");
 
     // Later tokens of "a" are dropped, "b" goes on, the stream ends Ok.
@@ -245,8 +252,7 @@ async fn a_fenced_partition_ends_cleanly_and_the_others_go_on() {
     tx.unbounded_send(Ok(token("b", 2))).unwrap();
     drop(tx);
     while let Some(item) = s.next().await {
-        let t = item.unwrap();
-        yielded.push((t.partition().to_owned(), t.seq()));
+        yielded.push(item.unwrap());
     }
     assert_eq!(
         yielded,
@@ -289,8 +295,8 @@ async fn a_failed_save_is_yielded_and_ends_the_stream() {
     for seq in 0..3 {
         tx.unbounded_send(Ok(token("p", seq))).unwrap();
     }
-    assert_eq!(s.next().await.unwrap().unwrap().seq(), 0);
-    assert_eq!(s.next().await.unwrap().unwrap().seq(), 1);
+    assert_eq!(s.next().await.unwrap().unwrap().1, 0);
+    assert_eq!(s.next().await.unwrap().unwrap().1, 1);
     let err = s.next().await.unwrap().unwrap_err();
     assert!(
         matches!(err.as_checkpoint(), Some(CheckpointError::Backend { .. })),
@@ -322,7 +328,7 @@ async fn holds_upstream_back_only_when_a_partition_has_n_unsaved_tokens() {
     let mut s =
         tokio_test::task::spawn(rx.checkpoint_batched(3, Duration::from_secs(1), store.clone()));
     tx.unbounded_send(Ok(token("p", 0))).unwrap();
-    assert_eq!(assert_ready!(s.poll_next()).unwrap().unwrap().seq(), 0);
+    assert_eq!(assert_ready!(s.poll_next()).unwrap().unwrap().1, 0);
     // An interval save starts after 1 s; tokens keep flowing while it runs.
     tokio::time::advance(Duration::from_secs(1)).await;
     assert_pending!(s.poll_next());
@@ -330,8 +336,8 @@ async fn holds_upstream_back_only_when_a_partition_has_n_unsaved_tokens() {
     for seq in 1..10 {
         tx.unbounded_send(Ok(token("p", seq))).unwrap();
     }
-    assert_eq!(assert_ready!(s.poll_next()).unwrap().unwrap().seq(), 1);
-    assert_eq!(assert_ready!(s.poll_next()).unwrap().unwrap().seq(), 2);
+    assert_eq!(assert_ready!(s.poll_next()).unwrap().unwrap().1, 1);
+    assert_eq!(assert_ready!(s.poll_next()).unwrap().unwrap().1, 2);
     // seq 0..=2 are processed and none durably saved: n = 3 reached, so
     // seq 3 is not pulled until the save in flight completes.
     assert_pending!(s.poll_next());
@@ -341,13 +347,13 @@ async fn holds_upstream_back_only_when_a_partition_has_n_unsaved_tokens() {
     tokio::time::advance(Duration::from_millis(1)).await;
     assert!(s.is_woken());
     // Offset 1 is durable; the next save (offset 3) starts and seq 3 flows.
-    assert_eq!(assert_ready!(s.poll_next()).unwrap().unwrap().seq(), 3);
+    assert_eq!(assert_ready!(s.poll_next()).unwrap().unwrap().1, 3);
     assert_eq!(offsets(&store, "p"), vec![1]);
     assert_pending!(s.poll_next());
     tokio::time::advance(Duration::from_secs(5)).await;
-    assert_eq!(assert_ready!(s.poll_next()).unwrap().unwrap().seq(), 4);
+    assert_eq!(assert_ready!(s.poll_next()).unwrap().unwrap().1, 4);
     assert_eq!(offsets(&store, "p"), vec![1, 3]);
-    assert_eq!(assert_ready!(s.poll_next()).unwrap().unwrap().seq(), 5);
+    assert_eq!(assert_ready!(s.poll_next()).unwrap().unwrap().1, 5);
     assert_pending!(s.poll_next());
 }
 
@@ -393,8 +399,8 @@ async fn a_fenced_save_stops_the_memory_source_reading_that_partition() {
     ]);
     let control_a = source.control("a").unwrap();
     let seen: Vec<(String, u32)> = source
+        .map_ok(|(record, token)| ((token.partition().to_owned(), record), token))
         .checkpoint_batched(10, Duration::from_secs(3600), store.clone())
-        .map_ok(|(record, token)| (token.partition().to_owned(), record))
         .try_collect()
         .await
         .unwrap();

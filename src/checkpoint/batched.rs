@@ -70,8 +70,11 @@ type SaveFuture = Pin<Box<dyn Future<Output = Result<(), CheckpointError>> + Sen
 ///
 /// # What it yields
 ///
-/// Items pass through unchanged, after their token is counted. Drive the
-/// stream to the end with `try_for_each`, `try_collect::<Vec<_>>()`, … .
+/// Every item without its token, once the token is counted: `()` for a bare
+/// [`CheckpointToken`], `value` for a `(value, token)` pair (see
+/// [`AsCheckpointToken`]). The token is consumed here, so it cannot be
+/// counted twice. A stream of tokens is driven to the end with
+/// `.try_collect::<()>()`.
 ///
 /// # Errors
 ///
@@ -491,7 +494,7 @@ where
     St::Error: Into<Error>,
     S: CheckpointStore,
 {
-    type Item = Result<St::Ok, Error>;
+    type Item = Result<<St::Ok as AsCheckpointToken>::Value, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
@@ -563,7 +566,7 @@ where
                             *this.trailing_error = Some(error);
                         }
                     }
-                    return Poll::Ready(Some(Ok(item)));
+                    return Poll::Ready(Some(Ok(item.into_value())));
                 }
                 Some(Err(error)) => *this.pending_error = Some(error.into()),
                 None => *this.upstream_done = true,
