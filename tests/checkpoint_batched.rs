@@ -457,3 +457,26 @@ async fn many_partitions_are_each_tracked_and_saved() {
         assert_eq!(saved[&format!("shard-{p}")], Position::Offset(p + 1));
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_token_holds_the_partition_back_but_not_the_others() {
+    let store = MemoryCheckpointStore::new();
+    let (tx, rx) = channel();
+    let mut s = rx.checkpoint_batched(2, Duration::from_secs(1), store.clone());
+    // seq 1 of "a" never arrives (filtered out upstream).
+    for t in [
+        token("a", 0),
+        token("a", 2),
+        token("a", 3),
+        token("b", 0),
+        token("b", 1),
+    ] {
+        tx.unbounded_send(Ok(t)).unwrap();
+    }
+    drop(tx);
+    while let Some(item) = s.next().await {
+        item.unwrap();
+    }
+    assert_eq!(offsets(&store, "a"), vec![1]);
+    assert_eq!(store.position("b"), Some(Position::Offset(2)));
+}

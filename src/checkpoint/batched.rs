@@ -22,6 +22,10 @@ use super::token::{CheckpointToken, PartitionControl, Position};
 use super::tracker::PositionTracker;
 use crate::error::Error;
 
+/// Tokens waiting behind a gap from which (and at every doubling) a
+/// warning is logged.
+const WAITING_WARN_FROM: usize = 1 << 14;
+
 /// Up to this many partitions, a token's partition is found by comparing
 /// addresses one by one rather than through the hash map.
 const LINEAR_SCAN_PARTITIONS: usize = 8;
@@ -59,6 +63,12 @@ type SaveFuture = Pin<Box<dyn Future<Output = Result<(), CheckpointError>> + Sen
 /// seen ([`PositionTracker`]). Tokens may arrive in any order (after
 /// `buffer_unordered`); the saved position never passes a token that has not
 /// been seen. Sources number every partition's tokens from 0 on each run.
+///
+/// Every token must reach the checkpointer. A token that is dropped on the
+/// way (a filter that discards items, an error swallowed with its token)
+/// holds its partition's checkpoint back for the rest of the run, and the
+/// tokens behind it pile up in memory (a warning is logged from 16,384 on).
+/// To skip a record, still pass its token on.
 ///
 /// # How much is seen again after a crash
 ///
@@ -319,7 +329,17 @@ where
             state.control = token.control().cloned();
         }
         state.seen += 1;
-        state.tracker.observe(token.seq(), token.position().clone());
+        if !state.tracker.observe(token.seq(), token.position().clone()) {
+            let waiting = state.tracker.waiting();
+            if waiting >= WAITING_WARN_FROM && waiting.is_power_of_two() {
+                tracing::warn!(
+                    partition = %state.name,
+                    waiting,
+                    missing_seq = state.tracker.next_seq(),
+                    "checkpoint held back: tokens wait for one that never arrived (was a token dropped or filtered out?)"
+                );
+            }
+        }
         if state.seen - state.started >= n && *self.want < Want::Due {
             *self.want = Want::Due;
         }
