@@ -88,7 +88,9 @@ type LoadFuture = Pin<Box<dyn Future<Output = Result<Option<Position>, Checkpoin
 /// or system call.
 ///
 /// Not handled: files that are rotated, truncated or replaced while read
-/// (a file that shrinks below the read position fails the stream).
+/// (a file that shrinks below the read position fails the stream), and a
+/// file that does not exist yet when the stream starts (an `open` error,
+/// also in follow mode).
 ///
 /// [`start_after`]: FileSource::start_after
 /// [`resume_from`]: FileSource::resume_from
