@@ -44,6 +44,9 @@ pub mod wal;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
 
+#[cfg(feature = "cloudwatch-logs")]
+pub mod cloudwatch_logs;
+
 pub use checkpoint::{CheckpointStore, CheckpointToken, Position};
 pub use codec::{Codec, JsonCodec, RawCodec};
 pub use dead_letter::DeadLetter;
