@@ -593,16 +593,22 @@ fn classify(err: SdkError<PutLogEventsError, HttpResponse>) -> Failure {
 }
 
 /// Adds the events `info` names to `rejected`, mapping positions in `part`
-/// (the request as sent) back to batch indices. Per the API reference,
-/// `tooOldLogEventEndIndex` and `expiredLogEventEndIndex` are exclusive ends
-/// and `tooNewLogEventStartIndex` is an inclusive start.
+/// (the request as sent) back to batch indices.
+///
+/// `tooNewLogEventStartIndex` is an inclusive start. The two end indices
+/// are documented as exclusive but described as "the index of the last log
+/// event that is too old", and emulators (moto) return the last rejected
+/// event's index. Reading them as inclusive can only dead-letter one event
+/// that was in fact stored (a duplicate); reading them as exclusive could
+/// lose one silently. So they are read as inclusive.
 fn map_rejected_info(
     info: &RejectedLogEventsInfo,
     part: &[usize],
     rejected: &mut Vec<RejectedRecord>,
 ) {
     let len = part.len();
-    let position = |i: i32| usize::try_from(i).unwrap_or(0).min(len);
+    // Clamped into 0..=len; a negative index names nothing.
+    let position = |i: i32| usize::try_from(i).map(|i| i.min(len)).ok();
     let mut reject = |positions: std::ops::Range<usize>, reason: &str| {
         rejected.extend(
             part[positions]
@@ -610,22 +616,23 @@ fn map_rejected_info(
                 .map(|&index| RejectedRecord::new(index, reason)),
         );
     };
-    if let Some(end) = info.expired_log_event_end_index() {
+    if let Some(last) = info.expired_log_event_end_index().and_then(position) {
         reject(
-            0..position(end),
+            0..(last + 1).min(len),
             "expired: older than the log group's retention, rejected by CloudWatch Logs \
              (rejectedLogEventsInfo.expiredLogEventEndIndex)",
         );
     }
-    if let Some(end) = info.too_old_log_event_end_index() {
+    if let Some(last) = info.too_old_log_event_end_index().and_then(position) {
         reject(
-            0..position(end),
+            0..(last + 1).min(len),
             "too old: rejected by CloudWatch Logs (rejectedLogEventsInfo.tooOldLogEventEndIndex)",
         );
     }
-    if let Some(start) = info.too_new_log_event_start_index() {
+    if let Some(first) = info.too_new_log_event_start_index() {
+        let first = usize::try_from(first).unwrap_or(0).min(len);
         reject(
-            position(start)..len,
+            first..len,
             "too new: rejected by CloudWatch Logs (rejectedLogEventsInfo.tooNewLogEventStartIndex)",
         );
     }
@@ -724,11 +731,23 @@ mod tests {
         // The request as sent: batch indices in timestamp order.
         let part = [7, 3, 9, 0, 5];
         let mut rejected = Vec::new();
-        map_rejected_info(&info(Some(2), Some(4), None), &part, &mut rejected);
+        map_rejected_info(&info(Some(1), Some(4), None), &part, &mut rejected);
         let indices: Vec<_> = rejected.iter().map(|r| r.index).collect();
         assert_eq!(indices, vec![7, 3, 5]);
         assert!(rejected[0].reason.starts_with("too old"));
+        assert!(rejected[1].reason.starts_with("too old"));
         assert!(rejected[2].reason.starts_with("too new"));
+    }
+
+    #[test]
+    fn rejected_info_end_indices_are_read_inclusively() {
+        // moto answers one too-old event at position 0 with end index 0.
+        let mut rejected = Vec::new();
+        map_rejected_info(&info(Some(0), None, None), &[4, 2], &mut rejected);
+        assert_eq!(
+            rejected,
+            vec![RejectedRecord::new(4, rejected[0].reason.clone())]
+        );
     }
 
     #[test]
