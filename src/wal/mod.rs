@@ -4,5 +4,7 @@
 //! recovery, group commit. See the module documentation once it lands.)
 
 mod error;
+mod stub;
 
 pub use error::WalError;
+pub use stub::*;
