@@ -399,26 +399,28 @@ impl Inner {
         batch: &[LogEvent],
         part: &[usize],
     ) -> Result<Outcome, Error> {
-        let events = part
-            .iter()
-            .map(|&i| {
-                InputLogEvent::builder()
-                    .timestamp(batch[i].timestamp)
-                    .message(batch[i].message.clone())
-                    .build()
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Error::target(&self.target, e))?;
         let mut attempts = 0u32;
         let mut token_refreshes = 0u32;
         loop {
             attempts += 1;
+            // Built afresh for each attempt (the SDK consumes its input):
+            // one copy of the messages per attempt, none kept in between.
+            let events = part
+                .iter()
+                .map(|&i| {
+                    InputLogEvent::builder()
+                        .timestamp(batch[i].timestamp)
+                        .message(batch[i].message.clone())
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Error::target(&self.target, e))?;
             let call = self
                 .client
                 .put_log_events()
                 .log_group_name(&self.group)
                 .log_stream_name(&self.stream)
-                .set_log_events(Some(events.clone()))
+                .set_log_events(Some(events))
                 .set_sequence_token(state.sequence_token.clone())
                 .send();
             let result = match self.request_timeout {
