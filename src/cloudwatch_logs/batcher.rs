@@ -64,6 +64,7 @@ use crate::error::RejectedRecord;
 /// assert!(plan.rejected()[0].reason.starts_with("too old"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
 pub struct Batcher {
     max_events: usize,
     max_request_bytes: usize,

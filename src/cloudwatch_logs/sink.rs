@@ -97,12 +97,14 @@ type Delivery = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
 ///     .await?;
 /// # Ok(()) }
 /// ```
+#[must_use = "sinks do nothing unless polled"]
 pub struct CloudWatchLogsSink {
     inner: Arc<Inner>,
     in_flight: Option<Delivery>,
 }
 
 /// Options of a [`CloudWatchLogsSink`]; see [`CloudWatchLogsSink::builder`].
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct CloudWatchLogsSinkBuilder {
     client: Client,
     group: String,
