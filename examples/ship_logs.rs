@@ -13,7 +13,8 @@
 //! ```
 //!
 //! A progress line on stderr shows events read, events/s and the backlog
-//! (bytes of the write-ahead log not yet delivered) once a second.
+//! (events accepted but not yet delivered, and the log's bytes on disk)
+//! once a second.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -170,9 +171,15 @@ async fn run(args: Args) -> Result<(), Error> {
             _ = ticker.tick() => {
                 let rate = (read - last.1) as f64 / last.0.elapsed().as_secs_f64();
                 last = (Instant::now(), read);
+                // Backlog: appended to the log but not yet delivered
+                // (Lsns number records), plus what this handle still buffers.
+                let stats = sink.wal_stats();
+                let backlog = stats.next_lsn.0.saturating_sub(stats.committed_lsn.0)
+                    + sink.buffered_records() as u64;
                 eprint!(
-                    "\r{read} events read, {rate:.0} events/s, backlog {} bytes in the WAL   ",
-                    sink.wal_stats().bytes_on_disk
+                    "\r{read} events read, {rate:.0} events/s, backlog {backlog} events \
+                     ({} bytes of log on disk)   ",
+                    stats.bytes_on_disk
                 );
             }
         }
