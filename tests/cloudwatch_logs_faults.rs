@@ -405,3 +405,28 @@ async fn an_access_error_is_not_retried() {
     assert!(matches!(err, Error::Target { .. }), "{err}");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn when_every_event_is_refused_alone_the_batch_fails_instead() {
+    // A request-level problem disguised as invalid events: the sink stops
+    // halving after 16 lone refusals and fails the batch; nothing is
+    // dead-lettered.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let rule = mock!(Client::put_log_events).then_compute_response(move |_| {
+        c.fetch_add(1, Ordering::SeqCst);
+        MockResponse::Error(PutLogEventsError::InvalidParameterException(
+            InvalidParameterException::builder()
+                .message("something is wrong")
+                .build(),
+        ))
+    });
+    let mut sink = sink(mocked_client(&[&rule]), RetryPolicy::no_retry());
+    let err = sink.send(scrambled(10_000)).await.unwrap_err();
+    assert!(matches!(err, Error::Target { .. }), "{err}");
+    assert!(format!("{err}").contains("refused one by one"), "{err}");
+    let calls = calls.load(Ordering::SeqCst);
+    // Depth-first: ~14 halvings down to the first event, then 16 more lone
+    // events, each a few calls away.
+    assert!(calls < 100, "{calls} calls");
+}

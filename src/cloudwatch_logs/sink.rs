@@ -35,6 +35,10 @@
 //!   exhausted its retries) is failed whole, and sending it again repeats
 //!   the requests already delivered. A request that timed out may also have
 //!   been stored.
+//! - Halving a request refused as invalid stops after
+//!   16 events were refused one by one: the batch then fails with
+//!   [`Error::Target`] rather than dead-lettering events that are likely
+//!   fine (a request-level problem).
 //! - Creating the log group and stream (when asked) happens before the first
 //!   request and again if the stream disappears; a failure there fails the
 //!   batch and is not retried inside the sink.
@@ -68,6 +72,12 @@ use crate::retry::RetryPolicy;
 /// with the expected token before it counts as a failure. Each is a protocol
 /// step, not a fault, so they do not use up the retry policy's attempts.
 const MAX_SEQUENCE_TOKEN_REFRESHES: u32 = 5;
+
+/// How many events of one request may be refused one by one as invalid
+/// (after halving the request) before the sink concludes that the request,
+/// not the events, is at fault and fails the batch instead. Bounds the
+/// halving to about `2 * 16 * log2(10,000)` ≈ 430 calls.
+const MAX_INVALID_EVENTS_ISOLATED: usize = 16;
 
 /// Default limit on one `PutLogEvents` call, including the SDK's own work.
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -371,14 +381,32 @@ impl Inner {
         // Last in, first out: the first half is pushed last so that parts go
         // out in timestamp order.
         let mut work = vec![request];
+        let mut invalid_alone = 0;
         while let Some(part) = work.pop() {
             match self.put_with_retry(state, batch, part).await? {
                 Outcome::Delivered(None) => {}
                 Outcome::Delivered(Some(info)) => map_rejected_info(&info, part, rejected),
-                Outcome::Invalid(message) if part.len() == 1 => rejected.push(RejectedRecord::new(
-                    part[0],
-                    format!("rejected by CloudWatch Logs: InvalidParameterException: {message}"),
-                )),
+                Outcome::Invalid(message) if part.len() == 1 => {
+                    invalid_alone += 1;
+                    if invalid_alone > MAX_INVALID_EVENTS_ISOLATED {
+                        // So many events refused alone smells of a problem
+                        // with the request itself, not with the events:
+                        // fail the batch rather than dead-letter all of it.
+                        return Err(Error::target(
+                            &self.target,
+                            format!(
+                                "more than {MAX_INVALID_EVENTS_ISOLATED} events of one request \
+                                 refused one by one with InvalidParameterException: {message}"
+                            ),
+                        ));
+                    }
+                    rejected.push(RejectedRecord::new(
+                        part[0],
+                        format!(
+                            "rejected by CloudWatch Logs: InvalidParameterException: {message}"
+                        ),
+                    ));
+                }
                 Outcome::Invalid(message) => {
                     tracing::debug!(
                         target_name = %self.target,
