@@ -227,3 +227,31 @@ async fn an_unencodable_record_is_refused_alone() {
     sink.close().await.unwrap();
     assert_eq!(delivered.records(), vec![good.clone(), good]);
 }
+
+#[tokio::test]
+async fn a_record_too_large_for_the_log_is_refused_alone() {
+    use unistream::wal::WalError;
+    let dir = tempfile::tempdir().unwrap();
+    let target = MemorySink::<Vec<u8>>::new();
+    let delivered = target.handle();
+    let mut sink = target
+        .buffered_wal(
+            WalConfig::new(dir.path())
+                .codec(RawCodec)
+                .segment_bytes(4096),
+        )
+        .await
+        .unwrap();
+    sink.feed(vec![1u8; 10]).await.unwrap();
+    let err = sink.feed(vec![2u8; 10_000]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            unistream::Error::Wal(WalError::RecordTooLarge { bytes: 10_000, .. })
+        ),
+        "{err:?}"
+    );
+    sink.feed(vec![3u8; 10]).await.unwrap();
+    sink.close().await.unwrap();
+    assert_eq!(delivered.records(), vec![vec![1u8; 10], vec![3u8; 10]]);
+}

@@ -123,6 +123,12 @@ pub struct BufferedWal<T, C = JsonCodec> {
     buffered_bytes: usize,
     max_records: usize,
     max_bytes: usize,
+    /// The largest record the log accepts; checked in `start_send` so that
+    /// one oversized record fails alone instead of failing its whole append.
+    max_record_bytes: u64,
+    /// Capacity to allocate for the next encoded record (from the last one),
+    /// sparing the codec the reallocations of a growing buffer.
+    record_capacity: usize,
     /// The append of the previous buffer, while it is being written.
     in_flight: Option<Append>,
     closing: Closing,
@@ -158,6 +164,7 @@ where
         })?;
         let (options, batching, retry, codec, dead_letter) = config.into_parts();
         let origin: Arc<str> = Arc::from(options.dir().display().to_string());
+        let max_record_bytes = options.max_record_bytes();
         let (writer, reader, recovery) = Wal::open(options).await?;
         if recovery.uncommitted_records > 0 {
             tracing::info!(
@@ -189,6 +196,8 @@ where
             buffered_bytes: 0,
             max_records: batching.max_records,
             max_bytes: batching.max_bytes,
+            max_record_bytes,
+            record_capacity: 0,
             in_flight: None,
             closing: Closing::Open,
             _records: PhantomData,
@@ -281,9 +290,18 @@ impl<T, C: Codec<T>> Sink<T> for BufferedWal<T, C> {
     fn start_send(self: Pin<&mut Self>, item: T) -> Result<(), Error> {
         let this = self.get_mut();
         this.check_open()?;
-        // A record that cannot be encoded is refused alone: nothing else in
-        // the buffer is touched.
-        let record = this.codec.encode_to_vec(&item)?;
+        // A record that cannot be encoded, or is too large for the log, is
+        // refused alone: nothing else in the buffer is touched.
+        let mut record = Vec::with_capacity(this.record_capacity);
+        this.codec.encode(&item, &mut record)?;
+        if record.len() as u64 > this.max_record_bytes {
+            return Err(WalError::RecordTooLarge {
+                bytes: record.len() as u64,
+                limit: this.max_record_bytes,
+            }
+            .into());
+        }
+        this.record_capacity = record.len() + record.len() / 8 + 16;
         this.buffered_bytes += record.len();
         this.buffer.push(record);
         Ok(())
@@ -343,6 +361,8 @@ impl<T, C: Clone> Clone for BufferedWal<T, C> {
             buffered_bytes: 0,
             max_records: self.max_records,
             max_bytes: self.max_bytes,
+            max_record_bytes: self.max_record_bytes,
+            record_capacity: self.record_capacity,
             in_flight: None,
             closing: Closing::Open,
             _records: PhantomData,
