@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::SinkExt;
 use unistream::sink::{MemorySink, WalConfig, WalSinkExt};
-use unistream::wal::WhenFull;
+use unistream::wal::{Lsn, WhenFull};
 use unistream::{Error, RawCodec};
 
 const CAP: u64 = 16 * 1024;
@@ -99,9 +99,13 @@ async fn senders_get_an_error_at_the_cap_when_configured() {
     assert!(acknowledged > 0);
 
     // The refused record was not acknowledged and is not delivered; once
-    // the target drains the log, sending works again.
+    // the target drained the log and the commit freed its space, sending
+    // works again.
     delivered.resume();
     delivered.wait_for_records(acknowledged as usize).await;
+    while sink.wal_stats().committed_lsn < Lsn(u64::from(acknowledged)) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     sink.send(record(acknowledged)).await.unwrap();
     sink.close().await.unwrap();
     let expected: Vec<Vec<u8>> = (0..=acknowledged).map(record).collect();

@@ -88,9 +88,6 @@ pub async fn run(dir: &Path) -> Result<PathBuf, Error> {
     println!(
         "produce: crash! {CRASH_RUN} more records acknowledged, {pending} of them not yet delivered"
     );
-    // A real crash leaves no background task behind; in this process the
-    // dropped sink's tasks need a moment to stop before the log is reopened.
-    tokio::time::sleep(Duration::from_millis(100)).await;
 
     // Restart: opening the same log delivers what the crash left, first.
     let mut sink = FileSink::<Order>::open(&file)

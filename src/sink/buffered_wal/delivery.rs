@@ -16,7 +16,15 @@
 //!    the target's reason. A batch that exhausts its attempts becomes dead
 //!    letters as a whole.
 //! 4. **Dead-letter** those records, if any, in one write.
-//! 5. **Commit** the batch in the log, only now.
+//! 5. **Commit** the batch in the log, only now. Under `Fsync::Always` the
+//!    task waits until the committed position is durable before it reads
+//!    the next batch, so a crash re-sends at most the batch in flight.
+//!    Under `Fsync::Interval` and `Fsync::Never` it hands the position to
+//!    the log's background committer and goes on: the log persists the
+//!    newest position one fsync'd write at a time, so a small-batch
+//!    pipeline is not held to one batch per two fsyncs; a crash then also
+//!    re-sends the batches delivered while the position was being persisted
+//!    (never loses any). `close` waits until the position is durable.
 //!
 //! Any failure the task cannot resolve — a dead-letter write that fails, a
 //! record to give up on while no dead-letter destination is configured, a
@@ -54,6 +62,8 @@ pub(super) struct Delivery<T, S, C> {
     pub(super) recovered_upto: u64,
     /// Names the log in dead-letter origins.
     pub(super) origin: Arc<str>,
+    /// Wait for every commit to be durable before going on (`Fsync::Always`).
+    pub(super) durable_commits: bool,
 }
 
 /// What the task does next.
@@ -85,7 +95,7 @@ where
 
     async fn run_until_closed(&mut self) -> Result<(), Error> {
         loop {
-            match self.next_due().await {
+            match self.next_due().await? {
                 Next::Deliver => self.deliver_batch().await?,
                 Next::Close => {
                     self.target.close().await.map_err(Into::into)?;
@@ -101,18 +111,31 @@ where
         }
     }
 
-    /// Waits until a batch is due or the target is to be closed.
-    async fn next_due(&mut self) -> Next {
+    /// Waits until a batch is due or the target is to be closed, publishing
+    /// the durable commit position as it advances.
+    async fn next_due(&mut self) -> Result<Next, Error> {
         loop {
+            self.shared.committed(self.reader.durable_committed().0);
+            let committed = self.reader.committed();
+            let persisting = self.reader.durable_committed() < committed;
             let backlog = self.reader.backlog();
             if backlog.records == 0 {
+                if persisting {
+                    // Idle: wait for the background commit to be durable
+                    // (what `close` waits for), or for new records.
+                    tokio::select! {
+                        result = self.reader.wait_committed(committed) => result?,
+                        () = self.shared.wake.notified() => {}
+                    }
+                    continue;
+                }
                 if self.shared.close_requested() {
-                    return Next::Close;
+                    return Ok(Next::Close);
                 }
                 self.shared.wake.notified().await;
                 continue;
             }
-            let committed = self.reader.committed().0;
+            let committed = committed.0;
             let full = backlog.records >= self.batching.max_records as u64
                 || backlog.bytes >= self.batching.max_bytes as u64;
             if full
@@ -120,17 +143,17 @@ where
                 || committed < self.shared.urgent_upto()
                 || self.shared.close_requested()
             {
-                return Next::Deliver;
+                return Ok(Next::Deliver);
             }
             let Some(oldest) = backlog.oldest_appended_at else {
-                return Next::Deliver;
+                return Ok(Next::Deliver);
             };
             let due = oldest + self.batching.max_age;
             if Instant::now() >= due {
-                return Next::Deliver;
+                return Ok(Next::Deliver);
             }
             tokio::select! {
-                () = tokio::time::sleep_until(due) => return Next::Deliver,
+                () = tokio::time::sleep_until(due) => return Ok(Next::Deliver),
                 () = self.shared.wake.notified() => {}
             }
         }
@@ -244,8 +267,12 @@ where
             tracing::warn!(count, "records sent to the dead-letter destination");
         }
 
-        self.reader.commit(Lsn(last + 1)).await?;
-        self.shared.committed(last + 1);
+        if self.durable_commits {
+            self.reader.commit(Lsn(last + 1)).await?;
+        } else {
+            self.reader.start_commit(Lsn(last + 1))?;
+        }
+        self.shared.committed(self.reader.durable_committed().0);
         Ok(())
     }
 

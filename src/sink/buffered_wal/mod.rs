@@ -19,8 +19,11 @@
 //!    the target in acceptance order, or to the dead-letter destination with
 //!    its reason, before it is committed (deleted) from the log. After a
 //!    crash — or a drop without `close` — opening the same directory delivers
-//!    the uncommitted records first, in order; the only duplicates are
-//!    records whose batch was being delivered at the crash.
+//!    the uncommitted records first, in order. The only duplicates are the
+//!    records whose batch was being delivered at the crash and, under
+//!    `Fsync::Interval` / `Fsync::Never`, those of the batches delivered
+//!    while the log was persisting the commit position in the background
+//!    (under `Fsync::Always` each commit is durable before the next batch).
 //! 3. **Batching** by [`max_records`](WalConfig::max_records),
 //!    [`max_bytes`](WalConfig::max_bytes) (encoded bytes) and
 //!    [`max_age`](WalConfig::max_age) (linger since the oldest undelivered
@@ -78,7 +81,7 @@ use futures::Sink;
 
 use crate::codec::{Codec, JsonCodec};
 use crate::error::Error;
-use crate::wal::{Lsn, Recovery, Wal, WalError, WalStats, WalWriter};
+use crate::wal::{Fsync, Lsn, Recovery, Wal, WalError, WalStats, WalWriter};
 
 pub use config::{WalConfig, DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS};
 pub use dead_letter::{DeadLetterTarget, NoDeadLetter};
@@ -165,6 +168,7 @@ where
         let (options, batching, retry, codec, dead_letter) = config.into_parts();
         let origin: Arc<str> = Arc::from(options.dir().display().to_string());
         let max_record_bytes = options.max_record_bytes();
+        let durable_commits = matches!(options.get_fsync(), Fsync::Always);
         let (writer, reader, recovery) = Wal::open(options).await?;
         if recovery.uncommitted_records > 0 {
             tracing::info!(
@@ -184,6 +188,7 @@ where
             shared: shared.clone(),
             recovered_upto: writer.stats().next_lsn.0,
             origin,
+            durable_commits,
         };
         let task = runtime.spawn(delivery.run());
         Ok(Self {
