@@ -7,8 +7,12 @@
 //!    `max_age` old (checked on `tokio::time`, so it fires while nobody
 //!    sends), or a handle is closing, or the records were recovered from a
 //!    previous run (those go first, at once).
-//! 2. **Read** at most one batch from the log (from disk: memory does not grow
-//!    with the backlog) and decode it. Bytes that no longer decode (the codec
+//! 2. **Read** the batch from the log (from disk: memory does not grow with
+//!    the backlog) and decode it. When the backlog holds several full
+//!    batches, up to [`READ_AHEAD_BATCHES`] of them are read in one go (at
+//!    most [`READ_AHEAD_BYTES`] unless one batch is larger), which saves a
+//!    trip to the blocking thread pool per batch; each is still delivered
+//!    and committed on its own. Bytes that no longer decode (the codec
 //!    changed) become dead letters carrying the raw bytes.
 //! 3. **Deliver** it to the target (`send` + flush), retrying failures per
 //!    the [`RetryPolicy`] with backoff. [`Error::Rejected`] means the batch
@@ -33,6 +37,7 @@
 //! records stay in the log for the next time it is opened. The task does not
 //! retry such failures itself, because only the user can fix their cause.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -49,6 +54,11 @@ use super::config::Batching;
 use super::dead_letter::BoxDeadLetterSink;
 use super::shared::Shared;
 
+/// Full batches read from the log in one go, at most.
+pub(super) const READ_AHEAD_BATCHES: usize = 8;
+/// Bytes read ahead, at most (unless a single batch is larger).
+pub(super) const READ_AHEAD_BYTES: usize = 8 << 20;
+
 pub(super) struct Delivery<T, S, C> {
     pub(super) reader: WalReader,
     pub(super) target: Pin<Box<S>>,
@@ -64,6 +74,8 @@ pub(super) struct Delivery<T, S, C> {
     pub(super) origin: Arc<str>,
     /// Wait for every commit to be durable before going on (`Fsync::Always`).
     pub(super) durable_commits: bool,
+    /// Full batches read ahead, not yet delivered.
+    pub(super) ahead: VecDeque<Vec<WalRecord>>,
 }
 
 /// What the task does next.
@@ -115,6 +127,9 @@ where
     /// the durable commit position as it advances.
     async fn next_due(&mut self) -> Result<Next, Error> {
         loop {
+            if !self.ahead.is_empty() {
+                return Ok(Next::Deliver);
+            }
             self.shared.committed(self.reader.durable_committed().0);
             let committed = self.reader.committed();
             let persisting = self.reader.durable_committed() < committed;
@@ -159,12 +174,55 @@ where
         }
     }
 
+    /// The next batch: read ahead earlier, or read now together with the
+    /// full batches that follow it.
+    async fn read_batch(&mut self) -> Result<Vec<WalRecord>, Error> {
+        if let Some(batch) = self.ahead.pop_front() {
+            return Ok(batch);
+        }
+        let Batching {
+            max_records,
+            max_bytes,
+            ..
+        } = self.batching;
+        let chunk = self
+            .reader
+            .next_batch(
+                max_records.saturating_mul(READ_AHEAD_BATCHES),
+                max_bytes.max(READ_AHEAD_BYTES.min(max_bytes.saturating_mul(READ_AHEAD_BATCHES))),
+            )
+            .await?;
+        let mut batches = VecDeque::new();
+        let mut current: Vec<WalRecord> = Vec::new();
+        let mut bytes = 0;
+        for record in chunk {
+            if !current.is_empty()
+                && (current.len() >= max_records || bytes + record.payload.len() > max_bytes)
+            {
+                batches.push_back(std::mem::take(&mut current));
+                bytes = 0;
+            }
+            bytes += record.payload.len();
+            current.push(record);
+        }
+        if let Some(first) = current.first() {
+            let full = current.len() >= max_records || bytes >= max_bytes;
+            if batches.is_empty() || full {
+                batches.push_back(current);
+            } else {
+                // A partial batch behind full ones is not due yet: leave it
+                // in the log, where its age keeps counting.
+                self.reader.rewind(first.lsn);
+            }
+        }
+        let batch = batches.pop_front().unwrap_or_default();
+        self.ahead = batches;
+        Ok(batch)
+    }
+
     /// Reads, delivers, dead-letters and commits one batch.
     async fn deliver_batch(&mut self) -> Result<(), Error> {
-        let records = self
-            .reader
-            .next_batch(self.batching.max_records, self.batching.max_bytes)
-            .await?;
+        let records = self.read_batch().await?;
         let Some(last) = records.last().map(|r| r.lsn.0) else {
             return Ok(());
         };

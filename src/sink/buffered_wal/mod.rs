@@ -189,6 +189,7 @@ where
             recovered_upto: writer.stats().next_lsn.0,
             origin,
             durable_commits,
+            ahead: Default::default(),
         };
         let task = runtime.spawn(delivery.run());
         Ok(Self {
