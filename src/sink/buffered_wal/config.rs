@@ -99,9 +99,6 @@ impl<C, D> WalConfig<C, D> {
 
     /// At most this many records per batch handed to the target.
     ///
-    /// Also bounds the records a [`BufferedWal`](super::BufferedWal) handle
-    /// holds in memory before it writes them to the log.
-    ///
     /// # Panics
     ///
     /// If `records` is 0.
@@ -114,6 +111,9 @@ impl<C, D> WalConfig<C, D> {
 
     /// At most this many *encoded* bytes per batch (a single record larger
     /// than this still travels, alone).
+    ///
+    /// Also bounds the encoded bytes a [`BufferedWal`](super::BufferedWal)
+    /// handle holds in memory before it appends them to the log.
     ///
     /// # Panics
     ///
