@@ -193,13 +193,17 @@ where
             )
             .await?;
         let mut batches = VecDeque::new();
-        let mut current: Vec<WalRecord> = Vec::new();
+        let capacity = max_records.min(chunk.len());
+        let mut current: Vec<WalRecord> = Vec::with_capacity(capacity);
         let mut bytes = 0;
         for record in chunk {
             if !current.is_empty()
                 && (current.len() >= max_records || bytes + record.payload.len() > max_bytes)
             {
-                batches.push_back(std::mem::take(&mut current));
+                batches.push_back(std::mem::replace(
+                    &mut current,
+                    Vec::with_capacity(capacity),
+                ));
                 bytes = 0;
             }
             bytes += record.payload.len();

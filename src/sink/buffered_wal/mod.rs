@@ -266,7 +266,11 @@ impl<T, C> BufferedWal<T, C> {
     /// done); the caller polls it.
     fn start_append(&mut self) {
         debug_assert!(self.in_flight.is_none());
-        let records = std::mem::take(&mut self.buffer);
+        // The next buffer starts as large as this one ended: a buffer grown
+        // by doubling reallocates a dozen times per append on the
+        // `send_all` path; with `send`, this stays one record.
+        let capacity = self.buffer.len();
+        let records = std::mem::replace(&mut self.buffer, Vec::with_capacity(capacity));
         self.buffered_bytes = 0;
         let writer = self.writer.clone();
         self.in_flight = Some(Box::pin(async move { writer.append(records).await }));
