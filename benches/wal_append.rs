@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use unistream::wal::{Fsync, Wal, WalOptions, WalReader, WalWriter};
 
 fn bench_root() -> PathBuf {
@@ -39,6 +39,8 @@ async fn consume(mut reader: WalReader) {
         let Some(last) = batch.last() else { break };
         reader.start_commit(last.lsn.after(1)).unwrap();
     }
+    let end = reader.committed();
+    reader.wait_committed(end).await.unwrap();
 }
 
 async fn open(fsync: Fsync) -> (tempfile::TempDir, WalWriter, tokio::task::JoinHandle<()>) {
@@ -48,6 +50,18 @@ async fn open(fsync: Fsync) -> (tempfile::TempDir, WalWriter, tokio::task::JoinH
         .unwrap();
     let consumer = tokio::spawn(consume(reader));
     (dir, writer, consumer)
+}
+
+/// Lets the consumer read and commit everything before the directory goes.
+fn close(
+    runtime: &tokio::runtime::Runtime,
+    dir: tempfile::TempDir,
+    writer: WalWriter,
+    consumer: tokio::task::JoinHandle<()>,
+) {
+    drop(writer);
+    runtime.block_on(consumer).unwrap();
+    drop(dir);
 }
 
 fn append(c: &mut Criterion) {
@@ -65,15 +79,21 @@ fn append(c: &mut Criterion) {
 
     group.throughput(Throughput::Elements(1000));
     group.bench_function("interval_10ms/batch_1000", |b| {
-        let (_dir, writer, _consumer) =
+        let (dir, writer, consumer) =
             runtime.block_on(open(Fsync::Interval(Duration::from_millis(10))));
         let mut next = 0u64;
-        b.to_async(&runtime).iter(|| {
-            let batch: Vec<Vec<u8>> = (next..next + 1000).map(record).collect();
-            next += 1000;
-            let writer = writer.clone();
-            async move { writer.append(batch).await.unwrap() }
-        });
+        b.to_async(&runtime).iter_batched(
+            || {
+                next += 1000;
+                (next - 1000..next).map(record).collect::<Vec<_>>()
+            },
+            |batch| {
+                let writer = writer.clone();
+                async move { writer.append(batch).await.unwrap() }
+            },
+            BatchSize::SmallInput,
+        );
+        close(&runtime, dir, writer, consumer);
     });
 
     for appenders in [1u64, 64] {
@@ -83,7 +103,7 @@ fn append(c: &mut Criterion) {
             BenchmarkId::new("always", format!("appenders_{appenders}")),
             &appenders,
             |b, &appenders| {
-                let (_dir, writer, _consumer) = runtime.block_on(open(Fsync::Always));
+                let (dir, writer, consumer) = runtime.block_on(open(Fsync::Always));
                 b.to_async(&runtime).iter_custom(|iters| {
                     let writer = writer.clone();
                     async move {
@@ -109,6 +129,7 @@ fn append(c: &mut Criterion) {
                         start.elapsed()
                     }
                 });
+                close(&runtime, dir, writer, consumer);
             },
         );
     }
