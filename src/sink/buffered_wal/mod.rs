@@ -158,6 +158,8 @@ enum Closing {
     /// Waiting for the delivery task to close the target (last handle).
     AwaitTarget(Waiting),
     Closed,
+    /// Closing the target failed (after this handle was counted out).
+    Failed,
 }
 
 impl<T, C> BufferedWal<T, C>
@@ -278,7 +280,7 @@ impl<T, C> BufferedWal<T, C> {
 
     fn check_open(&self) -> Result<(), Error> {
         self.shared.check()?;
-        if matches!(self.closing, Closing::Closed) {
+        if matches!(self.closing, Closing::Closed | Closing::Failed) {
             return Err(Error::target(
                 "buffered_wal",
                 "this handle was closed; clone an open handle to send more",
@@ -350,7 +352,12 @@ impl<T, C: Codec<T>> Sink<T> for BufferedWal<T, C> {
                     this.closing = Closing::AwaitCommit(this.shared.wait_committed(target));
                 }
                 Closing::AwaitCommit(waiting) => {
-                    futures::ready!(waiting.as_mut().poll(cx))?;
+                    if let Err(e) = futures::ready!(waiting.as_mut().poll(cx)) {
+                        // Never poll the finished future again; a later
+                        // `close` starts over and meets the same error.
+                        this.closing = Closing::Open;
+                        return Poll::Ready(Err(e));
+                    }
                     this.closing = if this.shared.handle_done() {
                         Closing::AwaitTarget(this.shared.close_target())
                     } else {
@@ -358,10 +365,15 @@ impl<T, C: Codec<T>> Sink<T> for BufferedWal<T, C> {
                     };
                 }
                 Closing::AwaitTarget(waiting) => {
-                    futures::ready!(waiting.as_mut().poll(cx))?;
-                    this.closing = Closing::Closed;
+                    let result = futures::ready!(waiting.as_mut().poll(cx));
+                    this.closing = match result {
+                        Ok(()) => Closing::Closed,
+                        Err(_) => Closing::Failed,
+                    };
+                    return Poll::Ready(result);
                 }
                 Closing::Closed => return Poll::Ready(Ok(())),
+                Closing::Failed => return Poll::Ready(Err(this.shared.stopped_error())),
             }
         }
     }
@@ -394,7 +406,10 @@ impl<T, C: Clone> Clone for BufferedWal<T, C> {
 impl<T, C> Drop for BufferedWal<T, C> {
     fn drop(&mut self) {
         // A handle that finished closing was already counted out.
-        if !matches!(self.closing, Closing::AwaitTarget(_) | Closing::Closed) {
+        if !matches!(
+            self.closing,
+            Closing::AwaitTarget(_) | Closing::Closed | Closing::Failed
+        ) {
             self.shared.handle_done();
         }
     }

@@ -142,6 +142,12 @@ impl Shared {
         Err(self.take_error())
     }
 
+    /// The error of a task that is not running: the one that stopped it
+    /// (once), then a [`DeliveryStopped`].
+    pub(super) fn stopped_error(&self) -> Error {
+        self.take_error()
+    }
+
     fn take_error(&self) -> Error {
         if let Some(error) = lock(&self.error).take() {
             return error;
