@@ -38,10 +38,11 @@
 //! retry such failures itself, because only the user can fix their cause.
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::{Sink, SinkExt};
+use futures::{FutureExt, Sink, SinkExt};
 use tokio::time::Instant;
 
 use crate::codec::Codec;
@@ -99,7 +100,24 @@ where
     C: Codec<T>,
 {
     pub(super) async fn run(mut self) {
-        match self.run_until_closed().await {
+        // A panic in user code (the target, the codec) must not leave the
+        // handles waiting for a task that is gone: it stops delivery like
+        // any other error.
+        let result = AssertUnwindSafe(self.run_until_closed())
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_string());
+                Err(Error::target(
+                    "buffered_wal",
+                    format!("the delivery task panicked: {message}"),
+                ))
+            });
+        match result {
             Ok(()) => self.shared.closed(),
             Err(error) => self.shared.stop(error),
         }
