@@ -162,6 +162,13 @@ async fn when_the_dead_letter_sink_fails_nothing_is_committed_and_the_error_surf
     let err = sink.close().await.unwrap_err();
     assert!(matches!(err, Error::DeadLetter(_)), "{err:?}");
     assert_eq!(sink.wal_stats().committed_lsn, Lsn(0));
+    // Closing again reports that delivery is not running (and does not
+    // pretend that everything was delivered).
+    let again = sink.close().await.unwrap_err();
+    assert!(
+        matches!(&again, Error::Target { source, .. } if source.is::<DeliveryStopped>()),
+        "{again:?}"
+    );
     // Later calls keep failing, with a typed "not running" error.
     let again = sink.send(3).await.unwrap_err();
     match &again {
@@ -297,4 +304,36 @@ async fn bytes_that_no_longer_decode_are_dead_lettered_raw() {
         "{}",
         entries[0].reason
     );
+}
+
+/// A target that panics on its first batch.
+struct Panicking;
+
+impl Sink<Vec<u64>> for Panicking {
+    type Error = Error;
+    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+    fn start_send(self: Pin<&mut Self>, _: Vec<u64>) -> Result<(), Error> {
+        panic!("target bug");
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_target_stops_delivery_with_an_error_instead_of_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = Panicking
+        .buffered_wal(WalConfig::new(dir.path()))
+        .await
+        .unwrap();
+    sink.send(1).await.unwrap();
+    let err = sink.close().await.unwrap_err();
+    assert!(err.to_string().contains("target bug"), "{err}");
+    assert_eq!(sink.wal_stats().committed_lsn, Lsn(0));
 }
