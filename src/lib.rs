@@ -15,7 +15,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`sink`] | batch targets: file, memory |
+//! | [`sink`] | batch targets (file, memory) and the durable `buffered_wal` adapter |
 //! | [`wal`] | the write-ahead log |
 //! | [`source`] | record sources: file, memory |
 //! | [`process`] | per-record retry and dead-lettering |
@@ -44,6 +44,9 @@ pub mod wal;
 
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
+
+#[cfg(feature = "cloudwatch-logs")]
+pub mod cloudwatch_logs;
 
 pub use checkpoint::{CheckpointStore, CheckpointStreamExt, CheckpointToken, Position};
 pub use codec::{Codec, JsonCodec, RawCodec};
