@@ -11,7 +11,7 @@
 //!
 //! 1. **Durable before acknowledged.** `send(x).await` or `flush().await`
 //!    returning `Ok` means `x` is in the log: written and fdatasynced under
-//!    [`Fsync::Always`](crate::wal::Fsync::Always); written, and on disk at
+//!    [`Fsync::Always`]; written, and on disk at
 //!    the next tick, under `Fsync::Interval` (the default, 10 ms); written
 //!    and left to the operating system under `Fsync::Never`. Records only
 //!    passed to `start_send` (and not flushed yet) are not acknowledged.
@@ -103,7 +103,7 @@ const LOCAL_BUFFER_MIN_RECORDS: usize = 4096;
 type Append = Pin<Box<dyn Future<Output = Result<Lsn, WalError>> + Send>>;
 
 /// A durable, batching `Sink<T>` in front of a batch sink; made by
-/// [`WalSinkExt::buffered_wal`]. See the [module documentation](self) for
+/// [`WalSinkExt::buffered_wal`]. See the [module documentation](crate::sink::buffered_wal) for
 /// its guarantees.
 ///
 /// ```
