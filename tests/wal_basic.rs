@@ -437,3 +437,45 @@ async fn concurrent_appends_under_always_share_one_write_and_one_fdatasync() {
     assert_eq!(after.synced_lsn, Lsn(65));
     assert_eq!(drain(&mut reader, 100).await.len(), 65);
 }
+
+#[tokio::test]
+async fn a_cancelled_next_batch_returns_nothing_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, mut reader, _) = Wal::open(WalOptions::new(dir.path())).await.unwrap();
+    writer.append(payloads(0..30_000)).await.unwrap();
+    assert_eq!(reader.next_batch(3, usize::MAX).await.unwrap().len(), 3);
+    let mut cancelled_while_pending = 0;
+    for _ in 0..5 {
+        let before = reader.next_lsn();
+        // Polled once (the read of 5,000 records starts on a blocking
+        // thread), then dropped.
+        let polled = {
+            let mut read = tokio_test::task::spawn(reader.next_batch(5_000, usize::MAX));
+            read.poll()
+        };
+        match polled {
+            std::task::Poll::Pending => {
+                cancelled_while_pending += 1;
+                assert_eq!(reader.next_lsn(), before, "nothing counts as returned");
+            }
+            // The blocking read won the race: those records were returned.
+            std::task::Poll::Ready(batch) => {
+                let batch = batch.unwrap();
+                assert_eq!(batch[0].lsn, before);
+                assert_eq!(reader.next_lsn(), before.after(batch.len() as u64));
+            }
+        }
+    }
+    assert!(
+        cancelled_while_pending > 0,
+        "no read was cancelled while in progress"
+    );
+    let from = reader.next_lsn().0;
+    assert_eq!(reader.backlog().records, 30_000 - from);
+    let lsns: Vec<u64> = drain(&mut reader, 4_000)
+        .await
+        .iter()
+        .map(|r| r.lsn.0)
+        .collect();
+    assert_eq!(lsns, (from..30_000).collect::<Vec<_>>());
+}

@@ -125,6 +125,14 @@ async fn quarantined_payload_frame_is_moved_aside_and_everything_else_delivered(
     assert_eq!(q[0].bytes, FRAME);
     assert_eq!(q[0].lsns, (Lsn(5), Lsn(6)));
     assert_eq!(std::fs::read(&q[0].moved_to).unwrap(), damaged_frame);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&q[0].moved_to)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "quarantined bytes are private too");
+    }
     assert!(q[0].moved_to.starts_with(dir.path().join("quarantine")));
     assert_eq!(
         std::fs::read(&file).unwrap(),
@@ -425,4 +433,40 @@ async fn leftover_segments_below_the_committed_position_are_deleted_at_open() {
     assert!(!segment_path(dir.path(), 0).exists());
     assert_eq!(recovery.uncommitted_records, 1);
     assert_eq!(lsns(&drain(&mut reader).await.unwrap()), vec![9]);
+}
+
+#[tokio::test]
+async fn a_missing_middle_segment_is_reported_not_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 12).await;
+    std::fs::remove_file(segment_path(dir.path(), 4)).unwrap();
+    let (_w, mut reader, _) = Wal::open(options(dir.path(), OnCorruption::Fail))
+        .await
+        .unwrap();
+    let (before, err) = drain(&mut reader).await.unwrap_err();
+    assert_eq!(lsns(&before), vec![0, 1, 2, 3]);
+    match err {
+        WalError::Corrupt {
+            file,
+            offset,
+            reason,
+        } => {
+            assert_eq!(file, segment_path(dir.path(), 0));
+            assert_eq!(offset, 16 + 4 * FRAME);
+            assert!(reason.contains("missing"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    drop((_w, reader));
+    // Under quarantine the gap is reported and reading goes on after it.
+    let (_w, mut reader, _) = Wal::open(options(dir.path(), OnCorruption::Quarantine))
+        .await
+        .unwrap();
+    assert_eq!(
+        lsns(&drain(&mut reader).await.unwrap()),
+        vec![0, 1, 2, 3, 8, 9, 10, 11]
+    );
+    let q = reader.quarantined();
+    assert_eq!(q.len(), 1);
+    assert_eq!((q[0].lsns, q[0].bytes), ((Lsn(4), Lsn(8)), 0));
 }

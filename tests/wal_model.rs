@@ -281,7 +281,7 @@ async fn drain_and_check(reader: &mut WalReader, model: &Model) -> Result<(), Te
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
 
     #[test]
     fn wal_agrees_with_the_model(fsync in fsync_policy(), ops in prop::collection::vec(op(), 1..60)) {

@@ -11,10 +11,20 @@
 //!
 //! # Guarantees
 //!
-//! - **Framing.** Every record is one frame: payload length, CRC32C of the
-//!   payload, CRC32C of those 8 header bytes, payload (see the `format`
-//!   module source for the byte layout). A frame never spans segments. A
-//!   segment starts with a magic/version header naming its first Lsn.
+//! - **Framing.** Every record is one frame; a frame never spans segments:
+//!
+//!   ```text
+//!   segment header  magic "UNIWAL\0" + version byte 1 (8 bytes) | first lsn (u64 LE)
+//!   frame           payload length L (u32 LE)
+//!                   CRC32C of the payload (u32 LE)
+//!                   CRC32C of the 8 bytes above (u32 LE)
+//!                   L bytes payload
+//!   committed file  8 bytes magic "UNIWALC\x01" | lsn (u64 LE) | CRC32C of the 16 bytes before
+//!   ```
+//!
+//!   The header checksum tells a damaged length apart from a damaged
+//!   payload: a bad payload is one frame that can be stepped over, a bad
+//!   header means the rest of the segment cannot be framed.
 //! - **Lsns** number records across the log's whole history, monotonic
 //!   across restarts.
 //! - **Durability** follows [`Fsync`]: `Always` acknowledges an append only
@@ -101,6 +111,7 @@ pub use error::WalError;
 pub use lsn::Lsn;
 pub use options::{
     Fsync, OnCorruption, WalOptions, WhenFull, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES,
+    MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
 };
 pub use quarantine::QuarantinedFrame;
 pub use reader::{Backlog, WalReader, WalRecord};

@@ -361,10 +361,14 @@ impl ReadJob {
     }
 
     fn run(&self, cursor: &mut Option<SegmentReader>) -> Result<Batch, WalError> {
+        // Sized once: the batch is bounded by the request and the backlog.
+        let expected = (self.written - self.next)
+            .min(self.max_records as u64)
+            .min(1 << 16) as usize;
         let mut batch = Batch {
-            records: Vec::new(),
+            records: Vec::with_capacity(expected),
             quarantined: Vec::new(),
-            lens: Vec::new(),
+            lens: Vec::with_capacity(expected),
             next: self.next,
         };
         let mut bytes = 0u64;

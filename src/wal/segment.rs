@@ -260,9 +260,16 @@ impl SegmentReader {
             .map_err(|e| WalError::io("read segment", &self.path, e))?;
         if read < raw.len() {
             self.resync()?;
+            let reason = if read == 0 {
+                // Only asked for frames that were written: some are gone.
+                "segment ends before the records it should hold (truncated, or a segment is missing)"
+                    .to_owned()
+            } else {
+                format!("segment ends inside a frame header ({read} of 12 bytes)")
+            };
             return Ok(Err(Damage::Rest {
                 offset: self.offset,
-                reason: format!("segment ends inside a frame header ({read} of 12 bytes)"),
+                reason,
             }));
         }
         match decode_frame_header(&raw) {
@@ -294,10 +301,13 @@ impl SegmentReader {
                 reason: "internal: frame header lost".to_owned(),
             }));
         };
-        let mut payload = vec![0u8; len as usize];
-        let read = read_fully(&mut self.reader, &mut payload)
+        // Read straight into spare capacity: no zero-filling first.
+        let mut payload = Vec::with_capacity(len as usize);
+        let read = (&mut self.reader)
+            .take(u64::from(len))
+            .read_to_end(&mut payload)
             .map_err(|e| WalError::io("read segment", &self.path, e))?;
-        if read < payload.len() {
+        if read < len as usize {
             self.resync()?;
             return Ok(Err(Damage::Rest {
                 offset: self.offset,
