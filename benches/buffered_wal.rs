@@ -162,7 +162,7 @@ async fn always_once(senders: u64, per_sender: u64) -> Duration {
 
 fn always_64_senders(c: &mut Criterion) {
     let rt = runtime();
-    let (senders, per_sender) = (64u64, 40u64);
+    let (senders, per_sender) = (64u64, 100u64);
     let mut group = c.benchmark_group("always_64_senders");
     group
         .sample_size(10)

@@ -52,3 +52,24 @@ async fn under_interval_acknowledged_records_are_fdatasynced_within_the_interval
     tokio::time::sleep(interval * 2).await;
     assert_eq!(sink.wal_stats().synced_lsn, Lsn(5)); // and synced by the tick
 }
+
+#[tokio::test]
+async fn under_never_close_still_delivers_and_commits_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = MemorySink::<u64>::new();
+    let delivered = target.handle();
+    let mut sink = target
+        .buffered_wal(
+            WalConfig::new(dir.path())
+                .fsync(Fsync::Never)
+                .max_records(10),
+        )
+        .await
+        .unwrap();
+    for i in 0..1000u64 {
+        sink.feed(i).await.unwrap();
+    }
+    sink.close().await.unwrap();
+    assert_eq!(delivered.records(), (0..1000).collect::<Vec<_>>());
+    assert_eq!(sink.wal_stats().committed_lsn, Lsn(1000));
+}

@@ -86,7 +86,7 @@ pub async fn run(dir: &Path) -> Result<PathBuf, Error> {
     let pending = stats.next_lsn.0 - stats.committed_lsn.0;
     drop(sink);
     println!(
-        "produce: crash! {CRASH_RUN} more records acknowledged, {pending} of them not yet delivered"
+        "produce: crash! {CRASH_RUN} more records acknowledged, {pending} of them not yet committed as delivered"
     );
 
     // Restart: opening the same log delivers what the crash left, first.

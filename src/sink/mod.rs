@@ -6,7 +6,7 @@
 //! records the target can never accept are reported by index through
 //! [`Error::Rejected`](crate::Error::Rejected).
 
-mod buffered_wal;
+pub mod buffered_wal;
 mod file;
 mod memory;
 

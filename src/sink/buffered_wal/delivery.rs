@@ -23,12 +23,16 @@
 //! 5. **Commit** the batch in the log, only now. Under `Fsync::Always` the
 //!    task waits until the committed position is durable before it reads
 //!    the next batch, so a crash re-sends at most the batch in flight.
-//!    Under `Fsync::Interval` and `Fsync::Never` it hands the position to
-//!    the log's background committer and goes on: the log persists the
-//!    newest position one fsync'd write at a time, so a small-batch
-//!    pipeline is not held to one batch per two fsyncs; a crash then also
-//!    re-sends the batches delivered while the position was being persisted
-//!    (never loses any). `close` waits until the position is durable.
+//!    Under `Fsync::Interval(d)` (and `Fsync::Never`, with
+//!    [`COMMIT_EVERY_WITHOUT_FSYNC`]) the durability of acknowledged records
+//!    is already a matter of `d`, and so is the commit: while batches keep
+//!    coming the task hands the delivered position to the log's background
+//!    committer at most once per `d`, and always before it goes idle. Each
+//!    persisted position costs two fsyncs; committing every small batch
+//!    would spend more CPU on them than on the records. A crash then also
+//!    re-sends the batches delivered since the last persisted position (at
+//!    most about `d` of deliveries plus one persist), never loses any.
+//!    `close` waits until the position is durable.
 //!
 //! Any failure the task cannot resolve — a dead-letter write that fails, a
 //! record to give up on while no dead-letter destination is configured, a
@@ -41,6 +45,7 @@ use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{FutureExt, Sink, SinkExt};
 use tokio::time::Instant;
@@ -54,6 +59,10 @@ use crate::wal::{Lsn, WalReader, WalRecord};
 use super::config::Batching;
 use super::dead_letter::BoxDeadLetterSink;
 use super::shared::Shared;
+
+/// How often the delivered position is committed while batches keep coming,
+/// under `Fsync::Never` (under `Fsync::Interval(d)`: every `d`).
+pub(super) const COMMIT_EVERY_WITHOUT_FSYNC: Duration = Duration::from_millis(10);
 
 /// Full batches read from the log in one go, at most.
 pub(super) const READ_AHEAD_BATCHES: usize = 8;
@@ -73,8 +82,12 @@ pub(super) struct Delivery<T, S, C> {
     pub(super) recovered_upto: u64,
     /// Names the log in dead-letter origins.
     pub(super) origin: Arc<str>,
-    /// Wait for every commit to be durable before going on (`Fsync::Always`).
-    pub(super) durable_commits: bool,
+    /// `None`: wait for every commit to be durable before going on
+    /// (`Fsync::Always`). `Some(d)`: commit in the background, at most once
+    /// per `d` while busy.
+    pub(super) commit_every: Option<Duration>,
+    /// When the delivered position was last handed to the committer.
+    pub(super) last_commit: Instant,
     /// Full batches read ahead, not yet delivered.
     pub(super) ahead: VecDeque<Vec<WalRecord>>,
 }
@@ -143,53 +156,68 @@ where
 
     /// Waits until a batch is due or the target is to be closed, publishing
     /// the durable commit position as it advances.
+    ///
+    /// Here no batch is in the task's hands: everything below
+    /// `reader.next_lsn()` is delivered (or dead-lettered).
     async fn next_due(&mut self) -> Result<Next, Error> {
         loop {
             if !self.ahead.is_empty() {
                 return Ok(Next::Deliver);
             }
+            let delivered = self.reader.next_lsn().0;
+            let backlog = self.reader.backlog();
+            let due = if backlog.records == 0 {
+                None
+            } else if backlog.records >= self.batching.max_records as u64
+                || backlog.bytes >= self.batching.max_bytes as u64
+                || delivered < self.recovered_upto
+                || delivered < self.shared.urgent_upto()
+                || self.shared.close_requested()
+            {
+                return Ok(Next::Deliver);
+            } else {
+                match backlog.oldest_appended_at {
+                    Some(oldest) if Instant::now() < oldest + self.batching.max_age => {
+                        Some(oldest + self.batching.max_age)
+                    }
+                    _ => return Ok(Next::Deliver),
+                }
+            };
+
+            // About to wait: commit what was delivered first.
+            self.commit_delivered()?;
             self.shared.committed(self.reader.durable_committed().0);
             let committed = self.reader.committed();
             let persisting = self.reader.durable_committed() < committed;
-            let backlog = self.reader.backlog();
-            if backlog.records == 0 {
-                if persisting {
+            match due {
+                Some(due) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(due) => return Ok(Next::Deliver),
+                        () = self.shared.wake.notified() => {}
+                    }
+                }
+                None if persisting => {
                     // Idle: wait for the background commit to be durable
                     // (what `close` waits for), or for new records.
                     tokio::select! {
                         result = self.reader.wait_committed(committed) => result?,
                         () = self.shared.wake.notified() => {}
                     }
-                    continue;
                 }
-                if self.shared.close_requested() {
-                    return Ok(Next::Close);
-                }
-                self.shared.wake.notified().await;
-                continue;
-            }
-            let committed = committed.0;
-            let full = backlog.records >= self.batching.max_records as u64
-                || backlog.bytes >= self.batching.max_bytes as u64;
-            if full
-                || committed < self.recovered_upto
-                || committed < self.shared.urgent_upto()
-                || self.shared.close_requested()
-            {
-                return Ok(Next::Deliver);
-            }
-            let Some(oldest) = backlog.oldest_appended_at else {
-                return Ok(Next::Deliver);
-            };
-            let due = oldest + self.batching.max_age;
-            if Instant::now() >= due {
-                return Ok(Next::Deliver);
-            }
-            tokio::select! {
-                () = tokio::time::sleep_until(due) => return Ok(Next::Deliver),
-                () = self.shared.wake.notified() => {}
+                None if self.shared.close_requested() => return Ok(Next::Close),
+                None => self.shared.wake.notified().await,
             }
         }
+    }
+
+    /// Hands everything delivered so far to the log's background committer.
+    fn commit_delivered(&mut self) -> Result<(), Error> {
+        let delivered = self.reader.next_lsn();
+        if delivered > self.reader.committed() {
+            self.reader.start_commit(delivered)?;
+            self.last_commit = Instant::now();
+        }
+        Ok(())
     }
 
     /// The next batch: read ahead earlier, or read now together with the
@@ -347,10 +375,13 @@ where
             tracing::warn!(count, "records sent to the dead-letter destination");
         }
 
-        if self.durable_commits {
-            self.reader.commit(Lsn(last + 1)).await?;
-        } else {
-            self.reader.start_commit(Lsn(last + 1))?;
+        match self.commit_every {
+            None => self.reader.commit(Lsn(last + 1)).await?,
+            Some(every) if self.ahead.is_empty() && self.last_commit.elapsed() >= every => {
+                // Everything returned by the reader is delivered now.
+                self.commit_delivered()?;
+            }
+            Some(_) => {} // committed later: within `every`, or when idle
         }
         self.shared.committed(self.reader.durable_committed().0);
         Ok(())

@@ -11,7 +11,7 @@
 //!
 //! 1. **Durable before acknowledged.** `send(x).await` or `flush().await`
 //!    returning `Ok` means `x` is in the log: written and fdatasynced under
-//!    [`Fsync::Always`](crate::wal::Fsync::Always); written, and on disk at
+//!    [`Fsync::Always`]; written, and on disk at
 //!    the next tick, under `Fsync::Interval` (the default, 10 ms); written
 //!    and left to the operating system under `Fsync::Never`. Records only
 //!    passed to `start_send` (and not flushed yet) are not acknowledged.
@@ -21,9 +21,11 @@
 //!    crash — or a drop without `close` — opening the same directory delivers
 //!    the uncommitted records first, in order. The only duplicates are the
 //!    records whose batch was being delivered at the crash and, under
-//!    `Fsync::Interval` / `Fsync::Never`, those of the batches delivered
-//!    while the log was persisting the commit position in the background
-//!    (under `Fsync::Always` each commit is durable before the next batch).
+//!    `Fsync::Interval(d)` / `Fsync::Never`, those of the batches delivered
+//!    since the commit position was last persisted — about `d` worth of
+//!    deliveries, as the position is committed in the background at most
+//!    once per `d` (10 ms under `Never`) while batches keep coming. Under
+//!    `Fsync::Always` each commit is durable before the next batch.
 //! 3. **Batching** by [`max_records`](WalConfig::max_records),
 //!    [`max_bytes`](WalConfig::max_bytes) (encoded bytes) and
 //!    [`max_age`](WalConfig::max_age) (linger since the oldest undelivered
@@ -103,7 +105,7 @@ const LOCAL_BUFFER_MIN_RECORDS: usize = 4096;
 type Append = Pin<Box<dyn Future<Output = Result<Lsn, WalError>> + Send>>;
 
 /// A durable, batching `Sink<T>` in front of a batch sink; made by
-/// [`WalSinkExt::buffered_wal`]. See the [module documentation](self) for
+/// [`WalSinkExt::buffered_wal`]. See the [module documentation](crate::sink::buffered_wal) for
 /// its guarantees.
 ///
 /// ```
@@ -181,7 +183,11 @@ where
         let (options, batching, retry, codec, dead_letter) = config.into_parts();
         let origin: Arc<str> = Arc::from(options.dir().display().to_string());
         let max_record_bytes = options.max_record_bytes();
-        let durable_commits = matches!(options.get_fsync(), Fsync::Always);
+        let commit_every = match options.get_fsync() {
+            Fsync::Always => None,
+            Fsync::Interval(every) => Some(every),
+            Fsync::Never => Some(delivery::COMMIT_EVERY_WITHOUT_FSYNC),
+        };
         let (writer, reader, recovery) = Wal::open(options).await?;
         if recovery.uncommitted_records > 0 {
             tracing::info!(
@@ -201,7 +207,8 @@ where
             shared: shared.clone(),
             recovered_upto: writer.stats().next_lsn.0,
             origin,
-            durable_commits,
+            commit_every,
+            last_commit: tokio::time::Instant::now(),
             ahead: Default::default(),
         };
         let task = runtime.spawn(delivery.run());
