@@ -1,5 +1,5 @@
-//! Quickstart: a durable producer (and, once wired in, a checkpointed
-//! consumer) on local files only — no AWS account, nothing to install.
+//! Quickstart: a durable producer and a checkpointed consumer on local
+//! files only — no AWS account, nothing to install.
 //!
 //! ```sh
 //! cargo run --example quickstart
@@ -7,6 +7,7 @@
 //!
 //! Everything is written to a fresh directory under `target/quickstart/`.
 
+mod consume;
 mod produce;
 
 use std::path::PathBuf;
@@ -20,13 +21,9 @@ async fn main() -> Result<(), unistream::Error> {
     // then a simulated crash that loses nothing.
     let file = produce::run(&dir).await?;
 
-    // ---- Consumer half -------------------------------------------------
-    // The consumer half (examples/quickstart/consume.rs) reads `file` back
-    // with checkpoints. Wire it in here:
-    //     mod consume;   (at the top)
-    //     consume::run(&file, &dir).await?;
-    // ---------------------------------------------------------------------
-    let _ = &file;
+    // Consumer half: read the file back with checkpoints, crash part-way,
+    // resume after the checkpoint.
+    consume::run(&file, &dir).await?;
 
     Ok(())
 }
