@@ -3,7 +3,12 @@
 //!
 //! Enabled by the `kinesis` cargo feature.
 
+pub mod aggregation;
+mod hash_key;
 pub mod limits;
 mod record;
+mod validation;
 
+pub use hash_key::{HashKey, InvalidHashKey};
 pub use record::KinesisRecord;
+pub use validation::{validate, InvalidRecord};
