@@ -33,7 +33,6 @@
 pub mod checkpoint;
 pub mod codec;
 pub mod dead_letter;
-#[allow(dead_code)] // the WAL and the JSON checkpoint store build on these
 mod durable_fs;
 mod error;
 pub mod retry;
