@@ -21,8 +21,8 @@
 //! every record is stored except those listed (invalid, or a permanent
 //! failure that exhausted the policy), which the caller dead-letters.
 //! `Err(Error::Target)`: a transient failure exhausted the policy; records
-//! may have been stored already, and the caller sends the batch again
-//! (at-least-once).
+//! may have been stored already, and the caller sends the batch again — the
+//! run's [`Progress`] then makes the sink send only what is left.
 //!
 //! [`RetryPolicy`]: crate::RetryPolicy
 
