@@ -7,3 +7,7 @@ pub mod limits;
 mod record;
 
 pub use record::KinesisRecord;
+
+pub mod source;
+
+pub use source::{InitialPosition, KinesisSource, KinesisStream};
