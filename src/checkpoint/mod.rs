@@ -7,5 +7,11 @@
 mod store;
 mod token;
 
+// Kinesis consumer stores (issue 6).
+#[cfg(feature = "dynamodb")]
+mod dynamodb;
+#[cfg(feature = "dynamodb")]
+pub use dynamodb::{DynamoDbCheckpointStore, Lease};
+
 pub use store::{CheckpointError, CheckpointStore};
 pub use token::{CheckpointToken, PartitionControl, Position, SequenceNumber};
