@@ -284,3 +284,88 @@ async fn a_fenced_shard_stops_while_the_others_go_on() {
     assert!(other_shard_records > 0, "the other shard kept delivering");
     assert_eq!(stream.active_shards(), 1);
 }
+
+/// Saves every token's position right away (a checkpointer with n = 1).
+async fn checkpoint(store: &TestStore, token: &CheckpointToken) {
+    store
+        .save(token.partition(), token.position())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_split_parent_is_finished_and_ended_before_its_children_start() {
+    let conf = sdk_config(kinesis_mock()).await;
+    let client = aws_sdk_kinesis::Client::new(&conf);
+    let name = unique_name("split");
+    create_stream(&client, &name, 1).await;
+    put_ids(&client, &name, 0..300).await;
+
+    let store = TestStore::default();
+    let mut stream = Checked::new(
+        KinesisSource::from_client(client.clone(), &name, store.clone())
+            .idle_interval(Duration::from_millis(50))
+            .shard_refresh_interval(Duration::from_secs(3600))
+            .stream(),
+    );
+    let mut order: Vec<(u64, String)> = Vec::new();
+    for _ in 0..150 {
+        let (id, token) = stream.next().await;
+        checkpoint(&store, &token).await;
+        order.push((id, token.partition().to_owned()));
+    }
+    let parent = order[0].1.clone();
+
+    // Split the only shard mid-stream, then write more: those records go to
+    // the children.
+    let shards = client
+        .list_shards()
+        .stream_name(&name)
+        .send()
+        .await
+        .unwrap();
+    let range = shards.shards()[0].hash_key_range().unwrap();
+    let start: u128 = range.starting_hash_key().parse().unwrap();
+    let end: u128 = range.ending_hash_key().parse().unwrap();
+    client
+        .split_shard()
+        .stream_name(&name)
+        .shard_to_split(&parent)
+        .new_starting_hash_key((start + (end - start) / 2).to_string())
+        .send()
+        .await
+        .unwrap();
+    wait_active(&client, &name).await;
+    put_ids(&client, &name, 300..600).await;
+
+    let mut first_child_at = None;
+    while order.len() < 600 {
+        let (id, token) = stream.next().await;
+        if token.partition() != parent && first_child_at.is_none() {
+            first_child_at = Some(order.len());
+            assert_eq!(
+                store.get(&parent),
+                Some(Position::End),
+                "SHARD_END is stored before a child's first record"
+            );
+        }
+        checkpoint(&store, &token).await;
+        order.push((id, token.partition().to_owned()));
+    }
+    let first_child_at = first_child_at.expect("children were read");
+    assert!(order[..first_child_at].iter().all(|(_, s)| *s == parent));
+    assert!(order[first_child_at..].iter().all(|(_, s)| *s != parent));
+    assert_eq!(
+        first_child_at, 300,
+        "the parent held exactly the records before the split"
+    );
+    let ids: HashSet<u64> = order.iter().map(|(id, _)| *id).collect();
+    assert_eq!(
+        ids,
+        (0..600).collect::<HashSet<_>>(),
+        "nothing lost or repeated"
+    );
+    let children: HashSet<&String> = order[first_child_at..].iter().map(|(_, s)| s).collect();
+    assert_eq!(children.len(), 2, "both children were read");
+    assert_eq!(store.get(&parent), Some(Position::End));
+}
