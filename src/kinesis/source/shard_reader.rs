@@ -19,7 +19,8 @@
 
 use std::sync::Arc;
 
-use aws_sdk_kinesis::operation::get_records::GetRecordsOutput;
+use aws_sdk_kinesis::error::SdkError;
+use aws_sdk_kinesis::operation::get_records::{GetRecordsError, GetRecordsOutput};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -227,7 +228,7 @@ impl<S: CheckpointStore> ShardReader<S> {
             }
             match request.send().await {
                 Ok(out) => return Ok(Some(out)),
-                Err(err) => match classify(&err) {
+                Err(err) => match classify_get_records(&err) {
                     Failure::ExpiredIterator => return Ok(None),
                     class => {
                         self.back_off(class, &mut transient, &mut throttled, err)
@@ -327,5 +328,21 @@ impl<S: CheckpointStore> ShardReader<S> {
                 }
             }
         }
+    }
+}
+
+/// The class of a `GetRecords` failure: the modeled variants first (they
+/// need no error code), then the code.
+fn classify_get_records<R>(err: &SdkError<GetRecordsError, R>) -> Failure {
+    match err.as_service_error() {
+        Some(e) if e.is_expired_iterator_exception() => Failure::ExpiredIterator,
+        Some(e)
+            if e.is_provisioned_throughput_exceeded_exception()
+                || e.is_kms_throttling_exception() =>
+        {
+            Failure::Throttled
+        }
+        Some(e) if e.is_internal_failure_exception() => Failure::Transient,
+        _ => classify(err),
     }
 }
