@@ -17,8 +17,9 @@
 //! |---|---|
 //! | [`sink`] | batch targets: file, memory |
 //! | [`wal`] | the write-ahead log |
-//! | [`source`] | record sources |
-//! | [`checkpoint`] | tokens, positions, checkpoint stores |
+//! | [`source`] | record sources: file, memory |
+//! | [`process`] | per-record retry and dead-lettering |
+//! | [`checkpoint`] | tokens, positions, checkpoint stores, `checkpoint_batched` |
 //! | [`codec`] | record encodings (JSON, raw bytes) |
 //! | [`retry`] | retry policy with backoff and jitter |
 //! | [`dead_letter`] | what a record given up on becomes |
@@ -33,9 +34,9 @@
 pub mod checkpoint;
 pub mod codec;
 pub mod dead_letter;
-#[allow(dead_code)] // the WAL and the JSON checkpoint store build on these
 mod durable_fs;
 mod error;
+pub mod process;
 pub mod retry;
 pub mod sink;
 pub mod source;
@@ -44,7 +45,7 @@ pub mod wal;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
 
-pub use checkpoint::{CheckpointStore, CheckpointToken, Position};
+pub use checkpoint::{CheckpointStore, CheckpointStreamExt, CheckpointToken, Position};
 pub use codec::{Codec, JsonCodec, RawCodec};
 pub use dead_letter::DeadLetter;
 pub use error::{BoxError, Error, RejectedRecord, Result};

@@ -1,0 +1,530 @@
+//! The `checkpoint_batched` combinator.
+//!
+//! [`CheckpointBatched`] sits at the end of a consumer pipeline, after the
+//! records are processed, and saves how far each partition is processed.
+//!
+//! # When it saves
+//!
+//! - **Every `n` tokens of a partition**: when a partition has `n` tokens not
+//!   covered by a save already started, that partition is saved.
+//! - **Every `interval`**: the clock (`tokio::time`) starts at the first
+//!   token not covered by a save already started, as in tokio-stream's
+//!   `chunks_timeout`; when it elapses, every partition with unsaved progress
+//!   is saved (in one [`save_many`](CheckpointStore::save_many) call).
+//! - **At the end of the stream**, and **before an upstream error is passed
+//!   on**: everything unsaved is saved, then the end or the error follows.
+//!
+//! # What it saves
+//!
+//! Per partition, the *safe* position: the position of the largest `seq` `s`
+//! such that every token `seq ≤ s` of the partition (in this run) has been
+//! seen ([`PositionTracker`]). Tokens may arrive in any order (after
+//! `buffer_unordered`); the saved position never passes a token that has not
+//! been seen. Sources number every partition's tokens from 0 on each run.
+//!
+//! # How much is seen again after a crash
+//!
+//! At most one save is in flight; tokens keep flowing while it runs, except
+//! that the stream stops pulling from upstream while a partition has `n`
+//! tokens not yet durably saved. So for in-order tokens, at most `n` records
+//! per partition are processed again after a crash (plus, when processing
+//! runs concurrently, the tokens held behind a gap: at most the concurrency).
+//!
+//! # What it yields
+//!
+//! Items pass through unchanged, after their token is counted. Drive the
+//! stream to the end with `try_for_each`, `try_collect::<Vec<_>>()`, … .
+//!
+//! # Errors
+//!
+//! - An upstream error is yielded after the flush described above; the
+//!   stream then goes on with upstream (which may or may not end).
+//! - A failed save (other than a fence) is yielded as
+//!   [`Error::Checkpoint`] and ends the stream: nothing after it is saved.
+//! - A **fenced** save ([`CheckpointError::Fenced`]: another worker took the
+//!   partition's lease) ends *that partition* cleanly: its
+//!   [`PartitionControl`](super::PartitionControl) is fenced (so the source
+//!   stops reading it), a `WARN` event is logged (target
+//!   `unistream::checkpoint::batched`), its later items are dropped — not
+//!   yielded and not saved — and the other partitions go on. The stream
+//!   itself does not fail. Partitions saved in the same call as the fenced
+//!   one are saved again right away.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::stream::{Fuse, FusedStream, IntoStream, Stream, StreamExt, TryStream, TryStreamExt};
+use pin_project::pin_project;
+use tokio::time::{Instant, Sleep};
+
+use super::ext::AsCheckpointToken;
+use super::store::{CheckpointError, CheckpointStore};
+use super::token::{CheckpointToken, PartitionControl, Position};
+use super::tracker::PositionTracker;
+use crate::error::Error;
+
+type SaveFuture = Pin<Box<dyn Future<Output = Result<(), CheckpointError>> + Send>>;
+
+/// Stream for [`CheckpointStreamExt::checkpoint_batched`](super::CheckpointStreamExt::checkpoint_batched).
+///
+/// See the [module documentation](self) for when and what it saves.
+#[pin_project(project = CheckpointBatchedProj)]
+#[must_use = "streams do nothing unless polled"]
+pub struct CheckpointBatched<St: TryStream, S> {
+    #[pin]
+    stream: Fuse<IntoStream<St>>,
+    store: S,
+    n: u64,
+    interval: Duration,
+    partitions: Partitions,
+    deadline: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+    want: Want,
+    saving: Option<InFlight>,
+    /// A partition has `n` tokens not durably saved: do not pull upstream
+    /// until the save in flight completes.
+    blocked: bool,
+    upstream_done: bool,
+    /// An upstream error, yielded once everything is saved.
+    pending_error: Option<Error>,
+    /// A save error to yield after the pending upstream error.
+    trailing_error: Option<Error>,
+    terminated: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Want {
+    Nothing,
+    /// Partitions with `n` tokens since their last save.
+    Due,
+    /// Every partition with unsaved progress.
+    All,
+}
+
+struct InFlight {
+    future: SaveFuture,
+    /// (partition index, position saved, `seen` when the save started)
+    covered: Vec<(usize, Position, u64)>,
+}
+
+#[derive(Default)]
+struct Partitions {
+    states: Vec<PartitionState>,
+    index: HashMap<Arc<str>, usize>,
+    /// The partition of the previous token: consecutive tokens of one
+    /// partition skip the hash lookup.
+    last: Option<(Arc<str>, usize)>,
+}
+
+struct PartitionState {
+    name: Arc<str>,
+    tracker: PositionTracker,
+    control: Option<PartitionControl>,
+    /// Tokens seen in this run.
+    seen: u64,
+    /// `seen` when the last save of this partition started.
+    started: u64,
+    /// `seen` covered by the last completed save.
+    durable_seen: u64,
+    /// The position handed to the last save (in flight or done).
+    saved: Option<Position>,
+    /// The position of the last completed save.
+    durable: Option<Position>,
+    fenced: bool,
+}
+
+impl PartitionState {
+    fn new(name: Arc<str>) -> Self {
+        Self {
+            name,
+            tracker: PositionTracker::new(),
+            control: None,
+            seen: 0,
+            started: 0,
+            durable_seen: 0,
+            saved: None,
+            durable: None,
+            fenced: false,
+        }
+    }
+
+    /// The safe position when it is ahead of what was handed to a save.
+    fn unsaved(&self) -> Option<&Position> {
+        if self.fenced {
+            return None;
+        }
+        match self.tracker.safe_position() {
+            Some(safe) if Some(safe) != self.saved.as_ref() => Some(safe),
+            _ => None,
+        }
+    }
+}
+
+impl Partitions {
+    #[inline]
+    fn index_of(&mut self, token: &CheckpointToken) -> usize {
+        if let Some((name, index)) = &self.last {
+            if Arc::ptr_eq(name, token.partition_arc()) {
+                return *index;
+            }
+        }
+        self.index_of_slow(token)
+    }
+
+    #[cold]
+    fn index_of_slow(&mut self, token: &CheckpointToken) -> usize {
+        let index = match self.index.get(token.partition()) {
+            Some(index) => *index,
+            None => {
+                let index = self.states.len();
+                let name = token.partition_arc().clone();
+                self.states.push(PartitionState::new(name.clone()));
+                self.index.insert(name, index);
+                index
+            }
+        };
+        self.last = Some((token.partition_arc().clone(), index));
+        index
+    }
+
+    fn any_fenced(&self) -> bool {
+        self.states.iter().any(|s| s.fenced)
+    }
+}
+
+impl<St, S> CheckpointBatched<St, S>
+where
+    St: TryStream,
+    St::Ok: AsCheckpointToken,
+    St::Error: Into<Error>,
+    S: CheckpointStore,
+{
+    pub(super) fn new(stream: St, n: u64, interval: Duration, store: S) -> Self {
+        Self {
+            stream: stream.into_stream().fuse(),
+            store,
+            n,
+            interval,
+            partitions: Partitions::default(),
+            deadline: None,
+            armed: false,
+            want: Want::Nothing,
+            saving: None,
+            blocked: false,
+            upstream_done: false,
+            pending_error: None,
+            trailing_error: None,
+            terminated: false,
+        }
+    }
+
+    /// The inner stream.
+    pub fn get_ref(&self) -> &St {
+        self.stream.get_ref().get_ref()
+    }
+
+    /// The checkpoint store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+}
+
+/// What `observe` decided about an item.
+enum Observed {
+    Pass,
+    /// The item's partition is fenced: drop the item.
+    Drop,
+}
+
+impl<St, S> CheckpointBatchedProj<'_, St, S>
+where
+    St: TryStream,
+    S: CheckpointStore,
+{
+    #[inline]
+    fn observe(&mut self, token: &CheckpointToken) -> Observed {
+        let n = *self.n;
+        let index = self.partitions.index_of(token);
+        let state = &mut self.partitions.states[index];
+        if state.fenced {
+            return Observed::Drop;
+        }
+        if state.control.is_none() {
+            state.control = token.control().cloned();
+        }
+        state.seen += 1;
+        state.tracker.observe(token.seq(), token.position().clone());
+        if state.seen - state.started >= n && *self.want < Want::Due {
+            *self.want = Want::Due;
+        }
+        if state.seen - state.durable_seen >= n {
+            *self.blocked = true;
+        }
+        if !*self.armed {
+            self.arm();
+        }
+        Observed::Pass
+    }
+
+    fn arm(&mut self) {
+        let at = Instant::now() + *self.interval;
+        match self.deadline.as_mut() {
+            Some(sleep) => sleep.as_mut().reset(at),
+            None => *self.deadline = Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+        *self.armed = true;
+    }
+
+    /// Starts a save of what `self.want` asks for, when there is anything
+    /// to save. Only called with no save in flight.
+    fn start_save(&mut self) {
+        let kind = std::mem::replace(self.want, Want::Nothing);
+        let n = *self.n;
+        let mut entries = Vec::new();
+        let mut covered = Vec::new();
+        for (index, state) in self.partitions.states.iter_mut().enumerate() {
+            if state.fenced || (kind == Want::Due && state.seen - state.started < n) {
+                continue;
+            }
+            if let Some(safe) = state.unsaved().cloned() {
+                entries.push((state.name.to_string(), safe.clone()));
+                covered.push((index, safe.clone(), state.seen));
+                state.saved = Some(safe);
+            } else {
+                // Nothing new is safe to save (the tokens wait behind a gap,
+                // or are saved already): they count as handled so that they
+                // neither re-trigger a save nor hold the stream back, which
+                // would deadlock a stage still processing the gap.
+                state.durable_seen = state.seen;
+            }
+            state.started = state.seen;
+        }
+        if !self.partitions.states.iter().any(|s| s.unsaved().is_some()) {
+            *self.armed = false;
+        }
+        self.recompute_blocked();
+        if entries.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let future: SaveFuture = Box::pin(async move { store.save_many(&entries).await });
+        *self.saving = Some(InFlight { future, covered });
+    }
+
+    fn recompute_blocked(&mut self) {
+        let n = *self.n;
+        *self.blocked = self
+            .partitions
+            .states
+            .iter()
+            .any(|s| !s.fenced && s.seen - s.durable_seen >= n);
+    }
+
+    /// Polls the save in flight; `Err` is a save failure that ends the
+    /// stream.
+    fn poll_save(&mut self, cx: &mut Context<'_>) -> Result<(), Error> {
+        let Some(in_flight) = self.saving.as_mut() else {
+            return Ok(());
+        };
+        let Poll::Ready(result) = in_flight.future.as_mut().poll(cx) else {
+            return Ok(());
+        };
+        let covered = match self.saving.take() {
+            Some(done) => done.covered,
+            None => Vec::new(),
+        };
+        match result {
+            Ok(()) => {
+                for (index, position, seen) in covered {
+                    let state = &mut self.partitions.states[index];
+                    state.durable = Some(position);
+                    state.durable_seen = state.durable_seen.max(seen);
+                }
+            }
+            Err(CheckpointError::Fenced { partition, reason })
+                if covered
+                    .iter()
+                    .any(|(i, _, _)| *self.partitions.states[*i].name == *partition) =>
+            {
+                for (index, _, _) in covered {
+                    let state = &mut self.partitions.states[index];
+                    if *state.name == *partition {
+                        tracing::warn!(
+                            partition = %partition,
+                            reason = %reason,
+                            "checkpoint fenced: another worker holds the partition; releasing it"
+                        );
+                        state.fenced = true;
+                        state.tracker = PositionTracker::new();
+                        if let Some(control) = &state.control {
+                            control.fence();
+                        }
+                    } else {
+                        // Saved in the same call, which did not complete:
+                        // save again.
+                        state.saved = state.durable.clone();
+                        state.started = state.durable_seen;
+                        *self.want = Want::All;
+                    }
+                }
+            }
+            Err(other) => return Err(Error::Checkpoint(other)),
+        }
+        self.recompute_blocked();
+        let n = *self.n;
+        if *self.want < Want::Due
+            && self
+                .partitions
+                .states
+                .iter()
+                .any(|s| !s.fenced && s.seen - s.started >= n)
+        {
+            *self.want = Want::Due;
+        }
+        Ok(())
+    }
+
+    /// A save failed: yield the failure (after a pending upstream error)
+    /// and end.
+    fn fail(&mut self, error: Error) -> Error {
+        match self.pending_error.take() {
+            Some(upstream) => {
+                *self.trailing_error = Some(error);
+                upstream
+            }
+            None => {
+                *self.terminated = true;
+                error
+            }
+        }
+    }
+}
+
+impl<St, S> Stream for CheckpointBatched<St, S>
+where
+    St: TryStream,
+    St::Ok: AsCheckpointToken,
+    St::Error: Into<Error>,
+    S: CheckpointStore,
+{
+    type Item = Result<St::Ok, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut this = self.project();
+        loop {
+            if let Some(error) = this.trailing_error.take() {
+                *this.terminated = true;
+                return Poll::Ready(Some(Err(error)));
+            }
+            if *this.terminated {
+                return Poll::Ready(None);
+            }
+
+            if let Err(error) = this.poll_save(cx) {
+                return Poll::Ready(Some(Err(this.fail(error))));
+            }
+
+            if *this.armed {
+                if let Some(deadline) = this.deadline.as_mut() {
+                    if deadline.as_mut().poll(cx).is_ready() {
+                        *this.armed = false;
+                        *this.want = Want::All;
+                    }
+                }
+            }
+
+            if this.saving.is_none() && *this.want != Want::Nothing {
+                this.start_save();
+                if this.saving.is_some() {
+                    continue; // poll it right away
+                }
+            }
+
+            if *this.upstream_done || this.pending_error.is_some() {
+                if this.saving.is_some() {
+                    return Poll::Pending;
+                }
+                if this.partitions.states.iter().any(|s| s.unsaved().is_some()) {
+                    *this.want = Want::All;
+                    continue;
+                }
+                if let Some(error) = this.pending_error.take() {
+                    return Poll::Ready(Some(Err(error)));
+                }
+                *this.terminated = true;
+                return Poll::Ready(None);
+            }
+
+            if *this.blocked && this.saving.is_some() {
+                return Poll::Pending;
+            }
+
+            match futures::ready!(this.stream.as_mut().poll_next(cx)) {
+                Some(Ok(item)) => {
+                    if let Observed::Drop = this.observe(item.checkpoint_token()) {
+                        continue;
+                    }
+                    if this.saving.is_none() && *this.want != Want::Nothing {
+                        this.start_save();
+                        // Give a fast store the chance to finish at once;
+                        // a failure is reported on the next poll.
+                        if let Err(error) = this.poll_save(cx) {
+                            *this.trailing_error = Some(error);
+                        }
+                    }
+                    return Poll::Ready(Some(Ok(item)));
+                }
+                Some(Err(error)) => *this.pending_error = Some(error.into()),
+                None => *this.upstream_done = true,
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        if self.terminated {
+            return (0, Some(0));
+        }
+        let extra =
+            usize::from(self.pending_error.is_some()) + usize::from(self.trailing_error.is_some());
+        let (lower, upper) = self.stream.size_hint();
+        let lower = if self.partitions.any_fenced() {
+            0
+        } else {
+            lower
+        };
+        (
+            lower.saturating_add(extra),
+            upper.and_then(|u| u.checked_add(extra)),
+        )
+    }
+}
+
+impl<St, S> FusedStream for CheckpointBatched<St, S>
+where
+    St: TryStream,
+    St::Ok: AsCheckpointToken,
+    St::Error: Into<Error>,
+    S: CheckpointStore,
+{
+    fn is_terminated(&self) -> bool {
+        self.terminated
+    }
+}
+
+impl<St: TryStream, S: fmt::Debug> fmt::Debug for CheckpointBatched<St, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CheckpointBatched")
+            .field("store", &self.store)
+            .field("n", &self.n)
+            .field("interval", &self.interval)
+            .field("partitions", &self.partitions.states.len())
+            .field("saving", &self.saving.is_some())
+            .field("terminated", &self.terminated)
+            .finish()
+    }
+}

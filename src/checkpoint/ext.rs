@@ -1,0 +1,90 @@
+//! The extension trait that adds checkpointing to streams of tokens.
+
+use std::time::Duration;
+
+use futures::TryStream;
+
+use super::batched::CheckpointBatched;
+use super::store::CheckpointStore;
+use super::token::CheckpointToken;
+use crate::error::Error;
+
+/// An item that carries a [`CheckpointToken`]: a token itself, or a
+/// `(value, token)` pair as sources yield and handlers usually return.
+pub trait AsCheckpointToken {
+    /// The token of this item.
+    fn checkpoint_token(&self) -> &CheckpointToken;
+}
+
+impl AsCheckpointToken for CheckpointToken {
+    #[inline]
+    fn checkpoint_token(&self) -> &CheckpointToken {
+        self
+    }
+}
+
+impl<T> AsCheckpointToken for (T, CheckpointToken) {
+    #[inline]
+    fn checkpoint_token(&self) -> &CheckpointToken {
+        &self.1
+    }
+}
+
+/// Checkpointing combinators for `TryStream`s whose items carry a
+/// [`CheckpointToken`] (see [`AsCheckpointToken`]).
+pub trait CheckpointStreamExt: TryStream {
+    /// Saves, per partition, the position up to which every token is seen,
+    /// every `n` tokens of the partition or `interval` after the first
+    /// unsaved token, whichever comes first, and once more when the stream
+    /// ends or fails. Items pass through unchanged.
+    ///
+    /// See [`CheckpointBatched`] for the exact rules (out-of-order tokens,
+    /// fenced partitions, what happens to errors).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use futures::TryStreamExt;
+    /// use unistream::checkpoint::{CheckpointStreamExt, MemoryCheckpointStore, Position};
+    /// use unistream::source::MemorySource;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), unistream::Error> {
+    /// let store = MemoryCheckpointStore::new();
+    /// let processed: Vec<u32> = MemorySource::new([("p0", vec![1u32, 2, 3])])
+    ///     .and_then(|(record, token)| async move { Ok((record * 10, token)) })
+    ///     .checkpoint_batched(2, Duration::from_secs(60), store.clone())
+    ///     .map_ok(|(value, _token)| value)
+    ///     .try_collect()
+    ///     .await?;
+    /// assert_eq!(processed, vec![10, 20, 30]);
+    /// // Saved after 2 tokens, then once more at the end.
+    /// assert_eq!(store.saves().len(), 2);
+    /// assert_eq!(store.position("p0"), Some(Position::Offset(3)));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When `n` is 0 or `interval` is zero.
+    #[track_caller]
+    fn checkpoint_batched<S>(
+        self,
+        n: usize,
+        interval: Duration,
+        store: S,
+    ) -> CheckpointBatched<Self, S>
+    where
+        Self: Sized,
+        Self::Ok: AsCheckpointToken,
+        Self::Error: Into<Error>,
+        S: CheckpointStore,
+    {
+        assert!(n > 0, "checkpoint_batched: n must be at least 1");
+        assert!(
+            !interval.is_zero(),
+            "checkpoint_batched: interval must be greater than zero"
+        );
+        CheckpointBatched::new(self, n as u64, interval, store)
+    }
+}
+
+impl<St: TryStream + ?Sized> CheckpointStreamExt for St {}
