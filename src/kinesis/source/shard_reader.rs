@@ -146,7 +146,7 @@ impl<S: CheckpointStore> ShardReader<S> {
         let mut last_sequence = None;
         for record in records {
             last_sequence = Some(record.sequence_number.clone());
-            unpack(record, &mut users);
+            unpack(&self.shard, record, &mut users);
         }
         if let Some(sequence) = last_sequence {
             // Every user record of that Kinesis record is delivered (or was
