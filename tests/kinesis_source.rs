@@ -2,47 +2,21 @@
 //! stream and restart from checkpoints (moto), fencing, and resharding with
 //! parent-before-child order and `SHARD_END` (kinesis-mock, the emulator
 //! that signals shard end).
-#![cfg(feature = "kinesis")]
+#![cfg(all(feature = "kinesis", feature = "dynamodb"))]
 
 mod support;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
 use std::time::Duration;
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use futures::TryStreamExt;
+use futures::{Stream, TryStreamExt};
 use support::emulators::{kinesis_mock, moto, sdk_config, unique_name};
-use unistream::checkpoint::CheckpointError;
-use unistream::kinesis::{KinesisSource, KinesisStream};
-use unistream::{CheckpointStore, CheckpointToken, Position};
-
-/// An in-memory store that records every save, for assertions.
-#[derive(Clone, Default)]
-struct TestStore {
-    positions: Arc<Mutex<HashMap<String, Position>>>,
-}
-
-impl TestStore {
-    fn get(&self, partition: &str) -> Option<Position> {
-        self.positions.lock().unwrap().get(partition).cloned()
-    }
-}
-
-impl CheckpointStore for TestStore {
-    async fn load(&self, partition: &str) -> Result<Option<Position>, CheckpointError> {
-        Ok(self.get(partition))
-    }
-
-    async fn save(&self, partition: &str, position: &Position) -> Result<(), CheckpointError> {
-        self.positions
-            .lock()
-            .unwrap()
-            .insert(partition.to_owned(), position.clone());
-        Ok(())
-    }
-}
+use unistream::checkpoint::{CheckpointStreamExt, DynamoDbCheckpointStore, MemoryCheckpointStore};
+use unistream::kinesis::{KinesisRecord, KinesisSource};
+use unistream::{CheckpointStore, CheckpointToken, Error, Position};
 
 async fn create_stream(client: &aws_sdk_kinesis::Client, name: &str, shards: i32) {
     client
@@ -100,22 +74,26 @@ async fn put_ids(client: &aws_sdk_kinesis::Client, stream: &str, ids: std::ops::
     }
 }
 
-fn id_of(record: &unistream::kinesis::KinesisRecord) -> u64 {
+fn id_of(record: &KinesisRecord) -> u64 {
     std::str::from_utf8(&record.data).unwrap().parse().unwrap()
 }
 
 /// A stream wrapper checking, for every record, that tokens count each
 /// shard's deliveries from 0 without gaps and that positions increase.
+type Records = Pin<Box<dyn Stream<Item = Result<(KinesisRecord, CheckpointToken), Error>> + Send>>;
+
 struct Checked {
-    stream: KinesisStream,
+    stream: Records,
     next_seq: HashMap<String, u64>,
     last_pos: HashMap<String, Position>,
 }
 
 impl Checked {
-    fn new(stream: KinesisStream) -> Self {
+    fn new(
+        stream: impl Stream<Item = Result<(KinesisRecord, CheckpointToken), Error>> + Send + 'static,
+    ) -> Self {
         Self {
-            stream,
+            stream: Box::pin(stream),
             next_seq: HashMap::new(),
             last_pos: HashMap::new(),
         }
@@ -166,14 +144,14 @@ async fn four_shards_are_consumed_completely_and_a_restart_resumes_after_the_che
     create_stream(&client, &name, 4).await;
     put_ids(&client, &name, 0..TOTAL).await;
 
-    // First run: checkpoint every EVERY records of a shard (what
-    // `checkpoint_batched(EVERY, ..)` does), stop after half, no final save
-    // (a crash) once every shard delivered at least 1,000 records.
-    let store = TestStore::default();
+    // First run: checkpoint_batched(EVERY), stopped without a final save
+    // (dropped, as in a crash) once every shard delivered 1,000 records.
+    let store = MemoryCheckpointStore::new();
     let mut stream = Checked::new(
         KinesisSource::from_client(client.clone(), &name, store.clone())
             .idle_interval(Duration::from_millis(50))
-            .stream(),
+            .stream()
+            .checkpoint_batched(EVERY, Duration::from_secs(3600), store.clone()),
     );
     let mut first = Vec::new();
     let mut counts: HashMap<String, usize> = HashMap::new();
@@ -183,20 +161,17 @@ async fn four_shards_are_consumed_completely_and_a_restart_resumes_after_the_che
         first.push((id, token));
     }
     drop(stream);
-    let mut per_shard: BTreeMap<String, Vec<&CheckpointToken>> = BTreeMap::new();
-    for (_, token) in &first {
-        per_shard
-            .entry(token.partition().to_owned())
-            .or_default()
-            .push(token);
-    }
-    assert_eq!(per_shard.len(), 4, "all four shards were read");
-    let mut checkpointed_seq = HashMap::new();
-    for (shard, tokens) in &per_shard {
-        if tokens.len() >= EVERY {
-            let last = tokens[(tokens.len() / EVERY) * EVERY - 1];
-            store.save(shard, last.position()).await.unwrap();
-            checkpointed_seq.insert(shard.clone(), last.seq());
+    let saved = store.positions();
+    assert_eq!(saved.len(), 4, "every shard was checkpointed: {saved:?}");
+    // What the restart must see again: first-run records past each
+    // shard's checkpoint.
+    let mut unsaved: HashMap<String, HashSet<u64>> = HashMap::new();
+    for (id, token) in &first {
+        if token.position() > &saved[token.partition()] {
+            unsaved
+                .entry(token.partition().to_owned())
+                .or_default()
+                .insert(*id);
         }
     }
 
@@ -207,15 +182,17 @@ async fn four_shards_are_consumed_completely_and_a_restart_resumes_after_the_che
     let mut stream = Checked::new(
         KinesisSource::from_client(client.clone(), &name, store.clone())
             .idle_interval(Duration::from_millis(50))
-            .stream(),
+            .stream()
+            .checkpoint_batched(EVERY, Duration::from_secs(3600), store.clone()),
     );
-    let mut again: HashMap<String, usize> = HashMap::new();
-    let mut second = 0usize;
+    let mut again: HashMap<String, HashSet<u64>> = HashMap::new();
     while seen.len() < TOTAL as usize {
         let (id, token) = stream.next().await;
-        second += 1;
         if first_ids.contains(&id) {
-            *again.entry(token.partition().to_owned()).or_default() += 1;
+            again
+                .entry(token.partition().to_owned())
+                .or_default()
+                .insert(id);
         }
         seen.insert(id);
     }
@@ -224,69 +201,91 @@ async fn four_shards_are_consumed_completely_and_a_restart_resumes_after_the_che
         (0..TOTAL).collect::<HashSet<_>>(),
         "every record consumed"
     );
-    for (shard, tokens) in &per_shard {
-        let expected = tokens.len() - checkpointed_seq.get(shard).map_or(0, |s| *s as usize + 1);
-        let re_seen = again.get(shard).copied().unwrap_or(0);
+    for shard in saved.keys() {
+        let re_seen = again.remove(shard).unwrap_or_default();
         assert!(
-            re_seen < EVERY,
-            "{shard}: {re_seen} records seen again (at most {EVERY})"
+            re_seen.len() <= EVERY,
+            "{shard}: {} records seen again (at most {EVERY})",
+            re_seen.len()
         );
         assert_eq!(
-            re_seen, expected,
+            re_seen,
+            unsaved.remove(shard).unwrap_or_default(),
             "{shard}: exactly the records after the checkpoint"
         );
     }
-    assert_eq!(
-        second,
-        TOTAL as usize - first.len() + again.values().sum::<usize>()
-    );
 }
 
 #[tokio::test]
-async fn a_fenced_shard_stops_while_the_others_go_on() {
+async fn a_fenced_checkpoint_ends_that_shard_while_the_others_go_on() {
     let conf = sdk_config(moto()).await;
     let client = aws_sdk_kinesis::Client::new(&conf);
     let name = unique_name("fenced");
     create_stream(&client, &name, 2).await;
     put_ids(&client, &name, 0..200).await;
+    let table = unique_name("fenced-leases");
+    let ours = DynamoDbCheckpointStore::new(&conf, &table).owner("worker-a");
+    ours.create_table_if_missing().await.unwrap();
 
-    let store = TestStore::default();
     let mut checked = Checked::new(
-        KinesisSource::from_client(client.clone(), &name, store.clone())
+        KinesisSource::from_client(client.clone(), &name, ours.clone())
             .idle_interval(Duration::from_millis(20))
-            .stream(),
+            .stream()
+            .checkpoint_batched(10, Duration::from_millis(100), ours.clone()),
     );
     let first = checked.take(200).await;
-    let mut stream = checked.stream;
-    // The checkpointer's write for one shard is fenced: it flips the control.
-    let (_, victim) = &first[0];
-    victim.control().unwrap().fence();
-    let victim = victim.partition().to_owned();
+    let victim = first[0].1.partition().to_owned();
+    let before = first
+        .iter()
+        .filter(|(_, t)| t.partition() == victim)
+        .count();
+    assert!(before > 0);
+
+    // Another worker takes the victim shard's lease and checkpoints.
+    let theirs = DynamoDbCheckpointStore::new(&conf, &table).owner("worker-b");
+    theirs.claim(&victim).await.unwrap();
+    let their_position = Position::sequence("1");
+    theirs.save(&victim, &their_position).await.unwrap();
 
     put_ids(&client, &name, 200..400).await;
-    let mut other_shard_records = 0;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while tokio::time::Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_millis(500), stream.try_next()).await {
-            Ok(item) => {
-                let (_, token) = item.unwrap().expect("stream goes on");
-                assert_ne!(
-                    token.partition(),
-                    victim,
-                    "no records from the fenced shard"
-                );
-                other_shard_records += 1;
-            }
-            Err(_) if other_shard_records > 0 => break,
-            Err(_) => {}
+    let mut from_victim = 0;
+    let mut from_other = 0;
+    // Our next save for the victim is fenced: its records stop, at most the
+    // ones that were already flowing get through before.
+    while from_other < 50 {
+        let (_, token) = checked.next().await;
+        if token.partition() == victim {
+            from_victim += 1;
+        } else {
+            from_other += 1;
         }
     }
-    assert!(other_shard_records > 0, "the other shard kept delivering");
-    assert_eq!(stream.active_shards(), 1);
+    let control = first[0].1.control().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), control.fenced())
+        .await
+        .expect("the victim shard's control was fenced");
+    let mut late = 0;
+    while let Ok(Some(item)) =
+        tokio::time::timeout(Duration::from_millis(1500), checked.stream.try_next())
+            .await
+            .map(|r| r.unwrap())
+    {
+        if item.1.partition() == victim {
+            late += 1;
+        }
+    }
+    assert_eq!(late, 0, "no records of the fenced shard after the fence");
+    assert!(
+        from_victim <= 10,
+        "{from_victim} victim records after the takeover (n = 10)"
+    );
+    // Our stale checkpoint never overwrote theirs.
+    let fresh = DynamoDbCheckpointStore::new(&conf, &table);
+    assert_eq!(fresh.load(&victim).await.unwrap(), Some(their_position));
 }
 
 /// Saves every token's position right away (a checkpointer with n = 1).
-async fn checkpoint(store: &TestStore, token: &CheckpointToken) {
+async fn checkpoint(store: &MemoryCheckpointStore, token: &CheckpointToken) {
     store
         .save(token.partition(), token.position())
         .await
@@ -301,7 +300,7 @@ async fn a_split_parent_is_finished_and_ended_before_its_children_start() {
     create_stream(&client, &name, 1).await;
     put_ids(&client, &name, 0..300).await;
 
-    let store = TestStore::default();
+    let store = MemoryCheckpointStore::new();
     let mut stream = Checked::new(
         KinesisSource::from_client(client.clone(), &name, store.clone())
             .idle_interval(Duration::from_millis(50))
@@ -344,7 +343,7 @@ async fn a_split_parent_is_finished_and_ended_before_its_children_start() {
         if token.partition() != parent && first_child_at.is_none() {
             first_child_at = Some(order.len());
             assert_eq!(
-                store.get(&parent),
+                store.position(&parent),
                 Some(Position::End),
                 "SHARD_END is stored before a child's first record"
             );
@@ -367,5 +366,5 @@ async fn a_split_parent_is_finished_and_ended_before_its_children_start() {
     );
     let children: HashSet<&String> = order[first_child_at..].iter().map(|(_, s)| s).collect();
     assert_eq!(children.len(), 2, "both children were read");
-    assert_eq!(store.get(&parent), Some(Position::End));
+    assert_eq!(store.position(&parent), Some(Position::End));
 }
