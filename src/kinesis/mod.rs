@@ -1,16 +1,34 @@
-//! AWS Kinesis Data Streams: records, limits, and (as they land) the sink
-//! and the source.
+//! AWS Kinesis Data Streams: records, limits, the producer sink, KPL
+//! aggregation (and, as it lands, the source).
 //!
 //! Enabled by the `kinesis` cargo feature.
+//!
+//! | item | what it is |
+//! |---|---|
+//! | [`KinesisSink`] | `Sink<Vec<KinesisRecord>>` over `PutRecords`: limits, partial-failure retries, ordering, per-shard pacing, optional aggregation |
+//! | [`aggregation`] | KPL aggregation and deaggregation |
+//! | [`KinesisMetrics`] | producer counters and distributions |
+//! | [`limits`] | every service limit, as named constants |
 
 pub mod aggregation;
+mod failure;
 mod hash_key;
 pub mod limits;
+mod metrics;
+mod put;
+pub mod rate_limit;
 mod record;
+mod shard_map;
+mod sink;
+mod target;
 mod validation;
 
 pub use hash_key::{HashKey, InvalidHashKey};
+pub use metrics::{KinesisMetrics, KinesisMetricsHandle};
+pub use rate_limit::ShardRateLimit;
 pub use record::KinesisRecord;
+pub use sink::{KinesisSink, KinesisSinkBuilder};
+pub use target::StreamTarget;
 pub use validation::{validate, InvalidRecord};
 
 // The consumer side (issue 6).

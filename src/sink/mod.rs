@@ -6,8 +6,13 @@
 //! records the target can never accept are reported by index through
 //! [`Error::Rejected`](crate::Error::Rejected).
 
+mod buffered_wal;
 mod file;
 mod memory;
 
+pub use buffered_wal::{
+    BufferedWal, DeadLetterTarget, DeliveryStopped, NoDeadLetter, WalConfig, WalSinkExt,
+    DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS,
+};
 pub use file::FileSink;
 pub use memory::{MemorySink, MemorySinkHandle};

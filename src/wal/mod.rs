@@ -1,8 +1,162 @@
-//! The write-ahead log behind [`buffered_wal`](crate::sink::WalSinkExt).
+//! The write-ahead log behind `buffered_wal`: records are appended to
+//! checksummed segment files, read back in order by one consumer, and
+//! deleted a whole segment at a time once committed.
 //!
-//! (Being built: segment files, CRC32C frames, atomic committed position,
-//! recovery, group commit. See the module documentation once it lands.)
+//! ```text
+//! <dir>/00000000000000000000.wal   segment: header + frames, first lsn in the name
+//! <dir>/00000000000000041943.wal   the active segment (appended to)
+//! <dir>/committed                  committed position, replaced atomically
+//! <dir>/quarantine/…               damaged bytes moved aside (opt-in)
+//! ```
+//!
+//! # Guarantees
+//!
+//! - **Framing.** Every record is one frame: payload length, CRC32C of the
+//!   payload, CRC32C of those 8 header bytes, payload (see the `format`
+//!   module source for the byte layout). A frame never spans segments. A
+//!   segment starts with a magic/version header naming its first Lsn.
+//! - **Lsns** number records across the log's whole history, monotonic
+//!   across restarts.
+//! - **Durability** follows [`Fsync`]: `Always` acknowledges an append only
+//!   after `fdatasync`, with group commit (appends queued while one write +
+//!   fdatasync runs share the next one); `Interval(d)` fdatasyncs within `d`
+//!   of the first unsynced write; `Never` leaves it to the OS. A full
+//!   segment is fdatasynced when sealed.
+//! - **Commit** ([`WalReader::commit`]) replaces the `committed` file
+//!   atomically (temporary file, fsync, rename, directory fsync) and deletes
+//!   whole segments below it; a file is never rewritten. Files are created
+//!   `0600`; the directory is fsynced after every create, rename and delete.
+//! - **Recovery** ([`Wal::open`]) reads only the last segment (and the one
+//!   holding the committed position), so the time to the first record does
+//!   not grow with the backlog:
+//!   - a *torn tail* — an incomplete frame at the end of the **last**
+//!     segment, or zero-filled bytes there, which is what a crash in the
+//!     middle of a write leaves — is truncated (logged, counted in
+//!     [`Recovery::truncated_tail_bytes`]); everything before it is kept;
+//!   - a *complete* frame whose checksum fails, a damaged frame header, or a
+//!     non-last segment that ends inside a frame, is corruption: reading it
+//!     fails with [`WalError::Corrupt`] naming the file and byte offset, or,
+//!     with [`OnCorruption::Quarantine`], its bytes are copied to
+//!     `quarantine/`, reported ([`QuarantinedFrame`]) and skipped. Nothing is
+//!     ever skipped silently. Earlier segments are verified as they are
+//!     read.
+//! - **Bounded.** The bytes of all segment files stay under
+//!   [`WalOptions::max_bytes`]: at the cap, appends wait for commits
+//!   ([`WhenFull::Wait`]) or fail ([`WhenFull::Error`]). Reading uses one
+//!   bounded buffer, so memory does not grow with the backlog.
+//!
+//! # Not guaranteed
+//!
+//! - One process per directory: two processes opening the same log corrupt
+//!   it (no lock file).
+//! - Under `Interval`/`Never`, a power loss (not a process crash) loses the
+//!   unsynced records; with the committed position already past them,
+//!   recovery starts a fresh segment at the committed position.
+//!
+//! # Example
+//!
+//! ```
+//! use unistream::wal::{Fsync, Lsn, Wal, WalOptions};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), unistream::wal::WalError> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let (writer, mut reader, recovery) =
+//!     Wal::open(WalOptions::new(dir.path()).fsync(Fsync::Always)).await?;
+//! assert_eq!(recovery.uncommitted_records, 0);
+//!
+//! let first = writer.append(vec![b"one".to_vec(), b"two".to_vec()]).await?;
+//! assert_eq!(first, Lsn(0));
+//!
+//! let batch = reader.next_batch(100, 1 << 20).await?;
+//! assert_eq!(batch.len(), 2);
+//! assert_eq!(batch[1].payload, b"two");
+//! reader.commit(Lsn(2)).await?; // both delivered: never read again
+//! # Ok(())
+//! # }
+//! ```
 
 mod error;
+mod format;
+mod lsn;
+mod options;
+mod quarantine;
+mod reader;
+mod recovery;
+mod segment;
+mod shared;
+mod writer;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 pub use error::WalError;
+pub use lsn::Lsn;
+pub use options::{
+    Fsync, OnCorruption, WalOptions, WhenFull, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES,
+};
+pub use quarantine::QuarantinedFrame;
+pub use reader::{Backlog, WalReader, WalRecord};
+pub use recovery::Recovery;
+pub use writer::{WalStats, WalWriter};
+
+use shared::{Shared, State};
+use writer::WriterTask;
+
+/// Opens write-ahead logs.
+#[derive(Debug)]
+pub struct Wal;
+
+impl Wal {
+    /// Opens or creates the log in `options.dir()` and recovers it (see the
+    /// [module docs](self)): returns the appending handle, the single
+    /// reader, and what recovery found. Records not committed before are
+    /// returned by the reader first.
+    ///
+    /// Must be called inside a tokio runtime: it spawns the writer task
+    /// (which does its I/O on blocking threads). The writer task ends when
+    /// every [`WalWriter`] clone is dropped, after writing (and, unless
+    /// `Fsync::Never`, fdatasyncing) what was queued.
+    pub async fn open(options: WalOptions) -> Result<(WalWriter, WalReader, Recovery), WalError> {
+        let opts = options.clone();
+        let recovered = tokio::task::spawn_blocking(move || recovery::recover(&opts))
+            .await
+            .map_err(error::join_error)??;
+        let bytes_on_disk = recovered.segments.values().sum();
+        let mut marks = VecDeque::new();
+        if recovered.next_lsn > recovered.committed {
+            marks.push_back((recovered.committed, Instant::now()));
+        }
+        let state = State {
+            active: recovered.active.first,
+            segments: recovered.segments,
+            bytes_on_disk,
+            written: recovered.next_lsn,
+            synced: recovered.next_lsn,
+            committed: recovered.committed,
+            payload_appended: recovered.backlog_payload,
+            marks,
+        };
+        let shared = Arc::new(Shared::new(options, state));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (written_tx, written_rx) = watch::channel(recovered.next_lsn);
+        let task = WriterTask::new(
+            rx,
+            shared.clone(),
+            written_tx,
+            recovered.active,
+            recovered.next_lsn,
+        );
+        tokio::spawn(task.run());
+        let reader = WalReader::new(
+            shared.clone(),
+            written_rx,
+            recovered.reader,
+            &recovered.recovery.quarantined,
+        );
+        Ok((WalWriter::new(tx, shared), reader, recovered.recovery))
+    }
+}

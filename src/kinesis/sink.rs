@@ -1,0 +1,294 @@
+//! [`KinesisSink`]: a batch sink writing to a Kinesis data stream with
+//! `PutRecords`.
+//!
+//! It follows the crate's batch-sink protocol (see [`Error`]): a batch is
+//! delivered whole (`Ok`), or delivered except the records listed in
+//! [`Error::Rejected`] (invalid records and permanent failures, for the
+//! dead-letter path), or failed ([`Error::Target`], after the retry policy
+//! ran out on a transient failure) — and then the sink stays usable and the
+//! same batch may be sent again. Records are never dropped silently.
+//!
+//! It works alone, and made durable by `buffered_wal`, which hands it
+//! batches from its write-ahead log and dead-letters rejected records.
+//!
+//! What it does per batch — limits, shard prediction, pacing, aggregation,
+//! partial-failure retries and ordering — is described in the builder's
+//! options and in the modules [`rate_limit`](super::rate_limit) and
+//! [`aggregation`](super::aggregation).
+//!
+//! One batch is in flight at a time per sink; clones share the shard map,
+//! the rate limiter and the metrics, and each has its own batch in flight.
+//! The AWS SDK client's own retry layer (for whole failed calls) runs below
+//! the sink's [`RetryPolicy`]; per-record failures only the sink retries.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::Sink;
+
+use super::limits::MAX_RECORD_BYTES;
+use super::metrics::KinesisMetricsHandle;
+use super::put::{Options, Shared};
+use super::rate_limit::ShardRateLimit;
+use super::target::StreamTarget;
+use super::KinesisRecord;
+use crate::{Error, RetryPolicy};
+
+type PutFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+
+/// A `Sink<Vec<KinesisRecord>>` putting each batch into a Kinesis stream.
+///
+/// ```
+/// use futures::SinkExt;
+/// use unistream::kinesis::{KinesisRecord, KinesisSink};
+/// use unistream::{Error, RejectedRecord};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let config = aws_sdk_kinesis::Config::builder()
+///     .behavior_version(aws_config::BehaviorVersion::latest())
+///     .region(aws_config::Region::new("us-east-1"))
+///     .build();
+/// let mut sink = KinesisSink::builder(aws_sdk_kinesis::Client::from_conf(config), "orders")
+///     .aggregation(true)
+///     .build();
+///
+/// // A record Kinesis can never take is rejected by index, never sent:
+/// // with nothing else in the batch, no request is made at all.
+/// let err = sink.send(vec![KinesisRecord::new("x", "")]).await.unwrap_err();
+/// match err {
+///     Error::Rejected(records) => {
+///         assert_eq!(records[0].index, 0);
+///         assert!(records[0].reason.contains("partition key"));
+///     }
+///     other => panic!("{other}"),
+/// }
+/// assert_eq!(sink.metrics().snapshot().records_dead_lettered, 1);
+/// # }
+/// ```
+#[must_use = "sinks do nothing unless polled"]
+pub struct KinesisSink {
+    shared: Arc<Shared>,
+    in_flight: Option<PutFuture>,
+}
+
+impl KinesisSink {
+    /// A sink with default options for `stream` (a name, or an ARN starting
+    /// with `arn:`), using a client built from `config`.
+    pub fn new(config: &aws_config::SdkConfig, stream: impl Into<StreamTarget>) -> Self {
+        Self::from_client(aws_sdk_kinesis::Client::new(config), stream)
+    }
+
+    /// A sink with default options for `stream`, using `client`.
+    pub fn from_client(client: aws_sdk_kinesis::Client, stream: impl Into<StreamTarget>) -> Self {
+        Self::builder(client, stream).build()
+    }
+
+    /// A builder to set options (see [`KinesisSinkBuilder`]).
+    pub fn builder(
+        client: aws_sdk_kinesis::Client,
+        stream: impl Into<StreamTarget>,
+    ) -> KinesisSinkBuilder {
+        KinesisSinkBuilder::new(client, stream.into())
+    }
+
+    /// The live metrics (shared with clones and with any sink built with
+    /// the same handle).
+    pub fn metrics(&self) -> KinesisMetricsHandle {
+        self.shared.metrics.clone()
+    }
+
+    /// The stream written to.
+    pub fn stream(&self) -> &StreamTarget {
+        &self.shared.target
+    }
+
+    /// Drives the batch in flight, if any, to its end.
+    fn poll_in_flight(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let Some(future) = self.in_flight.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let result = futures::ready!(future.as_mut().poll(cx));
+        self.in_flight = None;
+        Poll::Ready(result)
+    }
+}
+
+impl Clone for KinesisSink {
+    /// A sink sharing this one's client, options, shard map, rate limiter
+    /// and metrics, with no batch in flight.
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            in_flight: None,
+        }
+    }
+}
+
+impl fmt::Debug for KinesisSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KinesisSink")
+            .field("stream", &self.shared.target)
+            .field("options", &self.shared.options)
+            .field("in_flight", &self.in_flight.is_some())
+            .finish()
+    }
+}
+
+impl Sink<Vec<KinesisRecord>> for KinesisSink {
+    type Error = Error;
+
+    /// Ready once the previous batch is done; its outcome is returned here
+    /// if it was not yet returned by `poll_flush`.
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_in_flight(cx)
+    }
+
+    /// Starts delivering `batch`; `poll_flush` reports how it went.
+    fn start_send(self: Pin<&mut Self>, batch: Vec<KinesisRecord>) -> Result<(), Error> {
+        let this = self.get_mut();
+        if this.in_flight.is_some() {
+            return Err(Error::Config(
+                "KinesisSink::start_send called before poll_ready returned Ready".into(),
+            ));
+        }
+        if !batch.is_empty() {
+            this.in_flight = Some(Box::pin(this.shared.clone().put_batch(batch)));
+        }
+        Ok(())
+    }
+
+    /// Completes the batch in flight.
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_in_flight(cx)
+    }
+
+    /// Completes the batch in flight; there is nothing else to close.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_in_flight(cx)
+    }
+}
+
+/// Options of a [`KinesisSink`].
+///
+/// | option | default |
+/// |---|---|
+/// | [`ordered`](Self::ordered) | on: per-partition-key order is kept through retries |
+/// | [`aggregation`](Self::aggregation) | off |
+/// | [`max_aggregate_bytes`](Self::max_aggregate_bytes) | 1 MiB |
+/// | [`retry_policy`](Self::retry_policy) | [`RetryPolicy::default`] (10 attempts, 100 ms doubling to 10 s, jitter) |
+/// | [`rate_limit`](Self::rate_limit) | [`ShardRateLimit::default`] (1000 records/s, 1 MiB/s per shard, adaptive) |
+/// | [`shard_map_refresh`](Self::shard_map_refresh) | 60 s |
+/// | [`metrics`](Self::metrics) | a new handle |
+#[derive(Debug)]
+#[must_use = "a builder does nothing until built"]
+pub struct KinesisSinkBuilder {
+    client: aws_sdk_kinesis::Client,
+    target: StreamTarget,
+    ordered: bool,
+    aggregation: bool,
+    max_aggregate_bytes: usize,
+    retry: RetryPolicy,
+    rate_limit: Option<ShardRateLimit>,
+    shard_map_refresh: Duration,
+    metrics: KinesisMetricsHandle,
+}
+
+impl KinesisSinkBuilder {
+    fn new(client: aws_sdk_kinesis::Client, target: StreamTarget) -> Self {
+        Self {
+            client,
+            target,
+            ordered: true,
+            aggregation: false,
+            max_aggregate_bytes: MAX_RECORD_BYTES,
+            retry: RetryPolicy::default(),
+            rate_limit: Some(ShardRateLimit::default()),
+            shard_map_refresh: Duration::from_secs(60),
+            metrics: KinesisMetricsHandle::default(),
+        }
+    }
+
+    /// Keep per-partition-key order through retries (default on).
+    ///
+    /// `PutRecords` stores the records of one call independently: a failed
+    /// record does not stop later ones. Ordered mode therefore sends at most
+    /// one record per partition key per call (with aggregation: one
+    /// aggregate per shard), and a key's next record only after the previous
+    /// one is stored, so a failed record holds back the later records of
+    /// its key. A batch with few distinct keys makes more, smaller calls;
+    /// aggregation restores large calls. Off, calls are filled freely and a
+    /// retried record may land after a later record of its key.
+    pub fn ordered(mut self, on: bool) -> Self {
+        self.ordered = on;
+        self
+    }
+
+    /// Pack user records bound for the same predicted shard into KPL
+    /// aggregated records (default off). Consumers must deaggregate (the
+    /// KCL does; so does this crate's source).
+    pub fn aggregation(mut self, on: bool) -> Self {
+        self.aggregation = on;
+        self
+    }
+
+    /// Size limit of an aggregated record, in billed bytes; values above the
+    /// 1 MiB record limit are lowered to it.
+    pub fn max_aggregate_bytes(mut self, bytes: usize) -> Self {
+        self.max_aggregate_bytes = bytes.min(MAX_RECORD_BYTES);
+        self
+    }
+
+    /// Attempts and back-off for failed records and calls. When attempts
+    /// run out, permanent failures are rejected (dead-letter path) and
+    /// transient ones fail the batch.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Per-shard pacing (on by default with the Kinesis shard limits).
+    pub fn rate_limit(mut self, limit: ShardRateLimit) -> Self {
+        self.rate_limit = Some(limit);
+        self
+    }
+
+    /// Turns per-shard pacing off: calls go out as fast as answers come
+    /// back, and throttling is handled by retries alone.
+    pub fn no_rate_limit(mut self) -> Self {
+        self.rate_limit = None;
+        self
+    }
+
+    /// How often the shard map is reloaded (it is also reloaded when a
+    /// record lands on another shard than predicted, at most once a second).
+    pub fn shard_map_refresh(mut self, every: Duration) -> Self {
+        self.shard_map_refresh = every;
+        self
+    }
+
+    /// Records into `handle` (for example one shared by several sinks).
+    pub fn metrics(mut self, handle: KinesisMetricsHandle) -> Self {
+        self.metrics = handle;
+        self
+    }
+
+    /// The sink.
+    pub fn build(self) -> KinesisSink {
+        let options = Options {
+            ordered: self.ordered,
+            aggregation: self.aggregation.then_some(self.max_aggregate_bytes),
+            retry: self.retry,
+            rate_limit: self.rate_limit,
+            shard_map_refresh: self.shard_map_refresh,
+        };
+        KinesisSink {
+            shared: Arc::new(Shared::new(self.client, self.target, options, self.metrics)),
+            in_flight: None,
+        }
+    }
+}

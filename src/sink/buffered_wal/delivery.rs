@@ -1,0 +1,291 @@
+//! The delivery task: moves records from the write-ahead log to the target.
+//!
+//! One task per opened log, spawned on tokio. It loops:
+//!
+//! 1. **Wait for a batch to be due**: the undelivered backlog reached
+//!    `max_records` or `max_bytes` (encoded bytes), or its oldest record is
+//!    `max_age` old (checked on `tokio::time`, so it fires while nobody
+//!    sends), or a handle is closing, or the records were recovered from a
+//!    previous run (those go first, at once).
+//! 2. **Read** at most one batch from the log (from disk: memory does not grow
+//!    with the backlog) and decode it. Bytes that no longer decode (the codec
+//!    changed) become dead letters carrying the raw bytes.
+//! 3. **Deliver** it to the target (`send` + flush), retrying failures per
+//!    the [`RetryPolicy`] with backoff. [`Error::Rejected`] means the batch
+//!    went through except the named records, which become dead letters with
+//!    the target's reason. A batch that exhausts its attempts becomes dead
+//!    letters as a whole.
+//! 4. **Dead-letter** those records, if any, in one write.
+//! 5. **Commit** the batch in the log, only now.
+//!
+//! Any failure the task cannot resolve — a dead-letter write that fails, a
+//! record to give up on while no dead-letter destination is configured, a
+//! log error — **stops** the task: nothing more is committed, the error is
+//! handed to the user by the next call on a handle, and the undelivered
+//! records stay in the log for the next time it is opened. The task does not
+//! retry such failures itself, because only the user can fix their cause.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Sink, SinkExt};
+use tokio::time::Instant;
+
+use crate::codec::Codec;
+use crate::dead_letter::DeadLetter;
+use crate::error::{Error, RejectedRecord};
+use crate::retry::RetryPolicy;
+use crate::wal::{Lsn, WalReader, WalRecord};
+
+use super::config::Batching;
+use super::dead_letter::BoxDeadLetterSink;
+use super::shared::Shared;
+
+pub(super) struct Delivery<T, S, C> {
+    pub(super) reader: WalReader,
+    pub(super) target: Pin<Box<S>>,
+    pub(super) dead_letter: Option<BoxDeadLetterSink<T>>,
+    pub(super) codec: C,
+    pub(super) batching: Batching,
+    pub(super) retry: RetryPolicy,
+    pub(super) shared: Arc<Shared>,
+    /// Records below this position were recovered from a previous run and
+    /// are delivered without waiting for a batch to fill.
+    pub(super) recovered_upto: u64,
+    /// Names the log in dead-letter origins.
+    pub(super) origin: Arc<str>,
+}
+
+/// What the task does next.
+enum Next {
+    Deliver,
+    Close,
+}
+
+/// How a delivery ended.
+enum Outcome {
+    Delivered,
+    Rejected(Vec<RejectedRecord>),
+    Exhausted(Error),
+}
+
+impl<T, S, C> Delivery<T, S, C>
+where
+    T: Send + 'static,
+    S: Sink<Vec<T>> + Send + 'static,
+    S::Error: Into<Error>,
+    C: Codec<T>,
+{
+    pub(super) async fn run(mut self) {
+        match self.run_until_closed().await {
+            Ok(()) => self.shared.closed(),
+            Err(error) => self.shared.stop(error),
+        }
+    }
+
+    async fn run_until_closed(&mut self) -> Result<(), Error> {
+        loop {
+            match self.next_due().await {
+                Next::Deliver => self.deliver_batch().await?,
+                Next::Close => {
+                    self.target.close().await.map_err(Into::into)?;
+                    if let Some(dead_letter) = self.dead_letter.as_mut() {
+                        dead_letter
+                            .close()
+                            .await
+                            .map_err(|e| Error::DeadLetter(Box::new(e)))?;
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Waits until a batch is due or the target is to be closed.
+    async fn next_due(&mut self) -> Next {
+        loop {
+            let backlog = self.reader.backlog();
+            if backlog.records == 0 {
+                if self.shared.close_requested() {
+                    return Next::Close;
+                }
+                self.shared.wake.notified().await;
+                continue;
+            }
+            let committed = self.reader.committed().0;
+            let full = backlog.records >= self.batching.max_records as u64
+                || backlog.bytes >= self.batching.max_bytes as u64;
+            if full
+                || committed < self.recovered_upto
+                || committed < self.shared.urgent_upto()
+                || self.shared.close_requested()
+            {
+                return Next::Deliver;
+            }
+            let Some(oldest) = backlog.oldest_appended_at else {
+                return Next::Deliver;
+            };
+            let due = oldest + self.batching.max_age;
+            if Instant::now() >= due {
+                return Next::Deliver;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(due) => return Next::Deliver,
+                () = self.shared.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Reads, delivers, dead-letters and commits one batch.
+    async fn deliver_batch(&mut self) -> Result<(), Error> {
+        let records = self
+            .reader
+            .next_batch(self.batching.max_records, self.batching.max_bytes)
+            .await?;
+        let Some(last) = records.last().map(|r| r.lsn.0) else {
+            return Ok(());
+        };
+
+        // Decode; remember which log records the batch holds, so rejected
+        // indices map back to them.
+        let mut dead: Vec<(usize, DeadLetter<T>)> = Vec::new();
+        let mut decoded = Vec::with_capacity(records.len());
+        let mut in_batch = Vec::with_capacity(records.len());
+        for (i, record) in records.iter().enumerate() {
+            match self.codec.decode(&record.payload) {
+                Ok(item) => {
+                    decoded.push(item);
+                    in_batch.push(i);
+                }
+                Err(e) => dead.push((
+                    i,
+                    DeadLetter::raw(
+                        record.payload.clone(),
+                        format!("cannot decode the record stored in the write-ahead log: {e}"),
+                    )
+                    .with_origin(self.origin_of(record)),
+                )),
+            }
+        }
+
+        let (outcome, attempts) = if decoded.is_empty() {
+            (Outcome::Delivered, 0)
+        } else {
+            self.deliver_with_retry(decoded, &records, &in_batch)
+                .await?
+        };
+
+        let mut given_up_error = None;
+        match outcome {
+            Outcome::Delivered => {}
+            Outcome::Rejected(rejected) => {
+                for r in &rejected {
+                    let Some(&i) = in_batch.get(r.index) else {
+                        return Err(Error::target(
+                            "buffered_wal",
+                            format!(
+                                "the target rejected record index {} of a batch of {} records",
+                                r.index,
+                                in_batch.len()
+                            ),
+                        ));
+                    };
+                    let record = self.codec.decode(&records[i].payload)?;
+                    dead.push((
+                        i,
+                        DeadLetter::record(record, r.reason.clone(), attempts)
+                            .with_origin(self.origin_of(&records[i])),
+                    ));
+                }
+                given_up_error = Some(Error::Rejected(rejected));
+            }
+            Outcome::Exhausted(error) => {
+                let reason = format!("gave up after {attempts} attempt(s): {error}");
+                for &i in &in_batch {
+                    let record = self.codec.decode(&records[i].payload)?;
+                    dead.push((
+                        i,
+                        DeadLetter::record(record, reason.clone(), attempts)
+                            .with_origin(self.origin_of(&records[i])),
+                    ));
+                }
+                given_up_error = Some(error);
+            }
+        }
+
+        if !dead.is_empty() {
+            let Some(dead_letter) = self.dead_letter.as_mut() else {
+                // Nothing may be given up on without a destination: stop,
+                // leaving the batch in the log.
+                return Err(match given_up_error {
+                    Some(error) => error,
+                    None => {
+                        let (_, first) = &dead[0];
+                        Error::target(
+                            "buffered_wal",
+                            format!(
+                                "{} record(s) in the write-ahead log cannot be decoded and no \
+                                 dead-letter destination is configured (first: {}, {})",
+                                dead.len(),
+                                first.origin.as_deref().unwrap_or("-"),
+                                first.reason
+                            ),
+                        )
+                    }
+                });
+            };
+            dead.sort_by_key(|(i, _)| *i);
+            let entries = dead.into_iter().map(|(_, entry)| entry).collect::<Vec<_>>();
+            let count = entries.len();
+            dead_letter
+                .send(entries)
+                .await
+                .map_err(|e| Error::DeadLetter(Box::new(e)))?;
+            tracing::warn!(count, "records sent to the dead-letter destination");
+        }
+
+        self.reader.commit(Lsn(last + 1)).await?;
+        self.shared.committed(last + 1);
+        Ok(())
+    }
+
+    /// Sends the batch until it is delivered, partly rejected, or out of
+    /// attempts. Returns the outcome and the attempts made.
+    async fn deliver_with_retry(
+        &mut self,
+        first: Vec<T>,
+        records: &[WalRecord],
+        in_batch: &[usize],
+    ) -> Result<(Outcome, u32), Error> {
+        let mut batch = Some(first);
+        let mut attempts: u32 = 0;
+        loop {
+            // A failed send consumed the batch; decode it again from the
+            // bytes read from the log rather than require `T: Clone`.
+            let items = match batch.take() {
+                Some(items) => items,
+                None => in_batch
+                    .iter()
+                    .map(|&i| self.codec.decode(&records[i].payload))
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
+            attempts = attempts.saturating_add(1);
+            match self.target.send(items).await.map_err(Into::into) {
+                Ok(()) => return Ok((Outcome::Delivered, attempts)),
+                Err(Error::Rejected(rejected)) => {
+                    return Ok((Outcome::Rejected(rejected), attempts))
+                }
+                Err(error) if self.retry.allows_another(attempts) => {
+                    let delay = self.retry.backoff(attempts - 1);
+                    tracing::warn!(%error, attempts, ?delay, "delivery failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(error) => return Ok((Outcome::Exhausted(error), attempts)),
+            }
+        }
+    }
+
+    fn origin_of(&self, record: &WalRecord) -> String {
+        format!("wal {} lsn {}", self.origin, record.lsn.0)
+    }
+}

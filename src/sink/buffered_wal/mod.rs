@@ -1,0 +1,373 @@
+//! `buffered_wal`: a durable, batching `Sink<T>` in front of any batch sink.
+//!
+//! [`WalSinkExt::buffered_wal`] turns a `Sink<Vec<T>>` (a Kinesis stream, a
+//! file, your own target) into a [`BufferedWal<T>`], a `Sink<T>` backed by a
+//! write-ahead log on local disk. It is the durable cousin of
+//! `futures::sink::Buffer`: `start_send` only encodes into a small local
+//! buffer, `poll_ready` is `Pending` only for backpressure, and
+//! `poll_flush` / `poll_close` drain before they complete.
+//!
+//! # Guarantees
+//!
+//! 1. **Durable before acknowledged.** `send(x).await` or `flush().await`
+//!    returning `Ok` means `x` is in the log: written and fdatasynced under
+//!    [`Fsync::Always`](crate::wal::Fsync::Always); written, and on disk at
+//!    the next tick, under `Fsync::Interval` (the default, 10 ms); written
+//!    and left to the operating system under `Fsync::Never`. Records only
+//!    passed to `start_send` (and not flushed yet) are not acknowledged.
+//! 2. **At least once, in order.** Every acknowledged record is handed to
+//!    the target in acceptance order, or to the dead-letter destination with
+//!    its reason, before it is committed (deleted) from the log. After a
+//!    crash — or a drop without `close` — opening the same directory delivers
+//!    the uncommitted records first, in order; the only duplicates are
+//!    records whose batch was being delivered at the crash.
+//! 3. **Batching** by [`max_records`](WalConfig::max_records),
+//!    [`max_bytes`](WalConfig::max_bytes) (encoded bytes) and
+//!    [`max_age`](WalConfig::max_age) (linger since the oldest undelivered
+//!    record), whichever comes first; age-based delivery happens while the
+//!    caller is idle.
+//! 4. **Bounded.** The log has a byte cap
+//!    ([`max_wal_bytes`](WalConfig::max_wal_bytes)); at the cap `poll_ready`
+//!    and `poll_flush` are `Pending` until delivery frees space, or fail,
+//!    per [`when_full`](WalConfig::when_full). Each handle buffers at most
+//!    `max_records` records and about `max_bytes` bytes in memory (plus one
+//!    append in flight), and the delivery task reads one batch at a time
+//!    from disk, so memory does not grow with the backlog.
+//! 5. **Failures of the target** are retried per the
+//!    [`RetryPolicy`](crate::RetryPolicy); records given up on go to the
+//!    dead-letter destination before the commit. If that write fails, or no
+//!    destination is configured, nothing is committed, delivery stops and
+//!    the error surfaces from the next `poll_ready`, `poll_flush` or
+//!    `poll_close` of any handle. See the `delivery` module documentation
+//!    for the exact loop.
+//! 6. **`close().await`** appends this handle's buffer, waits until the
+//!    delivery task delivered and committed everything appended so far (by
+//!    any handle), and — when it is the last open handle — closes the
+//!    target and the dead-letter sink.
+//!
+//! # Not guaranteed
+//!
+//! - Exactly once: duplicates after a crash are possible (see 2), as with
+//!   every at-least-once producer; make the consumer idempotent.
+//! - Delivery after the sink is dropped without `close`: dropping the last
+//!   handle stops the delivery task at once (the records stay in the log,
+//!   see 2).
+//!
+//! # Concurrency
+//!
+//! [`BufferedWal`] is `Clone`: every clone has its own local buffer and
+//! shares the log writer and the delivery task, so many tasks can send
+//! concurrently; under `Fsync::Always` their appends share fdatasyncs
+//! (group commit). The order between records of different clones is the
+//! order in which their appends reach the log.
+
+mod config;
+mod dead_letter;
+mod delivery;
+mod ext;
+mod shared;
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::Sink;
+
+use crate::codec::{Codec, JsonCodec};
+use crate::error::Error;
+use crate::wal::{Lsn, Recovery, Wal, WalError, WalStats, WalWriter};
+
+pub use config::{WalConfig, DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS};
+pub use dead_letter::{DeadLetterTarget, NoDeadLetter};
+pub use ext::WalSinkExt;
+pub use shared::DeliveryStopped;
+
+use delivery::Delivery;
+use shared::{Shared, TaskGuard, Waiting};
+
+type Append = Pin<Box<dyn Future<Output = Result<Lsn, WalError>> + Send>>;
+
+/// A durable, batching `Sink<T>` in front of a batch sink; made by
+/// [`WalSinkExt::buffered_wal`]. See the [module documentation](self) for
+/// its guarantees.
+///
+/// ```
+/// use futures::SinkExt;
+/// use unistream::sink::{MemorySink, WalConfig, WalSinkExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), unistream::Error> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let target = MemorySink::<String>::new();
+/// let delivered = target.handle();
+///
+/// let mut sink = target.buffered_wal(WalConfig::new(dir.path())).await?;
+/// sink.send("durable".to_string()).await?; // Ok: in the write-ahead log
+/// sink.close().await?; // Ok: delivered to the target and committed
+/// assert_eq!(delivered.records(), vec!["durable".to_string()]);
+/// # Ok(()) }
+/// ```
+#[must_use = "sinks do nothing unless polled"]
+pub struct BufferedWal<T, C = JsonCodec> {
+    writer: WalWriter,
+    codec: C,
+    shared: Arc<Shared>,
+    /// Aborts the delivery task when the last handle goes away.
+    _guard: Arc<TaskGuard>,
+    recovery: Arc<Recovery>,
+    /// Encoded records accepted by `start_send`, not yet appended.
+    buffer: Vec<Vec<u8>>,
+    buffered_bytes: usize,
+    max_records: usize,
+    max_bytes: usize,
+    /// The append of the previous buffer, while it is being written.
+    in_flight: Option<Append>,
+    closing: Closing,
+    _records: PhantomData<fn(T)>,
+}
+
+/// Where `poll_close` is.
+enum Closing {
+    /// Not closing (yet).
+    Open,
+    /// Waiting for the delivery task to commit everything appended.
+    AwaitCommit(Waiting),
+    /// Waiting for the delivery task to close the target (last handle).
+    AwaitTarget(Waiting),
+    Closed,
+}
+
+impl<T, C> BufferedWal<T, C>
+where
+    T: Send + 'static,
+    C: Codec<T>,
+{
+    /// Opens the log, starts the delivery task. See
+    /// [`WalSinkExt::buffered_wal`].
+    async fn open<S, D>(target: S, config: WalConfig<C, D>) -> Result<Self, Error>
+    where
+        S: Sink<Vec<T>> + Send + 'static,
+        S::Error: Into<Error>,
+        D: DeadLetterTarget<T>,
+    {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::Config("buffered_wal must be opened inside a tokio runtime".to_string())
+        })?;
+        let (options, batching, retry, codec, dead_letter) = config.into_parts();
+        let origin: Arc<str> = Arc::from(options.dir().display().to_string());
+        let (writer, reader, recovery) = Wal::open(options).await?;
+        if recovery.uncommitted_records > 0 {
+            tracing::info!(
+                wal = %origin,
+                records = recovery.uncommitted_records,
+                "delivering records left undelivered by a previous run first"
+            );
+        }
+        let shared = Arc::new(Shared::new(reader.committed().0));
+        let delivery = Delivery {
+            reader,
+            target: Box::pin(target),
+            dead_letter: dead_letter.into_sink(),
+            codec: codec.clone(),
+            batching,
+            retry,
+            shared: shared.clone(),
+            recovered_upto: writer.stats().next_lsn.0,
+            origin,
+        };
+        let task = runtime.spawn(delivery.run());
+        Ok(Self {
+            writer,
+            codec,
+            shared,
+            _guard: Arc::new(TaskGuard(task.abort_handle())),
+            recovery: Arc::new(recovery),
+            buffer: Vec::new(),
+            buffered_bytes: 0,
+            max_records: batching.max_records,
+            max_bytes: batching.max_bytes,
+            in_flight: None,
+            closing: Closing::Open,
+            _records: PhantomData,
+        })
+    }
+}
+
+impl<T, C> BufferedWal<T, C> {
+    /// What opening the log found: records a previous run left undelivered
+    /// (delivered first), a torn tail that was cut, quarantined frames.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// The log's counters: bytes on disk, positions appended, synced and
+    /// committed.
+    pub fn wal_stats(&self) -> WalStats {
+        self.writer.stats()
+    }
+
+    /// Records accepted by this handle and not yet appended to the log (not
+    /// acknowledged yet). Never more than `max_records`.
+    pub fn buffered_records(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Encoded bytes accepted by this handle and not yet appended to the log.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered_bytes
+    }
+
+    fn is_full(&self) -> bool {
+        self.buffer.len() >= self.max_records || self.buffered_bytes >= self.max_bytes
+    }
+
+    /// Polls the append in flight, if any, to completion.
+    fn poll_in_flight(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if let Some(append) = self.in_flight.as_mut() {
+            let result = futures::ready!(append.as_mut().poll(cx));
+            self.in_flight = None;
+            result?;
+            // New records: let the delivery task re-check its triggers.
+            self.shared.wake.notify_one();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Hands the local buffer to the log writer (the previous append is
+    /// done); the caller polls it.
+    fn start_append(&mut self) {
+        debug_assert!(self.in_flight.is_none());
+        let records = std::mem::take(&mut self.buffer);
+        self.buffered_bytes = 0;
+        let writer = self.writer.clone();
+        self.in_flight = Some(Box::pin(async move { writer.append(records).await }));
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        self.shared.check()?;
+        if matches!(self.closing, Closing::Closed) {
+            return Err(Error::target(
+                "buffered_wal",
+                "this handle was closed; clone an open handle to send more",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl<T, C: Codec<T>> Sink<T> for BufferedWal<T, C> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        this.check_open()?;
+        // Drive the append in flight without waiting for it, unless the
+        // buffer is full and must go next.
+        let in_flight = this.poll_in_flight(cx)?;
+        if !this.is_full() {
+            return Poll::Ready(Ok(()));
+        }
+        futures::ready!(in_flight);
+        this.start_append();
+        // Poll at once so the records join the log's current group commit;
+        // later calls (and `poll_flush`) drive it to completion.
+        let _ = this.poll_in_flight(cx)?;
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: T) -> Result<(), Error> {
+        let this = self.get_mut();
+        this.check_open()?;
+        // A record that cannot be encoded is refused alone: nothing else in
+        // the buffer is touched.
+        let record = this.codec.encode_to_vec(&item)?;
+        this.buffered_bytes += record.len();
+        this.buffer.push(record);
+        Ok(())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        this.shared.check()?;
+        loop {
+            futures::ready!(this.poll_in_flight(cx))?;
+            if this.buffer.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            this.start_append();
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.closing {
+                Closing::Open => {
+                    futures::ready!(Pin::new(&mut *this).poll_flush(cx))?;
+                    let target = this.writer.stats().next_lsn.0;
+                    this.closing = Closing::AwaitCommit(this.shared.wait_committed(target));
+                }
+                Closing::AwaitCommit(waiting) => {
+                    futures::ready!(waiting.as_mut().poll(cx))?;
+                    this.closing = if this.shared.handle_done() {
+                        Closing::AwaitTarget(this.shared.close_target())
+                    } else {
+                        Closing::Closed
+                    };
+                }
+                Closing::AwaitTarget(waiting) => {
+                    futures::ready!(waiting.as_mut().poll(cx))?;
+                    this.closing = Closing::Closed;
+                }
+                Closing::Closed => return Poll::Ready(Ok(())),
+            }
+        }
+    }
+}
+
+impl<T, C: Clone> Clone for BufferedWal<T, C> {
+    /// Another handle on the same log and delivery task, with its own (empty)
+    /// local buffer.
+    fn clone(&self) -> Self {
+        self.shared.handle_opened();
+        Self {
+            writer: self.writer.clone(),
+            codec: self.codec.clone(),
+            shared: self.shared.clone(),
+            _guard: self._guard.clone(),
+            recovery: self.recovery.clone(),
+            buffer: Vec::new(),
+            buffered_bytes: 0,
+            max_records: self.max_records,
+            max_bytes: self.max_bytes,
+            in_flight: None,
+            closing: Closing::Open,
+            _records: PhantomData,
+        }
+    }
+}
+
+impl<T, C> Drop for BufferedWal<T, C> {
+    fn drop(&mut self) {
+        // A handle that finished closing was already counted out.
+        if !matches!(self.closing, Closing::AwaitTarget(_) | Closing::Closed) {
+            self.shared.handle_done();
+        }
+    }
+}
+
+impl<T, C> Unpin for BufferedWal<T, C> {}
+
+impl<T, C: fmt::Debug> fmt::Debug for BufferedWal<T, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufferedWal")
+            .field("codec", &self.codec)
+            .field("buffered_records", &self.buffer.len())
+            .field("buffered_bytes", &self.buffered_bytes)
+            .field("append_in_flight", &self.in_flight.is_some())
+            .finish_non_exhaustive()
+    }
+}

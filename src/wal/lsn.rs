@@ -1,0 +1,25 @@
+//! Record sequence numbers.
+
+use std::fmt;
+
+/// Record sequence number: the index of a record in the whole history of a
+/// log, monotonic across restarts (the first record ever appended is
+/// `Lsn(0)`).
+///
+/// Lsns are dense as appended; a reader may skip some only when frames are
+/// quarantined ([`OnCorruption::Quarantine`](crate::wal::OnCorruption)).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Lsn(pub u64);
+
+impl Lsn {
+    /// The Lsn `n` records after this one.
+    pub fn after(self, n: u64) -> Lsn {
+        Lsn(self.0 + n)
+    }
+}
+
+impl fmt::Display for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}

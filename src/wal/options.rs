@@ -1,0 +1,167 @@
+//! Configuration of a write-ahead log: where it lives, how large it may grow,
+//! when it fsyncs and what it does with a corrupt frame.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// When appended records are made durable with `fdatasync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// Every append resolves only once its records are written **and**
+    /// fdatasynced. Concurrent appends share one fdatasync (group commit).
+    Always,
+    /// Appends resolve once written (to the OS page cache); a background
+    /// timer fdatasyncs within this interval of the first unsynced write.
+    /// A full segment is fdatasynced when it is sealed.
+    /// A crash of the process loses nothing; a power loss or kernel crash
+    /// loses at most the last interval.
+    Interval(Duration),
+    /// The log does not fdatasync appended records (only an explicit
+    /// [`WalWriter::sync`](crate::wal::WalWriter::sync) does, and sealing a
+    /// full segment does, once per segment): durability is left to the
+    /// operating system. A crash of the process loses nothing; a power loss
+    /// may lose any amount of recent records.
+    Never,
+}
+
+impl Default for Fsync {
+    fn default() -> Self {
+        Fsync::Interval(Duration::from_millis(10))
+    }
+}
+
+/// What reading a complete frame with a bad checksum does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnCorruption {
+    /// Reading stops with [`WalError::Corrupt`](crate::wal::WalError::Corrupt)
+    /// naming the file and byte offset. Nothing is skipped.
+    #[default]
+    Fail,
+    /// The frame's bytes are copied into the `quarantine/` directory of the
+    /// log, reported (a [`QuarantinedFrame`](crate::wal::QuarantinedFrame) and
+    /// a `tracing` error event), and skipped; reading goes on. Segment files
+    /// are never rewritten.
+    Quarantine,
+}
+
+/// What an append does when the log already holds its cap of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenFull {
+    /// The append waits until commits free enough space (backpressure).
+    #[default]
+    Wait,
+    /// The append fails at once with
+    /// [`WalError::Full`](crate::wal::WalError::Full).
+    Error,
+}
+
+/// Default size of one segment file: 16 MiB.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 16 << 20;
+/// Default cap on the bytes of all segment files: 1 GiB.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+/// Largest allowed segment size: frame lengths are 32-bit.
+pub const MAX_SEGMENT_BYTES: u64 = u32::MAX as u64;
+/// Smallest allowed segment size.
+pub const MIN_SEGMENT_BYTES: u64 = 64;
+
+/// Options of [`Wal::open`](crate::wal::Wal::open), built fluently.
+///
+/// ```
+/// use std::time::Duration;
+/// use unistream::wal::{Fsync, OnCorruption, WalOptions, WhenFull};
+///
+/// let options = WalOptions::new("/var/lib/app/wal")
+///     .segment_bytes(4 << 20)
+///     .max_bytes(256 << 20)
+///     .fsync(Fsync::Interval(Duration::from_millis(5)))
+///     .on_corruption(OnCorruption::Quarantine)
+///     .when_full(WhenFull::Error);
+/// assert_eq!(options.dir().to_str(), Some("/var/lib/app/wal"));
+/// ```
+#[derive(Clone, Debug)]
+pub struct WalOptions {
+    pub(crate) dir: PathBuf,
+    pub(crate) segment_bytes: u64,
+    pub(crate) max_bytes: u64,
+    pub(crate) fsync: Fsync,
+    pub(crate) on_corruption: OnCorruption,
+    pub(crate) when_full: WhenFull,
+}
+
+impl WalOptions {
+    /// Options for a log in directory `dir` (created when missing), with
+    /// 16 MiB segments, a 1 GiB cap, `Fsync::Interval(10 ms)`,
+    /// `OnCorruption::Fail` and `WhenFull::Wait`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            max_bytes: DEFAULT_MAX_BYTES,
+            fsync: Fsync::default(),
+            on_corruption: OnCorruption::default(),
+            when_full: WhenFull::default(),
+        }
+    }
+
+    /// Size at which a segment file is sealed and a new one started (default
+    /// 16 MiB, clamped to 64 B ..= 4 GiB − 1). A frame never spans segments,
+    /// so this also bounds the size of one record.
+    pub fn segment_bytes(mut self, n: u64) -> Self {
+        self.segment_bytes = n.clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES);
+        self
+    }
+
+    /// Cap on the bytes of all segment files on disk (default 1 GiB). Space
+    /// is freed when a commit deletes whole segments.
+    pub fn max_bytes(mut self, n: u64) -> Self {
+        self.max_bytes = n;
+        self
+    }
+
+    /// When appends are fdatasynced (default `Fsync::Interval(10 ms)`).
+    pub fn fsync(mut self, f: Fsync) -> Self {
+        self.fsync = f;
+        self
+    }
+
+    /// What reading a corrupt frame does (default `OnCorruption::Fail`).
+    pub fn on_corruption(mut self, c: OnCorruption) -> Self {
+        self.on_corruption = c;
+        self
+    }
+
+    /// What an append does at the cap (default `WhenFull::Wait`).
+    pub fn when_full(mut self, w: WhenFull) -> Self {
+        self.when_full = w;
+        self
+    }
+
+    /// The directory of the log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The configured segment size.
+    pub fn get_segment_bytes(&self) -> u64 {
+        self.segment_bytes
+    }
+
+    /// The configured cap on bytes on disk.
+    pub fn get_max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// The configured fsync policy.
+    pub fn get_fsync(&self) -> Fsync {
+        self.fsync
+    }
+
+    /// The largest record payload an append accepts with these options: one
+    /// frame plus a segment header must fit both a segment and the cap.
+    pub fn max_record_bytes(&self) -> u64 {
+        use super::format::{FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
+        self.segment_bytes
+            .min(self.max_bytes)
+            .saturating_sub(SEGMENT_HEADER_LEN + FRAME_HEADER_LEN)
+    }
+}

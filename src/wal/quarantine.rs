@@ -1,0 +1,95 @@
+//! Moving damaged bytes aside ([`OnCorruption::Quarantine`]).
+//!
+//! Quarantining *copies* the damaged bytes into
+//! `<log dir>/quarantine/<segment>-<offset>.bad` (mode `0600`, fsynced, the
+//! directory fsynced) and reports them; the segment file itself is never
+//! rewritten. The reader then steps over the damaged frame, or over the rest
+//! of the segment when the damage hides where the next frame starts. The
+//! same damage found again after a restart is copied to the same file name
+//! again, so quarantining is idempotent.
+//!
+//! [`OnCorruption::Quarantine`]: super::OnCorruption::Quarantine
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::format::QUARANTINE_DIR;
+use super::{Lsn, WalError};
+use crate::durable_fs;
+
+/// Damaged bytes of a segment that were moved aside and skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantinedFrame {
+    /// The segment file the bytes are in.
+    pub file: PathBuf,
+    /// Byte offset of the damaged frame (or header) in that file.
+    pub offset: u64,
+    /// How many bytes were moved aside (one frame, or the rest of the
+    /// segment when the frame boundaries are lost).
+    pub bytes: u64,
+    /// Lsns skipped because of it: `[first, end)`. For the rest of a
+    /// segment found damaged while recovering the last segment, the end is
+    /// unknown and equals `first`.
+    pub lsns: (Lsn, Lsn),
+    /// What is wrong with it.
+    pub reason: String,
+    /// Where the bytes were copied to.
+    pub moved_to: PathBuf,
+}
+
+/// Copies `len` bytes (or everything to the end when `None`) of `segment`
+/// starting at `offset` into the quarantine directory of `dir`; returns the
+/// file written and the number of bytes copied.
+pub(crate) fn copy_aside(
+    dir: &Path,
+    segment: &Path,
+    offset: u64,
+    len: Option<u64>,
+) -> Result<(PathBuf, u64), WalError> {
+    let qdir = dir.join(QUARANTINE_DIR);
+    durable_fs::create_dir_all_durable(&qdir)?;
+    let stem = segment
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "segment".to_owned());
+    let target = qdir.join(format!("{stem}-{offset}.bad"));
+    let mut source = File::open(segment).map_err(|e| WalError::io("open segment", segment, e))?;
+    source
+        .seek(SeekFrom::Start(offset))
+        .map_err(|e| WalError::io("seek in segment", segment, e))?;
+    let mut out = durable_fs::private_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&target)
+        .map_err(|e| WalError::io("create quarantine file", &target, e))?;
+    let copied = match len {
+        Some(n) => io::copy(&mut source.take(n), &mut out),
+        None => io::copy(&mut source, &mut out),
+    }
+    .map_err(|e| WalError::io("copy into quarantine file", &target, e))?;
+    out.flush()
+        .map_err(|e| WalError::io("write quarantine file", &target, e))?;
+    out.sync_all()
+        .map_err(|e| WalError::io("fsync", &target, e))?;
+    durable_fs::sync_dir(&qdir)?;
+    Ok((target, copied))
+}
+
+/// Moves a whole segment file into the quarantine directory (used when its
+/// header is damaged, so that a fresh segment can take its name).
+pub(crate) fn move_segment_aside(dir: &Path, segment: &Path) -> Result<PathBuf, WalError> {
+    let qdir = dir.join(QUARANTINE_DIR);
+    durable_fs::create_dir_all_durable(&qdir)?;
+    let name = segment
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "segment".to_owned());
+    let target = qdir.join(format!("{name}.bad"));
+    std::fs::rename(segment, &target)
+        .map_err(|e| WalError::io("move into quarantine", segment, e))?;
+    durable_fs::sync_dir(&qdir)?;
+    durable_fs::sync_dir(dir)?;
+    Ok(target)
+}

@@ -1,0 +1,549 @@
+//! The read side: [`WalReader`] returns appended records in Lsn order, read
+//! back from the segment files, and commits delivered ones.
+//!
+//! Reading holds one segment open with a bounded buffer
+//! ([`READ_BUFFER_BYTES`](super::segment::READ_BUFFER_BYTES)); memory does
+//! not grow with the backlog. Each frame's checksum is verified as it is
+//! read, which is where damage in segments that recovery did not scan is
+//! found.
+
+use std::collections::{HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::error::join_error;
+use super::format::{encode_position, POSITION_FILE};
+use super::quarantine::copy_aside;
+use super::recovery::ReaderStart;
+use super::segment::{Damage, SegmentReader};
+use super::shared::Shared;
+use super::writer::delete_segments;
+use super::{Lsn, OnCorruption, QuarantinedFrame, WalError};
+use crate::durable_fs;
+
+/// Records appended and not yet returned by [`WalReader::next_batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    /// How many records.
+    pub records: u64,
+    /// Their payload bytes (encoded record bytes, frame headers excluded).
+    pub bytes: u64,
+    /// When the oldest of them was appended (records recovered at open count
+    /// as appended at open). `None` when there are none.
+    pub oldest_appended_at: Option<Instant>,
+}
+
+/// One record read back from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalRecord {
+    /// Its sequence number.
+    pub lsn: Lsn,
+    /// The bytes that were appended.
+    pub payload: Vec<u8>,
+}
+
+/// The single consumer of a log (the delivery task): reads records back in
+/// order and commits the delivered ones.
+pub struct WalReader {
+    shared: Arc<Shared>,
+    written_rx: watch::Receiver<u64>,
+    /// Open segment positioned at the frame of `next`, if any.
+    cursor: Option<SegmentReader>,
+    /// Where recovery located the committed position (used once).
+    start: Option<ReaderStart>,
+    /// Next lsn to return.
+    next: u64,
+    /// Every lsn below is committed.
+    committed: u64,
+    /// Payload length of every lsn in `[committed, next)` (0 for skipped).
+    returned: VecDeque<u32>,
+    /// Payload bytes of the lsns from the open-time committed position to
+    /// `next`.
+    consumed_payload: u64,
+    quarantined: Vec<QuarantinedFrame>,
+    seen: HashSet<(PathBuf, u64)>,
+}
+
+impl std::fmt::Debug for WalReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalReader")
+            .field("dir", &self.shared.options.dir)
+            .field("next", &self.next)
+            .field("committed", &self.committed)
+            .finish()
+    }
+}
+
+impl WalReader {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        written_rx: watch::Receiver<u64>,
+        start: ReaderStart,
+        recovered_quarantine: &[QuarantinedFrame],
+    ) -> Self {
+        Self {
+            shared,
+            written_rx,
+            cursor: None,
+            start: Some(start),
+            next: start.lsn,
+            committed: start.lsn,
+            returned: VecDeque::new(),
+            consumed_payload: 0,
+            quarantined: recovered_quarantine.to_vec(),
+            seen: recovered_quarantine
+                .iter()
+                .map(|q| (q.file.clone(), q.offset))
+                .collect(),
+        }
+    }
+
+    /// Records appended and not yet returned by [`next_batch`](Self::next_batch).
+    pub fn backlog(&self) -> Backlog {
+        let st = self.shared.lock();
+        let records = st.written.saturating_sub(self.next);
+        if records == 0 {
+            return Backlog {
+                records: 0,
+                bytes: 0,
+                oldest_appended_at: None,
+            };
+        }
+        Backlog {
+            records,
+            bytes: st.payload_appended.saturating_sub(self.consumed_payload),
+            oldest_appended_at: st.appended_at(self.next),
+        }
+    }
+
+    /// Resolves when [`backlog`](Self::backlog)`().records > 0` (at once if
+    /// already so), or when every [`WalWriter`](super::WalWriter) is gone so
+    /// that no record can arrive any more.
+    pub async fn wait_for_records(&mut self) {
+        loop {
+            if *self.written_rx.borrow_and_update() > self.next {
+                return;
+            }
+            if self.written_rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Returns up to `max_records` records and `max_bytes` payload bytes (at
+    /// least one record if any is available, even one larger than
+    /// `max_bytes`) in Lsn order, continuing after the previously returned
+    /// ones; an empty `Vec` when nothing is available (or `max_records` is
+    /// 0).
+    ///
+    /// Records are read from the segment files, verifying each frame's
+    /// checksum. A damaged frame is [`WalError::Corrupt`] (with
+    /// [`OnCorruption::Fail`]; records before it are returned first, the
+    /// error comes with the next call and again on every later call), or is
+    /// quarantined and skipped (with [`OnCorruption::Quarantine`], see
+    /// [`quarantined`](Self::quarantined)).
+    ///
+    /// Cancel safety: if the future is dropped, no record counts as
+    /// returned; the next call returns them.
+    pub async fn next_batch(
+        &mut self,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<WalRecord>, WalError> {
+        let written = *self.written_rx.borrow();
+        if max_records == 0 || self.next >= written {
+            return Ok(Vec::new());
+        }
+        let cursor = self.cursor.take();
+        let job = ReadJob {
+            shared: self.shared.clone(),
+            start: self.start.filter(|s| s.lsn == self.next),
+            next: self.next,
+            written,
+            max_records,
+            max_bytes: max_bytes as u64,
+        };
+        let (cursor, result) = tokio::task::spawn_blocking(move || {
+            let mut cursor = cursor;
+            let result = job.run(&mut cursor);
+            (cursor, result)
+        })
+        .await
+        .map_err(join_error)?;
+        self.cursor = cursor;
+        let batch = result?;
+        self.start = None;
+        for q in batch.quarantined {
+            if self.seen.insert((q.file.clone(), q.offset)) {
+                self.quarantined.push(q);
+            }
+        }
+        for &len in &batch.lens {
+            self.consumed_payload += u64::from(len);
+        }
+        self.returned.extend(batch.lens);
+        self.next = batch.next;
+        Ok(batch.records)
+    }
+
+    /// Makes [`next_batch`](Self::next_batch) return records from `from`
+    /// again (after a failed delivery whose records the caller dropped).
+    /// `from` is clamped to `[committed, next not yet returned]`.
+    pub fn rewind(&mut self, from: Lsn) {
+        let from = from.0.clamp(self.committed, self.next);
+        if from == self.next {
+            return;
+        }
+        let keep = (from - self.committed) as usize;
+        for len in self.returned.drain(keep..) {
+            self.consumed_payload = self.consumed_payload.saturating_sub(u64::from(len));
+        }
+        self.next = from;
+        self.cursor = None;
+    }
+
+    /// Persists that every record with lsn < `upto` is delivered: replaces
+    /// the committed-position file atomically (temporary file, fsync,
+    /// rename, directory fsync), then deletes every segment holding only
+    /// records below `upto` (files are never rewritten), fsyncs the
+    /// directory and frees cap space (waking appends waiting for it).
+    ///
+    /// `upto` at or below [`committed`](Self::committed) does nothing;
+    /// `upto` beyond the records returned so far is
+    /// [`WalError::CommitBeyondReturned`].
+    pub async fn commit(&mut self, upto: Lsn) -> Result<(), WalError> {
+        let upto = upto.0;
+        if upto <= self.committed {
+            return Ok(());
+        }
+        if upto > self.next {
+            return Err(WalError::CommitBeyondReturned {
+                upto: Lsn(upto),
+                returned: Lsn(self.next),
+            });
+        }
+        let shared = self.shared.clone();
+        let (persisted, deleted) =
+            tokio::task::spawn_blocking(move || persist_commit(&shared, upto))
+                .await
+                .map_err(join_error)?;
+        persisted?;
+        let advanced = (upto - self.committed) as usize;
+        self.returned.drain(..advanced.min(self.returned.len()));
+        self.committed = upto;
+        self.shared.space_freed.notify_one();
+        deleted
+    }
+
+    /// Every record below this Lsn is committed.
+    pub fn committed(&self) -> Lsn {
+        Lsn(self.committed)
+    }
+
+    /// The Lsn of the next record [`next_batch`](Self::next_batch) returns.
+    pub fn next_lsn(&self) -> Lsn {
+        Lsn(self.next)
+    }
+
+    /// Damaged bytes moved aside so far (at open and while reading), each
+    /// reported once.
+    pub fn quarantined(&self) -> &[QuarantinedFrame] {
+        &self.quarantined
+    }
+}
+
+/// Writes the committed position, then deletes the segments it covers.
+/// Returns the result of each step.
+fn persist_commit(shared: &Shared, upto: u64) -> (Result<(), WalError>, Result<(), WalError>) {
+    let dir = shared.options.dir.as_path();
+    if let Err(e) =
+        durable_fs::replace_atomically(&dir.join(POSITION_FILE), &encode_position(Lsn(upto)))
+    {
+        return (Err(e.into()), Ok(()));
+    }
+    let victims = {
+        let mut st = shared.lock();
+        st.committed = st.committed.max(upto);
+        st.prune_marks(upto);
+        st.take_segments_below(upto)
+    };
+    if victims.is_empty() {
+        return (Ok(()), Ok(()));
+    }
+    (Ok(()), delete_segments(dir, &victims))
+}
+
+/// What one blocking read produced.
+struct Batch {
+    records: Vec<WalRecord>,
+    quarantined: Vec<QuarantinedFrame>,
+    /// Payload length of every lsn consumed (0 for skipped ones).
+    lens: Vec<u32>,
+    next: u64,
+}
+
+/// The blocking part of `next_batch`.
+struct ReadJob {
+    shared: Arc<Shared>,
+    start: Option<ReaderStart>,
+    next: u64,
+    written: u64,
+    max_records: usize,
+    max_bytes: u64,
+}
+
+/// How reading goes on after damage.
+enum AfterDamage {
+    /// Stepped over it; go on reading at the (new) lsn.
+    Continue,
+    /// Stop here and return what was read.
+    Stop,
+}
+
+impl ReadJob {
+    fn dir(&self) -> &Path {
+        &self.shared.options.dir
+    }
+
+    fn run(&self, cursor: &mut Option<SegmentReader>) -> Result<Batch, WalError> {
+        let mut batch = Batch {
+            records: Vec::new(),
+            quarantined: Vec::new(),
+            lens: Vec::new(),
+            next: self.next,
+        };
+        let mut bytes = 0u64;
+        while batch.records.len() < self.max_records && batch.next < self.written {
+            let lsn = batch.next;
+            // Move to the segment holding `lsn` when the cursor is not there.
+            let switch = match cursor.as_ref() {
+                None => true,
+                Some(c) => self
+                    .shared
+                    .lock()
+                    .segment_after(c.first)
+                    .is_some_and(|next_first| lsn >= next_first),
+            };
+            if switch {
+                *cursor = None;
+                match self.open_at(lsn) {
+                    Ok(c) => *cursor = Some(c),
+                    Err(WalError::Corrupt {
+                        file,
+                        offset,
+                        reason,
+                    }) => match self.on_rest_damage(&mut batch, &file, offset, reason)? {
+                        AfterDamage::Continue => continue,
+                        AfterDamage::Stop => break,
+                    },
+                    Err(e) => return Err(e),
+                }
+            }
+            let Some(c) = cursor.as_mut() else { break };
+            match c.peek_len()? {
+                Ok(len) => {
+                    if !batch.records.is_empty() && bytes + u64::from(len) > self.max_bytes {
+                        break;
+                    }
+                }
+                Err(damage) => {
+                    let file = c.path.clone();
+                    *cursor = None;
+                    match self.on_damage(&mut batch, &file, damage)? {
+                        AfterDamage::Continue => continue,
+                        AfterDamage::Stop => break,
+                    }
+                }
+            }
+            match c.next_frame()? {
+                Ok(payload) => {
+                    let len = payload.len() as u32;
+                    bytes += u64::from(len);
+                    batch.records.push(WalRecord {
+                        lsn: Lsn(lsn),
+                        payload,
+                    });
+                    batch.lens.push(len);
+                    batch.next += 1;
+                }
+                Err(damage) => {
+                    let file = c.path.clone();
+                    if matches!(damage, Damage::Rest { .. })
+                        || self.shared.options.on_corruption == OnCorruption::Fail
+                    {
+                        // The cursor is no longer at the frame of `batch.next`.
+                        *cursor = None;
+                    }
+                    match self.on_damage(&mut batch, &file, damage)? {
+                        AfterDamage::Continue => continue,
+                        AfterDamage::Stop => break,
+                    }
+                }
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Opens the segment holding `lsn` and positions it at that frame.
+    fn open_at(&self, lsn: u64) -> Result<SegmentReader, WalError> {
+        let first = self
+            .shared
+            .lock()
+            .segment_containing(lsn)
+            .ok_or_else(|| WalError::Failed {
+                reason: format!("internal: no segment holds lsn {lsn}"),
+            })?;
+        let mut reader = SegmentReader::open(self.dir(), first)?;
+        if let Some(start) = self.start.filter(|s| s.lsn == lsn && s.segment == first) {
+            if let Some(offset) = start.offset {
+                reader.seek_to(offset)?;
+                return Ok(reader);
+            }
+        }
+        let mut at = first;
+        while at < lsn {
+            match reader.skip_frame()? {
+                Ok(_) => at += 1,
+                Err(damage) => {
+                    let (offset, reason) = match damage {
+                        Damage::Rest { offset, reason } => (offset, reason),
+                        Damage::Payload { offset, .. } => {
+                            (offset, "payload checksum mismatch".to_owned())
+                        }
+                    };
+                    return Err(WalError::Corrupt {
+                        file: reader.path.clone(),
+                        offset,
+                        reason,
+                    });
+                }
+            }
+        }
+        Ok(reader)
+    }
+
+    fn on_damage(
+        &self,
+        batch: &mut Batch,
+        file: &Path,
+        damage: Damage,
+    ) -> Result<AfterDamage, WalError> {
+        match damage {
+            Damage::Rest { offset, reason } => self.on_rest_damage(batch, file, offset, reason),
+            Damage::Payload {
+                offset,
+                frame_len,
+                len,
+            } => {
+                let reason = "payload checksum mismatch".to_owned();
+                if self.shared.options.on_corruption == OnCorruption::Fail {
+                    return fail(batch, file, offset, reason);
+                }
+                let (moved_to, copied) = copy_aside(self.dir(), file, offset, Some(frame_len))?;
+                let lsn = batch.next;
+                report(
+                    batch,
+                    file,
+                    offset,
+                    copied,
+                    (lsn, lsn + 1),
+                    reason,
+                    moved_to,
+                );
+                batch.lens.push(len);
+                batch.next += 1;
+                Ok(AfterDamage::Continue)
+            }
+        }
+    }
+
+    /// Damage after which the rest of the segment cannot be framed: under
+    /// quarantine, copy the rest aside and go on at the next segment.
+    fn on_rest_damage(
+        &self,
+        batch: &mut Batch,
+        file: &Path,
+        offset: u64,
+        reason: String,
+    ) -> Result<AfterDamage, WalError> {
+        if self.shared.options.on_corruption == OnCorruption::Fail {
+            return fail(batch, file, offset, reason);
+        }
+        let lsn = batch.next;
+        let next_segment = {
+            let st = self.shared.lock();
+            st.segment_containing(lsn).and_then(|f| st.segment_after(f))
+        };
+        let Some(next_first) = next_segment else {
+            // Damage in the segment being appended to: nothing to step to.
+            return fail(
+                batch,
+                file,
+                offset,
+                format!("{reason} (in the active segment: cannot step over)"),
+            );
+        };
+        let (moved_to, copied) = copy_aside(self.dir(), file, offset, None)?;
+        report(
+            batch,
+            file,
+            offset,
+            copied,
+            (lsn, next_first),
+            reason,
+            moved_to,
+        );
+        let skipped = next_first.saturating_sub(lsn);
+        batch
+            .lens
+            .extend(std::iter::repeat_n(0u32, skipped as usize));
+        batch.next = next_first.max(lsn);
+        Ok(AfterDamage::Continue)
+    }
+}
+
+/// Under `OnCorruption::Fail`: return what was read, or the error when
+/// nothing was.
+fn fail(batch: &Batch, file: &Path, offset: u64, reason: String) -> Result<AfterDamage, WalError> {
+    if batch.records.is_empty() {
+        Err(WalError::Corrupt {
+            file: file.to_path_buf(),
+            offset,
+            reason,
+        })
+    } else {
+        Ok(AfterDamage::Stop)
+    }
+}
+
+fn report(
+    batch: &mut Batch,
+    file: &Path,
+    offset: u64,
+    bytes: u64,
+    lsns: (u64, u64),
+    reason: String,
+    moved_to: PathBuf,
+) {
+    tracing::error!(
+        file = %file.display(),
+        offset,
+        bytes,
+        first_lsn = lsns.0,
+        end_lsn = lsns.1,
+        moved_to = %moved_to.display(),
+        %reason,
+        "WAL: damaged frame quarantined and skipped"
+    );
+    batch.quarantined.push(QuarantinedFrame {
+        file: file.to_path_buf(),
+        offset,
+        bytes,
+        lsns: (Lsn(lsns.0), Lsn(lsns.1)),
+        reason,
+        moved_to,
+    });
+}

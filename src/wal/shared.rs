@@ -1,0 +1,115 @@
+//! State shared by the writer task, the reader and the writer handles.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::WalOptions;
+
+/// How many append-time marks are kept. Beyond this, new records are
+/// attributed to the previous mark's (earlier) time: the backlog's age is
+/// then over-estimated, never under-estimated, and memory stays bounded.
+pub(crate) const MAX_MARKS: usize = 4096;
+
+pub(crate) struct Shared {
+    pub(crate) options: WalOptions,
+    state: Mutex<State>,
+    /// Signalled when a commit frees space (the writer may be waiting).
+    pub(crate) space_freed: Notify,
+}
+
+pub(crate) struct State {
+    /// Segment files on disk: first lsn → bytes.
+    pub(crate) segments: BTreeMap<u64, u64>,
+    /// First lsn of the segment the writer appends to.
+    pub(crate) active: u64,
+    /// Sum of the segment sizes.
+    pub(crate) bytes_on_disk: u64,
+    /// Next lsn to be written; every lsn below is in a segment file.
+    pub(crate) written: u64,
+    /// Every lsn below is fdatasynced.
+    pub(crate) synced: u64,
+    /// Every lsn below is committed (delivered).
+    pub(crate) committed: u64,
+    /// Payload bytes of all records from the reader's start to `written`.
+    pub(crate) payload_appended: u64,
+    /// (first lsn, when appended), ascending, pruned on commit.
+    pub(crate) marks: VecDeque<(u64, Instant)>,
+}
+
+impl Shared {
+    pub(crate) fn new(options: WalOptions, state: State) -> Self {
+        Self {
+            options,
+            state: Mutex::new(state),
+            space_freed: Notify::new(),
+        }
+    }
+
+    /// Locks the state. A panic while holding the lock cannot leave it
+    /// half-updated in a way that matters more than the panic itself, so a
+    /// poisoned lock is used as is.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl State {
+    /// First lsn of the segment that holds `lsn`.
+    pub(crate) fn segment_containing(&self, lsn: u64) -> Option<u64> {
+        self.segments.range(..=lsn).next_back().map(|(&f, _)| f)
+    }
+
+    /// First lsn of the segment after the one starting at `first`.
+    pub(crate) fn segment_after(&self, first: u64) -> Option<u64> {
+        self.segments
+            .range(first.saturating_add(1)..)
+            .next()
+            .map(|(&f, _)| f)
+    }
+
+    /// Removes from the registry every segment, except the active one, that
+    /// holds only lsns below `upto`; returns them (first lsn, bytes). The
+    /// caller deletes the files.
+    pub(crate) fn take_segments_below(&mut self, upto: u64) -> Vec<(u64, u64)> {
+        let firsts: Vec<u64> = self.segments.keys().copied().collect();
+        let mut out = Vec::new();
+        for pair in firsts.windows(2) {
+            let (first, next) = (pair[0], pair[1]);
+            if next <= upto && first != self.active {
+                if let Some(bytes) = self.segments.remove(&first) {
+                    self.bytes_on_disk = self.bytes_on_disk.saturating_sub(bytes);
+                    out.push((first, bytes));
+                }
+            }
+        }
+        out
+    }
+
+    /// Records that lsns from `first` were appended at `at`.
+    pub(crate) fn mark(&mut self, first: u64, at: Instant) {
+        if self.marks.len() < MAX_MARKS {
+            self.marks.push_back((first, at));
+        }
+    }
+
+    /// When the record `lsn` was appended (or earlier, see [`MAX_MARKS`]).
+    pub(crate) fn appended_at(&self, lsn: u64) -> Option<Instant> {
+        let idx = self.marks.partition_point(|&(first, _)| first <= lsn);
+        if idx == 0 {
+            self.marks.front().map(|&(_, t)| t)
+        } else {
+            Some(self.marks[idx - 1].1)
+        }
+    }
+
+    /// Drops marks no longer needed once everything below `committed` is
+    /// delivered.
+    pub(crate) fn prune_marks(&mut self, committed: u64) {
+        while self.marks.len() > 1 && self.marks[1].0 <= committed {
+            self.marks.pop_front();
+        }
+    }
+}

@@ -1,0 +1,678 @@
+//! The append side: [`WalWriter`] handles and the single writer task that
+//! owns the active segment.
+//!
+//! Appends are **group-committed**: every handle sends its batch of records
+//! over one channel to the writer task; the task takes everything queued,
+//! encodes it into one buffer and writes it with one `write` (per segment
+//! touched), then — under [`Fsync::Always`], or when a [`WalWriter::sync`] is
+//! queued — one `fdatasync` for the whole group. While that I/O runs on a
+//! blocking thread, new appends queue up and go out together in the next
+//! group, so N concurrent appenders cost far fewer than N fdatasyncs.
+//!
+//! Under [`Fsync::Interval`] the task fdatasyncs at most one interval after
+//! the first unsynced write. A segment is fdatasynced when it is sealed
+//! (under every policy), so sealed segments are always complete on disk.
+//!
+//! The cap on bytes on disk is enforced here: an append that does not fit
+//! waits for commits to delete segments ([`WhenFull::Wait`]; the queue
+//! behind it waits too, keeping order) or fails at once
+//! ([`WhenFull::Error`]). After an I/O error the writer stops: every later
+//! append fails with [`WalError::Failed`] and the log must be reopened
+//! (which repairs a partly written tail).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::format::{push_frame, segment_name, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
+use super::segment::{create_segment, ActiveSegment};
+use super::shared::Shared;
+use super::{Fsync, Lsn, WalError, WhenFull};
+
+/// Encoded bytes buffered before a `write` call inside one group.
+const FLUSH_BYTES: usize = 4 << 20;
+
+/// A cheaply cloneable handle that appends records to the log.
+///
+/// Many tasks may append concurrently; their appends are written in the
+/// order they reach the writer task, each append's records consecutively.
+#[derive(Clone)]
+pub struct WalWriter {
+    tx: mpsc::UnboundedSender<Request>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for WalWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalWriter")
+            .field("dir", &self.shared.options.dir)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Counters of a log, from [`WalWriter::stats`].
+#[derive(Debug, Clone, Copy)]
+pub struct WalStats {
+    /// Bytes of all segment files (what the cap limits).
+    pub bytes_on_disk: u64,
+    /// The Lsn the next appended record gets.
+    pub next_lsn: Lsn,
+    /// Every record below this is committed (delivered).
+    pub committed_lsn: Lsn,
+    /// Every record below this is fdatasynced.
+    pub synced_lsn: Lsn,
+}
+
+pub(crate) enum Request {
+    Append {
+        records: Vec<Vec<u8>>,
+        reply: oneshot::Sender<Result<Lsn, WalError>>,
+    },
+    Sync {
+        reply: oneshot::Sender<Result<(), WalError>>,
+    },
+}
+
+impl WalWriter {
+    pub(crate) fn new(tx: mpsc::UnboundedSender<Request>, shared: Arc<Shared>) -> Self {
+        Self { tx, shared }
+    }
+
+    /// Appends the already-encoded `records` as consecutive frames, in
+    /// order, and resolves when they are written (`Fsync::Never` /
+    /// `Fsync::Interval`) or written and fdatasynced (`Fsync::Always`).
+    /// Returns the Lsn of the first record (of the next record to be
+    /// appended when `records` is empty).
+    ///
+    /// Concurrent appends are group-committed (see the module docs). At the
+    /// cap, the append waits for commits ([`WhenFull::Wait`]) or fails with
+    /// [`WalError::Full`] ([`WhenFull::Error`]); a record larger than
+    /// [`WalOptions::max_record_bytes`](super::WalOptions::max_record_bytes)
+    /// fails with [`WalError::RecordTooLarge`] and nothing of the batch is
+    /// appended.
+    ///
+    /// Cancel safety: dropping the future does not withdraw the records;
+    /// they may still be appended.
+    pub async fn append(&self, records: Vec<Vec<u8>>) -> Result<Lsn, WalError> {
+        let limit = self.shared.options.max_record_bytes();
+        if let Some(big) = records.iter().find(|r| r.len() as u64 > limit) {
+            return Err(WalError::RecordTooLarge {
+                bytes: big.len() as u64,
+                limit,
+            });
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Append { records, reply })
+            .map_err(|_| WalError::Closed)?;
+        rx.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// fdatasyncs everything appended so far (before this call), for
+    /// `Fsync::Interval` / `Fsync::Never` callers that want durability now.
+    pub async fn sync(&self) -> Result<(), WalError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Sync { reply })
+            .map_err(|_| WalError::Closed)?;
+        rx.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// Current counters of the log.
+    pub fn stats(&self) -> WalStats {
+        let st = self.shared.lock();
+        WalStats {
+            bytes_on_disk: st.bytes_on_disk,
+            next_lsn: Lsn(st.written),
+            committed_lsn: Lsn(st.committed),
+            synced_lsn: Lsn(st.synced),
+        }
+    }
+}
+
+/// A request being worked on by the writer task.
+enum Pending {
+    Append {
+        records: Vec<Vec<u8>>,
+        /// Records of this request already written.
+        done: usize,
+        first: Option<u64>,
+        /// Set when the request cannot fit under `WhenFull::Error`: the
+        /// bytes on disk it would have brought.
+        full: Option<u64>,
+        reply: oneshot::Sender<Result<Lsn, WalError>>,
+    },
+    Sync {
+        /// Reached in a group (answered after that group's fdatasync).
+        reached: bool,
+        reply: oneshot::Sender<Result<(), WalError>>,
+    },
+}
+
+impl From<Request> for Pending {
+    fn from(r: Request) -> Self {
+        match r {
+            Request::Append { records, reply } => Pending::Append {
+                records,
+                done: 0,
+                first: None,
+                full: None,
+                reply,
+            },
+            Request::Sync { reply } => Pending::Sync {
+                reached: false,
+                reply,
+            },
+        }
+    }
+}
+
+/// Settings the blocking write needs.
+#[derive(Clone, Copy)]
+struct WriteParams {
+    segment_bytes: u64,
+    /// Bytes on disk when the group was planned.
+    on_disk: u64,
+    cap: u64,
+    always: bool,
+    when_full: WhenFull,
+    /// Next lsn to assign.
+    lsn: u64,
+}
+
+/// What one group write did.
+#[derive(Default)]
+struct Outcome {
+    next_lsn: u64,
+    bytes_added: u64,
+    payload_added: u64,
+    /// (first lsn, final size) of every segment written to, in order; the
+    /// last one is the active segment.
+    sizes: Vec<(u64, u64)>,
+    synced: bool,
+    /// Stopped because the next record does not fit under the cap.
+    blocked: bool,
+}
+
+/// The task that owns the active segment.
+pub(crate) struct WriterTask {
+    rx: mpsc::UnboundedReceiver<Request>,
+    shared: Arc<Shared>,
+    written_tx: watch::Sender<u64>,
+    segment: Option<ActiveSegment>,
+    queue: VecDeque<Pending>,
+    buf: Vec<u8>,
+    written: u64,
+    synced: u64,
+    sync_deadline: Option<Instant>,
+    failed: Option<String>,
+    closed: bool,
+}
+
+impl WriterTask {
+    pub(crate) fn new(
+        rx: mpsc::UnboundedReceiver<Request>,
+        shared: Arc<Shared>,
+        written_tx: watch::Sender<u64>,
+        segment: ActiveSegment,
+        written: u64,
+    ) -> Self {
+        Self {
+            rx,
+            shared,
+            written_tx,
+            segment: Some(segment),
+            queue: VecDeque::new(),
+            buf: Vec::new(),
+            written,
+            synced: written,
+            sync_deadline: None,
+            failed: None,
+            closed: false,
+        }
+    }
+
+    /// Runs until every [`WalWriter`] is dropped and the queue is written.
+    pub(crate) async fn run(mut self) {
+        loop {
+            if self.queue.is_empty() {
+                if self.closed {
+                    break;
+                }
+                tokio::select! {
+                    msg = self.rx.recv() => match msg {
+                        Some(m) => self.queue.push_back(m.into()),
+                        None => { self.closed = true; continue; }
+                    },
+                    _ = sleep_until(self.sync_deadline) => {
+                        self.sync_now().await;
+                        continue;
+                    }
+                }
+            }
+            self.drain_channel();
+            if let Some(reason) = &self.failed {
+                let reason = reason.clone();
+                for p in self.queue.drain(..) {
+                    answer_err(
+                        p,
+                        WalError::Failed {
+                            reason: reason.clone(),
+                        },
+                    );
+                }
+                continue;
+            }
+            let blocked = self.write_group().await;
+            if blocked && self.failed.is_none() {
+                self.wait_for_space().await;
+            }
+        }
+        if self.synced < self.written
+            && self.failed.is_none()
+            && self.shared.options.fsync != Fsync::Never
+        {
+            self.sync_now().await;
+        }
+    }
+
+    fn drain_channel(&mut self) {
+        if self.closed {
+            return;
+        }
+        loop {
+            match self.rx.try_recv() {
+                Ok(m) => self.queue.push_back(m.into()),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    self.closed = true;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Waits for a commit to free space, meanwhile taking new requests and
+    /// keeping the interval fsync going. First, if the whole active segment
+    /// is committed, seals it so that it can be deleted: otherwise a cap
+    /// smaller than one segment could never be freed.
+    async fn roll_if_fully_committed(&mut self) -> bool {
+        let (committed, active_has_frames) = {
+            let st = self.shared.lock();
+            let has = self
+                .segment
+                .as_ref()
+                .is_some_and(|s| s.size > SEGMENT_HEADER_LEN);
+            (st.committed, has)
+        };
+        if !(active_has_frames && committed >= self.written) {
+            return false;
+        }
+        let Some(segment) = self.segment.take() else {
+            return false;
+        };
+        let dir = self.shared.options.dir.clone();
+        let lsn = self.written;
+        let result = tokio::task::spawn_blocking(move || {
+            let r = segment.sync().and_then(|()| create_segment(&dir, lsn));
+            (segment, r)
+        })
+        .await;
+        match result {
+            Ok((_, Ok(fresh))) => {
+                {
+                    let mut st = self.shared.lock();
+                    st.segments.insert(fresh.first, fresh.size);
+                    st.bytes_on_disk += fresh.size;
+                    st.active = fresh.first;
+                }
+                self.segment = Some(fresh);
+                self.delete_committed_segments().await;
+                true
+            }
+            Ok((old, Err(e))) => {
+                self.segment = Some(old);
+                self.fail(&e);
+                false
+            }
+            Err(e) => {
+                self.fail(&super::error::join_error(e));
+                false
+            }
+        }
+    }
+
+    async fn wait_for_space(&mut self) {
+        if self.roll_if_fully_committed().await {
+            return;
+        }
+        tokio::select! {
+            _ = self.shared.space_freed.notified() => {}
+            msg = self.rx.recv(), if !self.closed => match msg {
+                Some(m) => self.queue.push_back(m.into()),
+                None => self.closed = true,
+            },
+            _ = sleep_until(self.sync_deadline) => self.sync_now().await,
+        }
+    }
+
+    /// Deletes segments that a commit covers but that were active when the
+    /// commit ran.
+    async fn delete_committed_segments(&mut self) {
+        let dir = self.shared.options.dir.clone();
+        let victims = {
+            let mut st = self.shared.lock();
+            let committed = st.committed;
+            st.take_segments_below(committed)
+        };
+        if victims.is_empty() {
+            return;
+        }
+        let result = tokio::task::spawn_blocking(move || delete_segments(&dir, &victims)).await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "WAL: deleting committed segments failed"),
+            Err(e) => tracing::error!(error = %e, "WAL: deleting committed segments panicked"),
+        }
+    }
+
+    fn fail(&mut self, e: &WalError) {
+        tracing::error!(error = %e, "WAL writer failed; appends fail until the log is reopened");
+        self.failed = Some(e.to_string());
+    }
+
+    /// Writes as much of the queue as fits as one group. Returns `true` when
+    /// it stopped at the cap.
+    async fn write_group(&mut self) -> bool {
+        let Some(mut segment) = self.segment.take() else {
+            self.failed
+                .get_or_insert_with(|| "no active segment".to_owned());
+            return false;
+        };
+        let options = &self.shared.options;
+        let params = WriteParams {
+            segment_bytes: options.segment_bytes,
+            on_disk: self.shared.lock().bytes_on_disk,
+            cap: options.max_bytes,
+            always: options.fsync == Fsync::Always,
+            when_full: options.when_full,
+            lsn: self.written,
+        };
+        let dir = options.dir.clone();
+        let mut group = std::mem::take(&mut self.queue);
+        let mut buf = std::mem::take(&mut self.buf);
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = write_frames(&dir, &mut segment, &mut buf, &mut group, params);
+            (segment, buf, group, result)
+        })
+        .await;
+        let (segment, buf, group, result) = match joined {
+            Ok(parts) => parts,
+            Err(e) => {
+                // The group's reply senders are gone with the task: its
+                // appenders see `WalError::Closed`.
+                self.fail(&super::error::join_error(e));
+                return false;
+            }
+        };
+        self.segment = Some(segment);
+        self.buf = buf;
+        let outcome = match result {
+            Ok(o) => o,
+            Err(e) => {
+                self.fail(&e);
+                for p in group {
+                    answer_err(p, e.duplicate());
+                }
+                return false;
+            }
+        };
+        self.apply(&outcome);
+        let rolled = outcome.sizes.len() > 1;
+        for p in group {
+            match p {
+                Pending::Append {
+                    records,
+                    done,
+                    first,
+                    full,
+                    reply,
+                } => {
+                    if let Some(bytes) = full {
+                        let _ = reply.send(Err(WalError::Full {
+                            bytes,
+                            cap: params.cap,
+                        }));
+                    } else if done == records.len() {
+                        let _ = reply.send(Ok(Lsn(first.unwrap_or(outcome.next_lsn))));
+                    } else {
+                        self.queue.push_back(Pending::Append {
+                            records,
+                            done,
+                            first,
+                            full,
+                            reply,
+                        });
+                    }
+                }
+                Pending::Sync { reached, reply } => {
+                    if reached && outcome.synced {
+                        let _ = reply.send(Ok(()));
+                    } else {
+                        self.queue.push_back(Pending::Sync {
+                            reached: false,
+                            reply,
+                        });
+                    }
+                }
+            }
+        }
+        if rolled {
+            // A segment sealed by this group may already be committed.
+            self.delete_committed_segments().await;
+        }
+        outcome.blocked
+    }
+
+    /// Publishes a group's effect to the shared state and the reader.
+    fn apply(&mut self, outcome: &Outcome) {
+        let now = Instant::now();
+        {
+            let mut st = self.shared.lock();
+            for &(first, size) in &outcome.sizes {
+                st.segments.insert(first, size);
+            }
+            if let Some(&(active, _)) = outcome.sizes.last() {
+                st.active = active;
+            }
+            st.bytes_on_disk += outcome.bytes_added;
+            st.payload_added(outcome.payload_added);
+            if outcome.next_lsn > self.written {
+                st.mark(self.written, now);
+            }
+            st.written = outcome.next_lsn;
+            if outcome.synced {
+                st.synced = outcome.next_lsn;
+            }
+        }
+        self.written = outcome.next_lsn;
+        if outcome.synced {
+            self.synced = outcome.next_lsn;
+            self.sync_deadline = None;
+        } else if self.synced < self.written && self.sync_deadline.is_none() {
+            if let Fsync::Interval(d) = self.shared.options.fsync {
+                self.sync_deadline = Some(now + d);
+            }
+        }
+        self.written_tx.send_replace(self.written);
+    }
+
+    /// fdatasyncs the active segment (interval timer, shutdown).
+    async fn sync_now(&mut self) {
+        self.sync_deadline = None;
+        if self.synced >= self.written {
+            return;
+        }
+        let Some(segment) = self.segment.take() else {
+            return;
+        };
+        let joined = tokio::task::spawn_blocking(move || {
+            let r = segment.sync();
+            (segment, r)
+        })
+        .await;
+        match joined {
+            Ok((segment, r)) => {
+                self.segment = Some(segment);
+                match r {
+                    Ok(()) => {
+                        self.synced = self.written;
+                        self.shared.lock().synced = self.written;
+                    }
+                    Err(e) => self.fail(&e),
+                }
+            }
+            Err(e) => self.fail(&super::error::join_error(e)),
+        }
+    }
+}
+
+impl super::shared::State {
+    fn payload_added(&mut self, bytes: u64) {
+        self.payload_appended += bytes;
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn answer_err(p: Pending, e: WalError) {
+    match p {
+        Pending::Append { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+        Pending::Sync { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+    }
+}
+
+/// The blocking part of a group write: encodes the queued records into
+/// frames, writes them (rolling to new segments as needed, never past the
+/// cap) and fdatasyncs when asked to.
+fn write_frames(
+    dir: &std::path::Path,
+    segment: &mut ActiveSegment,
+    buf: &mut Vec<u8>,
+    group: &mut VecDeque<Pending>,
+    p: WriteParams,
+) -> Result<Outcome, WalError> {
+    let budget = p.cap.saturating_sub(p.on_disk);
+    let mut out = Outcome {
+        next_lsn: p.lsn,
+        ..Outcome::default()
+    };
+    let mut lsn = p.lsn;
+    let mut sync_requested = false;
+    buf.clear();
+    'group: for pending in group.iter_mut() {
+        match pending {
+            Pending::Sync { reached, .. } => {
+                *reached = true;
+                sync_requested = true;
+            }
+            Pending::Append {
+                records,
+                done,
+                first,
+                full,
+                ..
+            } => {
+                if p.when_full == WhenFull::Error && *done == 0 {
+                    let need =
+                        bytes_needed(segment.size + buf.len() as u64, records, p.segment_bytes);
+                    if out.bytes_added + need > budget {
+                        *full = Some(p.on_disk + out.bytes_added + need);
+                        continue;
+                    }
+                }
+                while let Some(record) = records.get(*done) {
+                    let frame = FRAME_HEADER_LEN + record.len() as u64;
+                    if segment.size + buf.len() as u64 + frame > p.segment_bytes {
+                        if out.bytes_added + SEGMENT_HEADER_LEN + frame > budget {
+                            out.blocked = true;
+                            break 'group;
+                        }
+                        segment.write(buf)?;
+                        buf.clear();
+                        segment.sync()?;
+                        out.sizes.push((segment.first, segment.size));
+                        *segment = create_segment(dir, lsn)?;
+                        out.bytes_added += SEGMENT_HEADER_LEN;
+                    }
+                    if out.bytes_added + frame > budget {
+                        out.blocked = true;
+                        break 'group;
+                    }
+                    push_frame(buf, record);
+                    out.bytes_added += frame;
+                    out.payload_added += record.len() as u64;
+                    first.get_or_insert(lsn);
+                    lsn += 1;
+                    *done += 1;
+                    if buf.len() >= FLUSH_BYTES {
+                        segment.write(buf)?;
+                        buf.clear();
+                    }
+                }
+            }
+        }
+    }
+    if !buf.is_empty() {
+        segment.write(buf)?;
+        buf.clear();
+    }
+    if (p.always && lsn > p.lsn) || sync_requested {
+        segment.sync()?;
+        out.synced = true;
+    }
+    out.sizes.push((segment.first, segment.size));
+    out.next_lsn = lsn;
+    Ok(out)
+}
+
+/// Exact bytes on disk that appending `records` adds when the active
+/// segment holds `size` bytes (frames plus the headers of new segments).
+fn bytes_needed(mut size: u64, records: &[Vec<u8>], segment_bytes: u64) -> u64 {
+    let mut need = 0;
+    for r in records {
+        let frame = FRAME_HEADER_LEN + r.len() as u64;
+        if size + frame > segment_bytes {
+            need += SEGMENT_HEADER_LEN;
+            size = SEGMENT_HEADER_LEN;
+        }
+        need += frame;
+        size += frame;
+    }
+    need
+}
+
+/// Deletes the given segments' files and fsyncs the directory.
+pub(crate) fn delete_segments(
+    dir: &std::path::Path,
+    victims: &[(u64, u64)],
+) -> Result<(), WalError> {
+    for &(first, _) in victims {
+        let path = dir.join(segment_name(Lsn(first)));
+        super::recovery::remove_if_present(&path)?;
+    }
+    crate::durable_fs::sync_dir(dir)?;
+    Ok(())
+}

@@ -1,0 +1,347 @@
+//! Append, read back, commit and reopen: the ordinary life of a WAL.
+
+use std::path::Path;
+use std::time::Duration;
+
+use unistream::wal::{Fsync, Lsn, Wal, WalError, WalOptions, WalReader, WalRecord};
+
+fn payloads(range: std::ops::Range<u32>) -> Vec<Vec<u8>> {
+    range
+        .map(|i| format!("record-{i:06}").into_bytes())
+        .collect()
+}
+
+/// Reads until nothing is left, in batches of at most `n` records.
+async fn drain(reader: &mut WalReader, n: usize) -> Vec<WalRecord> {
+    let mut all = Vec::new();
+    loop {
+        let batch = reader.next_batch(n, usize::MAX).await.unwrap();
+        if batch.is_empty() {
+            return all;
+        }
+        all.extend(batch);
+    }
+}
+
+fn segment_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".wal"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn appended_records_come_back_in_order_with_dense_lsns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, mut reader, recovery) = Wal::open(WalOptions::new(dir.path())).await.unwrap();
+    assert_eq!(recovery.uncommitted_records, 0);
+    assert_eq!(writer.append(payloads(0..3)).await.unwrap(), Lsn(0));
+    assert_eq!(writer.append(payloads(3..10)).await.unwrap(), Lsn(3));
+    assert_eq!(writer.append(Vec::new()).await.unwrap(), Lsn(10));
+    let got = drain(&mut reader, 4).await;
+    let lsns: Vec<u64> = got.iter().map(|r| r.lsn.0).collect();
+    assert_eq!(lsns, (0..10).collect::<Vec<_>>());
+    let bodies: Vec<Vec<u8>> = got.into_iter().map(|r| r.payload).collect();
+    assert_eq!(bodies, payloads(0..10));
+    assert_eq!(writer.stats().next_lsn, Lsn(10));
+}
+
+#[tokio::test]
+async fn batches_respect_record_and_byte_limits_but_always_return_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, mut reader, _) = Wal::open(WalOptions::new(dir.path())).await.unwrap();
+    writer
+        .append(vec![vec![1; 10], vec![2; 10], vec![3; 100], vec![4; 10]])
+        .await
+        .unwrap();
+    let a = reader.next_batch(10, 25).await.unwrap();
+    assert_eq!(
+        a.len(),
+        2,
+        "10 + 10 fit in 25 bytes, the 100-byte record does not"
+    );
+    let b = reader.next_batch(10, 25).await.unwrap();
+    assert_eq!(
+        b.len(),
+        1,
+        "a record larger than max_bytes still comes alone"
+    );
+    assert_eq!(b[0].payload.len(), 100);
+    let c = reader.next_batch(1, usize::MAX).await.unwrap();
+    assert_eq!(c[0].lsn, Lsn(3));
+    assert!(reader.next_batch(10, 25).await.unwrap().is_empty());
+    assert!(reader.next_batch(0, 25).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn reopening_redelivers_uncommitted_records_only() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (writer, mut reader, _) = Wal::open(WalOptions::new(dir.path()).fsync(Fsync::Always))
+            .await
+            .unwrap();
+        writer.append(payloads(0..100)).await.unwrap();
+        let first = reader.next_batch(40, usize::MAX).await.unwrap();
+        assert_eq!(first.len(), 40);
+        reader.commit(Lsn(40)).await.unwrap();
+        // Read but not committed: must come back after the restart.
+        assert_eq!(reader.next_batch(10, usize::MAX).await.unwrap().len(), 10);
+    }
+    let (writer, mut reader, recovery) = Wal::open(WalOptions::new(dir.path())).await.unwrap();
+    assert_eq!(recovery.uncommitted_records, 60);
+    assert_eq!(recovery.truncated_tail_bytes, 0);
+    assert_eq!(reader.committed(), Lsn(40));
+    assert_eq!(writer.append(payloads(100..101)).await.unwrap(), Lsn(100));
+    let got = drain(&mut reader, 7).await;
+    let lsns: Vec<u64> = got.iter().map(|r| r.lsn.0).collect();
+    assert_eq!(lsns, (40..101).collect::<Vec<_>>());
+    assert_eq!(got[0].payload, b"record-000040");
+}
+
+#[tokio::test]
+async fn commit_deletes_whole_segments_below_it_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    // 13-byte payloads + 12-byte headers = 25-byte frames; 16-byte segment
+    // header: 4 frames per 116-byte segment.
+    let options = WalOptions::new(dir.path()).segment_bytes(116);
+    let (writer, mut reader, _) = Wal::open(options.clone()).await.unwrap();
+    writer.append(payloads(0..10)).await.unwrap();
+    assert_eq!(
+        segment_files(dir.path()),
+        vec![
+            "00000000000000000000.wal",
+            "00000000000000000004.wal",
+            "00000000000000000008.wal"
+        ]
+    );
+    assert_eq!(writer.stats().bytes_on_disk, 3 * 16 + 10 * 25);
+    let got = reader.next_batch(6, usize::MAX).await.unwrap();
+    assert_eq!(got.len(), 6);
+    reader.commit(Lsn(6)).await.unwrap();
+    // Segment 0..4 is wholly committed, 4..8 is not.
+    assert_eq!(
+        segment_files(dir.path()),
+        vec!["00000000000000000004.wal", "00000000000000000008.wal"]
+    );
+    assert_eq!(writer.stats().bytes_on_disk, 2 * 16 + 6 * 25);
+    assert_eq!(writer.stats().committed_lsn, Lsn(6));
+    drop((writer, reader));
+
+    let (_writer, mut reader, recovery) = Wal::open(options).await.unwrap();
+    assert_eq!(recovery.uncommitted_records, 4);
+    let lsns: Vec<u64> = drain(&mut reader, 100)
+        .await
+        .iter()
+        .map(|r| r.lsn.0)
+        .collect();
+    assert_eq!(lsns, vec![6, 7, 8, 9]);
+}
+
+#[tokio::test]
+async fn commit_beyond_what_was_returned_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, mut reader, _) = Wal::open(WalOptions::new(dir.path())).await.unwrap();
+    writer.append(payloads(0..5)).await.unwrap();
+    reader.next_batch(2, usize::MAX).await.unwrap();
+    let err = reader.commit(Lsn(3)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WalError::CommitBeyondReturned {
+                upto: Lsn(3),
+                returned: Lsn(2)
+            }
+        ),
+        "{err:?}"
+    );
+    reader.commit(Lsn(2)).await.unwrap();
+    reader.commit(Lsn(1)).await.unwrap(); // below committed: nothing to do
+    assert_eq!(reader.committed(), Lsn(2));
+}
+
+#[tokio::test]
+async fn rewind_returns_records_again_and_restores_the_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, mut reader, _) = Wal::open(WalOptions::new(dir.path())).await.unwrap();
+    writer.append(payloads(0..8)).await.unwrap();
+    assert_eq!(reader.backlog().records, 8);
+    assert_eq!(reader.backlog().bytes, 8 * 13);
+    let a = reader.next_batch(5, usize::MAX).await.unwrap();
+    assert_eq!(reader.backlog().records, 3);
+    assert_eq!(reader.backlog().bytes, 3 * 13);
+    reader.commit(Lsn(2)).await.unwrap();
+    reader.rewind(Lsn(0)); // clamped to the committed position
+    assert_eq!(reader.next_lsn(), Lsn(2));
+    assert_eq!(reader.backlog().records, 6);
+    assert_eq!(reader.backlog().bytes, 6 * 13);
+    let b = reader.next_batch(3, usize::MAX).await.unwrap();
+    assert_eq!(b, a[2..5].to_vec());
+    reader.rewind(Lsn(4));
+    let c = reader.next_batch(100, usize::MAX).await.unwrap();
+    let lsns: Vec<u64> = c.iter().map(|r| r.lsn.0).collect();
+    assert_eq!(lsns, vec![4, 5, 6, 7]);
+    assert_eq!(reader.backlog().records, 0);
+    assert_eq!(reader.backlog().bytes, 0);
+}
+
+#[tokio::test]
+async fn backlog_after_reopen_counts_recovered_bytes_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = WalOptions::new(dir.path()).segment_bytes(116);
+    {
+        let (writer, mut reader, _) = Wal::open(options.clone()).await.unwrap();
+        writer.append(payloads(0..11)).await.unwrap();
+        reader.next_batch(3, usize::MAX).await.unwrap();
+        reader.commit(Lsn(3)).await.unwrap();
+    }
+    let (_writer, reader, _) = Wal::open(options).await.unwrap();
+    let backlog = reader.backlog();
+    assert_eq!(backlog.records, 8);
+    assert_eq!(backlog.bytes, 8 * 13);
+    assert!(backlog.oldest_appended_at.is_some());
+}
+
+#[tokio::test]
+async fn files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, mut reader, _) = Wal::open(WalOptions::new(dir.path())).await.unwrap();
+    writer.append(payloads(0..3)).await.unwrap();
+    reader.next_batch(2, usize::MAX).await.unwrap();
+    reader.commit(Lsn(2)).await.unwrap();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{:?}", entry.file_name());
+        checked += 1;
+    }
+    assert_eq!(checked, 2, "one segment and the committed file");
+}
+
+#[tokio::test]
+async fn records_larger_than_a_segment_are_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = WalOptions::new(dir.path()).segment_bytes(128);
+    let limit = options.max_record_bytes();
+    assert_eq!(limit, 128 - 16 - 12);
+    let (writer, mut reader, _) = Wal::open(options).await.unwrap();
+    let err = writer
+        .append(vec![b"small".to_vec(), vec![0; limit as usize + 1]])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, WalError::RecordTooLarge { bytes, limit: l } if bytes == limit + 1 && l == limit),
+        "{err:?}"
+    );
+    assert_eq!(
+        reader.backlog().records,
+        0,
+        "nothing of the batch was appended"
+    );
+    writer.append(vec![vec![7; limit as usize]]).await.unwrap();
+    assert_eq!(
+        reader.next_batch(1, 1).await.unwrap()[0].payload.len(),
+        limit as usize
+    );
+}
+
+#[tokio::test]
+async fn fsync_always_acknowledges_synced_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, _reader, _) = Wal::open(WalOptions::new(dir.path()).fsync(Fsync::Always))
+        .await
+        .unwrap();
+    writer.append(payloads(0..5)).await.unwrap();
+    let stats = writer.stats();
+    assert_eq!(stats.synced_lsn, Lsn(5));
+    assert_eq!(stats.next_lsn, Lsn(5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn fsync_interval_syncs_within_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = WalOptions::new(dir.path()).fsync(Fsync::Interval(Duration::from_millis(50)));
+    let (writer, _reader, _) = Wal::open(options).await.unwrap();
+    writer.append(payloads(0..5)).await.unwrap();
+    assert_eq!(
+        writer.stats().synced_lsn,
+        Lsn(0),
+        "acknowledged before the fdatasync"
+    );
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    assert_eq!(writer.stats().synced_lsn, Lsn(0));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(writer.stats().synced_lsn, Lsn(5));
+}
+
+#[tokio::test]
+async fn explicit_sync_under_never() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, _reader, _) = Wal::open(WalOptions::new(dir.path()).fsync(Fsync::Never))
+        .await
+        .unwrap();
+    writer.append(payloads(0..5)).await.unwrap();
+    assert_eq!(writer.stats().synced_lsn, Lsn(0));
+    writer.sync().await.unwrap();
+    assert_eq!(writer.stats().synced_lsn, Lsn(5));
+}
+
+#[tokio::test]
+async fn wait_for_records_wakes_on_append_and_on_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, mut reader, _) = Wal::open(WalOptions::new(dir.path())).await.unwrap();
+    let mut waiting = tokio_test::task::spawn(reader.wait_for_records());
+    tokio_test::assert_pending!(waiting.poll());
+    writer.append(payloads(0..1)).await.unwrap();
+    assert!(waiting.is_woken());
+    tokio_test::assert_ready!(waiting.poll());
+    drop(waiting);
+    reader.next_batch(10, usize::MAX).await.unwrap();
+    let mut waiting = tokio_test::task::spawn(reader.wait_for_records());
+    tokio_test::assert_pending!(waiting.poll());
+    drop(writer);
+    // The writer task ends once every handle is gone.
+    tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_appenders_each_get_consecutive_lsns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, mut reader, _) = Wal::open(WalOptions::new(dir.path()).fsync(Fsync::Always))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..16u32 {
+        let writer = writer.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut firsts = Vec::new();
+            for round in 0..5u32 {
+                let recs: Vec<Vec<u8>> = (0..3)
+                    .map(|i| format!("{t}:{round}:{i}").into_bytes())
+                    .collect();
+                firsts.push((round, writer.append(recs).await.unwrap()));
+            }
+            (t, firsts)
+        }));
+    }
+    let mut expected = std::collections::HashMap::new();
+    for task in tasks {
+        let (t, firsts) = task.await.unwrap();
+        for (round, lsn) in firsts {
+            for i in 0..3 {
+                expected.insert(lsn.0 + i, format!("{t}:{round}:{i}").into_bytes());
+            }
+        }
+    }
+    let got = drain(&mut reader, 1000).await;
+    assert_eq!(got.len(), 16 * 5 * 3);
+    for r in got {
+        assert_eq!(expected.get(&r.lsn.0), Some(&r.payload), "lsn {}", r.lsn);
+    }
+}

@@ -1,0 +1,365 @@
+//! Damage on disk: a torn tail is repaired silently, anything else is a
+//! typed error naming file and offset, or is quarantined when asked for.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use unistream::wal::{Fsync, Lsn, OnCorruption, Wal, WalError, WalOptions, WalReader, WalRecord};
+
+/// 13-byte payloads: 25-byte frames. With 116-byte segments, 4 frames per
+/// segment: frame k of a segment starts at 16 + 25 k.
+const SEGMENT: u64 = 116;
+const FRAME: u64 = 25;
+
+fn payload(i: u64) -> Vec<u8> {
+    format!("record-{i:06}").into_bytes()
+}
+
+fn segment_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("{first:020}.wal"))
+}
+
+fn options(dir: &Path, on_corruption: OnCorruption) -> WalOptions {
+    WalOptions::new(dir)
+        .segment_bytes(SEGMENT)
+        .fsync(Fsync::Never)
+        .on_corruption(on_corruption)
+}
+
+/// Writes records 0..n and closes the log.
+async fn write_log(dir: &Path, n: u64) {
+    let (writer, _reader, _) = Wal::open(options(dir, OnCorruption::Fail)).await.unwrap();
+    writer.append((0..n).map(payload).collect()).await.unwrap();
+}
+
+fn flip_byte(path: &Path, offset: u64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[offset as usize] ^= 0x5a;
+    std::fs::write(path, bytes).unwrap();
+}
+
+async fn drain(reader: &mut WalReader) -> Result<Vec<WalRecord>, (Vec<WalRecord>, WalError)> {
+    let mut all = Vec::new();
+    loop {
+        match reader.next_batch(3, usize::MAX).await {
+            Ok(batch) if batch.is_empty() => return Ok(all),
+            Ok(batch) => all.extend(batch),
+            Err(e) => return Err((all, e)),
+        }
+    }
+}
+
+fn lsns(records: &[WalRecord]) -> Vec<u64> {
+    records.iter().map(|r| r.lsn.0).collect()
+}
+
+#[tokio::test]
+async fn flipped_payload_byte_in_an_old_segment_is_a_typed_error_with_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 10).await;
+    // Record 5 is frame 1 of segment 4..8; flip a byte of its payload.
+    let file = segment_path(dir.path(), 4);
+    let frame_offset = 16 + FRAME;
+    flip_byte(&file, frame_offset + 12 + 3);
+
+    // Opening does not read old segments: it succeeds.
+    let (_writer, mut reader, recovery) = Wal::open(options(dir.path(), OnCorruption::Fail))
+        .await
+        .unwrap();
+    assert_eq!(recovery.uncommitted_records, 10);
+    let (before, err) = drain(&mut reader).await.unwrap_err();
+    assert_eq!(
+        lsns(&before),
+        vec![0, 1, 2, 3, 4],
+        "everything before the damage is returned first"
+    );
+    match &err {
+        WalError::Corrupt {
+            file: f,
+            offset,
+            reason,
+        } => {
+            assert_eq!(f, &file);
+            assert_eq!(*offset, frame_offset);
+            assert!(reason.contains("checksum"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    // It stays an error: never skipped silently.
+    assert!(reader
+        .next_batch(3, usize::MAX)
+        .await
+        .unwrap_err()
+        .is_corrupt());
+    // And it converts into the crate error, still matchable.
+    let crate_err: unistream::Error = err.into();
+    assert!(matches!(
+        crate_err,
+        unistream::Error::Wal(WalError::Corrupt { .. })
+    ));
+}
+
+#[tokio::test]
+async fn quarantined_payload_frame_is_moved_aside_and_everything_else_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 10).await;
+    let file = segment_path(dir.path(), 4);
+    let frame_offset = 16 + FRAME;
+    flip_byte(&file, frame_offset + 20);
+    let damaged_frame = std::fs::read(&file).unwrap()
+        [frame_offset as usize..(frame_offset + FRAME) as usize]
+        .to_vec();
+    let segment_before = std::fs::read(&file).unwrap();
+
+    let (_writer, mut reader, _) = Wal::open(options(dir.path(), OnCorruption::Quarantine))
+        .await
+        .unwrap();
+    let got = drain(&mut reader).await.unwrap();
+    assert_eq!(lsns(&got), vec![0, 1, 2, 3, 4, 6, 7, 8, 9]);
+    assert_eq!(got[5].payload, payload(6));
+    let q = reader.quarantined();
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0].file, file);
+    assert_eq!(q[0].offset, frame_offset);
+    assert_eq!(q[0].bytes, FRAME);
+    assert_eq!(q[0].lsns, (Lsn(5), Lsn(6)));
+    assert_eq!(std::fs::read(&q[0].moved_to).unwrap(), damaged_frame);
+    assert!(q[0].moved_to.starts_with(dir.path().join("quarantine")));
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        segment_before,
+        "the segment is not rewritten"
+    );
+}
+
+#[tokio::test]
+async fn flipped_payload_byte_in_the_last_segment_is_found_when_read() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 10).await;
+    // Records 8 and 9 are in the last segment; damage record 9.
+    let file = segment_path(dir.path(), 8);
+    flip_byte(&file, 16 + FRAME + 12);
+    let (writer, mut reader, recovery) = Wal::open(options(dir.path(), OnCorruption::Fail))
+        .await
+        .unwrap();
+    assert_eq!(
+        recovery.truncated_tail_bytes, 0,
+        "a complete frame is not a torn tail"
+    );
+    assert_eq!(writer.stats().next_lsn, Lsn(10));
+    let (before, err) = drain(&mut reader).await.unwrap_err();
+    assert_eq!(lsns(&before), (0..9).collect::<Vec<_>>());
+    assert!(
+        matches!(err, WalError::Corrupt { file: ref f, offset, .. } if f == &file && offset == 16 + FRAME),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn damaged_frame_header_in_an_old_segment_quarantines_the_rest_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 12).await;
+    // The length field of record 6 (frame 2 of segment 4..8).
+    let file = segment_path(dir.path(), 4);
+    let frame_offset = 16 + 2 * FRAME;
+    flip_byte(&file, frame_offset + 1);
+
+    let (_w, mut reader, _) = Wal::open(options(dir.path(), OnCorruption::Fail))
+        .await
+        .unwrap();
+    let (before, err) = drain(&mut reader).await.unwrap_err();
+    assert_eq!(lsns(&before), vec![0, 1, 2, 3, 4, 5]);
+    assert!(
+        matches!(err, WalError::Corrupt { file: ref f, offset, .. } if f == &file && offset == frame_offset),
+        "{err:?}"
+    );
+    drop((_w, reader));
+
+    let (_w, mut reader, _) = Wal::open(options(dir.path(), OnCorruption::Quarantine))
+        .await
+        .unwrap();
+    let got = drain(&mut reader).await.unwrap();
+    assert_eq!(lsns(&got), vec![0, 1, 2, 3, 4, 5, 8, 9, 10, 11]);
+    let q = reader.quarantined();
+    assert_eq!(q.len(), 1);
+    assert_eq!(
+        (q[0].offset, q[0].bytes, q[0].lsns),
+        (frame_offset, 2 * FRAME, (Lsn(6), Lsn(8)))
+    );
+}
+
+#[tokio::test]
+async fn damaged_frame_header_in_the_last_segment_fails_open_or_is_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 11).await;
+    // Last segment 8..: records 8, 9, 10. Damage the header of record 9.
+    let file = segment_path(dir.path(), 8);
+    let frame_offset = 16 + FRAME;
+    flip_byte(&file, frame_offset + 9);
+
+    let err = Wal::open(options(dir.path(), OnCorruption::Fail))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, WalError::Corrupt { file: ref f, offset, .. } if f == &file && offset == frame_offset),
+        "{err:?}"
+    );
+
+    let (writer, mut reader, recovery) = Wal::open(options(dir.path(), OnCorruption::Quarantine))
+        .await
+        .unwrap();
+    assert_eq!(recovery.quarantined.len(), 1, "{recovery:?}");
+    assert_eq!(recovery.quarantined[0].offset, frame_offset);
+    assert_eq!(recovery.quarantined[0].bytes, 2 * FRAME);
+    // New records continue after the last good one.
+    assert_eq!(writer.append(vec![payload(100)]).await.unwrap(), Lsn(9));
+    let got = drain(&mut reader).await.unwrap();
+    assert_eq!(lsns(&got), (0..10).collect::<Vec<_>>());
+    assert_eq!(got[9].payload, payload(100));
+    assert_eq!(reader.quarantined().len(), 1, "reported once, at open");
+}
+
+#[tokio::test]
+async fn torn_tail_is_truncated_silently_and_everything_before_it_kept() {
+    for cut in [1u64, 11, 12, 13, 24] {
+        let dir = tempfile::tempdir().unwrap();
+        write_log(dir.path(), 11).await;
+        // Cut the last frame (record 10, frame 2 of segment 8..) short.
+        let file = segment_path(dir.path(), 8);
+        let full = std::fs::metadata(&file).unwrap().len();
+        assert_eq!(full, 16 + 3 * FRAME);
+        let keep = full - FRAME + cut;
+        OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_len(keep)
+            .unwrap();
+
+        let (writer, mut reader, recovery) = Wal::open(options(dir.path(), OnCorruption::Fail))
+            .await
+            .unwrap();
+        assert_eq!(recovery.truncated_tail_bytes, cut, "cut {cut}");
+        assert_eq!(recovery.uncommitted_records, 10);
+        assert!(recovery.quarantined.is_empty());
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), full - FRAME);
+        assert_eq!(writer.append(vec![payload(10)]).await.unwrap(), Lsn(10));
+        let got = drain(&mut reader).await.unwrap();
+        assert_eq!(lsns(&got), (0..11).collect::<Vec<_>>(), "cut {cut}");
+        assert_eq!(got[10].payload, payload(10));
+    }
+}
+
+#[tokio::test]
+async fn zero_filled_tail_is_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 9).await;
+    let file = segment_path(dir.path(), 8);
+    OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap()
+        .write_all(&[0u8; 4096])
+        .unwrap();
+    let (_w, mut reader, recovery) = Wal::open(options(dir.path(), OnCorruption::Fail))
+        .await
+        .unwrap();
+    assert_eq!(recovery.truncated_tail_bytes, 4096);
+    assert_eq!(
+        lsns(&drain(&mut reader).await.unwrap()),
+        (0..9).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn torn_segment_header_of_the_last_segment_is_recreated() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 8).await;
+    // A crash right after creating segment 8: only part of its header.
+    let file = segment_path(dir.path(), 8);
+    std::fs::write(&file, b"UNIWA").unwrap();
+    let (writer, mut reader, recovery) = Wal::open(options(dir.path(), OnCorruption::Fail))
+        .await
+        .unwrap();
+    assert_eq!(recovery.truncated_tail_bytes, 5);
+    assert_eq!(writer.append(vec![payload(8)]).await.unwrap(), Lsn(8));
+    assert_eq!(
+        lsns(&drain(&mut reader).await.unwrap()),
+        (0..9).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_short_non_last_segment_is_corrupt_not_torn() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 10).await;
+    // Segment 4..8 loses the end of its last frame: no crash of ours does
+    // that to a sealed (fdatasynced) segment.
+    let file = segment_path(dir.path(), 4);
+    OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(16 + 3 * FRAME + 7)
+        .unwrap();
+    let (_w, mut reader, recovery) = Wal::open(options(dir.path(), OnCorruption::Fail))
+        .await
+        .unwrap();
+    assert_eq!(recovery.truncated_tail_bytes, 0);
+    let (before, err) = drain(&mut reader).await.unwrap_err();
+    assert_eq!(lsns(&before), vec![0, 1, 2, 3, 4, 5, 6]);
+    assert!(
+        matches!(err, WalError::Corrupt { file: ref f, offset, .. } if f == &file && offset == 16 + 3 * FRAME),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn damaged_segment_header_is_corrupt_at_offset_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 10).await;
+    let file = segment_path(dir.path(), 4);
+    flip_byte(&file, 2);
+    let (_w, mut reader, _) = Wal::open(options(dir.path(), OnCorruption::Fail))
+        .await
+        .unwrap();
+    let (before, err) = drain(&mut reader).await.unwrap_err();
+    assert_eq!(lsns(&before), vec![0, 1, 2, 3]);
+    assert!(
+        matches!(err, WalError::Corrupt { file: ref f, offset: 0, .. } if f == &file),
+        "{err:?}"
+    );
+    drop((_w, reader));
+
+    let (_w, mut reader, _) = Wal::open(options(dir.path(), OnCorruption::Quarantine))
+        .await
+        .unwrap();
+    assert_eq!(
+        lsns(&drain(&mut reader).await.unwrap()),
+        vec![0, 1, 2, 3, 8, 9]
+    );
+    assert_eq!(reader.quarantined()[0].lsns, (Lsn(4), Lsn(8)));
+}
+
+#[tokio::test]
+async fn damaged_position_file_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (writer, mut reader, _) = Wal::open(options(dir.path(), OnCorruption::Fail))
+            .await
+            .unwrap();
+        writer.append(vec![payload(0), payload(1)]).await.unwrap();
+        reader.next_batch(1, usize::MAX).await.unwrap();
+        reader.commit(Lsn(1)).await.unwrap();
+    }
+    let position = dir.path().join("committed");
+    flip_byte(&position, 10);
+    let err = Wal::open(options(dir.path(), OnCorruption::Fail))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, WalError::BadPositionFile { ref path, .. } if path == &position),
+        "{err:?}"
+    );
+}
