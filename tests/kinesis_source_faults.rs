@@ -25,25 +25,9 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::retry::RetryConfig;
 use futures::TryStreamExt;
-use unistream::checkpoint::CheckpointError;
+use unistream::checkpoint::MemoryCheckpointStore;
 use unistream::kinesis::KinesisSource;
-use unistream::{CheckpointStore, Error, Position};
-
-#[derive(Clone, Default)]
-struct TestStore(Arc<Mutex<HashMap<String, Position>>>);
-
-impl CheckpointStore for TestStore {
-    async fn load(&self, partition: &str) -> Result<Option<Position>, CheckpointError> {
-        Ok(self.0.lock().unwrap().get(partition).cloned())
-    }
-    async fn save(&self, partition: &str, position: &Position) -> Result<(), CheckpointError> {
-        self.0
-            .lock()
-            .unwrap()
-            .insert(partition.into(), position.clone());
-        Ok(())
-    }
-}
+use unistream::{Error, Position};
 
 /// What goes wrong on the n-th `GetRecords` call (from 0).
 type Faults = Arc<dyn Fn(usize) -> Option<Fault> + Send + Sync>;
@@ -249,7 +233,7 @@ async fn expired_iterators_throttling_and_server_errors_lose_nothing() {
             _ => None,
         }),
     );
-    let store = TestStore::default();
+    let store = MemoryCheckpointStore::new();
     let mut stream = KinesisSource::from_client(fake.client(), "faulty", store)
         .idle_interval(Duration::from_millis(100))
         .stream();
@@ -293,7 +277,7 @@ async fn expired_iterators_throttling_and_server_errors_lose_nothing() {
 async fn a_fatal_error_names_the_stream_and_shard() {
     let fake = Fake::new(1, None, Arc::new(|n| (n == 1).then_some(Fault::NotFound)));
     let mut stream =
-        KinesisSource::from_client(fake.client(), "gone", TestStore::default()).stream();
+        KinesisSource::from_client(fake.client(), "gone", MemoryCheckpointStore::new()).stream();
     let mut delivered = 0;
     let err = loop {
         match stream.try_next().await {
@@ -317,9 +301,10 @@ async fn a_fatal_error_names_the_stream_and_shard() {
 #[tokio::test(start_paused = true)]
 async fn transient_errors_beyond_the_retry_policy_surface() {
     let fake = Fake::new(1, None, Arc::new(|_| Some(Fault::ServerError)));
-    let mut stream = KinesisSource::from_client(fake.client(), "down", TestStore::default())
-        .retry_policy(unistream::RetryPolicy::new().max_attempts(4).jitter(false))
-        .stream();
+    let mut stream =
+        KinesisSource::from_client(fake.client(), "down", MemoryCheckpointStore::new())
+            .retry_policy(unistream::RetryPolicy::new().max_attempts(4).jitter(false))
+            .stream();
     let err = stream.try_next().await.unwrap_err();
     assert!(matches!(err, Error::Target { .. }), "{err:?}");
     assert_eq!(
@@ -332,9 +317,10 @@ async fn transient_errors_beyond_the_retry_policy_surface() {
 #[tokio::test(start_paused = true)]
 async fn calls_are_paced_and_a_stalled_consumer_stops_fetching() {
     let fake = Fake::new(2, None, Arc::new(|_| None));
-    let mut stream = KinesisSource::from_client(fake.client(), "endless", TestStore::default())
-        .records_per_call(5)
-        .stream();
+    let mut stream =
+        KinesisSource::from_client(fake.client(), "endless", MemoryCheckpointStore::new())
+            .records_per_call(5)
+            .stream();
     // Consume steadily for a while: at most 5 calls per second per shard.
     let start = tokio::time::Instant::now();
     for _ in 0..200 {

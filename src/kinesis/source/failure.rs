@@ -17,6 +17,8 @@
 
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 
+use crate::kinesis::failure::{classify_sdk_error, FailureKind, HasStatus};
+
 /// The class of a failed Kinesis call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Failure {
@@ -26,47 +28,34 @@ pub(crate) enum Failure {
     Fatal,
 }
 
-const EXPIRED: &[&str] = &["ExpiredIteratorException"];
-const THROTTLED: &[&str] = &[
-    "ProvisionedThroughputExceededException",
-    "LimitExceededException",
-    "KMSThrottlingException",
-    "ThrottlingException",
-];
-const TRANSIENT: &[&str] = &[
-    "InternalFailure",
-    "InternalFailureException",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-    "RequestTimeout",
-    "RequestTimeoutException",
-];
-
+/// Classifies a failed read-side call. The read-specific codes come first;
+/// everything else is classified as the sink classifies its calls (codes,
+/// then HTTP status: 429 throttled, 5xx transient).
 pub(crate) fn classify<E, R>(err: &SdkError<E, R>) -> Failure
 where
-    E: ProvideErrorMetadata,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + HasStatus,
 {
-    match err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            Failure::Transient
-        }
-        SdkError::ServiceError(service) => classify_code(service.err().code()),
-        // Construction failures are bugs or configuration errors: retrying
-        // cannot help.
-        _ => Failure::Fatal,
+    if let Some(class) = err.code().and_then(classify_read_code) {
+        return class;
+    }
+    match classify_sdk_error(err).0 {
+        FailureKind::Throttled => Failure::Throttled,
+        FailureKind::Transient => Failure::Transient,
+        FailureKind::Permanent => Failure::Fatal,
     }
 }
 
-pub(crate) fn classify_code(code: Option<&str>) -> Failure {
+/// Codes whose meaning on the read side differs from the write side.
+fn classify_read_code(code: &str) -> Option<Failure> {
     match code {
-        Some(c) if EXPIRED.contains(&c) => Failure::ExpiredIterator,
-        Some(c) if THROTTLED.contains(&c) => Failure::Throttled,
-        Some(c) if TRANSIENT.contains(&c) => Failure::Transient,
-        // An unmodeled error without a code is usually a 5xx page from a
-        // proxy or an emulator.
-        None => Failure::Transient,
-        Some(_) => Failure::Fatal,
+        "ExpiredIteratorException" => Some(Failure::ExpiredIterator),
+        // `GetShardIterator` and `ListShards` answer their own rate limits
+        // (5 and 100 calls/s) with this one: wait, do not count attempts.
+        "LimitExceededException"
+        | "ProvisionedThroughputExceededException"
+        | "KMSThrottlingException" => Some(Failure::Throttled),
+        _ => None,
     }
 }
 
@@ -75,25 +64,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_map_to_classes() {
+    fn read_codes_map_to_classes() {
         assert_eq!(
-            classify_code(Some("ExpiredIteratorException")),
-            Failure::ExpiredIterator
+            classify_read_code("ExpiredIteratorException"),
+            Some(Failure::ExpiredIterator)
         );
         assert_eq!(
-            classify_code(Some("ProvisionedThroughputExceededException")),
-            Failure::Throttled
+            classify_read_code("ProvisionedThroughputExceededException"),
+            Some(Failure::Throttled)
         );
         assert_eq!(
-            classify_code(Some("LimitExceededException")),
-            Failure::Throttled
+            classify_read_code("LimitExceededException"),
+            Some(Failure::Throttled)
         );
-        assert_eq!(classify_code(Some("InternalFailure")), Failure::Transient);
-        assert_eq!(classify_code(None), Failure::Transient);
-        assert_eq!(
-            classify_code(Some("ResourceNotFoundException")),
-            Failure::Fatal
-        );
-        assert_eq!(classify_code(Some("AccessDeniedException")), Failure::Fatal);
+        assert_eq!(classify_read_code("ResourceNotFoundException"), None);
     }
 }

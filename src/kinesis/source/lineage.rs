@@ -29,6 +29,7 @@ use super::merge::ShardStream;
 use super::shard_reader::{ShardOutcome, ShardReader};
 use super::Shared;
 use crate::checkpoint::{CheckpointError, CheckpointStore, PartitionControl, Position};
+use crate::kinesis::StreamTarget;
 use crate::Error;
 
 /// What the coordinator tells the merged stream.
@@ -125,8 +126,10 @@ impl<S: CheckpointStore> Coordinator<S> {
             request = match &next_token {
                 // With a token, the stream must not be named again.
                 Some(token) => request.next_token(token),
-                None if self.shared.is_arn() => request.stream_arn(&*self.shared.stream),
-                None => request.stream_name(&*self.shared.stream),
+                None => match &self.shared.stream {
+                    StreamTarget::Arn(arn) => request.stream_arn(arn),
+                    StreamTarget::Name(name) => request.stream_name(name),
+                },
             };
             let page = match request.send().await {
                 Ok(page) => page,
@@ -143,12 +146,7 @@ impl<S: CheckpointStore> Coordinator<S> {
                             transient += 1;
                             config.retry.backoff(transient - 1)
                         }
-                        _ => {
-                            return Err(Error::target(
-                                format!("kinesis stream {}", self.shared.stream),
-                                err,
-                            ))
-                        }
+                        _ => return Err(Error::target(self.shared.stream.to_string(), err)),
                     };
                     tokio::time::sleep(delay).await;
                     continue;

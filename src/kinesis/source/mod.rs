@@ -59,7 +59,7 @@ use std::time::Duration;
 
 use crate::checkpoint::{CheckpointStore, CheckpointToken};
 use crate::kinesis::limits::{MAX_GET_RECORDS_CALLS_PER_SEC, MAX_GET_RECORDS_COUNT};
-use crate::kinesis::KinesisRecord;
+use crate::kinesis::{KinesisRecord, StreamTarget};
 use crate::retry::RetryPolicy;
 use crate::Error;
 
@@ -92,7 +92,7 @@ pub use merge::KinesisStream;
 #[must_use = "a source does nothing until `.stream()` is polled"]
 pub struct KinesisSource<S> {
     client: aws_sdk_kinesis::Client,
-    stream: Arc<str>,
+    stream: StreamTarget,
     store: S,
     config: SourceConfig,
 }
@@ -131,15 +131,23 @@ impl<S: CheckpointStore> KinesisSource<S> {
     /// A source reading `stream` (a name or an ARN) with a client built from
     /// `sdk_config`, checkpoints loaded from (and `SHARD_END` saved to)
     /// `store`.
-    pub fn new(sdk_config: &aws_config::SdkConfig, stream: impl AsRef<str>, store: S) -> Self {
+    pub fn new(
+        sdk_config: &aws_config::SdkConfig,
+        stream: impl Into<StreamTarget>,
+        store: S,
+    ) -> Self {
         Self::from_client(aws_sdk_kinesis::Client::new(sdk_config), stream, store)
     }
 
     /// A source using an existing client.
-    pub fn from_client(client: aws_sdk_kinesis::Client, stream: impl AsRef<str>, store: S) -> Self {
+    pub fn from_client(
+        client: aws_sdk_kinesis::Client,
+        stream: impl Into<StreamTarget>,
+        store: S,
+    ) -> Self {
         Self {
             client,
-            stream: Arc::from(stream.as_ref()),
+            stream: stream.into(),
             store,
             config: SourceConfig::default(),
         }
@@ -244,7 +252,7 @@ impl<S: CheckpointStore> KinesisSource<S> {
 /// What the coordinator and the shard tasks share.
 pub(crate) struct Shared<S> {
     pub(crate) client: aws_sdk_kinesis::Client,
-    pub(crate) stream: Arc<str>,
+    pub(crate) stream: StreamTarget,
     pub(crate) store: S,
     pub(crate) config: SourceConfig,
 }
@@ -252,12 +260,7 @@ pub(crate) struct Shared<S> {
 impl<S> Shared<S> {
     /// `"kinesis stream NAME shard ID"`, the target named in errors.
     pub(crate) fn target(&self, shard: &str) -> String {
-        format!("kinesis stream {} shard {shard}", self.stream)
-    }
-
-    /// Whether the stream is named by ARN rather than by name.
-    pub(crate) fn is_arn(&self) -> bool {
-        self.stream.starts_with("arn:")
+        format!("{} shard {shard}", self.stream)
     }
 }
 

@@ -29,7 +29,8 @@ use super::iterator::StartAt;
 use super::records::{unpack, UserRecord};
 use super::Shared;
 use crate::checkpoint::{CheckpointStore, CheckpointToken, PartitionControl, Position};
-use crate::kinesis::KinesisRecord;
+use crate::kinesis::failure::HasStatus;
+use crate::kinesis::{KinesisRecord, StreamTarget};
 use crate::Error;
 
 /// The records of one `GetRecords` response, as handed to the consumer.
@@ -185,10 +186,9 @@ impl<S: CheckpointStore> ShardReader<S> {
                 .shard_iterator_type(kind.clone())
                 .set_starting_sequence_number(sequence.map(str::to_owned))
                 .set_timestamp(timestamp);
-            request = if self.shared.is_arn() {
-                request.stream_arn(&*self.shared.stream)
-            } else {
-                request.stream_name(&*self.shared.stream)
+            request = match &self.shared.stream {
+                StreamTarget::Arn(arn) => request.stream_arn(arn),
+                StreamTarget::Name(name) => request.stream_name(name),
             };
             match request.send().await {
                 Ok(out) => {
@@ -223,8 +223,8 @@ impl<S: CheckpointStore> ShardReader<S> {
                 .get_records()
                 .shard_iterator(iterator)
                 .limit(self.shared.config.records_per_call);
-            if self.shared.is_arn() {
-                request = request.stream_arn(&*self.shared.stream);
+            if let StreamTarget::Arn(arn) = &self.shared.stream {
+                request = request.stream_arn(arn);
             }
             match request.send().await {
                 Ok(out) => return Ok(Some(out)),
@@ -333,7 +333,10 @@ impl<S: CheckpointStore> ShardReader<S> {
 
 /// The class of a `GetRecords` failure: the modeled variants first (they
 /// need no error code), then the code.
-fn classify_get_records<R>(err: &SdkError<GetRecordsError, R>) -> Failure {
+fn classify_get_records<R>(err: &SdkError<GetRecordsError, R>) -> Failure
+where
+    R: std::fmt::Debug + HasStatus,
+{
     match err.as_service_error() {
         Some(e) if e.is_expired_iterator_exception() => Failure::ExpiredIterator,
         Some(e)
