@@ -175,10 +175,6 @@ impl DynamoDbCheckpointStore {
         &self.inner.owner
     }
 
-    pub(crate) fn client(&self) -> &aws_sdk_dynamodb::Client {
-        &self.inner.client
-    }
-
     pub(crate) fn store_name(&self) -> String {
         format!("dynamodb table {}", self.inner.table)
     }

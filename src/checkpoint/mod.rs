@@ -35,3 +35,7 @@ pub use tracker::PositionTracker;
 mod dynamodb;
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::{DynamoDbCheckpointStore, Lease};
+#[cfg(all(feature = "dynamodb", feature = "s3"))]
+mod dynamodb_s3;
+#[cfg(all(feature = "dynamodb", feature = "s3"))]
+pub use dynamodb_s3::{Batch, BatchEntry, DynamoDbS3CheckpointStore, RecordStatus};
