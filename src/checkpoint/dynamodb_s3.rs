@@ -425,9 +425,11 @@ impl DynamoDbS3CheckpointStore {
         let end = batch.end().cloned().unwrap_or(Position::End);
         let (end_checkpoint, end_sub) = match &end {
             Position::Sequence { sequence, sub } => (sequence.as_str().to_owned(), *sub),
-            other => return Err(self.backend(format!(
+            other => {
+                return Err(self.backend(format!(
                 "partition {partition}: batch ends at {other}; only sequence positions are stored"
-            ))),
+            )))
+            }
         };
         let key = self.put_object(&batch).await?;
         self.leases
