@@ -21,6 +21,9 @@ use crate::checkpoint::{CheckpointStore, CheckpointToken, PartitionControl};
 use crate::kinesis::KinesisRecord;
 use crate::Error;
 
+/// Spawns the coordinator, given the channel it announces shards on.
+type StartCoordinator = Box<dyn FnOnce(mpsc::UnboundedSender<Discovery>) -> JoinHandle<()> + Send>;
+
 /// Records taken from one shard before the next shard's turn.
 const BURST: usize = 32;
 
@@ -32,7 +35,7 @@ const BURST: usize = 32;
 /// stops every task it started.
 #[must_use = "streams do nothing unless polled"]
 pub struct KinesisStream {
-    start: Option<Box<dyn FnOnce(mpsc::UnboundedSender<Discovery>) -> JoinHandle<()> + Send>>,
+    start: Option<StartCoordinator>,
     coordinator: Option<AbortOnDrop>,
     discoveries: mpsc::UnboundedReceiver<Discovery>,
     discoveries_tx: Option<mpsc::UnboundedSender<Discovery>>,

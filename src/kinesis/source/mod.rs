@@ -168,7 +168,7 @@ impl<S: CheckpointStore> KinesisSource<S> {
     #[track_caller]
     pub fn records_per_call(mut self, limit: u32) -> Self {
         assert!(
-            limit >= 1 && limit <= MAX_GET_RECORDS_COUNT as u32,
+            (1..=MAX_GET_RECORDS_COUNT as u32).contains(&limit),
             "records_per_call must be in 1..=10000, got {limit}"
         );
         self.config.records_per_call = limit as i32;
@@ -192,7 +192,7 @@ impl<S: CheckpointStore> KinesisSource<S> {
     #[track_caller]
     pub fn max_calls_per_second(mut self, calls: u32) -> Self {
         assert!(
-            calls >= 1 && calls <= MAX_GET_RECORDS_CALLS_PER_SEC,
+            (1..=MAX_GET_RECORDS_CALLS_PER_SEC).contains(&calls),
             "max_calls_per_second must be in 1..=5, got {calls}"
         );
         self.config.min_call_interval = Duration::from_secs(1) / calls;

@@ -125,7 +125,7 @@ impl<S: CheckpointStore> ShardReader<S> {
                 ..
             } = output;
             let was_empty = records.is_empty();
-            let chunk = self.to_chunk(records);
+            let chunk = self.make_chunk(records);
             if !chunk.is_empty() {
                 permit.send(Ok(chunk));
             } else {
@@ -142,7 +142,7 @@ impl<S: CheckpointStore> ShardReader<S> {
     }
 
     /// Unpacks, skips what was processed before, and makes the tokens.
-    fn to_chunk(&mut self, records: Vec<aws_sdk_kinesis::types::Record>) -> Chunk {
+    fn make_chunk(&mut self, records: Vec<aws_sdk_kinesis::types::Record>) -> Chunk {
         let mut users: Vec<UserRecord> = Vec::with_capacity(records.len());
         let mut last_sequence = None;
         for record in records {
