@@ -367,4 +367,56 @@ async fn a_split_parent_is_finished_and_ended_before_its_children_start() {
     let children: HashSet<&String> = order[first_child_at..].iter().map(|(_, s)| s).collect();
     assert_eq!(children.len(), 2, "both children were read");
     assert_eq!(store.position(&parent), Some(Position::End));
+    drop(stream);
+
+    // A restart skips the ended parent and resumes each child after its
+    // checkpoint: only new records arrive.
+    put_ids(&client, &name, 600..650).await;
+    let mut stream = Checked::new(
+        KinesisSource::from_client(client.clone(), &name, store.clone())
+            .idle_interval(Duration::from_millis(50))
+            .stream(),
+    );
+    let mut after_restart = HashSet::new();
+    for _ in 0..50 {
+        let (id, token) = stream.next().await;
+        assert_ne!(
+            token.partition(),
+            parent,
+            "the ended parent is not read again"
+        );
+        after_restart.insert(id);
+    }
+    assert_eq!(after_restart, (600..650).collect::<HashSet<_>>());
+}
+
+#[tokio::test]
+async fn latest_skips_what_was_written_before_the_start() {
+    let conf = sdk_config(moto()).await;
+    let client = aws_sdk_kinesis::Client::new(&conf);
+    let name = unique_name("latest");
+    create_stream(&client, &name, 1).await;
+    put_ids(&client, &name, 0..100).await;
+
+    let mut stream = Checked::new(
+        KinesisSource::from_client(client.clone(), &name, MemoryCheckpointStore::new())
+            .initial_position(unistream::kinesis::InitialPosition::Latest)
+            .idle_interval(Duration::from_millis(20))
+            .stream(),
+    );
+    // Nothing old arrives while the shard's LATEST iterator is taken.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), stream.next())
+            .await
+            .is_err(),
+        "no record written before the start"
+    );
+    put_ids(&client, &name, 100..120).await;
+    let ids: Vec<u64> = stream
+        .take(20)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, (100..120).collect::<Vec<_>>());
 }
