@@ -420,3 +420,76 @@ async fn latest_skips_what_was_written_before_the_start() {
         .collect();
     assert_eq!(ids, (100..120).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn a_merged_child_starts_only_after_both_parents_ended() {
+    let conf = sdk_config(kinesis_mock()).await;
+    let client = aws_sdk_kinesis::Client::new(&conf);
+    let name = unique_name("merge");
+    create_stream(&client, &name, 2).await;
+    put_ids(&client, &name, 0..200).await;
+
+    let store = MemoryCheckpointStore::new();
+    let mut stream = Checked::new(
+        KinesisSource::from_client(client.clone(), &name, store.clone())
+            .idle_interval(Duration::from_millis(50))
+            .stream(),
+    );
+    let mut seen: Vec<(u64, String)> = Vec::new();
+    for _ in 0..200 {
+        let (id, token) = stream.next().await;
+        checkpoint(&store, &token).await;
+        seen.push((id, token.partition().to_owned()));
+    }
+    let shards = client
+        .list_shards()
+        .stream_name(&name)
+        .send()
+        .await
+        .unwrap();
+    let parents: Vec<String> = shards
+        .shards()
+        .iter()
+        .map(|s| s.shard_id().to_owned())
+        .collect();
+    assert_eq!(parents.len(), 2);
+    client
+        .merge_shards()
+        .stream_name(&name)
+        .shard_to_merge(&parents[0])
+        .adjacent_shard_to_merge(&parents[1])
+        .send()
+        .await
+        .unwrap();
+    wait_active(&client, &name).await;
+    put_ids(&client, &name, 200..300).await;
+
+    while seen.len() < 300 {
+        let (id, token) = stream.next().await;
+        if !parents.iter().any(|p| p == token.partition()) {
+            for parent in &parents {
+                assert_eq!(
+                    store.position(parent),
+                    Some(Position::End),
+                    "{parent} ended before the merged child's first record"
+                );
+            }
+        }
+        checkpoint(&store, &token).await;
+        seen.push((id, token.partition().to_owned()));
+    }
+    let ids: HashSet<u64> = seen.iter().map(|(id, _)| *id).collect();
+    assert_eq!(
+        ids,
+        (0..300).collect::<HashSet<_>>(),
+        "nothing lost or repeated"
+    );
+    let child_records = seen[200..]
+        .iter()
+        .filter(|(_, s)| !parents.contains(s))
+        .count();
+    assert_eq!(
+        child_records, 100,
+        "everything after the merge came from the child"
+    );
+}
