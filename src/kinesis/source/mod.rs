@@ -68,24 +68,49 @@ pub use merge::KinesisStream;
 
 /// Reads every shard of a Kinesis stream; see the [module docs](self).
 ///
-/// ```no_run
-/// # async fn run() -> Result<(), unistream::Error> {
+/// Build it with [`new`](Self::new) from an SDK configuration (or
+/// [`from_client`](Self::from_client)), tune it, and call
+/// [`stream`](Self::stream). Here the client answers from a canned stream
+/// (`aws-smithy-mocks`), so the example runs anywhere:
+///
+/// ```
+/// # use aws_sdk_kinesis::operation::{get_records::GetRecordsOutput,
+/// #     get_shard_iterator::GetShardIteratorOutput, list_shards::ListShardsOutput};
+/// # use aws_sdk_kinesis::{primitives::Blob, types::{Record, Shard}, Client};
+/// # use aws_smithy_mocks::{mock, MockResponseInterceptor, RuleMode};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), unistream::Error> {
+/// # let list = mock!(Client::list_shards).then_output(|| ListShardsOutput::builder()
+/// #     .shards(Shard::builder().shard_id("shardId-000000000000").build().unwrap()).build());
+/// # let iterator = mock!(Client::get_shard_iterator)
+/// #     .then_output(|| GetShardIteratorOutput::builder().shard_iterator("it").build());
+/// # let records = mock!(Client::get_records).then_output(|| GetRecordsOutput::builder()
+/// #     .records(Record::builder().sequence_number("7").partition_key("k")
+/// #         .data(Blob::new("hello")).build().unwrap())
+/// #     .next_shard_iterator("it").build().unwrap());
+/// # let client = Client::from_conf(aws_sdk_kinesis::Config::builder()
+/// #     .behavior_version(aws_config::BehaviorVersion::latest())
+/// #     .region(aws_config::Region::new("us-east-1"))
+/// #     .credentials_provider(aws_credential_types::Credentials::new("a", "b", None, None, "doc"))
+/// #     .http_client(aws_smithy_mocks::create_mock_http_client())
+/// #     .interceptor(MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny)
+/// #         .with_rule(&list).with_rule(&iterator).with_rule(&records))
+/// #     .build());
 /// use futures::TryStreamExt;
+/// use unistream::checkpoint::MemoryCheckpointStore;
 /// use unistream::kinesis::{InitialPosition, KinesisSource};
-/// # #[derive(Clone)] struct Store;
-/// # impl unistream::CheckpointStore for Store {
-/// #   async fn load(&self, _: &str) -> Result<Option<unistream::Position>, unistream::checkpoint::CheckpointError> { Ok(None) }
-/// #   async fn save(&self, _: &str, _: &unistream::Position) -> Result<(), unistream::checkpoint::CheckpointError> { Ok(()) }
-/// # }
-/// # let store = Store;
-/// let config = aws_config::load_from_env().await;
-/// let mut records = KinesisSource::new(&config, "orders", store)
+/// use unistream::Position;
+///
+/// let store = MemoryCheckpointStore::new(); // DynamoDbCheckpointStore in production
+/// let mut records = KinesisSource::from_client(client, "orders", store)
 ///     .initial_position(InitialPosition::TrimHorizon)
 ///     .records_per_call(1_000)
 ///     .stream();
-/// while let Some((record, token)) = records.try_next().await? {
-///     println!("{} {:?}: {} bytes", token.partition(), token.position(), record.data.len());
-/// }
+/// let (record, token) = records.try_next().await?.expect("a record");
+/// assert_eq!(&record.data[..], b"hello");
+/// assert_eq!(token.partition(), "shardId-000000000000");
+/// assert_eq!(token.position(), &Position::sequence("7"));
+/// assert_eq!(token.seq(), 0);
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
