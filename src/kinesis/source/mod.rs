@@ -156,6 +156,13 @@ impl<S: CheckpointStore> KinesisSource<S> {
     /// A source reading `stream` (a name or an ARN) with a client built from
     /// `sdk_config`, checkpoints loaded from (and `SHARD_END` saved to)
     /// `store`.
+    ///
+    /// Give the checkpointer a clone of the same `store`: stores that fence
+    /// by lease counter ([`DynamoDbCheckpointStore`]) share the counters
+    /// between clones, while two separately built stores would fence each
+    /// other when the source saves `SHARD_END`.
+    ///
+    /// [`DynamoDbCheckpointStore`]: https://docs.rs/unistream/latest/unistream/checkpoint/struct.DynamoDbCheckpointStore.html
     pub fn new(
         sdk_config: &aws_config::SdkConfig,
         stream: impl Into<StreamTarget>,
