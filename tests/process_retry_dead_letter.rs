@@ -115,8 +115,8 @@ async fn a_failing_dead_letter_sink_fails_the_stream_and_the_token_is_never_chec
             }
         })
         .dead_letter(dead)
+        .map_ok(|token| (token.position().clone(), token))
         .checkpoint_batched(100, Duration::from_secs(3600), store.clone())
-        .map_ok(|token| token.position().clone())
         .collect()
         .await;
     assert_eq!(results.len(), 3, "{results:?}");

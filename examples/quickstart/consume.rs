@@ -82,8 +82,7 @@ async fn consume(
             process(&record)?;
             Ok((offset(Some(token.position().clone())), token))
         })
-        .checkpoint_batched(N, Duration::from_secs(1), store.clone())
-        .map_ok(|(end, _token)| end))
+        .checkpoint_batched(N, Duration::from_secs(1), store.clone()))
 }
 
 /// The "business logic": every record must be a JSON object.

@@ -1,58 +1,12 @@
-//! The `checkpoint_batched` combinator.
-//!
-//! [`CheckpointBatched`] sits at the end of a consumer pipeline, after the
-//! records are processed, and saves how far each partition is processed.
-//!
-//! # When it saves
-//!
-//! - **Every `n` tokens of a partition**: when a partition has `n` tokens not
-//!   covered by a save already started, that partition is saved.
-//! - **Every `interval`**: the clock (`tokio::time`) starts at the first
-//!   token not covered by a save already started, as in tokio-stream's
-//!   `chunks_timeout`; when it elapses, every partition with unsaved progress
-//!   is saved (in one [`save_many`](CheckpointStore::save_many) call).
-//! - **At the end of the stream**, and **before an upstream error is passed
-//!   on**: everything unsaved is saved, then the end or the error follows.
-//!
-//! # What it saves
-//!
-//! Per partition, the *safe* position: the position of the largest `seq` `s`
-//! such that every token `seq ≤ s` of the partition (in this run) has been
-//! seen ([`PositionTracker`]). Tokens may arrive in any order (after
-//! `buffer_unordered`); the saved position never passes a token that has not
-//! been seen. Sources number every partition's tokens from 0 on each run.
-//!
-//! # How much is seen again after a crash
-//!
-//! At most one save is in flight; tokens keep flowing while it runs, except
-//! that the stream stops pulling from upstream while a partition has `n`
-//! tokens not yet durably saved. So for in-order tokens, at most `n` records
-//! per partition are processed again after a crash (plus, when processing
-//! runs concurrently, the tokens held behind a gap: at most the concurrency).
-//!
-//! # What it yields
-//!
-//! Items pass through unchanged, after their token is counted. Drive the
-//! stream to the end with `try_for_each`, `try_collect::<Vec<_>>()`, … .
-//!
-//! # Errors
-//!
-//! - An upstream error is yielded after the flush described above; the
-//!   stream then goes on with upstream (which may or may not end).
-//! - A failed save (other than a fence) is yielded as
-//!   [`Error::Checkpoint`] and ends the stream: nothing after it is saved.
-//! - A **fenced** save ([`CheckpointError::Fenced`]: another worker took the
-//!   partition's lease) ends *that partition* cleanly: its
-//!   [`PartitionControl`](super::PartitionControl) is fenced (so the source
-//!   stops reading it), a `WARN` event is logged (target
-//!   `unistream::checkpoint::batched`), its later items are dropped — not
-//!   yielded and not saved — and the other partitions go on. The stream
-//!   itself does not fail. Partitions saved in the same call as the fenced
-//!   one are saved again right away.
+//! The `checkpoint_batched` combinator: saves, per partition, the position
+//! up to which every token is seen — every `n` tokens, every `interval`, at
+//! the end and before an error is passed on — never past an unseen token.
+//! The rules are documented on [`CheckpointBatched`], where users read them.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -68,11 +22,84 @@ use super::token::{CheckpointToken, PartitionControl, Position};
 use super::tracker::PositionTracker;
 use crate::error::Error;
 
+/// Tokens waiting behind a gap from which (and at every doubling) a
+/// warning is logged.
+const WAITING_WARN_FROM: usize = 1 << 14;
+
+/// Up to this many partitions, a token's partition is found by comparing
+/// addresses one by one rather than through the hash map.
+const LINEAR_SCAN_PARTITIONS: usize = 8;
+
+/// While upstream keeps yielding, the interval deadline is looked at once
+/// per this many tokens.
+const TIMER_CHECK_EVERY: u32 = 32;
+
 type SaveFuture = Pin<Box<dyn Future<Output = Result<(), CheckpointError>> + Send>>;
 
 /// Stream for [`CheckpointStreamExt::checkpoint_batched`](super::CheckpointStreamExt::checkpoint_batched).
 ///
-/// See the [module documentation](self) for when and what it saves.
+/// It sits at the end of a consumer pipeline, after the
+/// records are processed, and saves how far each partition is processed.
+///
+/// # When it saves
+///
+/// - **Every `n` tokens of a partition**: when a partition has `n` tokens not
+///   covered by a save already started, that partition is saved.
+/// - **Every `interval`**: the clock (`tokio::time`) starts at the first
+///   token not covered by a save already started, as in tokio-stream's
+///   `chunks_timeout`; when it elapses, every partition with unsaved progress
+///   is saved (in one [`save_many`](CheckpointStore::save_many) call).
+///   While upstream yields items without ever pausing, the deadline is
+///   looked at once every 32 tokens (a timer poll per token would cost more
+///   than the rest of the combinator), so such a save may come up to 32
+///   tokens late; whenever upstream pauses, it is looked at at once.
+/// - **At the end of the stream**, and **before an upstream error is passed
+///   on**: everything unsaved is saved, then the end or the error follows.
+///
+/// # What it saves
+///
+/// Per partition, the *safe* position: the position of the largest `seq` `s`
+/// such that every token `seq ≤ s` of the partition (in this run) has been
+/// seen ([`PositionTracker`]). Tokens may arrive in any order (after
+/// `buffer_unordered`); the saved position never passes a token that has not
+/// been seen. Sources number every partition's tokens from 0 on each run.
+///
+/// Every token must reach the checkpointer. A token that is dropped on the
+/// way (a filter that discards items, an error swallowed with its token)
+/// holds its partition's checkpoint back for the rest of the run, and the
+/// tokens behind it pile up in memory (a warning is logged from 16,384 on).
+/// To skip a record, still pass its token on.
+///
+/// # How much is seen again after a crash
+///
+/// At most one save is in flight; tokens keep flowing while it runs, except
+/// that the stream stops pulling from upstream while a partition has `n`
+/// tokens not yet durably saved. So for in-order tokens, at most `n` records
+/// per partition are processed again after a crash (plus, when processing
+/// runs concurrently, the tokens held behind a gap: at most the concurrency).
+///
+/// # What it yields
+///
+/// Every item without its token, once the token is counted: `()` for a bare
+/// [`CheckpointToken`], `value` for a `(value, token)` pair (see
+/// [`AsCheckpointToken`]). The token is consumed here, so it cannot be
+/// counted twice. A stream of tokens is driven to the end with
+/// `.try_collect::<()>()`.
+///
+/// # Errors
+///
+/// - An upstream error is yielded after the flush described above; the
+///   stream then goes on with upstream (which may or may not end).
+/// - A failed save (other than a fence) is yielded as
+///   [`Error::Checkpoint`] and ends the stream: nothing after it is saved.
+/// - A **fenced** save ([`CheckpointError::Fenced`]: another worker took the
+///   partition's lease) ends *that partition* cleanly: its
+///   [`PartitionControl`](super::PartitionControl) is fenced (so the source
+///   stops reading it), a `WARN` event is logged (target
+///   `unistream::checkpoint::batched`), its later items are dropped — not
+///   yielded and not saved — and the other partitions go on. The stream
+///   itself does not fail. Partitions saved in the same call as the fenced
+///   one are saved again right away.
 #[pin_project(project = CheckpointBatchedProj)]
 #[must_use = "streams do nothing unless polled"]
 pub struct CheckpointBatched<St: TryStream, S> {
@@ -84,6 +111,10 @@ pub struct CheckpointBatched<St: TryStream, S> {
     partitions: Partitions,
     deadline: Option<Pin<Box<Sleep>>>,
     armed: bool,
+    /// Tokens until the deadline is looked at again while upstream keeps
+    /// yielding: polling a timer per token would cost more than the rest of
+    /// the combinator. It is always looked at before returning `Pending`.
+    timer_countdown: u32,
     want: Want,
     saving: Option<InFlight>,
     /// A partition has `n` tokens not durably saved: do not pull upstream
@@ -115,10 +146,35 @@ struct InFlight {
 #[derive(Default)]
 struct Partitions {
     states: Vec<PartitionState>,
-    index: HashMap<Arc<str>, usize>,
-    /// The partition of the previous token: consecutive tokens of one
-    /// partition skip the hash lookup.
-    last: Option<(Arc<str>, usize)>,
+    /// By the address of the partition name's `Arc` as the source shares it
+    /// (the state holds a clone, so the address cannot be reused while it is
+    /// in this map): a lookup without hashing or comparing the name.
+    by_address: HashMap<usize, usize, BuildHasherDefault<AddressHasher>>,
+    /// By name, for sources that make a new `Arc` per token.
+    by_name: HashMap<Arc<str>, usize>,
+    /// The partition of the previous token.
+    last: usize,
+}
+
+/// Hashes an address (a `usize`) with one multiplication.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        // Allocations are 8-aligned: the low bits carry no information.
+        self.0 = ((value as u64) >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 struct PartitionState {
@@ -165,31 +221,45 @@ impl PartitionState {
     }
 }
 
+fn address_of(name: &Arc<str>) -> usize {
+    Arc::as_ptr(name).cast::<u8>() as usize
+}
+
 impl Partitions {
     #[inline]
     fn index_of(&mut self, token: &CheckpointToken) -> usize {
-        if let Some((name, index)) = &self.last {
-            if Arc::ptr_eq(name, token.partition_arc()) {
-                return *index;
+        let name = token.partition_arc();
+        if let Some(state) = self.states.get(self.last) {
+            if Arc::ptr_eq(&state.name, name) {
+                return self.last;
             }
         }
-        self.index_of_slow(token)
+        // A few partitions: comparing addresses beats hashing one.
+        let found = if self.states.len() <= LINEAR_SCAN_PARTITIONS {
+            self.states.iter().position(|s| Arc::ptr_eq(&s.name, name))
+        } else {
+            self.by_address.get(&address_of(name)).copied()
+        };
+        let index = match found {
+            Some(index) => index,
+            None => self.index_by_name(name),
+        };
+        self.last = index;
+        index
     }
 
     #[cold]
-    fn index_of_slow(&mut self, token: &CheckpointToken) -> usize {
-        let index = match self.index.get(token.partition()) {
+    fn index_by_name(&mut self, name: &Arc<str>) -> usize {
+        match self.by_name.get(&**name) {
             Some(index) => *index,
             None => {
                 let index = self.states.len();
-                let name = token.partition_arc().clone();
                 self.states.push(PartitionState::new(name.clone()));
-                self.index.insert(name, index);
+                self.by_name.insert(name.clone(), index);
+                self.by_address.insert(address_of(name), index);
                 index
             }
-        };
-        self.last = Some((token.partition_arc().clone(), index));
-        index
+        }
     }
 
     fn any_fenced(&self) -> bool {
@@ -213,6 +283,7 @@ where
             partitions: Partitions::default(),
             deadline: None,
             armed: false,
+            timer_countdown: 0,
             want: Want::Nothing,
             saving: None,
             blocked: false,
@@ -258,7 +329,17 @@ where
             state.control = token.control().cloned();
         }
         state.seen += 1;
-        state.tracker.observe(token.seq(), token.position().clone());
+        if !state.tracker.observe(token.seq(), token.position().clone()) {
+            let waiting = state.tracker.waiting();
+            if waiting >= WAITING_WARN_FROM && waiting.is_power_of_two() {
+                tracing::warn!(
+                    partition = %state.name,
+                    waiting,
+                    missing_seq = state.tracker.next_seq(),
+                    "checkpoint held back: tokens wait for one that never arrived (was a token dropped or filtered out?)"
+                );
+            }
+        }
         if state.seen - state.started >= n && *self.want < Want::Due {
             *self.want = Want::Due;
         }
@@ -272,12 +353,33 @@ where
     }
 
     fn arm(&mut self) {
-        let at = Instant::now() + *self.interval;
+        let now = Instant::now();
+        // An interval too large to add means "never by time" (about 30 years).
+        let at = now
+            .checked_add(*self.interval)
+            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400));
         match self.deadline.as_mut() {
             Some(sleep) => sleep.as_mut().reset(at),
             None => *self.deadline = Some(Box::pin(tokio::time::sleep_until(at))),
         }
         *self.armed = true;
+    }
+
+    /// Polls the interval deadline when it is armed; `true` when it fired
+    /// (a save of every partition is then wanted).
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> bool {
+        if !*self.armed {
+            return false;
+        }
+        let Some(deadline) = self.deadline.as_mut() else {
+            return false;
+        };
+        if deadline.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        *self.armed = false;
+        *self.want = Want::All;
+        true
     }
 
     /// Starts a save of what `self.want` asks for, when there is anything
@@ -412,7 +514,7 @@ where
     St::Error: Into<Error>,
     S: CheckpointStore,
 {
-    type Item = Result<St::Ok, Error>;
+    type Item = Result<<St::Ok as AsCheckpointToken>::Value, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
@@ -429,13 +531,9 @@ where
                 return Poll::Ready(Some(Err(this.fail(error))));
             }
 
-            if *this.armed {
-                if let Some(deadline) = this.deadline.as_mut() {
-                    if deadline.as_mut().poll(cx).is_ready() {
-                        *this.armed = false;
-                        *this.want = Want::All;
-                    }
-                }
+            if *this.timer_countdown == 0 {
+                *this.timer_countdown = TIMER_CHECK_EVERY;
+                this.poll_deadline(cx);
             }
 
             if this.saving.is_none() && *this.want != Want::Nothing {
@@ -461,11 +559,22 @@ where
             }
 
             if *this.blocked && this.saving.is_some() {
+                // Waiting for the save: keep the deadline registered so an
+                // interval that elapses meanwhile is not missed.
+                this.poll_deadline(cx);
                 return Poll::Pending;
             }
 
-            match futures::ready!(this.stream.as_mut().poll_next(cx)) {
+            let polled = this.stream.as_mut().poll_next(cx);
+            let Poll::Ready(polled) = polled else {
+                if this.poll_deadline(cx) {
+                    continue;
+                }
+                return Poll::Pending;
+            };
+            match polled {
                 Some(Ok(item)) => {
+                    *this.timer_countdown = this.timer_countdown.saturating_sub(1);
                     if let Observed::Drop = this.observe(item.checkpoint_token()) {
                         continue;
                     }
@@ -477,7 +586,7 @@ where
                             *this.trailing_error = Some(error);
                         }
                     }
-                    return Poll::Ready(Some(Ok(item)));
+                    return Poll::Ready(Some(Ok(item.into_value())));
                 }
                 Some(Err(error)) => *this.pending_error = Some(error.into()),
                 None => *this.upstream_done = true,

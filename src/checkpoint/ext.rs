@@ -11,22 +11,43 @@ use crate::error::Error;
 
 /// An item that carries a [`CheckpointToken`]: a token itself, or a
 /// `(value, token)` pair as sources yield and handlers usually return.
+///
+/// [`checkpoint_batched`](CheckpointStreamExt::checkpoint_batched) counts the
+/// token and passes the rest of the item on: [`Value`](Self::Value).
 pub trait AsCheckpointToken {
+    /// What is left of the item once its token is counted.
+    type Value;
+
     /// The token of this item.
     fn checkpoint_token(&self) -> &CheckpointToken;
+
+    /// The item without its token.
+    fn into_value(self) -> Self::Value;
 }
 
 impl AsCheckpointToken for CheckpointToken {
+    type Value = ();
+
     #[inline]
     fn checkpoint_token(&self) -> &CheckpointToken {
         self
     }
+
+    #[inline]
+    fn into_value(self) {}
 }
 
 impl<T> AsCheckpointToken for (T, CheckpointToken) {
+    type Value = T;
+
     #[inline]
     fn checkpoint_token(&self) -> &CheckpointToken {
         &self.1
+    }
+
+    #[inline]
+    fn into_value(self) -> T {
+        self.0
     }
 }
 
@@ -36,7 +57,8 @@ pub trait CheckpointStreamExt: TryStream {
     /// Saves, per partition, the position up to which every token is seen,
     /// every `n` tokens of the partition or `interval` after the first
     /// unsaved token, whichever comes first, and once more when the stream
-    /// ends or fails. Items pass through unchanged.
+    /// ends or fails. Yields each item without its token (`()` for a bare
+    /// token, `value` for `(value, token)`).
     ///
     /// See [`CheckpointBatched`] for the exact rules (out-of-order tokens,
     /// fenced partitions, what happens to errors).
@@ -49,15 +71,24 @@ pub trait CheckpointStreamExt: TryStream {
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), unistream::Error> {
     /// let store = MemoryCheckpointStore::new();
+    /// // Tokens only: drive the stream with `try_collect::<()>()`.
+    /// MemorySource::new([("p0", vec![1u32, 2, 3])])
+    ///     .and_then(|(record, token)| async move { /* handle(record) */ Ok(token) })
+    ///     .checkpoint_batched(2, Duration::from_secs(60), store.clone())
+    ///     .try_collect::<()>()
+    ///     .await?;
+    /// // Saved after 2 tokens, then once more at the end.
+    /// assert_eq!(store.saves().len(), 2);
+    /// assert_eq!(store.position("p0"), Some(Position::Offset(3)));
+    ///
+    /// // `(value, token)`: the values come out, checkpointed.
+    /// let store = MemoryCheckpointStore::new();
     /// let processed: Vec<u32> = MemorySource::new([("p0", vec![1u32, 2, 3])])
     ///     .and_then(|(record, token)| async move { Ok((record * 10, token)) })
-    ///     .checkpoint_batched(2, Duration::from_secs(60), store.clone())
-    ///     .map_ok(|(value, _token)| value)
+    ///     .checkpoint_batched(100, Duration::from_secs(60), store.clone())
     ///     .try_collect()
     ///     .await?;
     /// assert_eq!(processed, vec![10, 20, 30]);
-    /// // Saved after 2 tokens, then once more at the end.
-    /// assert_eq!(store.saves().len(), 2);
     /// assert_eq!(store.position("p0"), Some(Position::Offset(3)));
     /// # Ok(()) }
     /// ```

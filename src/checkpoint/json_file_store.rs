@@ -1,34 +1,6 @@
-//! A checkpoint store in one local JSON file.
-//!
-//! [`JsonFileCheckpointStore`] keeps the positions of many partitions in one
-//! JSON document:
-//!
-//! ```json
-//! {"version":1,"partitions":{"orders.jsonl":{"offset":4096},"shard-0":{"sequence":{"sequence":"4959","sub":0}}}}
-//! ```
-//!
-//! Guarantees:
-//! - Every save rewrites the whole document through a temporary file that is
-//!   fsynced, renamed over the document, after which the directory is
-//!   fsynced. A kill or power loss at any moment leaves the old or the new
-//!   document, never a torn one; `Ok` from a save means the new one is on
-//!   disk.
-//! - [`save_many`](CheckpointStore::save_many) writes all its partitions in
-//!   one document write.
-//! - Saves from clones of one store are serialized (a blocking lock held for
-//!   the whole write, so even a save whose future was dropped mid-way cannot
-//!   overlap the next one).
-//! - A missing file is an empty store. A document that does not parse is
-//!   [`CheckpointError::Corrupt`] naming the file, for loads and saves alike:
-//!   the store never overwrites a document it cannot read, so other
-//!   partitions' checkpoints are never lost silently.
-//! - The file is created with mode `0600`, its directory (and missing
-//!   parents) on the first save.
-//!
-//! Not provided: coordination between processes. One file belongs to one
-//! consumer process at a time (two processes would overwrite each other's
-//! partitions and share the temporary file name); use the DynamoDB store for
-//! several workers.
+//! A checkpoint store in one local JSON file, replaced atomically (temp file,
+//! fsync, rename, directory fsync) on every save. The guarantees are
+//! documented on [`JsonFileCheckpointStore`], where users read them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,6 +31,40 @@ const FORMAT_VERSION: u32 = 1;
 /// assert_eq!(reopened.load("orders").await?, Some(Position::Offset(4096)));
 /// # Ok(()) }
 /// ```
+///
+/// It keeps the positions of many partitions in one
+/// JSON document:
+///
+/// ```json
+/// {"version":1,"partitions":{"orders.jsonl":{"offset":4096},"shard-0":{"sequence":{"sequence":"4959","sub":0}}}}
+/// ```
+///
+/// Guarantees:
+/// - Every save rewrites the whole document through a temporary file that is
+///   fsynced, renamed over the document, after which the directory is
+///   fsynced. A kill or power loss at any moment leaves the old or the new
+///   document, never a torn one; `Ok` from a save means the new one is on
+///   disk.
+/// - [`save_many`](CheckpointStore::save_many) writes all its partitions in
+///   one document write.
+/// - Saves from clones of one store are serialized (a blocking lock held for
+///   the whole write, so even a save whose future was dropped mid-way cannot
+///   overlap the next one).
+/// - A missing file is an empty store. A document that does not parse is
+///   [`CheckpointError::Corrupt`] naming the file, for loads and saves alike:
+///   the store never overwrites a document it cannot read, so other
+///   partitions' checkpoints are never lost silently.
+/// - The file is created with mode `0600`, its directory (and missing
+///   parents) on the first save.
+///
+/// - The document is read once, on first use, and then kept in memory: a
+///   change made to the file by someone else afterwards is not seen (and is
+///   overwritten by the next save).
+///
+/// Not provided: coordination between processes. One file belongs to one
+/// consumer process at a time (two processes would overwrite each other's
+/// partitions and share the temporary file name); use the DynamoDB store for
+/// several workers.
 #[derive(Debug, Clone)]
 pub struct JsonFileCheckpointStore {
     inner: Arc<Inner>,

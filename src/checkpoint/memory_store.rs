@@ -1,29 +1,5 @@
 //! An in-memory checkpoint store for tests, with inspection and fault
-//! injection.
-//!
-//! [`MemoryCheckpointStore`] keeps positions in a shared map: clones see the
-//! same positions, so a test keeps one clone to look at what a consumer saved
-//! (every save is also kept, in order, in [`saves`]) and to make the store
-//! misbehave: fail the next saves with a backend error, fence a partition
-//! (as a lost lease would), or add latency to every save.
-//!
-//! It is not durable: positions live as long as the last clone.
-//!
-//! ```
-//! use unistream::checkpoint::{CheckpointStore, MemoryCheckpointStore, Position};
-//!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let store = MemoryCheckpointStore::new();
-//! store.save("shard-0", &Position::Offset(10)).await.unwrap();
-//! assert_eq!(store.position("shard-0"), Some(Position::Offset(10)));
-//!
-//! store.fence("shard-0");
-//! let err = store.save("shard-0", &Position::Offset(20)).await.unwrap_err();
-//! assert!(err.is_fenced());
-//! # }
-//! ```
-//!
-//! [`saves`]: MemoryCheckpointStore::saves
+//! injection; documented on [`MemoryCheckpointStore`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,6 +11,30 @@ use super::token::Position;
 const STORE_NAME: &str = "memory";
 
 /// An in-memory [`CheckpointStore`]; clones share their state.
+///
+/// For tests, with inspection and fault injection. It keeps positions in a shared map: clones see the
+/// same positions, so a test keeps one clone to look at what a consumer saved
+/// (every save is also kept, in order, in [`saves`]) and to make the store
+/// misbehave: fail the next saves with a backend error, fence a partition
+/// (as a lost lease would), or add latency to every save.
+///
+/// It is not durable: positions live as long as the last clone.
+///
+/// ```
+/// use unistream::checkpoint::{CheckpointStore, MemoryCheckpointStore, Position};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let store = MemoryCheckpointStore::new();
+/// store.save("shard-0", &Position::Offset(10)).await.unwrap();
+/// assert_eq!(store.position("shard-0"), Some(Position::Offset(10)));
+///
+/// store.fence("shard-0");
+/// let err = store.save("shard-0", &Position::Offset(20)).await.unwrap_err();
+/// assert!(err.is_fenced());
+/// # }
+/// ```
+///
+/// [`saves`]: MemoryCheckpointStore::saves
 #[derive(Debug, Clone, Default)]
 pub struct MemoryCheckpointStore {
     shared: Arc<Mutex<State>>,

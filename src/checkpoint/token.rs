@@ -188,6 +188,7 @@ impl PartitionControl {
     }
 
     /// Whether [`fence`](Self::fence) was called.
+    #[inline]
     pub fn is_fenced(&self) -> bool {
         self.inner.fenced.load(AtomicOrdering::SeqCst)
     }
@@ -216,6 +217,7 @@ pub struct CheckpointToken {
 impl CheckpointToken {
     /// The token of the `seq`-th record (from 0, per partition, no gaps)
     /// delivered from `partition`, at `position`.
+    #[inline]
     pub fn new(partition: impl Into<Arc<str>>, position: Position, seq: u64) -> Self {
         Self {
             partition: partition.into(),
@@ -226,6 +228,7 @@ impl CheckpointToken {
     }
 
     /// Attaches the partition's control switch.
+    #[inline]
     pub fn with_control(mut self, control: PartitionControl) -> Self {
         self.control = Some(control);
         self
@@ -237,21 +240,25 @@ impl CheckpointToken {
     }
 
     /// The partition name as a shared string (cheap to clone).
+    #[inline]
     pub fn partition_arc(&self) -> &Arc<str> {
         &self.partition
     }
 
     /// The record's position in its partition.
+    #[inline]
     pub fn position(&self) -> &Position {
         &self.position
     }
 
     /// The record's place in the partition's delivery order.
+    #[inline]
     pub fn seq(&self) -> u64 {
         self.seq
     }
 
     /// The partition's control switch, when the source attached one.
+    #[inline]
     pub fn control(&self) -> Option<&PartitionControl> {
         self.control.as_ref()
     }

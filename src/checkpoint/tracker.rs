@@ -1,24 +1,5 @@
 //! Per-partition tracking of the safe checkpoint position when tokens come
-//! back out of order.
-//!
-//! Sources number the tokens of each partition `0, 1, 2, …` (the token's
-//! `seq`) in delivery order. After concurrent processing (for example
-//! `buffer_unordered`) tokens arrive in any order. A [`PositionTracker`]
-//! answers one question: up to which position is *everything* processed?
-//! That is the position of the largest `seq` `s` such that every `seq ≤ s`
-//! has been observed — the only position that may be checkpointed, because a
-//! checkpoint means "processed up to and including".
-//!
-//! Rules:
-//! - A tracker starts at `seq` 0. Sources number from 0 on every run (a
-//!   restarted source resumes *after* its checkpoint and numbers the first
-//!   record it delivers 0 again), so the first token to arrive may be `seq`
-//!   5 while 0 to 4 are still being processed: the tracker waits for them.
-//! - A `seq` already covered (a duplicate) is ignored.
-//! - In-order tokens take a fast path: no allocation, no lookup. Only tokens
-//!   that arrive ahead of a gap are kept, in a `BTreeMap` whose size is the
-//!   number of tokens waiting for the gap to fill (bounded by the
-//!   concurrency of the processing stage), not the size of the gap.
+//! back out of order; the rules are documented on [`PositionTracker`].
 
 use std::collections::BTreeMap;
 
@@ -36,6 +17,25 @@ use super::token::Position;
 /// tracker.observe(0, Position::Offset(10));
 /// assert_eq!(tracker.safe_position(), Some(&Position::Offset(20)));
 /// ```
+///
+/// Sources number the tokens of each partition `0, 1, 2, …` (the token's
+/// `seq`) in delivery order. After concurrent processing (for example
+/// `buffer_unordered`) tokens arrive in any order. A [`PositionTracker`]
+/// answers one question: up to which position is *everything* processed?
+/// That is the position of the largest `seq` `s` such that every `seq ≤ s`
+/// has been observed — the only position that may be checkpointed, because a
+/// checkpoint means "processed up to and including".
+///
+/// Rules:
+/// - A tracker starts at `seq` 0. Sources number from 0 on every run (a
+///   restarted source resumes *after* its checkpoint and numbers the first
+///   record it delivers 0 again), so the first token to arrive may be `seq`
+///   5 while 0 to 4 are still being processed: the tracker waits for them.
+/// - A `seq` already covered (a duplicate) is ignored.
+/// - In-order tokens take a fast path: no allocation, no lookup. Only tokens
+///   that arrive ahead of a gap are kept, in a `BTreeMap` whose size is the
+///   number of tokens waiting for the gap to fill (bounded by the
+///   concurrency of the processing stage), not the size of the gap.
 #[derive(Debug, Clone, Default)]
 pub struct PositionTracker {
     /// Every `seq < next` has been observed.

@@ -1,19 +1,5 @@
 //! The `dead_letter` combinator: records given up on go to a dead-letter
-//! sink before their token is released.
-//!
-//! [`DeadLetterGaveUp`] turns a stream of [`Processed`] outcomes into a
-//! stream of tokens ready for
-//! [`checkpoint_batched`](crate::checkpoint::CheckpointStreamExt::checkpoint_batched):
-//!
-//! - [`Processed::Done`] yields its token at once.
-//! - [`Processed::GaveUp`] is written to the sink as a
-//!   [`DeadLetter::record`] (reason = the last error, attempts, origin =
-//!   `"<partition> <position>"`), the sink is flushed, and only then is the
-//!   token yielded. Order is kept: nothing after it is yielded before.
-//! - If the sink fails, the stream yields [`Error::DeadLetter`] and ends;
-//!   the record's token is never yielded, so its checkpoint never passes it.
-//!
-//! The sink is flushed after every entry and is not closed at the end.
+//! sink before their token is released; documented on [`DeadLetterGaveUp`].
 
 use std::fmt;
 use std::pin::Pin;
@@ -29,6 +15,20 @@ use crate::dead_letter::DeadLetter;
 use crate::error::Error;
 
 /// Stream for [`ProcessStreamExt::dead_letter`](super::ProcessStreamExt::dead_letter).
+///
+/// It turns a stream of [`Processed`] outcomes into a
+/// stream of tokens ready for
+/// [`checkpoint_batched`](crate::checkpoint::CheckpointStreamExt::checkpoint_batched):
+///
+/// - [`Processed::Done`] yields its token at once.
+/// - [`Processed::GaveUp`] is written to the sink as a
+///   [`DeadLetter::record`] (reason = the last error, attempts, origin =
+///   `"<partition> <position>"`), the sink is flushed, and only then is the
+///   token yielded. Order is kept: nothing after it is yielded before.
+/// - If the sink fails, the stream yields [`Error::DeadLetter`] and ends;
+///   the record's token is never yielded, so its checkpoint never passes it.
+///
+/// The sink is flushed after every entry and is not closed at the end.
 #[pin_project(project = DeadLetterProj)]
 #[must_use = "streams do nothing unless polled"]
 pub struct DeadLetterGaveUp<St: TryStream, D, T> {

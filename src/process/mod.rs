@@ -20,7 +20,7 @@
 //!     })
 //!     .dead_letter(dead_letters)
 //!     .checkpoint_batched(100, Duration::from_secs(1), store.clone())
-//!     .try_for_each(|_token| async { Ok(()) })
+//!     .try_collect::<()>()
 //!     .await?;
 //! let letters = handle.records();
 //! assert_eq!(letters.len(), 1);

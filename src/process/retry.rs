@@ -1,19 +1,5 @@
-//! The `retry_each` combinator: per-record retry of a handler.
-//!
-//! [`RetryEach`] calls a handler for every `(record, token)` of a source, one
-//! record at a time, in order. A failed attempt is retried after the
-//! [`RetryPolicy`]'s backoff (`tokio::time`), with a clone of the record,
-//! until an attempt succeeds ([`Processed::Done`]) or the policy allows no
-//! more ([`Processed::GaveUp`], with the record, its token, the last error
-//! and the attempt count). Giving up does not end the stream: the outcome is
-//! handed on, and [`dead_letter`](super::ProcessStreamExt::dead_letter)
-//! writes it to a dead-letter sink before releasing its token.
-//!
-//! Upstream errors pass through unchanged (converted to [`Error`]).
-//!
-//! Not provided: concurrency. For concurrent processing, retry inside
-//! `and_then`/`buffer_unordered` futures and checkpoint with
-//! `checkpoint_batched`, which accepts tokens in any order.
+//! The `retry_each` combinator: per-record retry of a handler, documented on
+//! [`RetryEach`].
 
 use std::fmt;
 use std::future::Future;
@@ -31,6 +17,21 @@ use crate::error::Error;
 use crate::retry::RetryPolicy;
 
 /// Stream for [`ProcessStreamExt::retry_each`](super::ProcessStreamExt::retry_each).
+///
+/// It calls a handler for every `(record, token)` of a source, one
+/// record at a time, in order. A failed attempt is retried after the
+/// [`RetryPolicy`]'s backoff (`tokio::time`), with a clone of the record,
+/// until an attempt succeeds ([`Processed::Done`]) or the policy allows no
+/// more ([`Processed::GaveUp`], with the record, its token, the last error
+/// and the attempt count). Giving up does not end the stream: the outcome is
+/// handed on, and [`dead_letter`](super::ProcessStreamExt::dead_letter)
+/// writes it to a dead-letter sink before releasing its token.
+///
+/// Upstream errors pass through unchanged (converted to [`Error`]).
+///
+/// Not provided: concurrency. For concurrent processing, retry inside
+/// `and_then`/`buffer_unordered` futures and checkpoint with
+/// `checkpoint_batched`, which accepts tokens in any order.
 #[pin_project(project = RetryEachProj)]
 #[must_use = "streams do nothing unless polled"]
 pub struct RetryEach<St: TryStream, T, F, Fut> {

@@ -1,43 +1,7 @@
-//! A source reading the JSON-lines files that [`FileSink`](crate::sink::FileSink) writes.
-//!
-//! [`FileSource`] yields every complete line of a file, decoded by a
-//! [`Codec`] (JSON by default), with a [`CheckpointToken`] whose partition is
-//! the file path (as given, not canonicalized) and whose position is
-//! `Position::Offset(end)`: the byte offset just past the line's newline —
-//! where reading resumes.
-//!
-//! Guarantees:
-//! - **Resuming seeks** straight to the checkpoint offset ([`start_after`],
-//!   [`resume_from`]); nothing before it is read. The offset must be 0 or
-//!   just past a newline, else the stream fails with an error naming the
-//!   file and offset.
-//! - **A partial last line** (a writer in the middle of an append) is never
-//!   emitted: in follow mode it is emitted once its newline arrives; in
-//!   read-to-end mode the stream ends cleanly before it (and logs it).
-//! - **A line that does not decode** is never skipped silently and never
-//!   ends the stream. With a [`dead_letters`] sink, it is written there
-//!   (raw bytes, codec error, `origin` = `"<path> offset <start>"`) before
-//!   any later line is yielded, and reading goes on; if that write fails the
-//!   stream yields [`Error::DeadLetter`] and ends. Without a dead-letter sink
-//!   it is yielded as an [`Error::Codec`] naming file and offset, and reading
-//!   goes on if the caller polls again.
-//! - **The corrupt line's token**: it has none. The next record's token
-//!   (an offset past its own line) covers it, so a checkpoint never stops in
-//!   the middle of it; if the consumer crashes before a later record is
-//!   checkpointed, the line is dead-lettered again on restart (at least
-//!   once, like everything else).
-//!
-//! Reading is done in large blocks (1 MiB by default) on the blocking thread
-//! pool, one block read ahead while the previous one is consumed; lines are
-//! split with `memchr` and decoded in place, without a per-line allocation
-//! or system call.
-//!
-//! Not handled: files that are rotated, truncated or replaced while read
-//! (a file that shrinks below the read position fails the stream).
-//!
-//! [`start_after`]: FileSource::start_after
-//! [`resume_from`]: FileSource::resume_from
-//! [`dead_letters`]: FileSource::dead_letters
+//! A source reading the JSON-lines files that `FileSink` writes: byte-offset
+//! tokens, resuming by seeking, follow and read-to-end modes, partial last
+//! lines never emitted, undecodable lines dead-lettered. The guarantees are
+//! documented on [`FileSource`], where users read them.
 
 use std::fmt;
 use std::fs::File;
@@ -90,6 +54,47 @@ type LoadFuture = Pin<Box<dyn Future<Output = Result<Option<Position>, Checkpoin
 /// assert_eq!(items[1].1.position(), &Position::Offset(6));
 /// # Ok(()) }
 /// ```
+///
+/// It reads the files [`FileSink`](crate::sink::FileSink) writes: it yields every complete line of a file, decoded by a
+/// [`Codec`] (JSON by default), with a [`CheckpointToken`] whose partition is
+/// the file path (as given, not canonicalized) and whose position is
+/// `Position::Offset(end)`: the byte offset just past the line's newline —
+/// where reading resumes.
+///
+/// Guarantees:
+/// - **Resuming seeks** straight to the checkpoint offset ([`start_after`],
+///   [`resume_from`]); nothing before it is read. The offset must be 0 or
+///   just past a newline, else the stream fails with an error naming the
+///   file and offset.
+/// - **A partial last line** (a writer in the middle of an append) is never
+///   emitted: in follow mode it is emitted once its newline arrives; in
+///   read-to-end mode the stream ends cleanly before it (and logs it).
+/// - **A line that does not decode** is never skipped silently and never
+///   ends the stream. With a [`dead_letters`] sink, it is written there
+///   (raw bytes, codec error, `origin` = `"<path> offset <start>"`) before
+///   any later line is yielded, and reading goes on; if that write fails the
+///   stream yields [`Error::DeadLetter`] and ends. Without a dead-letter sink
+///   it is yielded as an [`Error::Codec`] naming file and offset, and reading
+///   goes on if the caller polls again.
+/// - **The corrupt line's token**: it has none. The next record's token
+///   (an offset past its own line) covers it, so a checkpoint never stops in
+///   the middle of it; if the consumer crashes before a later record is
+///   checkpointed, the line is dead-lettered again on restart (at least
+///   once, like everything else).
+///
+/// Reading is done in large blocks (1 MiB by default) on the blocking thread
+/// pool, one block read ahead while the previous one is consumed; lines are
+/// split with `memchr` and decoded in place, without a per-line allocation
+/// or system call.
+///
+/// Not handled: files that are rotated, truncated or replaced while read
+/// (a file that shrinks below the read position fails the stream), and a
+/// file that does not exist yet when the stream starts (an `open` error,
+/// also in follow mode).
+///
+/// [`start_after`]: FileSource::start_after
+/// [`resume_from`]: FileSource::resume_from
+/// [`dead_letters`]: FileSource::dead_letters
 pub struct FileSource<T, C = JsonCodec> {
     path: PathBuf,
     codec: C,

@@ -1,32 +1,6 @@
 //! A source over in-memory partitions, for unit-testing consumer logic
-//! without AWS.
-//!
-//! [`MemorySource`] yields `(record, CheckpointToken)` from a list of named
-//! partitions, taking one record from each partition in turn (round robin),
-//! exactly as a multi-shard source would interleave them.
-//!
-//! Tokens: the record at index `i` (from 0) of a partition has
-//! `Position::Offset(i + 1)` — the number of records up to and including it,
-//! the same "where reading resumes" meaning as a byte offset — and the
-//! partition's `seq` counts from 0 in this run. A source started after a
-//! checkpoint `Offset(k)` resumes at index `k`.
-//!
-//! Each partition has a [`PartitionControl`]; once it is fenced (by
-//! `checkpoint_batched` after a fenced save, or by the test), the source
-//! stops yielding that partition.
-//!
-//! ```
-//! use futures::TryStreamExt;
-//! use unistream::checkpoint::Position;
-//! use unistream::source::MemorySource;
-//!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), unistream::Error> {
-//! let source = MemorySource::new([("a", vec![1, 2]), ("b", vec![10, 20])])
-//!     .start_after("a", Position::Offset(1))?; // "a" was processed up to its first record
-//! let records: Vec<i32> = source.map_ok(|(record, _token)| record).try_collect().await?;
-//! assert_eq!(records, vec![2, 10, 20]);
-//! # Ok(()) }
-//! ```
+//! without AWS. Token positions and fairness are documented on
+//! [`MemorySource`], where users read them.
 
 use std::fmt;
 use std::pin::Pin;
@@ -39,6 +13,33 @@ use crate::checkpoint::{CheckpointStore, CheckpointToken, PartitionControl, Posi
 use crate::error::Error;
 
 /// A source of `(record, CheckpointToken)` over in-memory partitions.
+///
+/// For unit-testing consumer logic without AWS. It yields `(record, CheckpointToken)` from a list of named
+/// partitions, taking one record from each partition in turn (round robin),
+/// exactly as a multi-shard source would interleave them.
+///
+/// Tokens: the record at index `i` (from 0) of a partition has
+/// `Position::Offset(i + 1)` — the number of records up to and including it,
+/// the same "where reading resumes" meaning as a byte offset — and the
+/// partition's `seq` counts from 0 in this run. A source started after a
+/// checkpoint `Offset(k)` resumes at index `k`.
+///
+/// Each partition has a [`PartitionControl`]; once it is fenced (by
+/// `checkpoint_batched` after a fenced save, or by the test), the source
+/// stops yielding that partition.
+///
+/// ```
+/// use futures::TryStreamExt;
+/// use unistream::checkpoint::Position;
+/// use unistream::source::MemorySource;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), unistream::Error> {
+/// let source = MemorySource::new([("a", vec![1, 2]), ("b", vec![10, 20])])
+///     .start_after("a", Position::Offset(1))?; // "a" was processed up to its first record
+/// let records: Vec<i32> = source.map_ok(|(record, _token)| record).try_collect().await?;
+/// assert_eq!(records, vec![2, 10, 20]);
+/// # Ok(()) }
+/// ```
 pub struct MemorySource<T> {
     partitions: Vec<Partition<T>>,
     /// The partition to take the next record from.
