@@ -15,7 +15,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`sink`] | batch targets: file, memory |
+//! | [`sink`] | batch targets (file, memory) and the durable `buffered_wal` adapter |
 //! | [`wal`] | the write-ahead log |
 //! | [`source`] | record sources: file, memory |
 //! | [`process`] | per-record retry and dead-lettering |

@@ -227,3 +227,60 @@ async fn an_unencodable_record_is_refused_alone() {
     sink.close().await.unwrap();
     assert_eq!(delivered.records(), vec![good.clone(), good]);
 }
+
+#[tokio::test]
+async fn a_record_too_large_for_the_log_is_refused_alone() {
+    use unistream::wal::WalError;
+    let dir = tempfile::tempdir().unwrap();
+    let target = MemorySink::<Vec<u8>>::new();
+    let delivered = target.handle();
+    let mut sink = target
+        .buffered_wal(
+            WalConfig::new(dir.path())
+                .codec(RawCodec)
+                .segment_bytes(4096),
+        )
+        .await
+        .unwrap();
+    sink.feed(vec![1u8; 10]).await.unwrap();
+    let err = sink.feed(vec![2u8; 10_000]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            unistream::Error::Wal(WalError::RecordTooLarge { bytes: 10_000, .. })
+        ),
+        "{err:?}"
+    );
+    sink.feed(vec![3u8; 10]).await.unwrap();
+    sink.close().await.unwrap();
+    assert_eq!(delivered.records(), vec![vec![1u8; 10], vec![3u8; 10]]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_large_backlog_goes_out_in_full_batches_and_the_rest_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = MemorySink::<u64>::new();
+    let delivered = target.handle();
+    delivered.stall();
+    let mut sink = target
+        .buffered_wal(WalConfig::new(dir.path()).max_records(10).max_age(HOUR))
+        .await
+        .unwrap();
+    for i in 0..25u64 {
+        sink.feed(i).await.unwrap();
+    }
+    sink.flush().await.unwrap();
+
+    // Two full batches are due; the last five records are not (max_age is
+    // an hour away), even though the log holds them all.
+    delivered.resume();
+    delivered.wait_for_records(20).await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        delivered.batches(),
+        vec![(0..10).collect::<Vec<_>>(), (10..20).collect()]
+    );
+
+    sink.close().await.unwrap();
+    assert_eq!(delivered.batches().last(), Some(&(20..25).collect()));
+}

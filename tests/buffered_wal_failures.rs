@@ -162,6 +162,13 @@ async fn when_the_dead_letter_sink_fails_nothing_is_committed_and_the_error_surf
     let err = sink.close().await.unwrap_err();
     assert!(matches!(err, Error::DeadLetter(_)), "{err:?}");
     assert_eq!(sink.wal_stats().committed_lsn, Lsn(0));
+    // Closing again reports that delivery is not running (and does not
+    // pretend that everything was delivered).
+    let again = sink.close().await.unwrap_err();
+    assert!(
+        matches!(&again, Error::Target { source, .. } if source.is::<DeliveryStopped>()),
+        "{again:?}"
+    );
     // Later calls keep failing, with a typed "not running" error.
     let again = sink.send(3).await.unwrap_err();
     match &again {

@@ -345,9 +345,10 @@ async fn a_service_500_is_retried() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_transient_failure_outlasting_the_policy_fails_the_batch_and_the_sink_stays_usable() {
+async fn a_transient_failure_outlasting_the_policy_fails_the_batch_and_a_resend_resumes() {
+    // Five keys: five records per call in ordered mode. Calls 2 and 3 fail.
     let fake = FakeKinesis::new(2).with_faults(|call, _| {
-        if call < 3 {
+        if (2..4).contains(&call) {
             Fault::Http500
         } else {
             Fault::None
@@ -364,10 +365,38 @@ async fn a_transient_failure_outlasting_the_policy_fails_the_batch_and_the_sink_
         }
         other => panic!("expected a target failure, got {other:?}"),
     }
-    // Nothing was stored; the same batch again goes through.
-    assert!(fake.stored().is_empty());
+    assert_eq!(fake.stored().len(), 10, "two calls went through before");
+    // The same batch again: the sink stays usable and sends only the rest.
     sink.send(batch.clone()).await.unwrap();
     assert_all_stored_once_in_order(&fake, &batch);
+    let sent: usize = fake.calls().iter().map(|c| c.records.len()).sum();
+    assert_eq!(sent, 50 + 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_batch_after_a_failure_starts_afresh() {
+    let fake = FakeKinesis::new(1).with_faults(|call, _| {
+        if (1..3).contains(&call) {
+            Fault::Http500
+        } else {
+            Fault::None
+        }
+    });
+    let mut sink = builder(&fake)
+        .retry_policy(RetryPolicy::new().max_attempts(2))
+        .build();
+    let first = records(20, 5, 10);
+    assert!(sink.send(first.clone()).await.is_err());
+    let other = records(3, 3, 99);
+    sink.send(other.clone()).await.unwrap();
+    // The first batch is now a new batch: sent whole, its first call's five
+    // records stored twice (at least once, as the protocol allows).
+    sink.send(first.clone()).await.unwrap();
+    let stored = fake.stored();
+    assert_eq!(stored.len(), 5 + 3 + 20);
+    for record in first.iter().chain(&other) {
+        assert!(stored.contains(record));
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -614,4 +643,72 @@ async fn aggregation_packs_records_by_shard_and_keeps_key_order_through_failures
     assert_eq!(metrics.records_sent as usize, batch.len());
     assert_eq!(metrics.kinesis_records_sent as usize, kinesis_records);
     assert!(metrics.throttles > 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn through_buffered_wal_faults_end_in_the_dead_letter_sink_or_the_stream() {
+    use futures::{stream, StreamExt};
+    use unistream::sink::{MemorySink, WalConfig, WalSinkExt};
+    use unistream::DeadLetter;
+
+    let fake = FakeKinesis::new(4).with_faults(|call, records| match call % 5 {
+        1 => Fault::ThrottleCall,
+        3 => Fault::Http500,
+        _ => Fault::Records(
+            records
+                .iter()
+                .map(|r| {
+                    if r.data.starts_with(b"key-2/00000402/") {
+                        Some("KMSAccessDeniedException")
+                    } else {
+                        (roll(r, call) < 200).then_some("ProvisionedThroughputExceededException")
+                    }
+                })
+                .collect(),
+        ),
+    });
+    let sink = builder(&fake)
+        .retry_policy(
+            RetryPolicy::new()
+                .max_attempts(4)
+                .max_backoff(Duration::from_millis(500)),
+        )
+        .build();
+    let metrics = sink.metrics();
+    let dir = tempfile::tempdir().unwrap();
+    let dead = MemorySink::<DeadLetter<KinesisRecord>>::new();
+    let dead_letters = dead.handle();
+    let wal = sink
+        .buffered_wal(
+            WalConfig::new(dir.path())
+                .max_records(250)
+                .retry(RetryPolicy::forever().max_backoff(Duration::from_secs(1)))
+                .dead_letter(dead),
+        )
+        .await
+        .unwrap();
+    let batch = records(3000, 40, 30);
+    stream::iter(batch.clone())
+        .map(Ok)
+        .forward(wal)
+        .await
+        .unwrap();
+
+    let dead = dead_letters.records();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].record.as_ref(), Some(&batch[402]));
+    assert!(
+        dead[0].reason.contains("KMSAccessDeniedException"),
+        "{}",
+        dead[0].reason
+    );
+
+    // When transient failures outlast the sink's policy, the WAL sends the
+    // same batch again and the sink resumes it: nothing stored twice, and
+    // each key's records in order.
+    let mut expected = batch.clone();
+    expected.remove(402);
+    assert_all_stored_once_in_order(&fake, &expected);
+    assert!(metrics.snapshot().put_records_call_failures > 0);
+    assert_eq!(metrics.snapshot().records_dead_lettered, 1);
 }

@@ -345,3 +345,95 @@ async fn concurrent_appenders_each_get_consecutive_lsns() {
         assert_eq!(expected.get(&r.lsn.0), Some(&r.payload), "lsn {}", r.lsn);
     }
 }
+
+#[tokio::test]
+async fn start_commit_persists_in_the_background_and_coalesces() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = WalOptions::new(dir.path()).segment_bytes(116);
+    let (writer, mut reader, _) = Wal::open(options.clone()).await.unwrap();
+    writer.append(payloads(0..12)).await.unwrap();
+    for end in 1..=12u64 {
+        let batch = reader.next_batch(1, usize::MAX).await.unwrap();
+        assert_eq!(batch[0].lsn, Lsn(end - 1));
+        reader.start_commit(Lsn(end)).unwrap();
+        assert_eq!(reader.committed(), Lsn(end), "visible at once");
+    }
+    assert!(matches!(
+        reader.start_commit(Lsn(13)),
+        Err(WalError::CommitBeyondReturned { .. })
+    ));
+    reader.wait_committed(Lsn(12)).await.unwrap();
+    assert_eq!(reader.durable_committed(), Lsn(12));
+    assert_eq!(writer.stats().committed_lsn, Lsn(12));
+    // Sealed segments below 12 are gone; the active one (8..12) stays.
+    assert_eq!(segment_files(dir.path()), vec!["00000000000000000008.wal"]);
+}
+
+#[tokio::test]
+async fn reopening_right_after_drop_sees_the_last_background_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = WalOptions::new(dir.path());
+    for round in 0..5u32 {
+        let (writer, mut reader, recovery) = Wal::open(options.clone()).await.unwrap();
+        assert_eq!(recovery.uncommitted_records, 0, "round {round}");
+        writer
+            .append(payloads(round * 10..round * 10 + 10))
+            .await
+            .unwrap();
+        let got = drain(&mut reader, 3).await;
+        assert_eq!(got.len(), 10);
+        assert_eq!(
+            got[0].payload,
+            format!("record-{:06}", round * 10).into_bytes()
+        );
+        reader.start_commit(got[9].lsn.after(1)).unwrap();
+        // Dropped without waiting: the next open waits for the committer.
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_directory_open_with_live_handles_cannot_be_opened_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, reader, _) = Wal::open(WalOptions::new(dir.path())).await.unwrap();
+    let err = Wal::open(WalOptions::new(dir.path())).await.unwrap_err();
+    assert!(matches!(err, WalError::AlreadyOpen { .. }), "{err:?}");
+    drop((writer, reader));
+    Wal::open(WalOptions::new(dir.path())).await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn concurrent_appends_under_always_share_one_write_and_one_fdatasync() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, mut reader, _) = Wal::open(WalOptions::new(dir.path()).fsync(Fsync::Always))
+        .await
+        .unwrap();
+    writer.append(payloads(0..1)).await.unwrap();
+    let before = writer.stats();
+    // On one thread, all 64 tasks send before the writer task runs again:
+    // it finds them all queued and writes them as one group.
+    let tasks: Vec<_> = (1..65u32)
+        .map(|i| {
+            let writer = writer.clone();
+            tokio::spawn(async move { writer.append(payloads(i..i + 1)).await.unwrap() })
+        })
+        .collect();
+    let mut firsts = Vec::new();
+    for t in tasks {
+        firsts.push(t.await.unwrap().0);
+    }
+    firsts.sort_unstable();
+    assert_eq!(firsts, (1..65).collect::<Vec<u64>>());
+    let after = writer.stats();
+    assert_eq!(
+        after.group_writes - before.group_writes,
+        1,
+        "{before:?} {after:?}"
+    );
+    assert_eq!(
+        after.fdatasyncs - before.fdatasyncs,
+        1,
+        "{before:?} {after:?}"
+    );
+    assert_eq!(after.synced_lsn, Lsn(65));
+    assert_eq!(drain(&mut reader, 100).await.len(), 65);
+}

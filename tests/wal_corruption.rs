@@ -363,3 +363,66 @@ async fn damaged_position_file_is_a_typed_error() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn committed_position_past_a_lost_tail_starts_a_fresh_segment_there() {
+    // Power loss under Fsync::Never: records 8..11 had been delivered and
+    // committed (the position file is durable) but their unsynced frames
+    // are gone. New records must not reuse their lsns.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (writer, mut reader, _) = Wal::open(options(dir.path(), OnCorruption::Fail))
+            .await
+            .unwrap();
+        writer.append((0..11).map(payload).collect()).await.unwrap();
+        assert_eq!(drain(&mut reader).await.unwrap().len(), 11);
+        reader.commit(Lsn(11)).await.unwrap();
+    }
+    let file = segment_path(dir.path(), 8);
+    OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(16 + FRAME)
+        .unwrap();
+    let (writer, mut reader, recovery) = Wal::open(options(dir.path(), OnCorruption::Fail))
+        .await
+        .unwrap();
+    assert_eq!(recovery.uncommitted_records, 0);
+    assert_eq!(reader.committed(), Lsn(11));
+    assert!(
+        !file.exists(),
+        "the wholly committed old segment is deleted"
+    );
+    assert_eq!(writer.append(vec![payload(11)]).await.unwrap(), Lsn(11));
+    let got = drain(&mut reader).await.unwrap();
+    assert_eq!(lsns(&got), vec![11]);
+}
+
+#[tokio::test]
+async fn leftover_segments_below_the_committed_position_are_deleted_at_open() {
+    // A crash between persisting a commit and deleting its segments.
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 10).await;
+    std::fs::write(dir.path().join("committed.tmp"), b"half-written").unwrap();
+    {
+        let (_w, mut reader, _) = Wal::open(options(dir.path(), OnCorruption::Fail))
+            .await
+            .unwrap();
+        reader.next_batch(9, usize::MAX).await.unwrap();
+        reader.commit(Lsn(9)).await.unwrap();
+    }
+    assert!(!segment_path(dir.path(), 0).exists());
+    assert!(
+        !dir.path().join("committed.tmp").exists(),
+        "stale temporary file removed"
+    );
+    // Put a committed segment back, as if its deletion had not happened.
+    std::fs::write(segment_path(dir.path(), 0), b"stale").unwrap();
+    let (_w, mut reader, recovery) = Wal::open(options(dir.path(), OnCorruption::Fail))
+        .await
+        .unwrap();
+    assert!(!segment_path(dir.path(), 0).exists());
+    assert_eq!(recovery.uncommitted_records, 1);
+    assert_eq!(lsns(&drain(&mut reader).await.unwrap()), vec![9]);
+}

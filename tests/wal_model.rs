@@ -5,6 +5,8 @@
 //! *after* the last fdatasynced record (what survives a real crash is at
 //! least what was synced; sealed segments are synced when sealed). The
 //! model then keeps exactly the records whose frames are still complete.
+//! Reopening waits for the previous instance's background committer, so a
+//! position given to `start_commit` before the crash is persisted too.
 //! Checked after every step: lsns are dense and ordered, every batch is
 //! exactly the model's next records (so nothing synced is lost, order is
 //! kept, and the only records seen twice are those read but not committed
@@ -28,6 +30,8 @@ enum Op {
     },
     /// Commit a fraction (of 255) of what was read and not committed.
     Commit(u8),
+    /// The same through the background committer (not awaited).
+    StartCommit(u8),
     Rewind,
     /// Crash, cutting the unsynced part of the last segment at this
     /// fraction (of 65535).
@@ -40,7 +44,8 @@ fn op() -> impl Strategy<Value = Op> {
         6 => prop::collection::vec(payload, 1..6).prop_map(Op::Append),
         1 => Just(Op::Sync),
         4 => (1usize..8, 1usize..120).prop_map(|(max_records, max_bytes)| Op::Deliver { max_records, max_bytes }),
-        3 => any::<u8>().prop_map(Op::Commit),
+        2 => any::<u8>().prop_map(Op::Commit),
+        2 => any::<u8>().prop_map(Op::StartCommit),
         1 => Just(Op::Rewind),
         2 => any::<u16>().prop_map(Op::Crash),
     ]
@@ -178,6 +183,15 @@ async fn run(fsync: Fsync, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let upto =
                     model.committed + (model.read - model.committed) * u64::from(fraction) / 255;
                 reader.commit(Lsn(upto)).await.unwrap();
+                model.committed = model.committed.max(upto);
+                model.records.retain(|(l, _)| *l >= model.committed);
+                prop_assert_eq!(reader.committed(), Lsn(model.committed));
+                prop_assert_eq!(reader.durable_committed(), Lsn(model.committed));
+            }
+            Op::StartCommit(fraction) => {
+                let upto =
+                    model.committed + (model.read - model.committed) * u64::from(fraction) / 255;
+                reader.start_commit(Lsn(upto)).unwrap();
                 model.committed = model.committed.max(upto);
                 model.records.retain(|(l, _)| *l >= model.committed);
                 prop_assert_eq!(reader.committed(), Lsn(model.committed));

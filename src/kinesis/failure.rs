@@ -16,6 +16,7 @@
 //! [`RetryPolicy`]: crate::RetryPolicy
 
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::operation::put_records::PutRecordsError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 /// What a failure means for the record(s) it hit.
@@ -53,10 +54,15 @@ pub(crate) fn classify_code(code: &str) -> FailureKind {
     }
 }
 
-/// The kind of a failed call, and a description for logs and dead letters.
-pub(crate) fn classify_sdk_error<E, R>(err: &SdkError<E, R>) -> (FailureKind, String)
+/// The kind of a failed `PutRecords` call, and a description for logs and
+/// dead letters.
+///
+/// The modeled error variant decides first (it does not depend on how the
+/// response carried its code), then the error code, then the HTTP status.
+pub(crate) fn classify_put_records_error<R>(
+    err: &SdkError<PutRecordsError, R>,
+) -> (FailureKind, String)
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + HasStatus,
 {
     let kind = match err {
@@ -65,16 +71,31 @@ where
         }
         // The request could not even be built: sending it again won't help.
         SdkError::ConstructionFailure(_) => FailureKind::Permanent,
-        SdkError::ServiceError(service) => {
-            let status = service.raw().status_code();
-            match err.code() {
-                Some(code) if classify_code(code) != FailureKind::Permanent => classify_code(code),
-                Some(code) if is_known_permanent(code) => FailureKind::Permanent,
-                _ if status == 429 => FailureKind::Throttled,
-                _ if status >= 500 => FailureKind::Transient,
-                _ => FailureKind::Permanent,
+        SdkError::ServiceError(service) => match service.err() {
+            PutRecordsError::ProvisionedThroughputExceededException(_) => FailureKind::Throttled,
+            PutRecordsError::InternalFailureException(_)
+            | PutRecordsError::KmsThrottlingException(_) => FailureKind::Transient,
+            PutRecordsError::AccessDeniedException(_)
+            | PutRecordsError::InvalidArgumentException(_)
+            | PutRecordsError::ResourceNotFoundException(_)
+            | PutRecordsError::KmsAccessDeniedException(_)
+            | PutRecordsError::KmsDisabledException(_)
+            | PutRecordsError::KmsInvalidStateException(_)
+            | PutRecordsError::KmsNotFoundException(_)
+            | PutRecordsError::KmsOptInRequired(_) => FailureKind::Permanent,
+            other => {
+                let status = service.raw().status_code();
+                match other.code() {
+                    Some(code) if classify_code(code) != FailureKind::Permanent => {
+                        classify_code(code)
+                    }
+                    Some(code) if is_known_permanent(code) => FailureKind::Permanent,
+                    _ if status == 429 => FailureKind::Throttled,
+                    _ if status >= 500 => FailureKind::Transient,
+                    _ => FailureKind::Permanent,
+                }
             }
-        }
+        },
         // `SdkError` is non-exhaustive; a new kind is treated as transient,
         // which fails the batch for a later retry rather than dropping it.
         _ => FailureKind::Transient,
@@ -123,6 +144,10 @@ impl HasStatus for aws_smithy_runtime_api::client::orchestrator::HttpResponse {
 
 #[cfg(test)]
 mod tests {
+    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+
     use super::*;
 
     #[test]
@@ -145,5 +170,63 @@ mod tests {
             FailureKind::Permanent
         );
         assert_eq!(classify_code("SomethingNew"), FailureKind::Permanent);
+    }
+
+    fn service_error(err: PutRecordsError, status: u16) -> SdkError<PutRecordsError, HttpResponse> {
+        SdkError::service_error(
+            err,
+            HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::empty()),
+        )
+    }
+
+    #[test]
+    fn failed_calls_are_classified_by_variant_then_code_then_status() {
+        use aws_sdk_kinesis::types::error::{
+            AccessDeniedException, ProvisionedThroughputExceededException,
+        };
+        use aws_smithy_types::error::ErrorMetadata;
+
+        // The variant decides even without a code or a telling status.
+        let throttled = PutRecordsError::ProvisionedThroughputExceededException(
+            ProvisionedThroughputExceededException::builder().build(),
+        );
+        assert_eq!(
+            classify_put_records_error(&service_error(throttled, 418)).0,
+            FailureKind::Throttled
+        );
+        let denied =
+            PutRecordsError::AccessDeniedException(AccessDeniedException::builder().build());
+        assert_eq!(
+            classify_put_records_error(&service_error(denied, 400)).0,
+            FailureKind::Permanent
+        );
+        // Unmodeled: by code, then by status.
+        let generic = |code: Option<&str>| {
+            let mut meta = ErrorMetadata::builder();
+            if let Some(code) = code {
+                meta = meta.code(code);
+            }
+            PutRecordsError::generic(meta.build())
+        };
+        let kind =
+            |code, status| classify_put_records_error(&service_error(generic(code), status)).0;
+        assert_eq!(
+            kind(Some("ValidationException"), 400),
+            FailureKind::Permanent
+        );
+        assert_eq!(
+            kind(Some("ServiceUnavailable"), 400),
+            FailureKind::Transient
+        );
+        assert_eq!(kind(Some("Whatever"), 503), FailureKind::Transient);
+        assert_eq!(kind(None, 500), FailureKind::Transient);
+        assert_eq!(kind(None, 429), FailureKind::Throttled);
+        assert_eq!(kind(None, 400), FailureKind::Permanent);
+
+        let timeout: SdkError<PutRecordsError, HttpResponse> =
+            SdkError::timeout_error("took too long");
+        let (kind, reason) = classify_put_records_error(&timeout);
+        assert_eq!(kind, FailureKind::Transient);
+        assert!(reason.contains("took too long"), "{reason}");
     }
 }

@@ -35,7 +35,7 @@ use aws_smithy_types::Blob;
 use tokio::time::Instant;
 
 use super::aggregation::{Aggregator, TryAddError};
-use super::failure::{classify_code, classify_sdk_error, FailureKind};
+use super::failure::{classify_code, classify_put_records_error, FailureKind};
 use super::hash_key::HashKey;
 use super::limits::{MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_COUNT};
 use super::metrics::KinesisMetricsHandle;
@@ -111,14 +111,30 @@ impl Indices {
     }
 }
 
+/// What an entry puts: one user record of the batch, or an aggregate.
+#[derive(Debug)]
+enum Body {
+    User(usize),
+    Aggregate(KinesisRecord),
+}
+
 /// One Kinesis record to put.
 #[derive(Debug)]
 struct Entry {
-    record: KinesisRecord,
+    body: Body,
     hash_key: HashKey,
     lane: Lane,
     indices: Indices,
     attempts: u32,
+}
+
+impl Entry {
+    fn record<'a>(&'a self, batch: &'a [KinesisRecord]) -> &'a KinesisRecord {
+        match &self.body {
+            Body::User(index) => &batch[*index],
+            Body::Aggregate(record) => record,
+        }
+    }
 }
 
 /// What one call did to the queue.
@@ -128,8 +144,30 @@ struct CallOutcome {
     throttled_shards: HashSet<Arc<str>>,
     /// A transient failure that exhausted the policy: the batch fails.
     exhausted: Option<String>,
-    /// Lanes of the entries that left the queue (stored or rejected).
-    done_lanes: Vec<Lane>,
+}
+
+/// How far a failed batch got: which records are stored or rejected
+/// already. Sending the same batch again resumes from here instead of
+/// storing its delivered records a second time.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    batch: Arc<Vec<KinesisRecord>>,
+    done: Vec<bool>,
+    rejected: Vec<RejectedRecord>,
+}
+
+/// One delivery run of a batch.
+struct Attempt<'a> {
+    shared: &'a Shared,
+    batch: Arc<Vec<KinesisRecord>>,
+    /// Stored or rejected, per record of the batch.
+    done: Vec<bool>,
+    rejected: Vec<RejectedRecord>,
+    queue: Vec<Option<Entry>>,
+    /// Everything before `head` in the queue is done.
+    head: usize,
+    /// Pending entries per lane (ordered mode).
+    lane_counts: HashMap<Lane, usize>,
 }
 
 impl Shared {
@@ -152,59 +190,134 @@ impl Shared {
     }
 
     /// Delivers `batch` (see the module documentation for the outcome).
-    pub(crate) async fn put_batch(self: Arc<Self>, batch: Vec<KinesisRecord>) -> Result<(), Error> {
-        let mut rejected = Vec::new();
-        let mut valid = Vec::with_capacity(batch.len());
-        self.metrics.update(|m| {
-            for record in &batch {
-                m.record_bytes
-                    .saturating_record(record.billed_bytes() as u64);
+    /// When `previous` is the progress of a failed run of the same batch,
+    /// only what it did not finish is sent. A failed run returns its own
+    /// progress.
+    pub(crate) async fn put_batch(
+        self: Arc<Self>,
+        batch: Vec<KinesisRecord>,
+        previous: Option<Progress>,
+    ) -> (Result<(), Error>, Option<Progress>) {
+        let mut attempt = match previous {
+            Some(progress) if *progress.batch == batch => {
+                tracing::debug!(
+                    target: "unistream::kinesis",
+                    stream = %self.label,
+                    remaining = progress.done.iter().filter(|d| !**d).count(),
+                    "resuming a batch that failed before"
+                );
+                Attempt::new(&self, progress.batch, progress.done, progress.rejected)
             }
-        });
-        for (index, record) in batch.into_iter().enumerate() {
-            match validate(&record) {
-                Ok(hash_key) => valid.push((index, record, hash_key)),
+            _ => {
+                self.metrics.update(|m| {
+                    for record in &batch {
+                        m.record_bytes
+                            .saturating_record(record.billed_bytes() as u64);
+                    }
+                });
+                let done = vec![false; batch.len()];
+                Attempt::new(&self, Arc::new(batch), done, Vec::new())
+            }
+        };
+        match attempt.run().await {
+            Ok(()) => {
+                let mut rejected = attempt.rejected;
+                if rejected.is_empty() {
+                    return (Ok(()), None);
+                }
+                rejected.sort_by_key(|r| r.index);
+                self.metrics
+                    .update(|m| m.records_dead_lettered += rejected.len() as u64);
+                (Err(Error::Rejected(rejected)), None)
+            }
+            Err(err) => {
+                let progress = Progress {
+                    batch: attempt.batch,
+                    done: attempt.done,
+                    rejected: attempt.rejected,
+                };
+                (Err(err), Some(progress))
+            }
+        }
+    }
+}
+
+impl<'a> Attempt<'a> {
+    fn new(
+        shared: &'a Shared,
+        batch: Arc<Vec<KinesisRecord>>,
+        done: Vec<bool>,
+        rejected: Vec<RejectedRecord>,
+    ) -> Self {
+        Self {
+            shared,
+            batch,
+            done,
+            rejected,
+            queue: Vec::new(),
+            head: 0,
+            lane_counts: HashMap::new(),
+        }
+    }
+
+    /// Validates what is left of the batch, then sends it until each record
+    /// is stored or rejected.
+    async fn run(&mut self) -> Result<(), Error> {
+        let shared = self.shared;
+        let mut valid = Vec::new();
+        let batch = self.batch.clone();
+        for (index, record) in batch.iter().enumerate() {
+            if self.done[index] {
+                continue;
+            }
+            match validate(record) {
+                Ok(hash_key) => valid.push((index, hash_key)),
                 Err(reason) => {
                     tracing::warn!(
                         target: "unistream::kinesis",
-                        stream = %self.label, index, %reason,
+                        stream = %shared.label, index, %reason,
                         "record rejected before sending"
                     );
-                    rejected.push(RejectedRecord::new(index, reason.to_string()));
+                    self.reject(&[index], reason.to_string());
                 }
             }
         }
-        if !valid.is_empty() {
-            let map = self.current_shard_map().await;
-            let entries = self.build_entries(valid, &map, &mut rejected);
-            self.deliver(entries, &mut rejected).await?;
-        }
-        if rejected.is_empty() {
+        if valid.is_empty() {
             return Ok(());
         }
-        rejected.sort_by_key(|r| r.index);
-        self.metrics
-            .update(|m| m.records_dead_lettered += rejected.len() as u64);
-        Err(Error::Rejected(rejected))
+        let map = shared.current_shard_map().await;
+        let entries = self.build_entries(valid, &map);
+        if shared.options.ordered {
+            for entry in &entries {
+                *self.lane_counts.entry(entry.lane).or_default() += 1;
+            }
+        }
+        self.queue = entries.into_iter().map(Some).collect();
+        self.deliver().await
+    }
+
+    fn reject(&mut self, indices: &[usize], reason: String) {
+        for &index in indices {
+            self.done[index] = true;
+            self.rejected
+                .push(RejectedRecord::new(index, reason.clone()));
+        }
     }
 
     /// Turns validated records into entries, aggregating when enabled.
-    fn build_entries(
-        &self,
-        valid: Vec<(usize, KinesisRecord, HashKey)>,
-        map: &ShardMap,
-        rejected: &mut Vec<RejectedRecord>,
-    ) -> Vec<Entry> {
-        let Some(max_bytes) = self.options.aggregation else {
+    fn build_entries(&mut self, valid: Vec<(usize, HashKey)>, map: &ShardMap) -> Vec<Entry> {
+        let batch = self.batch.clone();
+        let Some(max_bytes) = self.shared.options.aggregation else {
             return valid
                 .into_iter()
-                .map(|(index, record, hash_key)| {
+                .map(|(index, hash_key)| {
+                    let record = &batch[index];
                     let lane = Lane::Key(match record.explicit_hash_key {
                         None => hash_key.value(),
                         Some(_) => HashKey::from_partition_key(&record.partition_key).value(),
                     });
                     Entry {
-                        record,
+                        body: Body::User(index),
                         hash_key,
                         lane,
                         indices: Indices::One(index),
@@ -219,26 +332,28 @@ impl Shared {
             indices: Vec<usize>,
             hash_key: Option<HashKey>,
         }
+        fn finish(lane: Lane, group: &mut Group, entries: &mut Vec<Entry>) {
+            let (Some(record), Some(hash_key)) = (group.aggregator.finish(), group.hash_key.take())
+            else {
+                return;
+            };
+            let indices = std::mem::take(&mut group.indices);
+            let (body, indices) = match indices.as_slice() {
+                // Alone, the "aggregate" is the user record itself.
+                [one] => (Body::User(*one), Indices::One(*one)),
+                _ => (Body::Aggregate(record), Indices::Many(indices)),
+            };
+            entries.push(Entry {
+                body,
+                hash_key,
+                lane,
+                indices,
+                attempts: 0,
+            });
+        }
         let mut groups: HashMap<Lane, Group> = HashMap::new();
         let mut entries = Vec::new();
-        let finish = |lane: Lane, group: &mut Group, entries: &mut Vec<Entry>| {
-            if let (Some(record), Some(hash_key)) =
-                (group.aggregator.finish(), group.hash_key.take())
-            {
-                let indices = std::mem::take(&mut group.indices);
-                entries.push(Entry {
-                    record,
-                    hash_key,
-                    lane,
-                    indices: match indices.as_slice() {
-                        [one] => Indices::One(*one),
-                        _ => Indices::Many(indices),
-                    },
-                    attempts: 0,
-                });
-            }
-        };
-        for (index, record, hash_key) in valid {
+        for (index, hash_key) in valid {
             let lane = match map.shard_for(hash_key) {
                 Some((shard, _)) => Lane::Shard(shard),
                 None => Lane::HashKey(hash_key.value()),
@@ -248,7 +363,7 @@ impl Shared {
                 indices: Vec::new(),
                 hash_key: None,
             });
-            let mut record = record;
+            let mut record = batch[index].clone();
             loop {
                 match group.aggregator.try_add(record) {
                     Ok(()) => {
@@ -260,10 +375,10 @@ impl Shared {
                         finish(lane, group, &mut entries);
                         record = back;
                     }
-                    // Validation checked the hash key already; kept for
-                    // completeness, never silently dropped.
+                    // Validation checked the hash key already; kept so that
+                    // nothing is ever dropped silently.
                     Err(TryAddError::InvalidHashKey { reason, .. }) => {
-                        rejected.push(RejectedRecord::new(index, reason.to_string()));
+                        self.reject(&[index], reason.to_string());
                         break;
                     }
                 }
@@ -278,46 +393,32 @@ impl Shared {
         entries
     }
 
-    /// Sends `entries` until each is stored or rejected.
-    async fn deliver(
-        &self,
-        entries: Vec<Entry>,
-        rejected: &mut Vec<RejectedRecord>,
-    ) -> Result<(), Error> {
-        let ordered = self.options.ordered;
-        let mut lane_counts: HashMap<Lane, usize> = HashMap::new();
-        if ordered {
-            for entry in &entries {
-                *lane_counts.entry(entry.lane).or_default() += 1;
-            }
-        }
-        let mut queue: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
-        let mut head = 0;
+    /// Sends the queue until each entry is stored or rejected.
+    async fn deliver(&mut self) -> Result<(), Error> {
+        let shared = self.shared;
         let mut failed_calls = 0u32;
-
-        while head < queue.len() {
+        while self.head < self.queue.len() {
             if failed_calls > 0 {
-                let delay = self.options.retry.backoff(failed_calls - 1);
+                let delay = shared.options.retry.backoff(failed_calls - 1);
                 tracing::debug!(
                     target: "unistream::kinesis",
-                    stream = %self.label, ?delay, "backing off before retrying failed records"
+                    stream = %shared.label, ?delay, "backing off before retrying failed records"
                 );
                 tokio::time::sleep(delay).await;
             }
-            let map = self.current_shard_map().await;
-            let (chosen, portions) = self.plan_call(&queue, head, &map, &lane_counts);
+            let map = shared.current_shard_map().await;
+            let (chosen, portions) = self.plan_call(&map);
             if !portions.is_empty() {
                 let now = Instant::now();
-                let ready = self.limiter().reserve(now, &portions);
+                let ready = shared.limiter().reserve(now, &portions);
                 if ready > now {
-                    self.metrics.update(|m| m.rate_limit_wait += ready - now);
+                    shared.metrics.update(|m| m.rate_limit_wait += ready - now);
                     tokio::time::sleep_until(ready).await;
                 }
             }
-            let outcome = self.call(&mut queue, &chosen, &map, rejected).await?;
-
+            let outcome = self.call(&chosen, &map).await?;
             {
-                let mut limiter = self.limiter();
+                let mut limiter = shared.limiter();
                 for (shard, _) in &portions {
                     if outcome.throttled_shards.contains(shard) {
                         limiter.on_throttle(shard);
@@ -326,20 +427,12 @@ impl Shared {
                     }
                 }
             }
-            for lane in &outcome.done_lanes {
-                if let Some(count) = lane_counts.get_mut(lane) {
-                    *count -= 1;
-                    if *count == 0 {
-                        lane_counts.remove(lane);
-                    }
-                }
-            }
             if let Some(reason) = outcome.exhausted {
                 return Err(Error::target(
-                    self.label.clone(),
+                    shared.label.clone(),
                     format!(
                         "records still failing after {} attempt(s): {reason}",
-                        self.options.retry.attempt_limit().unwrap_or(u32::MAX)
+                        shared.options.retry.attempt_limit().unwrap_or(u32::MAX)
                     ),
                 ));
             }
@@ -348,28 +441,27 @@ impl Shared {
             } else {
                 0
             };
-            while head < queue.len() && queue[head].is_none() {
-                head += 1;
+            while self.head < self.queue.len() && self.queue[self.head].is_none() {
+                self.head += 1;
             }
         }
         Ok(())
     }
 
     /// Picks the entries of the next call from the front of the queue.
-    fn plan_call(
-        &self,
-        queue: &[Option<Entry>],
-        head: usize,
-        map: &ShardMap,
-        lane_counts: &HashMap<Lane, usize>,
-    ) -> (Vec<usize>, Vec<(Arc<str>, Portion)>) {
-        let ordered = self.options.ordered;
-        let limiter = self.options.rate_limit.is_some().then(|| self.limiter());
+    fn plan_call(&self, map: &ShardMap) -> (Vec<usize>, Vec<(Arc<str>, Portion)>) {
+        let shared = self.shared;
+        let ordered = shared.options.ordered;
+        let limiter = shared
+            .options
+            .rate_limit
+            .is_some()
+            .then(|| shared.limiter());
         let mut chosen = Vec::new();
         let mut bytes = 0usize;
         let mut seen_lanes = HashSet::new();
         let mut portions: HashMap<usize, (Arc<str>, Portion)> = HashMap::new();
-        for (i, slot) in queue.iter().enumerate().skip(head) {
+        for (i, slot) in self.queue.iter().enumerate().skip(self.head) {
             let Some(entry) = slot else { continue };
             if chosen.len() == MAX_PUT_RECORDS_COUNT {
                 break;
@@ -379,7 +471,7 @@ impl Shared {
             if ordered && !seen_lanes.insert(entry.lane) {
                 continue;
             }
-            let billed = entry.record.billed_bytes();
+            let billed = entry.record(&self.batch).billed_bytes();
             let fits_call = bytes + billed <= MAX_PUT_RECORDS_BYTES;
             let shard = map.shard_for(entry.hash_key);
             let fits_shard = match (&limiter, shard) {
@@ -402,7 +494,7 @@ impl Shared {
                 }
             }
             // Every lane has had its turn: nothing further can go.
-            if ordered && seen_lanes.len() == lane_counts.len() {
+            if ordered && seen_lanes.len() == self.lane_counts.len() {
                 break;
             }
         }
@@ -411,19 +503,16 @@ impl Shared {
 
     /// Makes one `PutRecords` call with the `chosen` entries and applies
     /// the answer to the queue.
-    async fn call(
-        &self,
-        queue: &mut [Option<Entry>],
-        chosen: &[usize],
-        map: &ShardMap,
-        rejected: &mut Vec<RejectedRecord>,
-    ) -> Result<CallOutcome, Error> {
+    async fn call(&mut self, chosen: &[usize], map: &ShardMap) -> Result<CallOutcome, Error> {
+        let shared = self.shared;
         let mut request = Vec::with_capacity(chosen.len());
         let mut predicted = Vec::with_capacity(chosen.len());
         let mut call_bytes = 0u64;
         for &i in chosen {
-            let Some(entry) = &queue[i] else { continue };
-            let record = &entry.record;
+            let Some(entry) = &self.queue[i] else {
+                continue;
+            };
+            let record = entry.record(&self.batch);
             call_bytes += record.billed_bytes() as u64;
             predicted.push(map.shard_for(entry.hash_key).map(|(_, id)| id.clone()));
             let built = PutRecordsRequestEntry::builder()
@@ -432,21 +521,21 @@ impl Shared {
                 .set_explicit_hash_key(record.explicit_hash_key.clone())
                 .build()
                 // Only a missing data or partition key fails, and both are set.
-                .map_err(|e| Error::target(self.label.clone(), e))?;
+                .map_err(|e| Error::target(shared.label.clone(), e))?;
             request.push(built);
         }
 
         let started = Instant::now();
-        let result = self
+        let result = shared
             .client
             .put_records()
-            .set_stream_name(self.target.name().map(str::to_owned))
-            .set_stream_arn(self.target.arn().map(str::to_owned))
+            .set_stream_name(shared.target.name().map(str::to_owned))
+            .set_stream_arn(shared.target.arn().map(str::to_owned))
             .set_records(Some(request))
             .send()
             .await;
         let latency = started.elapsed();
-        self.metrics.update(|m| {
+        shared.metrics.update(|m| {
             m.put_records_calls += 1;
             m.latency_us.saturating_record(latency.as_micros() as u64);
             m.call_records.saturating_record(chosen.len() as u64);
@@ -462,10 +551,9 @@ impl Shared {
                 for (k, (&i, result)) in chosen.iter().zip(output.records()).enumerate() {
                     match result.error_code() {
                         None => {
-                            if let Some(entry) = queue[i].take() {
+                            if let Some(entry) = self.finish_entry(i) {
                                 sent += entry.indices.count();
                                 kinesis_sent += 1;
-                                outcome.done_lanes.push(entry.lane);
                             }
                             if let (Some(actual), Some(expected)) =
                                 (result.shard_id(), &predicted[k])
@@ -481,27 +569,19 @@ impl Shared {
                                 Some(message) => format!("{code}: {message}"),
                                 None => code.to_owned(),
                             };
-                            self.fail(
-                                queue,
-                                i,
-                                predicted[k].as_ref(),
-                                kind,
-                                &reason,
-                                rejected,
-                                &mut outcome,
-                            );
+                            self.fail(i, predicted[k].as_ref(), kind, &reason, &mut outcome);
                         }
                     }
                 }
                 if mispredicted > 0 {
                     tracing::info!(
                         target: "unistream::kinesis",
-                        stream = %self.label, mispredicted,
+                        stream = %shared.label, mispredicted,
                         "records landed on other shards than predicted; reloading the shard map"
                     );
-                    self.shard_map_state().stale = true;
+                    shared.shard_map_state().stale = true;
                 }
-                self.metrics.update(|m| {
+                shared.metrics.update(|m| {
                     m.records_sent += sent;
                     m.kinesis_records_sent += kinesis_sent;
                     m.shard_mispredictions += mispredicted;
@@ -514,32 +594,23 @@ impl Shared {
                     chosen.len()
                 );
                 self.fail_call(
-                    queue,
                     chosen,
                     &predicted,
                     FailureKind::Transient,
                     &reason,
-                    rejected,
                     &mut outcome,
                 );
             }
             Err(err) => {
-                let (kind, reason) = classify_sdk_error(&err);
-                self.fail_call(
-                    queue,
-                    chosen,
-                    &predicted,
-                    kind,
-                    &format!("PutRecords failed: {reason}"),
-                    rejected,
-                    &mut outcome,
-                );
+                let (kind, reason) = classify_put_records_error(&err);
+                let reason = format!("PutRecords failed: {reason}");
+                self.fail_call(chosen, &predicted, kind, &reason, &mut outcome);
             }
         }
         if outcome.any_failed {
             tracing::debug!(
                 target: "unistream::kinesis",
-                stream = %self.label, records = chosen.len(),
+                stream = %shared.label, records = chosen.len(),
                 throttled_shards = outcome.throttled_shards.len(),
                 "PutRecords had failures"
             );
@@ -547,31 +618,45 @@ impl Shared {
         Ok(outcome)
     }
 
+    /// Takes entry `i` out of the queue (stored or rejected): its records
+    /// are done and its lane moves on.
+    fn finish_entry(&mut self, i: usize) -> Option<Entry> {
+        let entry = self.queue[i].take()?;
+        for &index in entry.indices.as_slice() {
+            self.done[index] = true;
+        }
+        if let Some(count) = self.lane_counts.get_mut(&entry.lane) {
+            *count -= 1;
+            if *count == 0 {
+                self.lane_counts.remove(&entry.lane);
+            }
+        }
+        Some(entry)
+    }
+
     /// Every entry of a call that failed as a whole.
-    #[allow(clippy::too_many_arguments)]
     fn fail_call(
-        &self,
-        queue: &mut [Option<Entry>],
+        &mut self,
         chosen: &[usize],
         predicted: &[Option<Arc<str>>],
         kind: FailureKind,
         reason: &str,
-        rejected: &mut Vec<RejectedRecord>,
         outcome: &mut CallOutcome,
     ) {
+        let shared = self.shared;
         tracing::warn!(
             target: "unistream::kinesis",
-            stream = %self.label, records = chosen.len(), ?kind, %reason,
+            stream = %shared.label, records = chosen.len(), ?kind, %reason,
             "PutRecords call failed"
         );
-        self.metrics.update(|m| {
+        shared.metrics.update(|m| {
             m.put_records_call_failures += 1;
             if kind == FailureKind::Throttled {
                 m.throttles += 1;
             }
         });
         for (k, &i) in chosen.iter().enumerate() {
-            // A throttled call counts once above, not per record.
+            // A throttled call counts once above, not once per record.
             let kind = if kind == FailureKind::Throttled {
                 if let Some(shard) = &predicted[k] {
                     outcome.throttled_shards.insert(shard.clone());
@@ -580,35 +665,34 @@ impl Shared {
             } else {
                 kind
             };
-            self.fail(queue, i, None, kind, reason, rejected, outcome);
+            self.fail(i, None, kind, reason, outcome);
         }
     }
 
     /// One entry failed: retry it later, reject it, or give up on the batch.
-    #[allow(clippy::too_many_arguments)]
     fn fail(
-        &self,
-        queue: &mut [Option<Entry>],
+        &mut self,
         i: usize,
         predicted: Option<&Arc<str>>,
         kind: FailureKind,
         reason: &str,
-        rejected: &mut Vec<RejectedRecord>,
         outcome: &mut CallOutcome,
     ) {
+        let shared = self.shared;
         outcome.any_failed = true;
-        let Some(entry) = queue[i].as_mut() else {
+        let Some(entry) = self.queue[i].as_mut() else {
             return;
         };
         entry.attempts += 1;
+        let attempts = entry.attempts;
         let users = entry.indices.count();
         if kind == FailureKind::Throttled {
             if let Some(shard) = predicted {
                 outcome.throttled_shards.insert(shard.clone());
             }
         }
-        let retry = self.options.retry.allows_another(entry.attempts);
-        self.metrics.update(|m| {
+        let retry = shared.options.retry.allows_another(attempts);
+        shared.metrics.update(|m| {
             m.records_failed += users;
             if kind == FailureKind::Throttled {
                 m.throttles += 1;
@@ -621,24 +705,25 @@ impl Shared {
             return;
         }
         if kind.is_permanent() {
-            let attempts = entry.attempts;
-            if let Some(entry) = queue[i].take() {
-                tracing::warn!(
-                    target: "unistream::kinesis",
-                    stream = %self.label, records = users, attempts, %reason,
-                    "records failed permanently; reporting them as rejected"
-                );
+            tracing::warn!(
+                target: "unistream::kinesis",
+                stream = %shared.label, records = users, attempts, %reason,
+                "records failed permanently; reporting them as rejected"
+            );
+            if let Some(entry) = self.finish_entry(i) {
                 let reason = format!("{reason} (after {attempts} attempt(s))");
                 for &index in entry.indices.as_slice() {
-                    rejected.push(RejectedRecord::new(index, reason.clone()));
+                    self.rejected
+                        .push(RejectedRecord::new(index, reason.clone()));
                 }
-                outcome.done_lanes.push(entry.lane);
             }
         } else if outcome.exhausted.is_none() {
             outcome.exhausted = Some(reason.to_owned());
         }
     }
+}
 
+impl Shared {
     /// The shard map, reloaded first when it is due (first use, periodic
     /// refresh, or a misprediction). Without rate limiting and aggregation
     /// no map is needed and none is loaded. A failed load keeps the old map

@@ -8,6 +8,12 @@
 //! ran out on a transient failure) — and then the sink stays usable and the
 //! same batch may be sent again. Records are never dropped silently.
 //!
+//! A failed batch may have been partly stored. The sink remembers how far
+//! it got: when the *same* batch is sent next (as `buffered_wal` does), only
+//! the records not yet stored or rejected go out, so a retry neither stores
+//! records twice nor starts over — under a steady failure rate, every retry
+//! makes progress. Any other batch starts afresh.
+//!
 //! It works alone, and made durable by `buffered_wal`, which hands it
 //! batches from its write-ahead log and dead-letters rejected records.
 //!
@@ -32,13 +38,13 @@ use futures::Sink;
 
 use super::limits::MAX_RECORD_BYTES;
 use super::metrics::KinesisMetricsHandle;
-use super::put::{Options, Shared};
+use super::put::{Options, Progress, Shared};
 use super::rate_limit::ShardRateLimit;
 use super::target::StreamTarget;
 use super::KinesisRecord;
 use crate::{Error, RetryPolicy};
 
-type PutFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+type PutFuture = Pin<Box<dyn Future<Output = (Result<(), Error>, Option<Progress>)> + Send>>;
 
 /// A `Sink<Vec<KinesisRecord>>` putting each batch into a Kinesis stream.
 ///
@@ -74,6 +80,8 @@ type PutFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
 pub struct KinesisSink {
     shared: Arc<Shared>,
     in_flight: Option<PutFuture>,
+    /// How far the last batch got, when it failed.
+    progress: Option<Progress>,
 }
 
 impl KinesisSink {
@@ -112,8 +120,9 @@ impl KinesisSink {
         let Some(future) = self.in_flight.as_mut() else {
             return Poll::Ready(Ok(()));
         };
-        let result = futures::ready!(future.as_mut().poll(cx));
+        let (result, progress) = futures::ready!(future.as_mut().poll(cx));
         self.in_flight = None;
+        self.progress = progress;
         Poll::Ready(result)
     }
 }
@@ -125,6 +134,7 @@ impl Clone for KinesisSink {
         Self {
             shared: self.shared.clone(),
             in_flight: None,
+            progress: None,
         }
     }
 }
@@ -157,7 +167,8 @@ impl Sink<Vec<KinesisRecord>> for KinesisSink {
             ));
         }
         if !batch.is_empty() {
-            this.in_flight = Some(Box::pin(this.shared.clone().put_batch(batch)));
+            let previous = this.progress.take();
+            this.in_flight = Some(Box::pin(this.shared.clone().put_batch(batch, previous)));
         }
         Ok(())
     }
@@ -289,6 +300,7 @@ impl KinesisSinkBuilder {
         KinesisSink {
             shared: Arc::new(Shared::new(self.client, self.target, options, self.metrics)),
             in_flight: None,
+            progress: None,
         }
     }
 }

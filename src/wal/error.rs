@@ -84,6 +84,14 @@ pub enum WalError {
     /// The log's writer is gone (the runtime is shutting down).
     #[error("WAL closed")]
     Closed,
+
+    /// The directory is in use by another open instance of the log in this
+    /// process (its handles are still alive).
+    #[error("WAL directory {} is already open in this process", dir.display())]
+    AlreadyOpen {
+        /// The directory.
+        dir: PathBuf,
+    },
 }
 
 impl WalError {
@@ -138,6 +146,7 @@ impl WalError {
                 reason: reason.clone(),
             },
             WalError::Closed => WalError::Closed,
+            WalError::AlreadyOpen { dir } => WalError::AlreadyOpen { dir: dir.clone() },
         }
     }
 }

@@ -48,7 +48,9 @@
 //! # Not guaranteed
 //!
 //! - One process per directory: two processes opening the same log corrupt
-//!   it (no lock file).
+//!   it (no lock file). Within a process, opening a directory whose previous
+//!   instance's tasks are still finishing waits for them, and fails with
+//!   [`WalError::AlreadyOpen`] while that instance's handles are alive.
 //! - Under `Interval`/`Never`, a power loss (not a process crash) loses the
 //!   unsynced records; with the committed position already past them,
 //!   recovery starts a fresh segment at the committed position.
@@ -76,6 +78,8 @@
 //! # }
 //! ```
 
+mod committer;
+mod dir_guard;
 mod error;
 mod format;
 mod lsn;
@@ -121,6 +125,11 @@ impl Wal {
     /// every [`WalWriter`] clone is dropped, after writing (and, unless
     /// `Fsync::Never`, fdatasyncing) what was queued.
     pub async fn open(options: WalOptions) -> Result<(WalWriter, WalReader, Recovery), WalError> {
+        let dir = options.dir.clone();
+        tokio::task::spawn_blocking(move || crate::durable_fs::create_dir_all_durable(&dir))
+            .await
+            .map_err(error::join_error)??;
+        let guard = dir_guard::acquire(&options.dir).await?;
         let opts = options.clone();
         let recovered = tokio::task::spawn_blocking(move || recovery::recover(&opts))
             .await
@@ -139,6 +148,8 @@ impl Wal {
             committed: recovered.committed,
             payload_appended: recovered.backlog_payload,
             marks,
+            group_writes: 0,
+            fdatasyncs: 0,
         };
         let shared = Arc::new(Shared::new(options, state));
         let (tx, rx) = mpsc::unbounded_channel();
@@ -149,11 +160,22 @@ impl Wal {
             written_tx,
             recovered.active,
             recovered.next_lsn,
+            guard.clone(),
         );
         tokio::spawn(task.run());
+        let (commit_tx, commit_rx) = watch::channel(recovered.committed);
+        let (persisted_tx, persisted_rx) = watch::channel(committer::Persisted {
+            lsn: recovered.committed,
+            failed: None,
+        });
+        tokio::spawn(
+            committer::CommitterTask::new(shared.clone(), commit_rx, persisted_tx, guard).run(),
+        );
         let reader = WalReader::new(
             shared.clone(),
             written_rx,
+            commit_tx,
+            persisted_rx,
             recovered.reader,
             &recovered.recovery.quarantined,
         );

@@ -14,15 +14,13 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::committer::Persisted;
 use super::error::join_error;
-use super::format::{encode_position, POSITION_FILE};
 use super::quarantine::copy_aside;
 use super::recovery::ReaderStart;
 use super::segment::{Damage, SegmentReader};
 use super::shared::Shared;
-use super::writer::delete_segments;
 use super::{Lsn, OnCorruption, QuarantinedFrame, WalError};
-use crate::durable_fs;
 
 /// Records appended and not yet returned by [`WalReader::next_batch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,9 +45,18 @@ pub struct WalRecord {
 
 /// The single consumer of a log (the delivery task): reads records back in
 /// order and commits the delivered ones.
+///
+/// Memory: one segment read buffer, the records of the batch being read,
+/// and 4 bytes per record returned but not yet committed (to restore the
+/// backlog on [`rewind`](Self::rewind)); a reader that commits what it
+/// delivers stays bounded whatever the backlog on disk.
 pub struct WalReader {
     shared: Arc<Shared>,
     written_rx: watch::Receiver<u64>,
+    /// Positions for the committer task to persist.
+    commit_tx: watch::Sender<u64>,
+    /// What the committer task has persisted.
+    persisted_rx: watch::Receiver<Persisted>,
     /// Open segment positioned at the frame of `next`, if any.
     cursor: Option<SegmentReader>,
     /// Where recovery located the committed position (used once).
@@ -81,12 +88,16 @@ impl WalReader {
     pub(crate) fn new(
         shared: Arc<Shared>,
         written_rx: watch::Receiver<u64>,
+        commit_tx: watch::Sender<u64>,
+        persisted_rx: watch::Receiver<Persisted>,
         start: ReaderStart,
         recovered_quarantine: &[QuarantinedFrame],
     ) -> Self {
         Self {
             shared,
             written_rx,
+            commit_tx,
+            persisted_rx,
             cursor: None,
             start: Some(start),
             next: start.lsn,
@@ -205,40 +216,102 @@ impl WalReader {
         self.cursor = None;
     }
 
-    /// Persists that every record with lsn < `upto` is delivered: replaces
-    /// the committed-position file atomically (temporary file, fsync,
-    /// rename, directory fsync), then deletes every segment holding only
-    /// records below `upto` (files are never rewritten), fsyncs the
-    /// directory and frees cap space (waking appends waiting for it).
+    /// Persists that every record with lsn < `upto` is delivered, and
+    /// resolves once that is durable: the committed-position file is
+    /// replaced atomically (temporary file, fsync, rename, directory fsync),
+    /// then every segment holding only records below `upto` is deleted
+    /// (files are never rewritten), the directory fsynced and cap space
+    /// freed (waking appends waiting for it).
     ///
-    /// `upto` at or below [`committed`](Self::committed) does nothing;
-    /// `upto` beyond the records returned so far is
-    /// [`WalError::CommitBeyondReturned`].
+    /// `upto` at or below [`committed`](Self::committed) does nothing
+    /// beyond waiting for it to be durable; `upto` beyond the records
+    /// returned so far is [`WalError::CommitBeyondReturned`].
+    ///
+    /// Each call costs two fsyncs when awaited one after the other; a
+    /// reader committing after every small batch on a slow disk can use
+    /// [`start_commit`](Self::start_commit) instead and await durability
+    /// only when it matters (before shutting down).
     pub async fn commit(&mut self, upto: Lsn) -> Result<(), WalError> {
+        self.start_commit(upto)?;
+        self.wait_committed(upto).await
+    }
+
+    /// Records that every record with lsn < `upto` is delivered and hands
+    /// the position to the background committer, returning at once. The
+    /// committer persists the newest position given (coalescing the ones
+    /// given while it was busy) exactly as [`commit`](Self::commit) does, and
+    /// only then deletes segments and frees cap space.
+    ///
+    /// Until it is persisted, a crash redelivers these records (at least
+    /// once, never lost). [`committed`](Self::committed) and
+    /// [`rewind`](Self::rewind) see the new position at once.
+    ///
+    /// Returns the error of an earlier background persist that failed (the
+    /// position is retried with this one).
+    pub fn start_commit(&mut self, upto: Lsn) -> Result<(), WalError> {
         let upto = upto.0;
-        if upto <= self.committed {
-            return Ok(());
-        }
         if upto > self.next {
             return Err(WalError::CommitBeyondReturned {
                 upto: Lsn(upto),
                 returned: Lsn(self.next),
             });
         }
-        let shared = self.shared.clone();
-        let (persisted, deleted) =
-            tokio::task::spawn_blocking(move || persist_commit(&shared, upto))
-                .await
-                .map_err(join_error)?;
-        persisted?;
-        let advanced = (upto - self.committed) as usize;
-        self.returned.drain(..advanced.min(self.returned.len()));
-        self.committed = upto;
-        self.shared.space_freed.notify_one();
-        deleted
+        let earlier_failure = self
+            .persisted_rx
+            .borrow()
+            .failed
+            .as_ref()
+            .map(|(_, e)| e.duplicate());
+        let advanced = upto > self.committed;
+        if advanced {
+            let records = (upto - self.committed) as usize;
+            self.returned.drain(..records.min(self.returned.len()));
+            self.committed = upto;
+        }
+        if advanced || earlier_failure.is_some() {
+            // A failed position is retried with this request.
+            self.commit_tx
+                .send(self.committed)
+                .map_err(|_| WalError::Closed)?;
+        }
+        match earlier_failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
-    /// Every record below this Lsn is committed.
+    /// Resolves once every record below `upto` is durably committed (see
+    /// [`start_commit`](Self::start_commit)), or with the error of the
+    /// background persist that covered it.
+    pub async fn wait_committed(&mut self, upto: Lsn) -> Result<(), WalError> {
+        loop {
+            {
+                let persisted = self.persisted_rx.borrow_and_update();
+                if persisted.lsn >= upto.0 {
+                    return Ok(());
+                }
+                if let Some((target, e)) = &persisted.failed {
+                    if *target >= upto.0 {
+                        return Err(e.duplicate());
+                    }
+                }
+            }
+            self.persisted_rx
+                .changed()
+                .await
+                .map_err(|_| WalError::Closed)?;
+        }
+    }
+
+    /// Every record below this Lsn is durably committed (persisted by
+    /// [`commit`](Self::commit) or the background committer).
+    pub fn durable_committed(&self) -> Lsn {
+        Lsn(self.persisted_rx.borrow().lsn)
+    }
+
+    /// Every record below this Lsn is committed (given to
+    /// [`commit`](Self::commit) or [`start_commit`](Self::start_commit); see
+    /// [`durable_committed`](Self::durable_committed) for what is on disk).
     pub fn committed(&self) -> Lsn {
         Lsn(self.committed)
     }
@@ -253,27 +326,6 @@ impl WalReader {
     pub fn quarantined(&self) -> &[QuarantinedFrame] {
         &self.quarantined
     }
-}
-
-/// Writes the committed position, then deletes the segments it covers.
-/// Returns the result of each step.
-fn persist_commit(shared: &Shared, upto: u64) -> (Result<(), WalError>, Result<(), WalError>) {
-    let dir = shared.options.dir.as_path();
-    if let Err(e) =
-        durable_fs::replace_atomically(&dir.join(POSITION_FILE), &encode_position(Lsn(upto)))
-    {
-        return (Err(e.into()), Ok(()));
-    }
-    let victims = {
-        let mut st = shared.lock();
-        st.committed = st.committed.max(upto);
-        st.prune_marks(upto);
-        st.take_segments_below(upto)
-    };
-    if victims.is_empty() {
-        return (Ok(()), Ok(()));
-    }
-    (Ok(()), delete_segments(dir, &victims))
 }
 
 /// What one blocking read produced.
@@ -316,21 +368,23 @@ impl ReadJob {
             next: self.next,
         };
         let mut bytes = 0u64;
+        // First lsn of the segment after the cursor's. Segment boundaries
+        // never change, and a segment created after `written` was published
+        // starts at or above it, so it is looked up once per segment.
+        let mut boundary = cursor
+            .as_ref()
+            .and_then(|c| self.shared.lock().segment_after(c.first));
         while batch.records.len() < self.max_records && batch.next < self.written {
             let lsn = batch.next;
             // Move to the segment holding `lsn` when the cursor is not there.
-            let switch = match cursor.as_ref() {
-                None => true,
-                Some(c) => self
-                    .shared
-                    .lock()
-                    .segment_after(c.first)
-                    .is_some_and(|next_first| lsn >= next_first),
-            };
+            let switch = cursor.is_none() || boundary.is_some_and(|b| lsn >= b);
             if switch {
                 *cursor = None;
                 match self.open_at(lsn) {
-                    Ok(c) => *cursor = Some(c),
+                    Ok(c) => {
+                        boundary = self.shared.lock().segment_after(c.first);
+                        *cursor = Some(c);
+                    }
                     Err(WalError::Corrupt {
                         file,
                         offset,
@@ -502,6 +556,16 @@ impl ReadJob {
             .extend(std::iter::repeat_n(0u32, skipped as usize));
         batch.next = next_first.max(lsn);
         Ok(AfterDamage::Continue)
+    }
+}
+
+impl Drop for WalReader {
+    fn drop(&mut self) {
+        // Appends waiting for space would wait forever: let them fail.
+        self.shared
+            .reader_gone
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared.space_freed.notify_one();
     }
 }
 

@@ -1,6 +1,7 @@
 //! State shared by the writer task, the reader and the writer handles.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -16,8 +17,11 @@ pub(crate) const MAX_MARKS: usize = 4096;
 pub(crate) struct Shared {
     pub(crate) options: WalOptions,
     state: Mutex<State>,
-    /// Signalled when a commit frees space (the writer may be waiting).
+    /// Signalled when a commit frees space (the writer may be waiting), and
+    /// when the reader is dropped.
     pub(crate) space_freed: Notify,
+    /// Set when the reader is dropped: nothing can free space any more.
+    pub(crate) reader_gone: AtomicBool,
 }
 
 pub(crate) struct State {
@@ -37,6 +41,10 @@ pub(crate) struct State {
     pub(crate) payload_appended: u64,
     /// (first lsn, when appended), ascending, pruned on commit.
     pub(crate) marks: VecDeque<(u64, Instant)>,
+    /// Group writes done since open.
+    pub(crate) group_writes: u64,
+    /// fdatasyncs of segment files since open.
+    pub(crate) fdatasyncs: u64,
 }
 
 impl Shared {
@@ -45,6 +53,7 @@ impl Shared {
             options,
             state: Mutex::new(state),
             space_freed: Notify::new(),
+            reader_gone: AtomicBool::new(false),
         }
     }
 
@@ -111,5 +120,66 @@ impl State {
         while self.marks.len() > 1 && self.marks[1].0 <= committed {
             self.marks.pop_front();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(segments: &[(u64, u64)], active: u64) -> State {
+        State {
+            segments: segments.iter().copied().collect(),
+            active,
+            bytes_on_disk: segments.iter().map(|s| s.1).sum(),
+            written: 0,
+            synced: 0,
+            committed: 0,
+            payload_appended: 0,
+            marks: VecDeque::new(),
+            group_writes: 0,
+            fdatasyncs: 0,
+        }
+    }
+
+    #[test]
+    fn only_wholly_committed_non_active_segments_are_taken() {
+        let mut st = state(&[(0, 100), (10, 100), (20, 100), (30, 50)], 30);
+        assert!(st.take_segments_below(9).is_empty());
+        assert_eq!(st.take_segments_below(20), vec![(0, 100), (10, 100)]);
+        assert_eq!(st.bytes_on_disk, 150);
+        // The active segment stays even when everything in it is committed.
+        assert_eq!(st.take_segments_below(1000), vec![(20, 100)]);
+        assert_eq!(st.segments.keys().copied().collect::<Vec<_>>(), vec![30]);
+        assert_eq!(st.segment_containing(35), Some(30));
+        assert_eq!(st.segment_after(30), None);
+    }
+
+    #[test]
+    fn marks_give_the_append_time_of_a_record_and_are_bounded() {
+        let t0 = Instant::now();
+        let mut st = state(&[(0, 16)], 0);
+        st.mark(0, t0);
+        st.mark(5, t0 + std::time::Duration::from_secs(1));
+        st.mark(9, t0 + std::time::Duration::from_secs(2));
+        assert_eq!(st.appended_at(4), Some(t0));
+        assert_eq!(
+            st.appended_at(5),
+            Some(t0 + std::time::Duration::from_secs(1))
+        );
+        assert_eq!(
+            st.appended_at(100),
+            Some(t0 + std::time::Duration::from_secs(2))
+        );
+        st.prune_marks(6);
+        assert_eq!(st.marks.len(), 2, "the mark covering lsn 6 stays");
+        assert_eq!(
+            st.appended_at(6),
+            Some(t0 + std::time::Duration::from_secs(1))
+        );
+        for i in 0..2 * MAX_MARKS as u64 {
+            st.mark(100 + i, t0);
+        }
+        assert_eq!(st.marks.len(), MAX_MARKS);
     }
 }

@@ -64,6 +64,12 @@ pub struct WalStats {
     pub committed_lsn: Lsn,
     /// Every record below this is fdatasynced.
     pub synced_lsn: Lsn,
+    /// Writes of queued appends since open: concurrent appends share one
+    /// (group commit), so this grows slower than the number of appends.
+    pub group_writes: u64,
+    /// fdatasyncs of segment files since open (appends under
+    /// `Fsync::Always`, interval ticks, explicit syncs, sealed segments).
+    pub fdatasyncs: u64,
 }
 
 pub(crate) enum Request {
@@ -92,7 +98,9 @@ impl WalWriter {
     /// [`WalError::Full`] ([`WhenFull::Error`]); a record larger than
     /// [`WalOptions::max_record_bytes`](super::WalOptions::max_record_bytes)
     /// fails with [`WalError::RecordTooLarge`] and nothing of the batch is
-    /// appended.
+    /// appended. An append that would wait for space after the
+    /// [`WalReader`](super::WalReader) was dropped fails with
+    /// [`WalError::Closed`] (nothing could ever free the space).
     ///
     /// Cancel safety: dropping the future does not withdraw the records;
     /// they may still be appended.
@@ -129,6 +137,8 @@ impl WalWriter {
             next_lsn: Lsn(st.written),
             committed_lsn: Lsn(st.committed),
             synced_lsn: Lsn(st.synced),
+            group_writes: st.group_writes,
+            fdatasyncs: st.fdatasyncs,
         }
     }
 }
@@ -193,6 +203,8 @@ struct Outcome {
     /// last one is the active segment.
     sizes: Vec<(u64, u64)>,
     synced: bool,
+    /// fdatasync calls made (sealed segments included).
+    syncs: u64,
     /// Stopped because the next record does not fit under the cap.
     blocked: bool,
 }
@@ -210,6 +222,8 @@ pub(crate) struct WriterTask {
     sync_deadline: Option<Instant>,
     failed: Option<String>,
     closed: bool,
+    /// Keeps the directory claimed until the last write is done.
+    _guard: Arc<super::dir_guard::DirGuard>,
 }
 
 impl WriterTask {
@@ -219,6 +233,7 @@ impl WriterTask {
         written_tx: watch::Sender<u64>,
         segment: ActiveSegment,
         written: u64,
+        guard: Arc<super::dir_guard::DirGuard>,
     ) -> Self {
         Self {
             rx,
@@ -232,6 +247,7 @@ impl WriterTask {
             sync_deadline: None,
             failed: None,
             closed: false,
+            _guard: guard,
         }
     }
 
@@ -243,14 +259,17 @@ impl WriterTask {
                     break;
                 }
                 tokio::select! {
-                    msg = self.rx.recv() => match msg {
-                        Some(m) => self.queue.push_back(m.into()),
-                        None => { self.closed = true; continue; }
-                    },
+                    // A due fdatasync goes first, even under a steady stream
+                    // of appends.
+                    biased;
                     _ = sleep_until(self.sync_deadline) => {
                         self.sync_now().await;
                         continue;
                     }
+                    msg = self.rx.recv() => match msg {
+                        Some(m) => self.queue.push_back(m.into()),
+                        None => { self.closed = true; continue; }
+                    },
                 }
             }
             self.drain_channel();
@@ -295,10 +314,9 @@ impl WriterTask {
         }
     }
 
-    /// Waits for a commit to free space, meanwhile taking new requests and
-    /// keeping the interval fsync going. First, if the whole active segment
-    /// is committed, seals it so that it can be deleted: otherwise a cap
-    /// smaller than one segment could never be freed.
+    /// If every record of the active segment is committed, seals it and
+    /// starts a new one so that it can be deleted: otherwise a cap smaller
+    /// than one segment could never be freed. Returns whether it did.
     async fn roll_if_fully_committed(&mut self) -> bool {
         let (committed, active_has_frames) = {
             let st = self.shared.lock();
@@ -328,6 +346,7 @@ impl WriterTask {
                     st.segments.insert(fresh.first, fresh.size);
                     st.bytes_on_disk += fresh.size;
                     st.active = fresh.first;
+                    st.fdatasyncs += 1;
                 }
                 self.segment = Some(fresh);
                 self.delete_committed_segments().await;
@@ -345,8 +364,21 @@ impl WriterTask {
         }
     }
 
+    /// Waits for a commit to free space, meanwhile taking new requests and
+    /// keeping the interval fsync going.
     async fn wait_for_space(&mut self) {
         if self.roll_if_fully_committed().await {
+            return;
+        }
+        if self
+            .shared
+            .reader_gone
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            // Without a reader nothing is ever committed: fail what waits.
+            for p in self.queue.drain(..) {
+                answer_err(p, WalError::Closed);
+            }
             return;
         }
         tokio::select! {
@@ -490,6 +522,10 @@ impl WriterTask {
             }
             st.bytes_on_disk += outcome.bytes_added;
             st.payload_added(outcome.payload_added);
+            st.fdatasyncs += outcome.syncs;
+            if outcome.next_lsn > self.written {
+                st.group_writes += 1;
+            }
             if outcome.next_lsn > self.written {
                 st.mark(self.written, now);
             }
@@ -530,7 +566,9 @@ impl WriterTask {
                 match r {
                     Ok(()) => {
                         self.synced = self.written;
-                        self.shared.lock().synced = self.written;
+                        let mut st = self.shared.lock();
+                        st.synced = self.written;
+                        st.fdatasyncs += 1;
                     }
                     Err(e) => self.fail(&e),
                 }
@@ -613,6 +651,7 @@ fn write_frames(
                         segment.write(buf)?;
                         buf.clear();
                         segment.sync()?;
+                        out.syncs += 1;
                         out.sizes.push((segment.first, segment.size));
                         *segment = create_segment(dir, lsn)?;
                         out.bytes_added += SEGMENT_HEADER_LEN;
@@ -641,6 +680,7 @@ fn write_frames(
     }
     if (p.always && lsn > p.lsn) || sync_requested {
         segment.sync()?;
+        out.syncs += 1;
         out.synced = true;
     }
     out.sizes.push((segment.first, segment.size));
@@ -675,4 +715,20 @@ pub(crate) fn delete_segments(
     }
     crate::durable_fs::sync_dir(dir)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_needed_counts_frames_and_the_headers_of_new_segments() {
+        let records = vec![vec![0u8; 13]; 10]; // 25-byte frames
+                                               // 116-byte segments hold 4 frames after the 16-byte header.
+        assert_eq!(bytes_needed(16, &records[..4], 116), 100);
+        assert_eq!(bytes_needed(16, &records[..5], 116), 100 + 16 + 25);
+        assert_eq!(bytes_needed(16 + 75, &records[..2], 116), 25 + 16 + 25);
+        assert_eq!(bytes_needed(16, &records, 116), 250 + 2 * 16);
+        assert_eq!(bytes_needed(16, &[], 116), 0);
+    }
 }

@@ -99,9 +99,6 @@ impl<C, D> WalConfig<C, D> {
 
     /// At most this many records per batch handed to the target.
     ///
-    /// Also bounds the records a [`BufferedWal`](super::BufferedWal) handle
-    /// holds in memory before it writes them to the log.
-    ///
     /// # Panics
     ///
     /// If `records` is 0.
@@ -114,6 +111,9 @@ impl<C, D> WalConfig<C, D> {
 
     /// At most this many *encoded* bytes per batch (a single record larger
     /// than this still travels, alone).
+    ///
+    /// Also bounds the encoded bytes a [`BufferedWal`](super::BufferedWal)
+    /// handle holds in memory before it appends them to the log.
     ///
     /// # Panics
     ///
@@ -203,6 +203,32 @@ impl<C, D> WalConfig<C, D> {
     /// Without a dead-letter destination nothing is ever given up on: the
     /// delivery stops with the error instead, and the records stay in the
     /// log.
+    ///
+    /// ```
+    /// use futures::{stream, StreamExt};
+    /// use unistream::sink::{FileSink, MemorySink, WalConfig, WalSinkExt};
+    /// use unistream::RetryPolicy;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), unistream::Error> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let target = MemorySink::<u64>::new();
+    /// target.handle().fail_next(u64::MAX); // a target that never recovers
+    ///
+    /// let dead = dir.path().join("dead.jsonl");
+    /// let sink = target
+    ///     .buffered_wal(
+    ///         WalConfig::new(dir.path().join("wal"))
+    ///             .retry(RetryPolicy::no_retry())
+    ///             .dead_letter(FileSink::open(&dead).await?),
+    ///     )
+    ///     .await?;
+    /// stream::iter([1u64, 2]).map(Ok).forward(sink).await?;
+    ///
+    /// let lines = std::fs::read_to_string(&dead).unwrap();
+    /// assert_eq!(lines.lines().count(), 2); // {"record":1,"reason":"gave up after 1 attempt(s): …",…}
+    /// # Ok(()) }
+    /// ```
     pub fn dead_letter<D2>(self, sink: D2) -> WalConfig<C, D2> {
         WalConfig {
             dir: self.dir,

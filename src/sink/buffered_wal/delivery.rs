@@ -7,8 +7,12 @@
 //!    `max_age` old (checked on `tokio::time`, so it fires while nobody
 //!    sends), or a handle is closing, or the records were recovered from a
 //!    previous run (those go first, at once).
-//! 2. **Read** at most one batch from the log (from disk: memory does not grow
-//!    with the backlog) and decode it. Bytes that no longer decode (the codec
+//! 2. **Read** the batch from the log (from disk: memory does not grow with
+//!    the backlog) and decode it. When the backlog holds several full
+//!    batches, up to [`READ_AHEAD_BATCHES`] of them are read in one go (at
+//!    most [`READ_AHEAD_BYTES`] unless one batch is larger), which saves a
+//!    trip to the blocking thread pool per batch; each is still delivered
+//!    and committed on its own. Bytes that no longer decode (the codec
 //!    changed) become dead letters carrying the raw bytes.
 //! 3. **Deliver** it to the target (`send` + flush), retrying failures per
 //!    the [`RetryPolicy`] with backoff. [`Error::Rejected`] means the batch
@@ -16,7 +20,15 @@
 //!    the target's reason. A batch that exhausts its attempts becomes dead
 //!    letters as a whole.
 //! 4. **Dead-letter** those records, if any, in one write.
-//! 5. **Commit** the batch in the log, only now.
+//! 5. **Commit** the batch in the log, only now. Under `Fsync::Always` the
+//!    task waits until the committed position is durable before it reads
+//!    the next batch, so a crash re-sends at most the batch in flight.
+//!    Under `Fsync::Interval` and `Fsync::Never` it hands the position to
+//!    the log's background committer and goes on: the log persists the
+//!    newest position one fsync'd write at a time, so a small-batch
+//!    pipeline is not held to one batch per two fsyncs; a crash then also
+//!    re-sends the batches delivered while the position was being persisted
+//!    (never loses any). `close` waits until the position is durable.
 //!
 //! Any failure the task cannot resolve — a dead-letter write that fails, a
 //! record to give up on while no dead-letter destination is configured, a
@@ -25,6 +37,7 @@
 //! records stay in the log for the next time it is opened. The task does not
 //! retry such failures itself, because only the user can fix their cause.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -41,6 +54,11 @@ use super::config::Batching;
 use super::dead_letter::BoxDeadLetterSink;
 use super::shared::Shared;
 
+/// Full batches read from the log in one go, at most.
+pub(super) const READ_AHEAD_BATCHES: usize = 8;
+/// Bytes read ahead, at most (unless a single batch is larger).
+pub(super) const READ_AHEAD_BYTES: usize = 8 << 20;
+
 pub(super) struct Delivery<T, S, C> {
     pub(super) reader: WalReader,
     pub(super) target: Pin<Box<S>>,
@@ -54,6 +72,10 @@ pub(super) struct Delivery<T, S, C> {
     pub(super) recovered_upto: u64,
     /// Names the log in dead-letter origins.
     pub(super) origin: Arc<str>,
+    /// Wait for every commit to be durable before going on (`Fsync::Always`).
+    pub(super) durable_commits: bool,
+    /// Full batches read ahead, not yet delivered.
+    pub(super) ahead: VecDeque<Vec<WalRecord>>,
 }
 
 /// What the task does next.
@@ -85,7 +107,7 @@ where
 
     async fn run_until_closed(&mut self) -> Result<(), Error> {
         loop {
-            match self.next_due().await {
+            match self.next_due().await? {
                 Next::Deliver => self.deliver_batch().await?,
                 Next::Close => {
                     self.target.close().await.map_err(Into::into)?;
@@ -101,18 +123,34 @@ where
         }
     }
 
-    /// Waits until a batch is due or the target is to be closed.
-    async fn next_due(&mut self) -> Next {
+    /// Waits until a batch is due or the target is to be closed, publishing
+    /// the durable commit position as it advances.
+    async fn next_due(&mut self) -> Result<Next, Error> {
         loop {
+            if !self.ahead.is_empty() {
+                return Ok(Next::Deliver);
+            }
+            self.shared.committed(self.reader.durable_committed().0);
+            let committed = self.reader.committed();
+            let persisting = self.reader.durable_committed() < committed;
             let backlog = self.reader.backlog();
             if backlog.records == 0 {
+                if persisting {
+                    // Idle: wait for the background commit to be durable
+                    // (what `close` waits for), or for new records.
+                    tokio::select! {
+                        result = self.reader.wait_committed(committed) => result?,
+                        () = self.shared.wake.notified() => {}
+                    }
+                    continue;
+                }
                 if self.shared.close_requested() {
-                    return Next::Close;
+                    return Ok(Next::Close);
                 }
                 self.shared.wake.notified().await;
                 continue;
             }
-            let committed = self.reader.committed().0;
+            let committed = committed.0;
             let full = backlog.records >= self.batching.max_records as u64
                 || backlog.bytes >= self.batching.max_bytes as u64;
             if full
@@ -120,28 +158,75 @@ where
                 || committed < self.shared.urgent_upto()
                 || self.shared.close_requested()
             {
-                return Next::Deliver;
+                return Ok(Next::Deliver);
             }
             let Some(oldest) = backlog.oldest_appended_at else {
-                return Next::Deliver;
+                return Ok(Next::Deliver);
             };
             let due = oldest + self.batching.max_age;
             if Instant::now() >= due {
-                return Next::Deliver;
+                return Ok(Next::Deliver);
             }
             tokio::select! {
-                () = tokio::time::sleep_until(due) => return Next::Deliver,
+                () = tokio::time::sleep_until(due) => return Ok(Next::Deliver),
                 () = self.shared.wake.notified() => {}
             }
         }
     }
 
+    /// The next batch: read ahead earlier, or read now together with the
+    /// full batches that follow it.
+    async fn read_batch(&mut self) -> Result<Vec<WalRecord>, Error> {
+        if let Some(batch) = self.ahead.pop_front() {
+            return Ok(batch);
+        }
+        let Batching {
+            max_records,
+            max_bytes,
+            ..
+        } = self.batching;
+        let chunk = self
+            .reader
+            .next_batch(
+                max_records.saturating_mul(READ_AHEAD_BATCHES),
+                max_bytes.max(READ_AHEAD_BYTES.min(max_bytes.saturating_mul(READ_AHEAD_BATCHES))),
+            )
+            .await?;
+        let mut batches = VecDeque::new();
+        let capacity = max_records.min(chunk.len());
+        let mut current: Vec<WalRecord> = Vec::with_capacity(capacity);
+        let mut bytes = 0;
+        for record in chunk {
+            if !current.is_empty()
+                && (current.len() >= max_records || bytes + record.payload.len() > max_bytes)
+            {
+                batches.push_back(std::mem::replace(
+                    &mut current,
+                    Vec::with_capacity(capacity),
+                ));
+                bytes = 0;
+            }
+            bytes += record.payload.len();
+            current.push(record);
+        }
+        if let Some(first) = current.first() {
+            let full = current.len() >= max_records || bytes >= max_bytes;
+            if batches.is_empty() || full {
+                batches.push_back(current);
+            } else {
+                // A partial batch behind full ones is not due yet: leave it
+                // in the log, where its age keeps counting.
+                self.reader.rewind(first.lsn);
+            }
+        }
+        let batch = batches.pop_front().unwrap_or_default();
+        self.ahead = batches;
+        Ok(batch)
+    }
+
     /// Reads, delivers, dead-letters and commits one batch.
     async fn deliver_batch(&mut self) -> Result<(), Error> {
-        let records = self
-            .reader
-            .next_batch(self.batching.max_records, self.batching.max_bytes)
-            .await?;
+        let records = self.read_batch().await?;
         let Some(last) = records.last().map(|r| r.lsn.0) else {
             return Ok(());
         };
@@ -244,8 +329,12 @@ where
             tracing::warn!(count, "records sent to the dead-letter destination");
         }
 
-        self.reader.commit(Lsn(last + 1)).await?;
-        self.shared.committed(last + 1);
+        if self.durable_commits {
+            self.reader.commit(Lsn(last + 1)).await?;
+        } else {
+            self.reader.start_commit(Lsn(last + 1))?;
+        }
+        self.shared.committed(self.reader.durable_committed().0);
         Ok(())
     }
 

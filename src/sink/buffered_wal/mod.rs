@@ -19,8 +19,11 @@
 //!    the target in acceptance order, or to the dead-letter destination with
 //!    its reason, before it is committed (deleted) from the log. After a
 //!    crash — or a drop without `close` — opening the same directory delivers
-//!    the uncommitted records first, in order; the only duplicates are
-//!    records whose batch was being delivered at the crash.
+//!    the uncommitted records first, in order. The only duplicates are the
+//!    records whose batch was being delivered at the crash and, under
+//!    `Fsync::Interval` / `Fsync::Never`, those of the batches delivered
+//!    while the log was persisting the commit position in the background
+//!    (under `Fsync::Always` each commit is durable before the next batch).
 //! 3. **Batching** by [`max_records`](WalConfig::max_records),
 //!    [`max_bytes`](WalConfig::max_bytes) (encoded bytes) and
 //!    [`max_age`](WalConfig::max_age) (linger since the oldest undelivered
@@ -30,8 +33,9 @@
 //!    ([`max_wal_bytes`](WalConfig::max_wal_bytes)); at the cap `poll_ready`
 //!    and `poll_flush` are `Pending` until delivery frees space, or fail,
 //!    per [`when_full`](WalConfig::when_full). Each handle buffers at most
-//!    `max_records` records and about `max_bytes` bytes in memory (plus one
-//!    append in flight), and the delivery task reads one batch at a time
+//!    `max(max_records, 4096)` records and about `max_bytes` encoded bytes
+//!    in memory before it appends them to the log (plus one append in
+//!    flight), and the delivery task reads at most a few batches at a time
 //!    from disk, so memory does not grow with the backlog.
 //! 5. **Failures of the target** are retried per the
 //!    [`RetryPolicy`](crate::RetryPolicy); records given up on go to the
@@ -78,7 +82,7 @@ use futures::Sink;
 
 use crate::codec::{Codec, JsonCodec};
 use crate::error::Error;
-use crate::wal::{Lsn, Recovery, Wal, WalError, WalStats, WalWriter};
+use crate::wal::{Fsync, Lsn, Recovery, Wal, WalError, WalStats, WalWriter};
 
 pub use config::{WalConfig, DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS};
 pub use dead_letter::{DeadLetterTarget, NoDeadLetter};
@@ -87,6 +91,14 @@ pub use shared::DeliveryStopped;
 
 use delivery::Delivery;
 use shared::{Shared, TaskGuard, Waiting};
+
+/// A handle appends its local buffer to the log once it holds this many
+/// records (or `max_records`, if larger; or `max_bytes`). One append is one
+/// message to the log's writer task and at most one `write` call, so
+/// appending a few thousand small records at a time, rather than one target
+/// batch, costs several times less CPU per record on the `send_all` /
+/// `forward` path. (`send` and `flush` append whatever is buffered.)
+const LOCAL_BUFFER_MIN_RECORDS: usize = 4096;
 
 type Append = Pin<Box<dyn Future<Output = Result<Lsn, WalError>> + Send>>;
 
@@ -121,8 +133,16 @@ pub struct BufferedWal<T, C = JsonCodec> {
     /// Encoded records accepted by `start_send`, not yet appended.
     buffer: Vec<Vec<u8>>,
     buffered_bytes: usize,
-    max_records: usize,
+    /// The buffer is appended when it holds this many records or
+    /// `max_bytes` bytes: `max(max_records, LOCAL_BUFFER_MIN_RECORDS)`.
+    buffer_records: usize,
     max_bytes: usize,
+    /// The largest record the log accepts; checked in `start_send` so that
+    /// one oversized record fails alone instead of failing its whole append.
+    max_record_bytes: u64,
+    /// Capacity to allocate for the next encoded record (from the last one),
+    /// sparing the codec the reallocations of a growing buffer.
+    record_capacity: usize,
     /// The append of the previous buffer, while it is being written.
     in_flight: Option<Append>,
     closing: Closing,
@@ -138,6 +158,8 @@ enum Closing {
     /// Waiting for the delivery task to close the target (last handle).
     AwaitTarget(Waiting),
     Closed,
+    /// Closing the target failed (after this handle was counted out).
+    Failed,
 }
 
 impl<T, C> BufferedWal<T, C>
@@ -158,6 +180,8 @@ where
         })?;
         let (options, batching, retry, codec, dead_letter) = config.into_parts();
         let origin: Arc<str> = Arc::from(options.dir().display().to_string());
+        let max_record_bytes = options.max_record_bytes();
+        let durable_commits = matches!(options.get_fsync(), Fsync::Always);
         let (writer, reader, recovery) = Wal::open(options).await?;
         if recovery.uncommitted_records > 0 {
             tracing::info!(
@@ -177,6 +201,8 @@ where
             shared: shared.clone(),
             recovered_upto: writer.stats().next_lsn.0,
             origin,
+            durable_commits,
+            ahead: Default::default(),
         };
         let task = runtime.spawn(delivery.run());
         Ok(Self {
@@ -187,8 +213,10 @@ where
             recovery: Arc::new(recovery),
             buffer: Vec::new(),
             buffered_bytes: 0,
-            max_records: batching.max_records,
+            buffer_records: batching.max_records.max(LOCAL_BUFFER_MIN_RECORDS),
             max_bytes: batching.max_bytes,
+            max_record_bytes,
+            record_capacity: 0,
             in_flight: None,
             closing: Closing::Open,
             _records: PhantomData,
@@ -210,7 +238,7 @@ impl<T, C> BufferedWal<T, C> {
     }
 
     /// Records accepted by this handle and not yet appended to the log (not
-    /// acknowledged yet). Never more than `max_records`.
+    /// acknowledged yet). Never more than `max(max_records, 4096)`.
     pub fn buffered_records(&self) -> usize {
         self.buffer.len()
     }
@@ -221,7 +249,7 @@ impl<T, C> BufferedWal<T, C> {
     }
 
     fn is_full(&self) -> bool {
-        self.buffer.len() >= self.max_records || self.buffered_bytes >= self.max_bytes
+        self.buffer.len() >= self.buffer_records || self.buffered_bytes >= self.max_bytes
     }
 
     /// Polls the append in flight, if any, to completion.
@@ -240,7 +268,11 @@ impl<T, C> BufferedWal<T, C> {
     /// done); the caller polls it.
     fn start_append(&mut self) {
         debug_assert!(self.in_flight.is_none());
-        let records = std::mem::take(&mut self.buffer);
+        // The next buffer starts as large as this one ended: a buffer grown
+        // by doubling reallocates a dozen times per append on the
+        // `send_all` path; with `send`, this stays one record.
+        let capacity = self.buffer.len();
+        let records = std::mem::replace(&mut self.buffer, Vec::with_capacity(capacity));
         self.buffered_bytes = 0;
         let writer = self.writer.clone();
         self.in_flight = Some(Box::pin(async move { writer.append(records).await }));
@@ -248,7 +280,7 @@ impl<T, C> BufferedWal<T, C> {
 
     fn check_open(&self) -> Result<(), Error> {
         self.shared.check()?;
-        if matches!(self.closing, Closing::Closed) {
+        if matches!(self.closing, Closing::Closed | Closing::Failed) {
             return Err(Error::target(
                 "buffered_wal",
                 "this handle was closed; clone an open handle to send more",
@@ -281,9 +313,18 @@ impl<T, C: Codec<T>> Sink<T> for BufferedWal<T, C> {
     fn start_send(self: Pin<&mut Self>, item: T) -> Result<(), Error> {
         let this = self.get_mut();
         this.check_open()?;
-        // A record that cannot be encoded is refused alone: nothing else in
-        // the buffer is touched.
-        let record = this.codec.encode_to_vec(&item)?;
+        // A record that cannot be encoded, or is too large for the log, is
+        // refused alone: nothing else in the buffer is touched.
+        let mut record = Vec::with_capacity(this.record_capacity);
+        this.codec.encode(&item, &mut record)?;
+        if record.len() as u64 > this.max_record_bytes {
+            return Err(WalError::RecordTooLarge {
+                bytes: record.len() as u64,
+                limit: this.max_record_bytes,
+            }
+            .into());
+        }
+        this.record_capacity = record.len() + record.len() / 8 + 16;
         this.buffered_bytes += record.len();
         this.buffer.push(record);
         Ok(())
@@ -311,7 +352,12 @@ impl<T, C: Codec<T>> Sink<T> for BufferedWal<T, C> {
                     this.closing = Closing::AwaitCommit(this.shared.wait_committed(target));
                 }
                 Closing::AwaitCommit(waiting) => {
-                    futures::ready!(waiting.as_mut().poll(cx))?;
+                    if let Err(e) = futures::ready!(waiting.as_mut().poll(cx)) {
+                        // Never poll the finished future again; a later
+                        // `close` starts over and meets the same error.
+                        this.closing = Closing::Open;
+                        return Poll::Ready(Err(e));
+                    }
                     this.closing = if this.shared.handle_done() {
                         Closing::AwaitTarget(this.shared.close_target())
                     } else {
@@ -319,10 +365,15 @@ impl<T, C: Codec<T>> Sink<T> for BufferedWal<T, C> {
                     };
                 }
                 Closing::AwaitTarget(waiting) => {
-                    futures::ready!(waiting.as_mut().poll(cx))?;
-                    this.closing = Closing::Closed;
+                    let result = futures::ready!(waiting.as_mut().poll(cx));
+                    this.closing = match result {
+                        Ok(()) => Closing::Closed,
+                        Err(_) => Closing::Failed,
+                    };
+                    return Poll::Ready(result);
                 }
                 Closing::Closed => return Poll::Ready(Ok(())),
+                Closing::Failed => return Poll::Ready(Err(this.shared.stopped_error())),
             }
         }
     }
@@ -341,8 +392,10 @@ impl<T, C: Clone> Clone for BufferedWal<T, C> {
             recovery: self.recovery.clone(),
             buffer: Vec::new(),
             buffered_bytes: 0,
-            max_records: self.max_records,
+            buffer_records: self.buffer_records,
             max_bytes: self.max_bytes,
+            max_record_bytes: self.max_record_bytes,
+            record_capacity: self.record_capacity,
             in_flight: None,
             closing: Closing::Open,
             _records: PhantomData,
@@ -353,7 +406,10 @@ impl<T, C: Clone> Clone for BufferedWal<T, C> {
 impl<T, C> Drop for BufferedWal<T, C> {
     fn drop(&mut self) {
         // A handle that finished closing was already counted out.
-        if !matches!(self.closing, Closing::AwaitTarget(_) | Closing::Closed) {
+        if !matches!(
+            self.closing,
+            Closing::AwaitTarget(_) | Closing::Closed | Closing::Failed
+        ) {
             self.shared.handle_done();
         }
     }

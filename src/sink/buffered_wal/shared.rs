@@ -71,6 +71,9 @@ pub(super) struct Shared {
     /// is busy, so no wake-up is lost.
     pub(super) wake: Notify,
     progress: watch::Sender<Progress>,
+    /// `false` once the task stopped or closed: the fast path of
+    /// [`check`](Self::check), called for every record.
+    running: AtomicBool,
     /// The task delivers without waiting for `max_age` while its committed
     /// position is below this (a handle is closing).
     urgent_upto: AtomicU64,
@@ -90,6 +93,7 @@ impl Shared {
                 committed,
                 state: TaskState::Running,
             }),
+            running: AtomicBool::new(true),
             urgent_upto: AtomicU64::new(0),
             close_requested: AtomicBool::new(false),
             open_handles: AtomicUsize::new(1),
@@ -117,11 +121,13 @@ impl Shared {
         tracing::error!(%error, "buffered_wal delivery stopped; undelivered records stay in the write-ahead log");
         *lock(&self.cause) = Some(error.to_string());
         *lock(&self.error) = Some(error);
+        self.running.store(false, Ordering::Release);
         self.progress.send_modify(|p| p.state = TaskState::Stopped);
     }
 
     pub(super) fn closed(&self) {
         *lock(&self.cause) = Some("the sink was closed".to_string());
+        self.running.store(false, Ordering::Release);
         self.progress.send_modify(|p| p.state = TaskState::Closed);
     }
 
@@ -130,10 +136,16 @@ impl Shared {
     /// `Ok` while the task runs; otherwise the error that stopped it (once)
     /// or a [`DeliveryStopped`].
     pub(super) fn check(&self) -> Result<(), Error> {
-        if self.progress.borrow().state == TaskState::Running {
+        if self.running.load(Ordering::Acquire) {
             return Ok(());
         }
         Err(self.take_error())
+    }
+
+    /// The error of a task that is not running: the one that stopped it
+    /// (once), then a [`DeliveryStopped`].
+    pub(super) fn stopped_error(&self) -> Error {
+        self.take_error()
     }
 
     fn take_error(&self) -> Error {
