@@ -120,9 +120,7 @@ fn mocked(c: &mut Criterion) {
                     .stream()
                     .take(total)
                     .checkpoint_batched(1000, Duration::from_secs(1), store)
-                    .try_fold(0usize, |n, (record, _token)| {
-                        ready(Ok(n + record.data.len() / 100))
-                    })
+                    .try_fold(0usize, |n, record| ready(Ok(n + record.data.len() / 100)))
                     .await
                     .unwrap();
                 assert_eq!(n, total);

@@ -100,7 +100,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .take(count as usize)
         .checkpoint_batched(1_000, Duration::from_secs(5), store.clone())
-        .try_fold(0u64, |n, (order, _token)| {
+        .try_fold(0u64, |n, order| {
             cents += order.cents;
             async move { Ok(n + 1) }
         })

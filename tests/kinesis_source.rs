@@ -151,6 +151,8 @@ async fn four_shards_are_consumed_completely_and_a_restart_resumes_after_the_che
         KinesisSource::from_client(client.clone(), &name, store.clone())
             .idle_interval(Duration::from_millis(50))
             .stream()
+            // checkpoint_batched consumes the token: keep a copy to check.
+            .map_ok(|(record, token)| ((record, token.clone()), token))
             .checkpoint_batched(EVERY, Duration::from_secs(3600), store.clone()),
     );
     let mut first = Vec::new();
@@ -183,6 +185,8 @@ async fn four_shards_are_consumed_completely_and_a_restart_resumes_after_the_che
         KinesisSource::from_client(client.clone(), &name, store.clone())
             .idle_interval(Duration::from_millis(50))
             .stream()
+            // checkpoint_batched consumes the token: keep a copy to check.
+            .map_ok(|(record, token)| ((record, token.clone()), token))
             .checkpoint_batched(EVERY, Duration::from_secs(3600), store.clone()),
     );
     let mut again: HashMap<String, HashSet<u64>> = HashMap::new();
@@ -231,6 +235,8 @@ async fn a_fenced_checkpoint_ends_that_shard_while_the_others_go_on() {
         KinesisSource::from_client(client.clone(), &name, ours.clone())
             .idle_interval(Duration::from_millis(20))
             .stream()
+            // checkpoint_batched consumes the token: keep a copy to check.
+            .map_ok(|(record, token)| ((record, token.clone()), token))
             .checkpoint_batched(10, Duration::from_millis(100), ours.clone()),
     );
     let first = checked.take(200).await;
