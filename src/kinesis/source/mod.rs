@@ -29,7 +29,7 @@
 //! - **Resharding.** The shard list is refreshed every
 //!   [`shard_refresh_interval`](KinesisSource::shard_refresh_interval) (and
 //!   at once when a shard ends). A shard starts only after every parent
-//!   shard's checkpoint is [`Position::End`] (`SHARD_END`), as in the KCL.
+//!   shard's checkpoint is [`Position::End`](crate::Position::End) (`SHARD_END`), as in the KCL.
 //!   When a shard is closed (no next iterator), the source waits until the
 //!   store holds a checkpoint at or past the shard's last delivered record —
 //!   that is, until the checkpointer has saved it — and then saves
