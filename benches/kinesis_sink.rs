@@ -10,11 +10,16 @@
 //!   (`Fsync::Interval(10 ms)`) into the sink and closes it (encoding, the
 //!   log, delivery, decoding, the sink, the final commit); `sink/*` hands
 //!   the sink pre-built batches, isolating its own cost.
-//! - `moto/*`: a local moto server on loopback, a fresh 4-shard stream per
+//! - `moto/*`: a local moto server on loopback, a fresh 8-shard stream per
 //!   iteration (moto slows as a shard fills), 5,000 records of 100 bytes
 //!   with distinct keys: a raw SDK `PutRecords` loop (500 records per call)
 //!   against `KinesisSink` (paced as by default, and unpaced), alone and
 //!   behind `buffered_wal`. Compare within one run only.
+//!
+//! The machine is shared (2 cores, other builds running), so beside
+//! criterion's wall-clock figures each `mocked` case prints its process CPU
+//! time per record (all threads: tokio workers, the WAL's), which other
+//! load does not inflate.
 
 use std::time::{Duration, Instant};
 
@@ -30,7 +35,7 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 use futures::{stream, SinkExt, StreamExt};
-use unistream::kinesis::{HashKey, KinesisRecord, KinesisSink};
+use unistream::kinesis::{HashKey, KinesisCodec, KinesisRecord, KinesisSink};
 use unistream::sink::{WalConfig, WalSinkExt};
 use unistream::wal::Fsync;
 
@@ -50,6 +55,63 @@ fn bench_dir() -> tempfile::TempDir {
     let root = std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into());
     std::fs::create_dir_all(&root).expect("bench root");
     tempfile::tempdir_in(root).expect("bench dir")
+}
+
+/// CPU time of this process so far (user + system, all threads), from
+/// `/proc/self/stat` in clock ticks of 10 ms.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // Fields after the command name, which is in parentheses: utime and
+    // stime are the 12th and 13th.
+    let after = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<u64> = after
+        .split(' ')
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse().expect("tick count"))
+        .collect();
+    Duration::from_millis((fields[0] + fields[1]) * 10)
+}
+
+/// Wall and CPU time spent per bench id, over all of criterion's calls.
+static SPENT: std::sync::Mutex<Vec<(String, u64, Duration, Duration)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Runs `once` `iters` times; returns the wall time and notes the CPU time.
+async fn timed<F, Fut>(label: &str, records: u64, iters: u64, once: F) -> Duration
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Duration>,
+{
+    let cpu = process_cpu();
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        total += once().await;
+    }
+    let cpu = process_cpu() - cpu;
+    let mut spent = SPENT.lock().expect("bench bookkeeping");
+    match spent.iter_mut().find(|(l, ..)| l == label) {
+        Some(entry) => {
+            entry.1 += records * iters;
+            entry.2 += total;
+            entry.3 += cpu;
+        }
+        None => spent.push((label.to_owned(), records * iters, total, cpu)),
+    }
+    total
+}
+
+/// Prints records per wall-second and per CPU-second of every id so far
+/// (warm-up included: the process CPU clock cannot tell them apart).
+fn print_cpu_figures() {
+    for (label, records, wall, cpu) in SPENT.lock().expect("bench bookkeeping").iter() {
+        println!(
+            "{label}: {records} records, {:.0} per wall-second, {:.0} per CPU-second ({:.2} us CPU per record)",
+            *records as f64 / wall.as_secs_f64(),
+            *records as f64 / cpu.as_secs_f64(),
+            cpu.as_secs_f64() * 1e6 / *records as f64,
+        );
+    }
 }
 
 /// 100 bytes of data under one of 10,000 keys.
@@ -175,6 +237,7 @@ async fn wal_and_sink_once(case: &Case) -> Duration {
     let metrics = sink.metrics();
     let records: Vec<KinesisRecord> = (0..case.records).map(record).collect();
     let config = WalConfig::new(dir.path())
+        .codec(KinesisCodec)
         .fsync(Fsync::Interval(Duration::from_millis(10)))
         .max_records(case.max_records)
         .max_bytes(64 << 20);
@@ -222,24 +285,19 @@ fn mocked(c: &mut Criterion) {
         group.throughput(Throughput::Elements(case.records));
         group.bench_with_input(BenchmarkId::new("wal+sink", case.name), case, |b, case| {
             b.to_async(&rt).iter_custom(|iters| async move {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    total += wal_and_sink_once(case).await;
-                }
-                total
+                let label = format!("mocked/wal+sink/{}", case.name);
+                timed(&label, case.records, iters, || wal_and_sink_once(case)).await
             })
         });
         group.bench_with_input(BenchmarkId::new("sink", case.name), case, |b, case| {
             b.to_async(&rt).iter_custom(|iters| async move {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    total += sink_alone_once(case).await;
-                }
-                total
+                let label = format!("mocked/sink/{}", case.name);
+                timed(&label, case.records, iters, || sink_alone_once(case)).await
             })
         });
     }
     group.finish();
+    print_cpu_figures();
 }
 
 const MOTO_RECORDS: u64 = 5_000;
@@ -256,7 +314,7 @@ async fn fresh_stream(client: &Client) -> String {
     client
         .create_stream()
         .stream_name(&name)
-        .shard_count(4)
+        .shard_count(8)
         .send()
         .await
         .expect("create stream");
@@ -325,7 +383,7 @@ async fn moto_once(client: &Client, writer: Writer) -> Duration {
         Writer::WalSink => {
             let wal = KinesisSink::builder(client.clone(), name.as_str())
                 .build()
-                .buffered_wal(WalConfig::new(dir.path()))
+                .buffered_wal(WalConfig::new(dir.path()).codec(KinesisCodec))
                 .await
                 .expect("open");
             stream::iter(records)

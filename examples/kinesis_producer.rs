@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_kinesis::types::StreamStatus;
 use futures::{stream, StreamExt};
-use unistream::kinesis::{KinesisMetrics, KinesisRecord, KinesisSink};
+use unistream::kinesis::{KinesisCodec, KinesisMetrics, KinesisRecord, KinesisSink};
 use unistream::sink::{FileSink, WalConfig, WalSinkExt};
 use unistream::DeadLetter;
 
@@ -197,7 +197,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let metrics = sink.metrics();
     let dead_letters = FileSink::<DeadLetter<KinesisRecord>>::open(&dead_letter_path).await?;
     let wal = sink
-        .buffered_wal(WalConfig::new(&wal_dir).dead_letter(dead_letters))
+        // Records in the log in a compact binary form (the default is JSON).
+        .buffered_wal(
+            WalConfig::new(&wal_dir)
+                .codec(KinesisCodec)
+                .dead_letter(dead_letters),
+        )
         .await?;
 
     let (size, keys) = (args.size, args.keys);

@@ -13,7 +13,7 @@ use aws_sdk_kinesis::Client;
 use futures::{stream, StreamExt};
 use support::emulators::{kinesis_mock, moto, sdk_config, unique_name, Emulator};
 use unistream::kinesis::aggregation::deaggregate;
-use unistream::kinesis::{KinesisRecord, KinesisSink};
+use unistream::kinesis::{KinesisCodec, KinesisRecord, KinesisSink};
 use unistream::sink::{MemorySink, WalConfig, WalSinkExt};
 use unistream::{DeadLetter, RetryPolicy};
 
@@ -162,6 +162,7 @@ async fn run_through_wal(
     let wal = sink
         .buffered_wal(
             WalConfig::new(dir.path())
+                .codec(KinesisCodec)
                 .max_records(500)
                 .max_age(Duration::from_millis(50))
                 .dead_letter(dead),

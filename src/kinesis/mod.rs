@@ -8,9 +8,11 @@
 //! | [`KinesisSink`] | `Sink<Vec<KinesisRecord>>` over `PutRecords`: limits, partial-failure retries, ordering, per-shard pacing, optional aggregation |
 //! | [`aggregation`] | KPL aggregation and deaggregation |
 //! | [`KinesisMetrics`] | producer counters and distributions |
+//! | [`KinesisCodec`] | compact binary encoding of records for `buffered_wal` |
 //! | [`limits`] | every service limit, as named constants |
 
 pub mod aggregation;
+mod codec;
 mod failure;
 mod hash_key;
 pub mod limits;
@@ -23,6 +25,7 @@ mod sink;
 mod target;
 mod validation;
 
+pub use codec::KinesisCodec;
 pub use hash_key::{HashKey, InvalidHashKey};
 pub use metrics::{KinesisMetrics, KinesisMetricsHandle};
 pub use rate_limit::ShardRateLimit;

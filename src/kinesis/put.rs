@@ -34,7 +34,7 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_smithy_types::Blob;
 use tokio::time::Instant;
 
-use super::aggregation::{Aggregator, TryAddError};
+use super::aggregation::{Aggregator, Refused};
 use super::failure::{classify_code, classify_put_records_error, FailureKind};
 use super::hash_key::HashKey;
 use super::limits::{MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_COUNT};
@@ -363,21 +363,20 @@ impl<'a> Attempt<'a> {
                 indices: Vec::new(),
                 hash_key: None,
             });
-            let mut record = batch[index].clone();
+            let record = &batch[index];
             loop {
-                match group.aggregator.try_add(record) {
+                match group.aggregator.try_add_ref(record) {
                     Ok(()) => {
                         group.indices.push(index);
                         group.hash_key.get_or_insert(hash_key);
                         break;
                     }
-                    Err(TryAddError::Full(back)) => {
-                        finish(lane, group, &mut entries);
-                        record = back;
-                    }
+                    // The first record of an aggregate is always taken, so
+                    // this loops at most twice.
+                    Err(Refused::Full) => finish(lane, group, &mut entries),
                     // Validation checked the hash key already; kept so that
                     // nothing is ever dropped silently.
-                    Err(TryAddError::InvalidHashKey { reason, .. }) => {
+                    Err(Refused::InvalidHashKey(reason)) => {
                         self.reject(&[index], reason.to_string());
                         break;
                     }

@@ -122,6 +122,9 @@ struct ShardWindow {
     /// What was (or will be, for reservations ahead of now) sent, in time
     /// order, within the last window.
     sent: VecDeque<(Instant, Portion)>,
+    /// Totals of `sent`, so that the common check costs O(1).
+    records: u64,
+    bytes: u64,
     /// Share of the configured rate currently allowed.
     factor: f64,
 }
@@ -130,6 +133,8 @@ impl Default for ShardWindow {
     fn default() -> Self {
         Self {
             sent: VecDeque::new(),
+            records: 0,
+            bytes: 0,
             factor: 1.0,
         }
     }
@@ -177,6 +182,8 @@ impl RateLimiter {
         for (shard, portion) in portions {
             if let Some(window) = self.shards.get_mut(shard) {
                 window.sent.push_back((ready, *portion));
+                window.records += u64::from(portion.records);
+                window.bytes += portion.bytes;
             }
         }
         ready
@@ -213,9 +220,11 @@ impl RateLimiter {
 impl ShardWindow {
     /// Drops what no window ending at or after `now` can contain.
     fn prune(&mut self, now: Instant) {
-        while let Some(&(at, _)) = self.sent.front() {
+        while let Some(&(at, portion)) = self.sent.front() {
             if at + WINDOW <= now {
                 self.sent.pop_front();
+                self.records -= u64::from(portion.records);
+                self.bytes -= portion.bytes;
             } else {
                 break;
             }
@@ -229,17 +238,14 @@ impl ShardWindow {
         // Reservations are in time order and none is later than `t`, so
         // the window sum only shrinks as `t` grows: move `t` to the moment
         // the oldest counted entry leaves, until the portion fits.
+        let (mut records, mut bytes) = (self.records, self.bytes);
         let mut oldest = 0;
         loop {
             while oldest < self.sent.len() && self.sent[oldest].0 + WINDOW <= t {
+                records -= u64::from(self.sent[oldest].1.records);
+                bytes -= self.sent[oldest].1.bytes;
                 oldest += 1;
             }
-            let (records, bytes) = self
-                .sent
-                .range(oldest..)
-                .fold((0u64, 0u64), |(r, b), (_, p)| {
-                    (r + u64::from(p.records), b + p.bytes)
-                });
             let fits = (records == 0 && bytes == 0)
                 || (records + u64::from(portion.records) <= u64::from(allowance.records)
                     && bytes + portion.bytes <= allowance.bytes);

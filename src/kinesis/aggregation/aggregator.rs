@@ -9,14 +9,11 @@
 //! would have).
 
 use std::collections::HashMap;
-use std::mem;
 
 use bytes::Bytes;
 use md5::{Digest, Md5};
-use prost::encoding::encoded_len_varint;
-use prost::Message;
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
-use super::proto;
 use super::{AGGREGATE_PARTITION_KEY, FIXED_OVERHEAD_BYTES, MAGIC};
 use crate::kinesis::hash_key::{HashKey, InvalidHashKey};
 use crate::kinesis::limits::MAX_RECORD_BYTES;
@@ -59,13 +56,19 @@ use crate::kinesis::KinesisRecord;
 #[derive(Debug)]
 pub struct Aggregator {
     max_bytes: usize,
-    message: proto::AggregatedRecord,
+    /// Protobuf field 1 entries (partition-key table), encoded as added.
+    partition_key_table: Vec<u8>,
+    /// Protobuf field 2 entries (explicit-hash-key table).
+    explicit_hash_key_table: Vec<u8>,
+    /// Protobuf field 3 entries (records).
+    records: Vec<u8>,
     partition_keys: HashMap<String, u64>,
     explicit_hash_keys: HashMap<String, u64>,
-    /// Exact encoded length of `message`.
-    encoded_len: usize,
+    count: usize,
+    /// The first record, returned unchanged when it stays alone.
+    first: Option<KinesisRecord>,
     /// Hash key of the first record, the aggregate's placement.
-    first_hash_key: Option<HashKey>,
+    first_hash_key: HashKey,
 }
 
 impl Default for Aggregator {
@@ -81,11 +84,14 @@ impl Aggregator {
     pub fn new(max_bytes: usize) -> Self {
         Self {
             max_bytes: max_bytes.min(MAX_RECORD_BYTES),
-            message: proto::AggregatedRecord::default(),
+            partition_key_table: Vec::new(),
+            explicit_hash_key_table: Vec::new(),
+            records: Vec::new(),
             partition_keys: HashMap::new(),
             explicit_hash_keys: HashMap::new(),
-            encoded_len: 0,
-            first_hash_key: None,
+            count: 0,
+            first: None,
+            first_hash_key: HashKey::MIN,
         }
     }
 
@@ -96,21 +102,26 @@ impl Aggregator {
 
     /// Number of user records collected.
     pub fn len(&self) -> usize {
-        self.message.records.len()
+        self.count
     }
 
     /// `true` when no record has been collected.
     pub fn is_empty(&self) -> bool {
-        self.message.records.is_empty()
+        self.count == 0
+    }
+
+    /// Exact length of the protobuf message so far.
+    fn encoded_len(&self) -> usize {
+        self.partition_key_table.len() + self.explicit_hash_key_table.len() + self.records.len()
     }
 
     /// Billed bytes (data plus partition key) of the record
     /// [`finish`](Aggregator::finish) would return now; 0 when empty.
     pub fn billed_bytes(&self) -> usize {
-        match self.message.records.as_slice() {
-            [] => 0,
-            [only] => only.data.len() + self.message.partition_key_table[0].len(),
-            _ => FIXED_OVERHEAD_BYTES + self.encoded_len + AGGREGATE_PARTITION_KEY.len(),
+        match (self.count, &self.first) {
+            (0, _) => 0,
+            (1, Some(first)) => first.billed_bytes(),
+            _ => FIXED_OVERHEAD_BYTES + self.encoded_len() + AGGREGATE_PARTITION_KEY.len(),
         }
     }
 
@@ -122,37 +133,40 @@ impl Aggregator {
     /// record with a malformed explicit hash key in
     /// [`TryAddError::InvalidHashKey`].
     pub fn try_add(&mut self, record: KinesisRecord) -> Result<(), TryAddError> {
-        let first_hash_key = if self.is_empty() {
-            match HashKey::of(&record) {
-                Ok(key) => Some(key),
-                Err(reason) => return Err(TryAddError::InvalidHashKey { record, reason }),
+        match self.try_add_ref(&record) {
+            Ok(()) => Ok(()),
+            Err(Refused::Full) => Err(TryAddError::Full(record)),
+            Err(Refused::InvalidHashKey(reason)) => {
+                Err(TryAddError::InvalidHashKey { record, reason })
             }
-        } else {
-            if let Some(explicit) = &record.explicit_hash_key {
-                if let Err(reason) = HashKey::parse_explicit(explicit) {
-                    return Err(TryAddError::InvalidHashKey { record, reason });
-                }
-            }
-            None
-        };
+        }
+    }
+
+    /// Like [`try_add`](Aggregator::try_add), copying what it needs from
+    /// `record` instead of taking it (the data is copied into the encoding
+    /// right away, which is cheaper than keeping the record).
+    pub fn try_add_ref(&mut self, record: &KinesisRecord) -> Result<(), Refused> {
+        if self.is_empty() {
+            self.first_hash_key = HashKey::of(record).map_err(Refused::InvalidHashKey)?;
+        } else if let Some(explicit) = &record.explicit_hash_key {
+            HashKey::parse_explicit(explicit).map_err(Refused::InvalidHashKey)?;
+        }
 
         let mut added = 0;
-        let partition_key_index = match self.partition_keys.get(&record.partition_key) {
-            Some(&index) => index,
-            None => {
-                added += table_entry_len(record.partition_key.len());
-                self.message.partition_key_table.len() as u64
-            }
-        };
-        let explicit_hash_key_index = match &record.explicit_hash_key {
-            None => None,
-            Some(key) => Some(match self.explicit_hash_keys.get(key) {
-                Some(&index) => index,
+        let known_key = self.partition_keys.get(&record.partition_key).copied();
+        let partition_key_index = known_key.unwrap_or(self.partition_keys.len() as u64);
+        if known_key.is_none() {
+            added += table_entry_len(record.partition_key.len());
+        }
+        let (explicit_hash_key_index, known_explicit) = match &record.explicit_hash_key {
+            None => (None, true),
+            Some(key) => match self.explicit_hash_keys.get(key) {
+                Some(&index) => (Some(index), true),
                 None => {
                     added += table_entry_len(key.len());
-                    self.message.explicit_hash_key_table.len() as u64
+                    (Some(self.explicit_hash_keys.len() as u64), false)
                 }
-            }),
+            },
         };
         let inner = 1
             + encoded_len_varint(partition_key_index)
@@ -163,79 +177,80 @@ impl Aggregator {
         added += 1 + encoded_len_varint(inner as u64) + inner;
 
         let framed =
-            FIXED_OVERHEAD_BYTES + self.encoded_len + added + AGGREGATE_PARTITION_KEY.len();
+            FIXED_OVERHEAD_BYTES + self.encoded_len() + added + AGGREGATE_PARTITION_KEY.len();
         if !self.is_empty() && framed > self.max_bytes {
-            return Err(TryAddError::Full(record));
+            return Err(Refused::Full);
         }
 
-        if first_hash_key.is_some() {
-            self.first_hash_key = first_hash_key;
-        }
-        let KinesisRecord {
-            data,
-            partition_key,
-            explicit_hash_key,
-        } = record;
-        if partition_key_index == self.message.partition_key_table.len() as u64 {
+        // Fields in the order the KPL (C++ protobuf) writes them: each table
+        // entry and each record is appended to its field's buffer; `finish`
+        // joins the buffers in field order.
+        if known_key.is_none() {
+            encode_table_entry(1, &record.partition_key, &mut self.partition_key_table);
             self.partition_keys
-                .insert(partition_key.clone(), partition_key_index);
-            self.message.partition_key_table.push(partition_key);
+                .insert(record.partition_key.clone(), partition_key_index);
         }
-        if let (Some(index), Some(key)) = (explicit_hash_key_index, explicit_hash_key) {
-            if index == self.message.explicit_hash_key_table.len() as u64 {
+        if let (false, Some(key)) = (known_explicit, &record.explicit_hash_key) {
+            encode_table_entry(2, key, &mut self.explicit_hash_key_table);
+            if let Some(index) = explicit_hash_key_index {
                 self.explicit_hash_keys.insert(key.clone(), index);
-                self.message.explicit_hash_key_table.push(key);
             }
         }
-        self.message.records.push(proto::Record {
-            partition_key_index,
-            explicit_hash_key_index,
-            data,
-            tags: Vec::new(),
-        });
-        self.encoded_len += added;
+        let out = &mut self.records;
+        encode_key(3, WireType::LengthDelimited, out);
+        encode_varint(inner as u64, out);
+        encode_key(1, WireType::Varint, out);
+        encode_varint(partition_key_index, out);
+        if let Some(index) = explicit_hash_key_index {
+            encode_key(2, WireType::Varint, out);
+            encode_varint(index, out);
+        }
+        encode_key(3, WireType::LengthDelimited, out);
+        encode_varint(record.data.len() as u64, out);
+        out.extend_from_slice(&record.data);
+
+        if self.count == 0 {
+            self.first = Some(record.clone());
+        }
+        self.count += 1;
         Ok(())
     }
 
     /// Takes the collected records as one Kinesis record and starts a new,
     /// empty aggregate. `None` when empty.
     pub fn finish(&mut self) -> Option<KinesisRecord> {
-        let message = mem::take(&mut self.message);
-        let encoded_len = mem::replace(&mut self.encoded_len, 0);
-        let first_hash_key = self.first_hash_key.take();
+        let count = std::mem::replace(&mut self.count, 0);
+        let first = self.first.take();
         self.partition_keys.clear();
         self.explicit_hash_keys.clear();
-
-        match message.records.len() {
+        let result = match count {
             0 => None,
-            1 => {
-                let proto::AggregatedRecord {
-                    partition_key_table,
-                    explicit_hash_key_table,
-                    records,
-                } = message;
-                let record = records.into_iter().next()?;
-                Some(KinesisRecord {
-                    data: record.data,
-                    partition_key: partition_key_table.into_iter().next()?,
-                    explicit_hash_key: explicit_hash_key_table.into_iter().next(),
-                })
-            }
+            1 => first,
             _ => {
-                let mut framed = Vec::with_capacity(FIXED_OVERHEAD_BYTES + encoded_len);
+                let mut framed = Vec::with_capacity(FIXED_OVERHEAD_BYTES + self.encoded_len());
                 framed.extend_from_slice(&MAGIC);
-                message.encode_raw(&mut framed);
-                debug_assert_eq!(framed.len(), MAGIC.len() + encoded_len);
+                framed.extend_from_slice(&self.partition_key_table);
+                framed.extend_from_slice(&self.explicit_hash_key_table);
+                framed.extend_from_slice(&self.records);
                 let digest = Md5::digest(&framed[MAGIC.len()..]);
                 framed.extend_from_slice(&digest);
-                let hash_key = first_hash_key.unwrap_or(HashKey::MIN);
                 Some(
                     KinesisRecord::new(Bytes::from(framed), AGGREGATE_PARTITION_KEY)
-                        .with_explicit_hash_key(hash_key.to_string()),
+                        .with_explicit_hash_key(self.first_hash_key.to_string()),
                 )
             }
-        }
+        };
+        self.partition_key_table.clear();
+        self.explicit_hash_key_table.clear();
+        self.records.clear();
+        result
     }
+}
+
+fn encode_table_entry(field: u32, key: &str, out: &mut Vec<u8>) {
+    encode_key(field, WireType::LengthDelimited, out);
+    encode_varint(key.len() as u64, out);
+    out.extend_from_slice(key.as_bytes());
 }
 
 /// Encoded length of one string entry of a key table (tag, length, bytes).
@@ -267,4 +282,15 @@ impl TryAddError {
             TryAddError::Full(record) | TryAddError::InvalidHashKey { record, .. } => record,
         }
     }
+}
+
+/// Why [`Aggregator::try_add_ref`] did not take a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The aggregate would exceed its size limit.
+    #[error("the aggregate is full")]
+    Full,
+    /// The record's explicit hash key is malformed.
+    #[error("cannot aggregate record: {0}")]
+    InvalidHashKey(InvalidHashKey),
 }

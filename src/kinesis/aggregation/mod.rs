@@ -35,7 +35,7 @@ mod proto;
 #[cfg(test)]
 mod tests;
 
-pub use aggregator::{Aggregator, TryAddError};
+pub use aggregator::{Aggregator, Refused, TryAddError};
 pub use deaggregate::{deaggregate, deaggregate_bytes, is_aggregated, AggregationError, KeyTable};
 
 /// The four bytes that open every aggregated record.
