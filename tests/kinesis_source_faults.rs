@@ -44,7 +44,7 @@ enum Fault {
 /// records each (`None`: endless), record `i` of shard `s` has data
 /// `"s:i"` and a 56-digit sequence number.
 struct Fake {
-    shards: usize,
+    shards: std::sync::atomic::AtomicUsize,
     per_shard: Option<u64>,
     faults: Faults,
     calls: Mutex<Vec<(String, tokio::time::Instant)>>,
@@ -62,7 +62,7 @@ fn index_of(seq: &str) -> u64 {
 impl Fake {
     fn new(shards: usize, per_shard: Option<u64>, faults: Faults) -> Arc<Self> {
         Arc::new(Self {
-            shards,
+            shards: shards.into(),
             per_shard,
             faults,
             calls: Mutex::new(Vec::new()),
@@ -77,7 +77,7 @@ impl Fake {
     fn client(self: &Arc<Self>) -> Client {
         let fake = self.clone();
         let list = mock!(Client::list_shards).then_compute_output(move |_| {
-            let shards = (0..fake.shards)
+            let shards = (0..fake.shards.load(std::sync::atomic::Ordering::SeqCst))
                 .map(|s| {
                     Shard::builder()
                         .shard_id(Fake::shard_id(s))
@@ -360,4 +360,38 @@ async fn calls_are_paced_and_a_stalled_consumer_stops_fetching() {
     for _ in 0..50 {
         stream.try_next().await.unwrap().unwrap();
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn shards_listed_later_are_picked_up_by_the_periodic_refresh() {
+    let fake = Fake::new(1, Some(10), Arc::new(|_| None));
+    let mut stream =
+        KinesisSource::from_client(fake.client(), "growing", MemoryCheckpointStore::new())
+            .shard_refresh_interval(Duration::from_secs(30))
+            .stream();
+    for _ in 0..10 {
+        let (_, token) = stream.try_next().await.unwrap().unwrap();
+        assert_eq!(token.partition(), Fake::shard_id(0));
+    }
+    // A shard appears (as after UpdateShardCount); within one refresh
+    // interval its records arrive.
+    fake.shards.store(2, std::sync::atomic::Ordering::SeqCst);
+    let start = tokio::time::Instant::now();
+    for i in 0..10 {
+        let (record, token) = tokio::time::timeout(Duration::from_secs(60), stream.try_next())
+            .await
+            .expect("the new shard's records within a minute")
+            .unwrap()
+            .unwrap();
+        assert_eq!(token.partition(), Fake::shard_id(1));
+        assert_eq!(
+            &record.data[..],
+            format!("{}:{i}", Fake::shard_id(1)).as_bytes()
+        );
+    }
+    assert!(
+        start.elapsed() <= Duration::from_secs(31),
+        "found at the next refresh"
+    );
+    assert_eq!(stream.active_shards(), 2);
 }

@@ -92,6 +92,9 @@ impl<S: CheckpointStore> Coordinator<S> {
     async fn drive(&mut self) -> Result<(), Error> {
         let mut refresh = tokio::time::interval(self.shared.config.shard_refresh_interval);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // An interval's first tick is immediate: take it now, the first
+        // listing is the one below.
+        refresh.tick().await;
         let mut list = true;
         loop {
             if list {
