@@ -190,6 +190,15 @@ async fn consume(
     }
 }
 
+/// `processed` lines in the child's journal so far.
+fn processed_lines(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("journal"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("processed "))
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_consumer_killed_mid_batch_loses_nothing_and_never_redoes_a_durable_success() {
     let emulator = moto();
@@ -233,7 +242,23 @@ async fn batch_consumer_killed_mid_batch_loses_nothing_and_never_redoes_a_durabl
             .spawn()
             .unwrap();
         if kills < KILLS {
-            tokio::time::sleep(Duration::from_millis(fastrand::u64(250..900))).await;
+            // Kill after the child processed a few more records (whatever
+            // the machine's speed, so the 20 kills all land before the work
+            // is done), plus a random delay so the kill hits every phase:
+            // processing, the S3 put, the pointer move, finishing a batch.
+            let processed_before = processed_lines(dir.path());
+            let more = fastrand::usize(2..=12);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while processed_lines(dir.path()) < processed_before + more
+                && child.try_wait().unwrap().is_none()
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "the child made no progress in 60 s"
+                );
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(0..40))).await;
             if child.try_wait().unwrap().is_none() {
                 child.kill().unwrap();
                 child.wait().unwrap();
