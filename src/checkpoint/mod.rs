@@ -29,3 +29,13 @@ pub use memory_store::MemoryCheckpointStore;
 pub use store::{CheckpointError, CheckpointStore};
 pub use token::{CheckpointToken, PartitionControl, Position, SequenceNumber};
 pub use tracker::PositionTracker;
+
+// Kinesis consumer stores (issue 6).
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
+#[cfg(feature = "dynamodb")]
+pub use dynamodb::{DynamoDbCheckpointStore, Lease};
+#[cfg(all(feature = "dynamodb", feature = "s3"))]
+pub mod dynamodb_s3;
+#[cfg(all(feature = "dynamodb", feature = "s3"))]
+pub use dynamodb_s3::{Batch, BatchEntry, DynamoDbS3CheckpointStore, RecordStatus};

@@ -33,3 +33,8 @@ pub use record::KinesisRecord;
 pub use sink::{KinesisSink, KinesisSinkBuilder};
 pub use target::StreamTarget;
 pub use validation::{validate, InvalidRecord};
+
+// The consumer side (issue 6).
+pub mod source;
+
+pub use source::{InitialPosition, KinesisSource, KinesisStream};

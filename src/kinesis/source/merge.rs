@@ -1,0 +1,193 @@
+//! The merged stream of all shards.
+//!
+//! Shards are served round-robin: after at most [`BURST`] records from one
+//! shard the next shard with records gets its turn, so a busy shard cannot
+//! starve the others and the per-record cost stays low (no allocation per
+//! record, no polling of idle shards per record). A shard whose partition
+//! was fenced stops yielding at once, dropping what it had buffered.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::stream::{FusedStream, Stream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::lineage::{Coordinator, Discovery};
+use super::shard_reader::Chunk;
+use super::{Item, Shared};
+use crate::checkpoint::{CheckpointStore, CheckpointToken, PartitionControl};
+use crate::kinesis::KinesisRecord;
+use crate::Error;
+
+/// Spawns the coordinator, given the channel it announces shards on.
+type StartCoordinator = Box<dyn FnOnce(mpsc::UnboundedSender<Discovery>) -> JoinHandle<()> + Send>;
+
+/// Records taken from one shard before the next shard's turn.
+const BURST: usize = 32;
+
+/// The stream returned by [`KinesisSource::stream`](super::KinesisSource::stream):
+/// `Result<(KinesisRecord, CheckpointToken), Error>` items from every shard.
+///
+/// It ends only when the coordinator fails (after yielding the error and
+/// the records already fetched); Kinesis streams have no end. Dropping it
+/// stops every task it started.
+#[must_use = "streams do nothing unless polled"]
+pub struct KinesisStream {
+    start: Option<StartCoordinator>,
+    coordinator: Option<AbortOnDrop>,
+    discoveries: mpsc::UnboundedReceiver<Discovery>,
+    discoveries_tx: Option<mpsc::UnboundedSender<Discovery>>,
+    discoveries_done: bool,
+    shards: Vec<ShardStream>,
+    next: usize,
+    served: usize,
+}
+
+impl std::fmt::Debug for KinesisStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KinesisStream")
+            .field("started", &self.start.is_none())
+            .field("shards", &self.shards.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KinesisStream {
+    pub(crate) fn new<S: CheckpointStore>(shared: Arc<Shared<S>>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Self {
+            start: Some(Box::new(move |out| {
+                tokio::spawn(Coordinator::new(shared, out).run())
+            })),
+            coordinator: None,
+            discoveries: rx,
+            discoveries_tx: Some(tx),
+            discoveries_done: false,
+            shards: Vec::new(),
+            next: 0,
+            served: 0,
+        }
+    }
+
+    /// Shards currently merged (started and not yet ended).
+    pub fn active_shards(&self) -> usize {
+        self.shards.len()
+    }
+}
+
+impl Stream for KinesisStream {
+    type Item = Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+        let this = &mut *self;
+        if let Some(start) = this.start.take() {
+            if let Some(tx) = this.discoveries_tx.take() {
+                this.coordinator = Some(AbortOnDrop(start(tx)));
+            }
+        }
+        while !this.discoveries_done {
+            match this.discoveries.poll_recv(cx) {
+                Poll::Ready(Some(Discovery::Shard(shard))) => this.shards.push(shard),
+                Poll::Ready(Some(Discovery::Failed(err))) => return Poll::Ready(Some(Err(err))),
+                Poll::Ready(None) => this.discoveries_done = true,
+                Poll::Pending => break,
+            }
+        }
+        let mut tried = 0;
+        while tried < this.shards.len() {
+            let i = this.next % this.shards.len();
+            match this.shards[i].poll_next(cx) {
+                Poll::Ready(Some(item)) => {
+                    this.served += 1;
+                    if this.served >= BURST {
+                        this.served = 0;
+                        this.next = i + 1;
+                    } else {
+                        this.next = i;
+                    }
+                    return Poll::Ready(Some(item));
+                }
+                Poll::Ready(None) => {
+                    // The shard's reader is gone; the shard swapped into
+                    // slot `i` gets its turn in this pass.
+                    this.shards.swap_remove(i);
+                    this.served = 0;
+                }
+                Poll::Pending => {
+                    this.served = 0;
+                    this.next = i + 1;
+                    tried += 1;
+                }
+            }
+        }
+        if this.shards.is_empty() && this.discoveries_done {
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let buffered = self.shards.iter().map(|s| s.current.len()).sum();
+        (buffered, None)
+    }
+}
+
+impl FusedStream for KinesisStream {
+    fn is_terminated(&self) -> bool {
+        self.discoveries_done && self.shards.is_empty()
+    }
+}
+
+/// One shard's records, as the merged stream sees them.
+pub(crate) struct ShardStream {
+    control: PartitionControl,
+    rx: mpsc::Receiver<Result<Chunk, Error>>,
+    current: std::vec::IntoIter<(KinesisRecord, CheckpointToken)>,
+}
+
+impl ShardStream {
+    pub(crate) fn new(control: PartitionControl, rx: mpsc::Receiver<Result<Chunk, Error>>) -> Self {
+        Self {
+            control,
+            rx,
+            current: Vec::new().into_iter(),
+        }
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+        if self.control.is_fenced() {
+            // Lost the lease: what is buffered belongs to the new owner.
+            self.current = Vec::new().into_iter();
+            self.rx.close();
+            return Poll::Ready(None);
+        }
+        if let Some(item) = self.current.next() {
+            return Poll::Ready(Some(Ok(item)));
+        }
+        loop {
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    self.current = chunk.into_iter();
+                    if let Some(item) = self.current.next() {
+                        return Poll::Ready(Some(Ok(item)));
+                    }
+                }
+                Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(err))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// Aborts the coordinator (and with it, every shard task) when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

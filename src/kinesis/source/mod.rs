@@ -1,0 +1,300 @@
+//! `KinesisSource`: every shard of a Kinesis stream as one checkpointed
+//! stream of `(KinesisRecord, CheckpointToken)`.
+//!
+//! # What it guarantees
+//!
+//! - **Resumes after the checkpoint.** Each shard starts after the position
+//!   its [`CheckpointStore`] holds (inside a KPL aggregate if the checkpoint
+//!   points there), or at the configured [`InitialPosition`] when there is
+//!   none. Checkpoints hold sequence numbers, never iterators.
+//! - **Tokens.** Every record comes with a [`CheckpointToken`] whose
+//!   partition is the shard id, whose position is
+//!   `Position::Sequence { sequence, sub }` (`sub` = index inside a KPL
+//!   aggregate, 0 otherwise), whose `seq` counts the shard's deliveries from
+//!   0, and which carries the shard's [`PartitionControl`]: when a checkpoint
+//!   write is fenced the checkpointer flips it and the source stops reading
+//!   that shard (its records still buffered are dropped, the other shards go
+//!   on).
+//! - **Fair and bounded.** Shards are read concurrently, one task each, at
+//!   most [`max_calls_per_second`](KinesisSource::max_calls_per_second)
+//!   `GetRecords` calls per shard; their records are merged round-robin.
+//!   Each shard buffers at most
+//!   [`prefetch_batches`](KinesisSource::prefetch_batches) responses ahead of
+//!   the consumer: a slow consumer slows fetching, memory does not grow.
+//! - **Failures.** An expired iterator is recreated from the last delivered
+//!   record; throttling backs off and retries without limit; transient
+//!   errors (network, timeouts, 5xx) are retried within the
+//!   [`retry_policy`](KinesisSource::retry_policy); anything else ends the
+//!   stream with [`Error::Target`] naming the stream and shard.
+//! - **Resharding.** The shard list is refreshed every
+//!   [`shard_refresh_interval`](KinesisSource::shard_refresh_interval) (and
+//!   at once when a shard ends). A shard starts only after every parent
+//!   shard's checkpoint is [`Position::End`](crate::Position::End) (`SHARD_END`), as in the KCL.
+//!   When a shard is closed (no next iterator), the source waits until the
+//!   store holds a checkpoint at or past the shard's last delivered record —
+//!   that is, until the checkpointer has saved it — and then saves
+//!   `Position::End` itself. So `End` is stored only after all the shard's
+//!   records are checkpointed, whatever checkpointer is used, and the
+//!   children start after that.
+//!
+//! # What it does not do
+//!
+//! - Lease balancing between several workers: a source reads every shard.
+//!   Run one per stream, or give each worker its own stream; a
+//!   [`DynamoDbCheckpointStore`] still fences a second writer.
+//! - Enhanced fan-out (`SubscribeToShard`): polling only.
+//!
+//! [`DynamoDbCheckpointStore`]: https://docs.rs/unistream/latest/unistream/checkpoint/struct.DynamoDbCheckpointStore.html
+//! [`PartitionControl`]: crate::checkpoint::PartitionControl
+
+mod failure;
+mod iterator;
+mod lineage;
+mod merge;
+mod records;
+mod shard_reader;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::checkpoint::{CheckpointStore, CheckpointToken};
+use crate::kinesis::limits::{MAX_GET_RECORDS_CALLS_PER_SEC, MAX_GET_RECORDS_COUNT};
+use crate::kinesis::{KinesisRecord, StreamTarget};
+use crate::retry::RetryPolicy;
+use crate::Error;
+
+pub use iterator::InitialPosition;
+pub use merge::KinesisStream;
+
+/// Reads every shard of a Kinesis stream; see the [module docs](self).
+///
+/// Build it with [`new`](Self::new) from an SDK configuration (or
+/// [`from_client`](Self::from_client)), tune it, and call
+/// [`stream`](Self::stream). Here the client answers from a canned stream
+/// (`aws-smithy-mocks`), so the example runs anywhere:
+///
+/// ```
+/// # use aws_sdk_kinesis::operation::{get_records::GetRecordsOutput,
+/// #     get_shard_iterator::GetShardIteratorOutput, list_shards::ListShardsOutput};
+/// # use aws_sdk_kinesis::{primitives::Blob, types::{Record, Shard}, Client};
+/// # use aws_smithy_mocks::{mock, MockResponseInterceptor, RuleMode};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), unistream::Error> {
+/// # let list = mock!(Client::list_shards).then_output(|| ListShardsOutput::builder()
+/// #     .shards(Shard::builder().shard_id("shardId-000000000000").build().unwrap()).build());
+/// # let iterator = mock!(Client::get_shard_iterator)
+/// #     .then_output(|| GetShardIteratorOutput::builder().shard_iterator("it").build());
+/// # let records = mock!(Client::get_records).then_output(|| GetRecordsOutput::builder()
+/// #     .records(Record::builder().sequence_number("7").partition_key("k")
+/// #         .data(Blob::new("hello")).build().unwrap())
+/// #     .next_shard_iterator("it").build().unwrap());
+/// # let client = Client::from_conf(aws_sdk_kinesis::Config::builder()
+/// #     .behavior_version(aws_config::BehaviorVersion::latest())
+/// #     .region(aws_config::Region::new("us-east-1"))
+/// #     .credentials_provider(aws_credential_types::Credentials::new("a", "b", None, None, "doc"))
+/// #     .http_client(aws_smithy_mocks::create_mock_http_client())
+/// #     .interceptor(MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny)
+/// #         .with_rule(&list).with_rule(&iterator).with_rule(&records))
+/// #     .build());
+/// use futures::TryStreamExt;
+/// use unistream::checkpoint::MemoryCheckpointStore;
+/// use unistream::kinesis::{InitialPosition, KinesisSource};
+/// use unistream::Position;
+///
+/// let store = MemoryCheckpointStore::new(); // DynamoDbCheckpointStore in production
+/// let mut records = KinesisSource::from_client(client, "orders", store)
+///     .initial_position(InitialPosition::TrimHorizon)
+///     .records_per_call(1_000)
+///     .stream();
+/// let (record, token) = records.try_next().await?.expect("a record");
+/// assert_eq!(&record.data[..], b"hello");
+/// assert_eq!(token.partition(), "shardId-000000000000");
+/// assert_eq!(token.position(), &Position::sequence("7"));
+/// assert_eq!(token.seq(), 0);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a source does nothing until `.stream()` is polled"]
+pub struct KinesisSource<S> {
+    client: aws_sdk_kinesis::Client,
+    stream: StreamTarget,
+    store: S,
+    config: SourceConfig,
+}
+
+/// Tunables of a [`KinesisSource`].
+#[derive(Debug, Clone)]
+pub(crate) struct SourceConfig {
+    pub(crate) initial_position: InitialPosition,
+    pub(crate) records_per_call: i32,
+    pub(crate) idle_interval: Duration,
+    pub(crate) min_call_interval: Duration,
+    pub(crate) prefetch_batches: usize,
+    pub(crate) shard_refresh_interval: Duration,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) throttle_backoff: RetryPolicy,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        Self {
+            initial_position: InitialPosition::TrimHorizon,
+            records_per_call: MAX_GET_RECORDS_COUNT,
+            idle_interval: Duration::from_secs(1),
+            min_call_interval: Duration::from_secs(1) / MAX_GET_RECORDS_CALLS_PER_SEC,
+            prefetch_batches: 1,
+            shard_refresh_interval: Duration::from_secs(60),
+            retry: RetryPolicy::default(),
+            throttle_backoff: RetryPolicy::forever()
+                .initial_backoff(Duration::from_millis(200))
+                .max_backoff(Duration::from_secs(5)),
+        }
+    }
+}
+
+impl<S: CheckpointStore> KinesisSource<S> {
+    /// A source reading `stream` (a name or an ARN) with a client built from
+    /// `sdk_config`, checkpoints loaded from (and `SHARD_END` saved to)
+    /// `store`.
+    ///
+    /// Give the checkpointer a clone of the same `store`: stores that fence
+    /// by lease counter ([`DynamoDbCheckpointStore`]) share the counters
+    /// between clones, while two separately built stores would fence each
+    /// other when the source saves `SHARD_END`.
+    ///
+    /// [`DynamoDbCheckpointStore`]: https://docs.rs/unistream/latest/unistream/checkpoint/struct.DynamoDbCheckpointStore.html
+    pub fn new(
+        sdk_config: &aws_config::SdkConfig,
+        stream: impl Into<StreamTarget>,
+        store: S,
+    ) -> Self {
+        Self::from_client(aws_sdk_kinesis::Client::new(sdk_config), stream, store)
+    }
+
+    /// A source using an existing client.
+    pub fn from_client(
+        client: aws_sdk_kinesis::Client,
+        stream: impl Into<StreamTarget>,
+        store: S,
+    ) -> Self {
+        Self {
+            client,
+            stream: stream.into(),
+            store,
+            config: SourceConfig::default(),
+        }
+    }
+
+    /// Where shards without a checkpoint start. Default: `TrimHorizon`.
+    pub fn initial_position(mut self, position: InitialPosition) -> Self {
+        self.config.initial_position = position;
+        self
+    }
+
+    /// Records asked for per `GetRecords` call (its `Limit`). Default and
+    /// maximum: 10,000.
+    ///
+    /// # Panics
+    ///
+    /// When `limit` is 0 or above 10,000.
+    #[track_caller]
+    pub fn records_per_call(mut self, limit: u32) -> Self {
+        assert!(
+            (1..=MAX_GET_RECORDS_COUNT as u32).contains(&limit),
+            "records_per_call must be in 1..=10000, got {limit}"
+        );
+        self.config.records_per_call = limit as i32;
+        self
+    }
+
+    /// How long a shard waits before polling again after a `GetRecords`
+    /// call returned no records. Default: 1 s. Never shorter than the call
+    /// rate allows.
+    pub fn idle_interval(mut self, interval: Duration) -> Self {
+        self.config.idle_interval = interval;
+        self
+    }
+
+    /// `GetRecords` calls per shard per second. Default and maximum: 5, the
+    /// Kinesis limit.
+    ///
+    /// # Panics
+    ///
+    /// When `calls` is 0 or above 5.
+    #[track_caller]
+    pub fn max_calls_per_second(mut self, calls: u32) -> Self {
+        assert!(
+            (1..=MAX_GET_RECORDS_CALLS_PER_SEC).contains(&calls),
+            "max_calls_per_second must be in 1..=5, got {calls}"
+        );
+        self.config.min_call_interval = Duration::from_secs(1) / calls;
+        self
+    }
+
+    /// `GetRecords` responses each shard may buffer ahead of the consumer.
+    /// Default: 1 (with one more being handed out, at most two responses —
+    /// 2 × `records_per_call` records — per shard are in memory).
+    ///
+    /// # Panics
+    ///
+    /// When `batches` is 0.
+    #[track_caller]
+    pub fn prefetch_batches(mut self, batches: usize) -> Self {
+        assert!(batches >= 1, "prefetch_batches must be at least 1");
+        self.config.prefetch_batches = batches;
+        self
+    }
+
+    /// How often the shard list is refreshed to find shards created by
+    /// resharding. Default: 60 s. A shard that ends triggers a refresh at
+    /// once.
+    pub fn shard_refresh_interval(mut self, interval: Duration) -> Self {
+        self.config.shard_refresh_interval = interval;
+        self
+    }
+
+    /// Retries of transient failures (network, timeouts, 5xx). Default:
+    /// [`RetryPolicy::default`].
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.config.retry = policy;
+        self
+    }
+
+    /// Backoff while throttled. Attempts are not limited whatever the
+    /// policy says: throttling is waited out. Default: 200 ms doubling to
+    /// 5 s, with jitter.
+    pub fn throttle_backoff(mut self, policy: RetryPolicy) -> Self {
+        self.config.throttle_backoff = policy;
+        self
+    }
+
+    /// The merged stream of every shard's records. Reading starts when it is
+    /// first polled, which must happen inside a Tokio runtime; dropping it
+    /// stops every shard task.
+    pub fn stream(self) -> KinesisStream {
+        KinesisStream::new(Arc::new(Shared {
+            client: self.client,
+            stream: self.stream,
+            store: self.store,
+            config: self.config,
+        }))
+    }
+}
+
+/// What the coordinator and the shard tasks share.
+pub(crate) struct Shared<S> {
+    pub(crate) client: aws_sdk_kinesis::Client,
+    pub(crate) stream: StreamTarget,
+    pub(crate) store: S,
+    pub(crate) config: SourceConfig,
+}
+
+impl<S> Shared<S> {
+    /// `"kinesis stream NAME shard ID"`, the target named in errors.
+    pub(crate) fn target(&self, shard: &str) -> String {
+        format!("{} shard {shard}", self.stream)
+    }
+}
+
+/// Items of the merged stream.
+pub(crate) type Item = Result<(KinesisRecord, CheckpointToken), Error>;
