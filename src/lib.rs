@@ -23,9 +23,12 @@
 //! | [`codec`] | record encodings (JSON, raw bytes) |
 //! | [`retry`] | retry policy with backoff and jitter |
 //! | [`dead_letter`] | what a record given up on becomes |
+//! | `kinesis` | Kinesis sink and source, KPL aggregation (feature `kinesis`) |
+//! | `cloudwatch_logs` | CloudWatch Logs sink (feature `cloudwatch-logs`) |
 //!
 //! AWS targets sit behind cargo features: `kinesis`, `cloudwatch-logs`,
-//! `dynamodb`, `s3` (`aws` enables all four).
+//! `dynamodb`, `s3` (`aws` enables all four). The DynamoDB checkpoint stores
+//! live in [`checkpoint`] behind `dynamodb` (and `s3`).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
