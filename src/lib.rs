@@ -34,6 +34,8 @@
 #![warn(missing_docs, rust_2018_idioms)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+#[cfg(any(feature = "kinesis", feature = "cloudwatch-logs"))]
+mod aws_failure;
 pub mod checkpoint;
 pub mod codec;
 pub mod dead_letter;

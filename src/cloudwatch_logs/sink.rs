@@ -53,7 +53,7 @@ use std::time::{Duration, SystemTime};
 use aws_config::SdkConfig;
 use aws_sdk_cloudwatchlogs::config::http::HttpResponse;
 use aws_sdk_cloudwatchlogs::config::retry::RetryConfig;
-use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudwatchlogs::error::SdkError;
 use aws_sdk_cloudwatchlogs::operation::put_log_events::{PutLogEventsError, PutLogEventsOutput};
 use aws_sdk_cloudwatchlogs::types::{InputLogEvent, RejectedLogEventsInfo};
 use aws_sdk_cloudwatchlogs::Client;
@@ -585,42 +585,18 @@ impl Inner {
     }
 }
 
-/// Classifies a failed `PutLogEvents` call that has no special handling.
+/// Classifies a failed `PutLogEvents` call that has no special handling:
+/// the modeled `ServiceUnavailableException` first (it need not carry a
+/// code), then the crate-wide rule (`crate::aws_failure`). Throttled and
+/// transient failures are retried, permanent ones fail the batch.
 fn classify(err: SdkError<PutLogEventsError, HttpResponse>) -> Failure {
-    let retryable = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(service) => {
-            service.err().is_service_unavailable_exception()
-                || matches!(
-                    service.err().code(),
-                    Some(
-                        "ThrottlingException"
-                            | "Throttling"
-                            | "TooManyRequestsException"
-                            | "ServiceUnavailable"
-                            | "ServiceUnavailableException"
-                            | "InternalFailure"
-                            | "InternalServerError"
-                    )
-                )
-        }
-        _ => false,
-    };
-    // Status codes reach past the error's shape: a 5xx or 429 page that is
-    // not even JSON is still worth another try.
-    let status_retryable = err
-        .raw_response()
-        .map(|raw| {
-            let status = raw.status().as_u16();
-            status >= 500 || status == 429
-        })
-        .unwrap_or(false);
-    if retryable || status_retryable {
-        Failure::Retryable(Box::new(err))
-    } else {
+    let modeled_unavailable = err
+        .as_service_error()
+        .is_some_and(|e| e.is_service_unavailable_exception());
+    if !modeled_unavailable && crate::aws_failure::classify_sdk_error(&err).is_permanent() {
         Failure::Permanent(Box::new(err))
+    } else {
+        Failure::Retryable(Box::new(err))
     }
 }
 

@@ -10,71 +10,39 @@
 //! it again later: the record is fine, the service was not.
 //!
 //! Codes come from the per-record `ErrorCode` of a `PutRecords` answer or
-//! from a failed call; unknown codes of failed calls count by HTTP status
-//! (5xx transient, 4xx permanent), unknown per-record codes as permanent.
+//! from a failed call; the rule for codes and statuses is the crate-wide one
+//! of `crate::aws_failure` (unknown codes of failed calls count by HTTP
+//! status, unknown per-record codes as permanent).
 //!
 //! [`RetryPolicy`]: crate::RetryPolicy
 
-use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::error::SdkError;
 use aws_sdk_kinesis::operation::put_records::PutRecordsError;
+
 use aws_smithy_types::error::display::DisplayErrorContext;
 
-/// What a failure means for the record(s) it hit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FailureKind {
-    /// The shard's write limit: transient, and a signal to slow down.
-    Throttled,
-    /// Transient: the same request may succeed later.
-    Transient,
-    /// The service will refuse the record again.
-    Permanent,
-}
-
-impl FailureKind {
-    pub(crate) fn is_permanent(self) -> bool {
-        self == FailureKind::Permanent
-    }
-}
-
-/// The kind of a per-record error code of a `PutRecords` answer.
-pub(crate) fn classify_code(code: &str) -> FailureKind {
-    match code {
-        "ProvisionedThroughputExceededException" | "ThrottlingException" => FailureKind::Throttled,
-        "InternalFailure"
-        | "InternalFailureException"
-        | "InternalServerError"
-        | "ServiceUnavailable"
-        | "ServiceUnavailableException"
-        | "KMSThrottlingException"
-        | "LimitExceededException"
-        | "RequestTimeout"
-        | "RequestTimeoutException"
-        | "SlowDown" => FailureKind::Transient,
-        _ => FailureKind::Permanent,
-    }
-}
+pub(crate) use crate::aws_failure::{classify_code, FailureKind, HasStatus};
 
 /// The kind of a failed `PutRecords` call, and a description for logs and
 /// dead letters.
 ///
 /// The modeled error variant decides first (it does not depend on how the
-/// response carried its code), then the error code, then the HTTP status.
+/// response carried its code), then the crate-wide rule
+/// ([`classify_sdk_error`](crate::aws_failure::classify_sdk_error)): code,
+/// then HTTP status.
 pub(crate) fn classify_put_records_error<R>(
     err: &SdkError<PutRecordsError, R>,
 ) -> (FailureKind, String)
 where
     R: std::fmt::Debug + HasStatus,
 {
-    let kind = match err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            FailureKind::Transient
-        }
-        // The request could not even be built: sending it again won't help.
-        SdkError::ConstructionFailure(_) => FailureKind::Permanent,
+    let modeled = match err {
         SdkError::ServiceError(service) => match service.err() {
-            PutRecordsError::ProvisionedThroughputExceededException(_) => FailureKind::Throttled,
+            PutRecordsError::ProvisionedThroughputExceededException(_) => {
+                Some(FailureKind::Throttled)
+            }
             PutRecordsError::InternalFailureException(_)
-            | PutRecordsError::KmsThrottlingException(_) => FailureKind::Transient,
+            | PutRecordsError::KmsThrottlingException(_) => Some(FailureKind::Transient),
             PutRecordsError::AccessDeniedException(_)
             | PutRecordsError::InvalidArgumentException(_)
             | PutRecordsError::ResourceNotFoundException(_)
@@ -82,44 +50,13 @@ where
             | PutRecordsError::KmsDisabledException(_)
             | PutRecordsError::KmsInvalidStateException(_)
             | PutRecordsError::KmsNotFoundException(_)
-            | PutRecordsError::KmsOptInRequired(_) => FailureKind::Permanent,
-            other => {
-                let status = service.raw().status_code();
-                match other.code() {
-                    Some(code) if classify_code(code) != FailureKind::Permanent => {
-                        classify_code(code)
-                    }
-                    Some(code) if is_known_permanent(code) => FailureKind::Permanent,
-                    _ if status == 429 => FailureKind::Throttled,
-                    _ if status >= 500 => FailureKind::Transient,
-                    _ => FailureKind::Permanent,
-                }
-            }
+            | PutRecordsError::KmsOptInRequired(_) => Some(FailureKind::Permanent),
+            _ => None,
         },
-        // `SdkError` is non-exhaustive; a new kind is treated as transient,
-        // which fails the batch for a later retry rather than dropping it.
-        _ => FailureKind::Transient,
+        _ => None,
     };
+    let kind = modeled.unwrap_or_else(|| crate::aws_failure::classify_sdk_error(err));
     (kind, describe_sdk_error(err))
-}
-
-/// Codes documented as permanent for `PutRecords`.
-fn is_known_permanent(code: &str) -> bool {
-    matches!(
-        code,
-        "AccessDeniedException"
-            | "InvalidArgumentException"
-            | "ValidationException"
-            | "ResourceNotFoundException"
-            | "KMSAccessDeniedException"
-            | "KMSDisabledException"
-            | "KMSInvalidStateException"
-            | "KMSNotFoundException"
-            | "KMSOptInRequired"
-            | "UnrecognizedClientException"
-            | "MissingAuthenticationToken"
-            | "InvalidSignatureException"
-    )
 }
 
 /// The whole error chain of an SDK error, on one line.
@@ -131,17 +68,6 @@ where
     DisplayErrorContext(err).to_string()
 }
 
-/// The HTTP status of a raw response.
-pub(crate) trait HasStatus {
-    fn status_code(&self) -> u16;
-}
-
-impl HasStatus for aws_smithy_runtime_api::client::orchestrator::HttpResponse {
-    fn status_code(&self) -> u16 {
-        self.status().as_u16()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
@@ -149,28 +75,6 @@ mod tests {
     use aws_smithy_types::body::SdkBody;
 
     use super::*;
-
-    #[test]
-    fn per_record_codes() {
-        assert_eq!(
-            classify_code("ProvisionedThroughputExceededException"),
-            FailureKind::Throttled
-        );
-        assert_eq!(classify_code("InternalFailure"), FailureKind::Transient);
-        assert_eq!(
-            classify_code("KMSThrottlingException"),
-            FailureKind::Transient
-        );
-        assert_eq!(
-            classify_code("KMSDisabledException"),
-            FailureKind::Permanent
-        );
-        assert_eq!(
-            classify_code("AccessDeniedException"),
-            FailureKind::Permanent
-        );
-        assert_eq!(classify_code("SomethingNew"), FailureKind::Permanent);
-    }
 
     fn service_error(err: PutRecordsError, status: u16) -> SdkError<PutRecordsError, HttpResponse> {
         SdkError::service_error(

@@ -17,7 +17,7 @@
 
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 
-use crate::kinesis::failure::{classify_code, FailureKind, HasStatus};
+use crate::aws_failure::{classify_sdk_error, FailureKind, HasStatus};
 
 /// The class of a failed Kinesis call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,36 +29,22 @@ pub(crate) enum Failure {
 }
 
 /// Classifies a failed read-side call: the read-specific codes first, then
-/// the codes the sink knows ([`classify_code`]), then the HTTP status (429
-/// throttled, 5xx transient).
+/// the crate-wide rule (`crate::aws_failure::classify_sdk_error`: SDK
+/// failure kind, code, HTTP status).
 pub(crate) fn classify<E, R>(err: &SdkError<E, R>) -> Failure
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + HasStatus,
 {
-    match err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            Failure::Transient
+    if let SdkError::ServiceError(service) = err {
+        if let Some(class) = service.err().code().and_then(classify_read_code) {
+            return class;
         }
-        // The request could not even be built: sending it again won't help.
-        SdkError::ConstructionFailure(_) => Failure::Fatal,
-        SdkError::ServiceError(service) => {
-            let code = service.err().code();
-            if let Some(class) = code.and_then(classify_read_code) {
-                return class;
-            }
-            let status = service.raw().status_code();
-            match code.map(classify_code) {
-                Some(FailureKind::Throttled) => Failure::Throttled,
-                Some(FailureKind::Transient) => Failure::Transient,
-                _ if status == 429 => Failure::Throttled,
-                _ if status >= 500 => Failure::Transient,
-                _ => Failure::Fatal,
-            }
-        }
-        // `SdkError` is non-exhaustive: an unknown kind is retried within
-        // the policy rather than ending the stream at once.
-        _ => Failure::Transient,
+    }
+    match classify_sdk_error(err) {
+        FailureKind::Throttled => Failure::Throttled,
+        FailureKind::Transient => Failure::Transient,
+        FailureKind::Permanent => Failure::Fatal,
     }
 }
 
