@@ -438,6 +438,50 @@ async fn concurrent_appends_under_always_share_one_write_and_one_fdatasync() {
     assert_eq!(drain(&mut reader, 100).await.len(), 65);
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn appenders_answered_by_a_group_rejoin_the_next_one_instead_of_alternating() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, mut reader, _) = Wal::open(WalOptions::new(dir.path()).fsync(Fsync::Always))
+        .await
+        .unwrap();
+    let (appenders, rounds) = (16u32, 40u32);
+    let spawn = |a: u32| {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            for r in 0..rounds {
+                let i = a * rounds + r;
+                writer.append(payloads(i..i + 1)).await.unwrap();
+            }
+        })
+    };
+    // Task 0 appends first; once its group is being written (a blocking
+    // fdatasync), the other 15 start and queue behind it. Without gathering
+    // the groups would then alternate between those two sets forever (each
+    // set appends again while the other's group is written: about two
+    // groups per round). The writer waits for the tasks it just answered,
+    // so from the second group on every group carries all 16.
+    let mut tasks = vec![spawn(0)];
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+    }
+    tasks.extend((1..appenders).map(spawn));
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let stats = writer.stats();
+    assert_eq!(stats.next_lsn, Lsn(u64::from(appenders * rounds)));
+    assert!(
+        stats.group_writes <= u64::from(rounds) + 3,
+        "{} groups for {rounds} rounds of {appenders} appenders: {stats:?}",
+        stats.group_writes
+    );
+    assert_eq!(stats.synced_lsn, stats.next_lsn);
+    assert_eq!(
+        drain(&mut reader, 1_000).await.len(),
+        (appenders * rounds) as usize
+    );
+}
+
 #[tokio::test]
 async fn a_cancelled_next_batch_returns_nothing_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
