@@ -15,6 +15,13 @@
 //!   acknowledged only after an fdatasync); group commit lets them share
 //!   fdatasyncs. Compare with `fdatasync 100-byte writes/s` from
 //!   `scripts/machine-limits.sh`.
+//! - `always_64_senders` paired rounds (printed at the end): this machine's
+//!   disk swings by 10× within a minute, so a ratio of figures taken minutes
+//!   apart says little. Each round measures the raw rate of single 100-byte
+//!   `write` + `fdatasync` calls on a file in the same directory the WAL
+//!   uses, then one `always_64_senders` run, then the raw rate again; the
+//!   round's ratio is the run's records/s over the mean of the two raw
+//!   rates. The median over the rounds is the figure to compare with 20×.
 
 use std::time::{Duration, Instant};
 
@@ -180,6 +187,73 @@ fn always_64_senders(c: &mut Criterion) {
     group.finish();
 }
 
+/// Raw rate of single 100-byte appends each followed by an fdatasync, on a
+/// fresh file in `dir` (what `dd oflag=dsync` measures).
+fn raw_fdatasync_rate(dir: &std::path::Path, writes: u32) -> f64 {
+    use std::io::Write;
+    let path = dir.join("raw-fdatasync");
+    let mut file = std::fs::File::create(&path).expect("probe file");
+    let block = [b'x'; 100];
+    let start = Instant::now();
+    for _ in 0..writes {
+        file.write_all(&block).expect("write");
+        file.sync_data().expect("fdatasync");
+    }
+    let rate = f64::from(writes) / start.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(path).expect("remove probe");
+    rate
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// `always_64_senders` against the raw fdatasync rate, in paired rounds
+/// (see the module docs).
+fn always_vs_raw_fdatasync_rounds() {
+    // Criterion's name filter, if any, applies here too.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    if filter.is_some_and(|f| !"always_64_senders".contains(f.as_str())) {
+        return;
+    }
+    let rounds: usize = std::env::var("ALWAYS_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
+    let rt = runtime();
+    let (senders, per_sender) = (64u64, 100u64);
+    let probe = bench_dir();
+    let (mut ratios, mut raws, mut rates) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let before = raw_fdatasync_rate(probe.path(), 300);
+        let took = rt.block_on(always_once(senders, per_sender));
+        let after = raw_fdatasync_rate(probe.path(), 300);
+        let raw = (before + after) / 2.0;
+        let rate = (senders * per_sender) as f64 / took.as_secs_f64();
+        ratios.push(rate / raw);
+        raws.push(raw);
+        rates.push(rate);
+    }
+    let (lo, hi) = ratios
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+    println!(
+        "always_64_senders vs raw fdatasync, {rounds} paired rounds: \
+         median ratio {:.1}x (min {lo:.1}x, max {hi:.1}x); \
+         median raw {:.0} fdatasyncs/s, median always {:.0} records/s",
+        median(ratios),
+        median(raws),
+        median(rates),
+    );
+}
+
 fn check_record_size() {
     let size = serde_json::to_vec(&event(1_234_567)).expect("json").len();
     assert_eq!(size, 100, "bench records must be 100 bytes of JSON");
@@ -190,6 +264,7 @@ fn benches(c: &mut Criterion) {
     interval_forward(c, Clock::Wall);
     interval_forward(c, Clock::Cpu);
     always_64_senders(c);
+    always_vs_raw_fdatasync_rounds();
 }
 
 criterion_group!(producer, benches);
