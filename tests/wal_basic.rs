@@ -212,14 +212,20 @@ async fn files_are_private() {
     writer.append(payloads(0..3)).await.unwrap();
     reader.next_batch(2, usize::MAX).await.unwrap();
     reader.commit(Lsn(2)).await.unwrap();
-    let mut checked = 0;
+    let mut checked = Vec::new();
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let entry = entry.unwrap();
         let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{:?}", entry.file_name());
-        checked += 1;
+        checked.push(entry.file_name().to_string_lossy().into_owned());
     }
-    assert_eq!(checked, 2, "one segment and the committed file");
+    checked.sort();
+    assert_eq!(
+        checked.len(),
+        3,
+        "one segment, the committed file and the lock: {checked:?}"
+    );
+    assert_eq!(&checked[1..], ["committed", "lock"], "{checked:?}");
 }
 
 #[tokio::test]

@@ -8,7 +8,13 @@
 //! tasks have finished, and fails with [`WalError::AlreadyOpen`] if they do
 //! not finish in time (its handles are still in use).
 //!
-//! Not guaranteed: exclusion between processes (there is no lock file).
+//! Between processes, the guard holds an exclusive advisory lock
+//! (`flock`) on the file `lock` in the directory for as long as the
+//! instance lives: a second process (or anything else that takes the lock)
+//! gets [`WalError::LockedElsewhere`] instead of corrupting the log. The
+//! lock goes with the process, so a crashed process never leaves it behind.
+//! On a file system without locks (some network file systems) the log opens
+//! without one and says so in a warning.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,7 +39,13 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, Arc<Notify>>> {
 pub(crate) struct DirGuard {
     dir: PathBuf,
     released: Arc<Notify>,
+    /// The locked `lock` file (closing it releases the lock); `None` until
+    /// taken, or where the file system has no locks.
+    _lock: Option<std::fs::File>,
 }
+
+/// The file in a log directory that an open instance holds locked.
+pub(crate) const LOCK_FILE: &str = "lock";
 
 impl Drop for DirGuard {
     fn drop(&mut self) {
@@ -55,7 +67,16 @@ pub(crate) async fn acquire(dir: &Path) -> Result<Arc<DirGuard>, WalError> {
                 None => {
                     let released = Arc::new(Notify::new());
                     open.insert(key.clone(), released.clone());
-                    return Ok(Arc::new(DirGuard { dir: key, released }));
+                    drop(open);
+                    let mut guard = DirGuard {
+                        dir: key,
+                        released,
+                        _lock: None,
+                    };
+                    // On failure, dropping `guard` releases the claim (which
+                    // takes the registry lock: not held here).
+                    guard._lock = lock_against_other_processes(&guard.dir)?;
+                    return Ok(Arc::new(guard));
                 }
                 Some(n) => n.clone(),
             }
@@ -74,5 +95,29 @@ pub(crate) async fn acquire(dir: &Path) -> Result<Arc<DirGuard>, WalError> {
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
             return Err(WalError::AlreadyOpen { dir: key });
         }
+    }
+}
+
+/// Takes the exclusive lock on the directory's [`LOCK_FILE`] without
+/// waiting: another holder means another process has the log open.
+fn lock_against_other_processes(dir: &Path) -> Result<Option<std::fs::File>, WalError> {
+    let path = dir.join(LOCK_FILE);
+    let file = crate::durable_fs::private_options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| WalError::io("open", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(WalError::LockedElsewhere {
+            dir: dir.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+            tracing::warn!(dir = %dir.display(), "WAL: the file system has no file locks; nothing keeps another process from opening this log");
+            Ok(None)
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(WalError::io("lock", &path, e)),
     }
 }

@@ -92,6 +92,14 @@ pub enum WalError {
         /// The directory.
         dir: PathBuf,
     },
+
+    /// Another process has the log open (it holds the lock on the
+    /// directory's `lock` file).
+    #[error("WAL directory {} is locked: another process has the log open", dir.display())]
+    LockedElsewhere {
+        /// The directory.
+        dir: PathBuf,
+    },
 }
 
 impl WalError {
@@ -147,6 +155,7 @@ impl WalError {
             },
             WalError::Closed => WalError::Closed,
             WalError::AlreadyOpen { dir } => WalError::AlreadyOpen { dir: dir.clone() },
+            WalError::LockedElsewhere { dir } => WalError::LockedElsewhere { dir: dir.clone() },
         }
     }
 }

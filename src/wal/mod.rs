@@ -57,10 +57,14 @@
 //!
 //! # Not guaranteed
 //!
-//! - One process per directory: two processes opening the same log corrupt
-//!   it (no lock file). Within a process, opening a directory whose previous
-//!   instance's tasks are still finishing waits for them, and fails with
-//!   [`WalError::AlreadyOpen`] while that instance's handles are alive.
+//! - Exclusion between processes on a file system without file locks (some
+//!   network file systems): there, two processes opening the same log
+//!   corrupt it. Elsewhere another process's open fails with
+//!   [`WalError::LockedElsewhere`] (an exclusive `flock` on the directory's
+//!   `lock` file, released by the kernel when the holder dies). Within a
+//!   process, opening a directory whose previous instance's tasks are still
+//!   finishing waits for them, and fails with [`WalError::AlreadyOpen`]
+//!   while that instance's handles are alive.
 //! - Under `Interval`/`Never`, a power loss (not a process crash) loses the
 //!   unsynced records; with the committed position already past them,
 //!   recovery starts a fresh segment at the committed position.
