@@ -358,28 +358,47 @@ impl<'a> Attempt<'a> {
                 attempts: 0,
             });
         }
-        let new_group = || Group {
-            aggregator: Aggregator::new(max_bytes),
-            indices: Vec::new(),
-            hash_key: None,
+        let new_group = |records: usize, bytes: usize| {
+            let mut aggregator = Aggregator::new(max_bytes);
+            aggregator.reserve(records, bytes);
+            Group {
+                aggregator,
+                indices: Vec::with_capacity(records),
+                hash_key: None,
+            }
         };
         // Lanes by shard index; records outside the map (a reshard in
-        // progress) by hash key.
+        // progress) by hash key. A first pass counts each shard's records
+        // and bytes, so that its aggregates are allocated once.
+        let shards: Vec<Option<usize>> = valid
+            .iter()
+            .map(|&(_, hash_key)| map.shard_for(hash_key).map(|(shard, _)| shard))
+            .collect();
+        let mut shard_totals = vec![(0usize, 0usize); map.len()];
+        for (&(index, _), shard) in valid.iter().zip(&shards) {
+            if let Some(shard) = *shard {
+                shard_totals[shard].0 += 1;
+                shard_totals[shard].1 += batch[index].data.len();
+            }
+        }
         let mut by_shard: Vec<Option<Group>> = Vec::new();
         by_shard.resize_with(map.len(), || None);
         let mut by_hash_key: HashMap<u128, Group> = HashMap::new();
         let mut entries = Vec::new();
-        for (index, hash_key) in valid {
-            let (lane, group) = match map.shard_for(hash_key) {
-                Some((shard, _)) => (
+        for ((index, hash_key), shard) in valid.into_iter().zip(shards) {
+            let (lane, group) = match shard {
+                Some(shard) => (
                     Lane::Shard(shard),
-                    by_shard[shard].get_or_insert_with(new_group),
+                    by_shard[shard].get_or_insert_with(|| {
+                        let (records, bytes) = shard_totals[shard];
+                        new_group(records, bytes)
+                    }),
                 ),
                 None => (
                     Lane::HashKey(hash_key.value()),
                     by_hash_key
                         .entry(hash_key.value())
-                        .or_insert_with(new_group),
+                        .or_insert_with(|| new_group(0, 0)),
                 ),
             };
             let record = &batch[index];

@@ -107,6 +107,18 @@ impl Aggregator {
         self.count == 0
     }
 
+    /// Makes room for about `records` more records holding `data_bytes`
+    /// bytes of data in all (never more than one full aggregate), so that
+    /// adding them does not grow the buffers step by step.
+    pub(crate) fn reserve(&mut self, records: usize, data_bytes: usize) {
+        // Per record: the record's tag and length, the key index and the
+        // data's tag and length, a few bytes each.
+        let bytes = data_bytes.saturating_add(records.saturating_mul(8));
+        self.records.reserve(bytes.min(self.max_bytes));
+        let records = records.min(self.max_bytes);
+        self.partition_keys.reserve(records);
+    }
+
     /// Exact length of the protobuf message so far.
     fn encoded_len(&self) -> usize {
         self.partition_keys.encoded.len()
@@ -300,6 +312,11 @@ impl KeyTable {
             index: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
         }
+    }
+
+    fn reserve(&mut self, keys: usize) {
+        self.spans.reserve(keys);
+        self.index.reserve(keys, |&(hash, _)| hash);
     }
 
     fn key(&self, index: u64) -> &[u8] {
