@@ -19,7 +19,8 @@
 //! The machine is shared (2 cores, other builds running), so beside
 //! criterion's wall-clock figures each `mocked` case prints its process CPU
 //! time per record (all threads: tokio workers, the WAL's), which other
-//! load does not inflate.
+//! load does not inflate. Like the wall-clock time, it covers the measured
+//! part of an iteration only, not the building of its input records.
 
 use std::time::{Duration, Instant};
 
@@ -77,18 +78,48 @@ fn process_cpu() -> Duration {
 static SPENT: std::sync::Mutex<Vec<(String, u64, Duration, Duration)>> =
     std::sync::Mutex::new(Vec::new());
 
+/// Wall and process CPU time of the measured part of one iteration.
+struct Spent {
+    wall: Duration,
+    cpu: Duration,
+}
+
+/// Starts measuring; [`Stopwatch::stop`] gives what was spent since.
+struct Stopwatch {
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl Stopwatch {
+    fn start() -> Self {
+        Self {
+            cpu: process_cpu(),
+            wall: Instant::now(),
+        }
+    }
+
+    fn stop(self) -> Spent {
+        let wall = self.wall.elapsed();
+        Spent {
+            wall,
+            cpu: process_cpu() - self.cpu,
+        }
+    }
+}
+
 /// Runs `once` `iters` times; returns the wall time and notes the CPU time.
 async fn timed<F, Fut>(label: &str, records: u64, iters: u64, once: F) -> Duration
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Duration>,
+    Fut: std::future::Future<Output = Spent>,
 {
-    let cpu = process_cpu();
     let mut total = Duration::ZERO;
+    let mut cpu = Duration::ZERO;
     for _ in 0..iters {
-        total += once().await;
+        let spent = once().await;
+        total += spent.wall;
+        cpu += spent.cpu;
     }
-    let cpu = process_cpu() - cpu;
     let mut spent = SPENT.lock().expect("bench bookkeeping");
     match spent.iter_mut().find(|(l, ..)| l == label) {
         Some(entry) => {
@@ -102,7 +133,7 @@ where
 }
 
 /// Prints records per wall-second and per CPU-second of every id so far
-/// (warm-up included: the process CPU clock cannot tell them apart).
+/// (criterion's warm-up included).
 fn print_cpu_figures() {
     for (label, records, wall, cpu) in SPENT.lock().expect("bench bookkeeping").iter() {
         println!(
@@ -231,7 +262,7 @@ fn sink_for(case: &Case) -> KinesisSink {
         .build()
 }
 
-async fn wal_and_sink_once(case: &Case) -> Duration {
+async fn wal_and_sink_once(case: &Case) -> Spent {
     let dir = bench_dir();
     let sink = sink_for(case);
     let metrics = sink.metrics();
@@ -241,21 +272,21 @@ async fn wal_and_sink_once(case: &Case) -> Duration {
         .fsync(Fsync::Interval(Duration::from_millis(10)))
         .max_records(case.max_records)
         .max_bytes(64 << 20);
-    let start = Instant::now();
+    let stopwatch = Stopwatch::start();
     let wal = sink.buffered_wal(config).await.expect("open");
     stream::iter(records)
         .map(Ok)
         .forward(wal)
         .await
         .expect("forward");
-    let elapsed = start.elapsed();
+    let spent = stopwatch.stop();
     let m = metrics.snapshot();
     assert_eq!(m.records_sent, case.records);
     assert_eq!(m.shard_mispredictions, 0);
-    elapsed
+    spent
 }
 
-async fn sink_alone_once(case: &Case) -> Duration {
+async fn sink_alone_once(case: &Case) -> Spent {
     let mut sink = sink_for(case);
     let metrics = sink.metrics();
     let batches: Vec<Vec<KinesisRecord>> = (0..case.records)
@@ -264,13 +295,13 @@ async fn sink_alone_once(case: &Case) -> Duration {
         .chunks(case.max_records)
         .map(<[KinesisRecord]>::to_vec)
         .collect();
-    let start = Instant::now();
+    let stopwatch = Stopwatch::start();
     for batch in batches {
         sink.send(batch).await.expect("send");
     }
-    let elapsed = start.elapsed();
+    let spent = stopwatch.stop();
     assert_eq!(metrics.snapshot().records_sent, case.records);
-    elapsed
+    spent
 }
 
 fn mocked(c: &mut Criterion) {

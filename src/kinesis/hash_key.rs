@@ -9,6 +9,8 @@
 //! to another shard after a reshard.
 //!
 //! This module only computes and parses keys; it knows nothing of shards.
+//! The sink computes them through a [`HashKeyCache`]: producers reuse
+//! partition keys, and a map lookup is several times cheaper than an MD5.
 
 use std::fmt;
 use std::str::FromStr;
@@ -108,9 +110,75 @@ pub struct InvalidHashKey {
     pub key: String,
 }
 
+/// The hash keys of recently seen partition keys.
+///
+/// Bounded: it holds at most [`HashKeyCache::CAPACITY`] keys and starts
+/// afresh when full, so memory stays small (about 1 MiB at most, keys of
+/// typical length) whatever the number of distinct keys; a workload
+/// cycling through more keys than that just computes more MD5s. Keyed by
+/// the exact partition key, so a cached hash key is always the one
+/// [`HashKey::from_partition_key`] gives.
+#[derive(Debug, Default)]
+pub(crate) struct HashKeyCache {
+    keys: hashbrown::HashMap<Box<str>, HashKey>,
+}
+
+impl HashKeyCache {
+    /// Most keys held at once.
+    pub(crate) const CAPACITY: usize = 16 * 1024;
+
+    /// [`HashKey::of`] `record`, through the cache.
+    pub(crate) fn of(&mut self, record: &KinesisRecord) -> Result<HashKey, InvalidHashKey> {
+        match &record.explicit_hash_key {
+            Some(explicit) => HashKey::parse_explicit(explicit),
+            None => Ok(self.of_partition_key(&record.partition_key)),
+        }
+    }
+
+    /// [`HashKey::from_partition_key`], through the cache.
+    pub(crate) fn of_partition_key(&mut self, partition_key: &str) -> HashKey {
+        if let Some(&hash_key) = self.keys.get(partition_key) {
+            return hash_key;
+        }
+        let hash_key = HashKey::from_partition_key(partition_key);
+        if self.keys.len() >= Self::CAPACITY {
+            self.keys.clear();
+        }
+        self.keys.insert(partition_key.into(), hash_key);
+        hash_key
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_gives_the_computed_keys_and_stays_bounded() {
+        let mut cache = HashKeyCache::default();
+        for round in 0..2 {
+            for i in 0..HashKeyCache::CAPACITY + 10 {
+                let key = format!("key-{i}");
+                assert_eq!(
+                    cache.of_partition_key(&key),
+                    HashKey::from_partition_key(&key),
+                    "round {round}, key {key}"
+                );
+                assert!(cache.len() <= HashKeyCache::CAPACITY);
+            }
+        }
+        let explicit = KinesisRecord::new("x", "a").with_explicit_hash_key("7");
+        assert_eq!(cache.of(&explicit).unwrap().value(), 7);
+        let invalid = KinesisRecord::new("x", "a").with_explicit_hash_key("07");
+        assert!(cache.of(&invalid).is_err());
+        let plain = KinesisRecord::new("x", "a");
+        assert_eq!(cache.of(&plain).unwrap(), HashKey::from_partition_key("a"));
+    }
 
     #[test]
     fn partition_key_hash_is_big_endian_md5() {

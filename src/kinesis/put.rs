@@ -36,13 +36,13 @@ use tokio::time::Instant;
 
 use super::aggregation::{Aggregator, Refused};
 use super::failure::{classify_code, classify_put_records_error, FailureKind};
-use super::hash_key::HashKey;
+use super::hash_key::{HashKey, HashKeyCache};
 use super::limits::{MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_COUNT};
 use super::metrics::KinesisMetricsHandle;
 use super::rate_limit::{Portion, RateLimiter, ShardRateLimit};
 use super::shard_map::{self, ShardMap};
 use super::target::StreamTarget;
-use super::validation::validate;
+use super::validation::validate_with;
 use super::KinesisRecord;
 use crate::{Error, RejectedRecord, RetryPolicy};
 
@@ -70,6 +70,7 @@ pub(crate) struct Shared {
     pub metrics: KinesisMetricsHandle,
     shard_map: Mutex<ShardMapState>,
     limiter: Mutex<RateLimiter>,
+    hash_keys: Mutex<HashKeyCache>,
 }
 
 #[derive(Debug, Default)]
@@ -186,6 +187,7 @@ impl Shared {
             metrics,
             shard_map: Mutex::new(ShardMapState::default()),
             limiter: Mutex::new(limiter),
+            hash_keys: Mutex::default(),
         }
     }
 
@@ -264,23 +266,27 @@ impl<'a> Attempt<'a> {
     /// is stored or rejected.
     async fn run(&mut self) -> Result<(), Error> {
         let shared = self.shared;
-        let mut valid = Vec::new();
-        let batch = self.batch.clone();
-        for (index, record) in batch.iter().enumerate() {
-            if self.done[index] {
-                continue;
-            }
-            match validate(record) {
-                Ok(hash_key) => valid.push((index, hash_key)),
-                Err(reason) => {
-                    tracing::warn!(
-                        target: "unistream::kinesis",
-                        stream = %shared.label, index, %reason,
-                        "record rejected before sending"
-                    );
-                    self.reject(&[index], reason.to_string());
+        let mut valid = Vec::with_capacity(self.batch.len());
+        let mut invalid = Vec::new();
+        {
+            let mut hash_keys = shared.hash_keys();
+            for (index, record) in self.batch.iter().enumerate() {
+                if self.done[index] {
+                    continue;
+                }
+                match validate_with(record, &mut hash_keys) {
+                    Ok(hash_key) => valid.push((index, hash_key)),
+                    Err(reason) => invalid.push((index, reason)),
                 }
             }
+        }
+        for (index, reason) in invalid {
+            tracing::warn!(
+                target: "unistream::kinesis",
+                stream = %shared.label, index, %reason,
+                "record rejected before sending"
+            );
+            self.reject(&[index], reason.to_string());
         }
         if valid.is_empty() {
             return Ok(());
@@ -308,13 +314,14 @@ impl<'a> Attempt<'a> {
     fn build_entries(&mut self, valid: Vec<(usize, HashKey)>, map: &ShardMap) -> Vec<Entry> {
         let batch = self.batch.clone();
         let Some(max_bytes) = self.shared.options.aggregation else {
+            let mut hash_keys = self.shared.hash_keys();
             return valid
                 .into_iter()
                 .map(|(index, hash_key)| {
                     let record = &batch[index];
                     let lane = Lane::Key(match record.explicit_hash_key {
                         None => hash_key.value(),
-                        Some(_) => HashKey::from_partition_key(&record.partition_key).value(),
+                        Some(_) => hash_keys.of_partition_key(&record.partition_key).value(),
                     });
                     Entry {
                         body: Body::User(index),
@@ -351,21 +358,53 @@ impl<'a> Attempt<'a> {
                 attempts: 0,
             });
         }
-        let mut groups: HashMap<Lane, Group> = HashMap::new();
-        let mut entries = Vec::new();
-        for (index, hash_key) in valid {
-            let lane = match map.shard_for(hash_key) {
-                Some((shard, _)) => Lane::Shard(shard),
-                None => Lane::HashKey(hash_key.value()),
-            };
-            let group = groups.entry(lane).or_insert_with(|| Group {
-                aggregator: Aggregator::new(max_bytes),
-                indices: Vec::new(),
+        let new_group = |records: usize, bytes: usize| {
+            let mut aggregator = Aggregator::new(max_bytes);
+            aggregator.reserve(records, bytes);
+            Group {
+                aggregator,
+                indices: Vec::with_capacity(records),
                 hash_key: None,
-            });
+            }
+        };
+        // Lanes by shard index; records outside the map (a reshard in
+        // progress) by hash key. A first pass counts each shard's records
+        // and bytes, so that its aggregates are allocated once.
+        let shards: Vec<Option<usize>> = valid
+            .iter()
+            .map(|&(_, hash_key)| map.shard_for(hash_key).map(|(shard, _)| shard))
+            .collect();
+        let mut shard_totals = vec![(0usize, 0usize); map.len()];
+        for (&(index, _), shard) in valid.iter().zip(&shards) {
+            if let Some(shard) = *shard {
+                shard_totals[shard].0 += 1;
+                shard_totals[shard].1 += batch[index].data.len();
+            }
+        }
+        let mut by_shard: Vec<Option<Group>> = Vec::new();
+        by_shard.resize_with(map.len(), || None);
+        let mut by_hash_key: HashMap<u128, Group> = HashMap::new();
+        let mut entries = Vec::new();
+        for ((index, hash_key), shard) in valid.into_iter().zip(shards) {
+            let (lane, group) = match shard {
+                Some(shard) => (
+                    Lane::Shard(shard),
+                    by_shard[shard].get_or_insert_with(|| {
+                        let (records, bytes) = shard_totals[shard];
+                        new_group(records, bytes)
+                    }),
+                ),
+                None => (
+                    Lane::HashKey(hash_key.value()),
+                    by_hash_key
+                        .entry(hash_key.value())
+                        .or_insert_with(|| new_group(0, 0)),
+                ),
+            };
             let record = &batch[index];
             loop {
-                match group.aggregator.try_add_ref(record) {
+                // The hash key is valid: validation computed it.
+                match group.aggregator.try_add_with_hash_key(record, hash_key) {
                     Ok(()) => {
                         group.indices.push(index);
                         group.hash_key.get_or_insert(hash_key);
@@ -374,8 +413,7 @@ impl<'a> Attempt<'a> {
                     // The first record of an aggregate is always taken, so
                     // this loops at most twice.
                     Err(Refused::Full) => finish(lane, group, &mut entries),
-                    // Validation checked the hash key already; kept so that
-                    // nothing is ever dropped silently.
+                    // Kept so that nothing is ever dropped silently.
                     Err(Refused::InvalidHashKey(reason)) => {
                         self.reject(&[index], reason.to_string());
                         break;
@@ -383,8 +421,13 @@ impl<'a> Attempt<'a> {
                 }
             }
         }
-        for (lane, group) in groups.iter_mut() {
-            finish(*lane, group, &mut entries);
+        for (shard, group) in by_shard.iter_mut().enumerate() {
+            if let Some(group) = group {
+                finish(Lane::Shard(shard), group, &mut entries);
+            }
+        }
+        for (hash_key, group) in by_hash_key.iter_mut() {
+            finish(Lane::HashKey(*hash_key), group, &mut entries);
         }
         // Lanes must keep batch order; across lanes any order would do, and
         // batch order is the natural one.
@@ -780,5 +823,10 @@ impl Shared {
 
     fn limiter(&self) -> MutexGuard<'_, RateLimiter> {
         self.limiter.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn hash_keys(&self) -> MutexGuard<'_, HashKeyCache> {
+        // A cache: any state it is left in is valid.
+        self.hash_keys.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

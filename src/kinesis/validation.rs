@@ -11,7 +11,7 @@
 //! request time (permissions, KMS keys), which the sink learns from the
 //! response.
 
-use super::hash_key::{HashKey, InvalidHashKey};
+use super::hash_key::{HashKey, HashKeyCache, InvalidHashKey};
 use super::limits::{MAX_PARTITION_KEY_CHARS, MAX_RECORD_BYTES, MIN_PARTITION_KEY_CHARS};
 use super::KinesisRecord;
 
@@ -50,6 +50,21 @@ pub enum InvalidRecord {
 /// );
 /// ```
 pub fn validate(record: &KinesisRecord) -> Result<HashKey, InvalidRecord> {
+    check_limits(record)?;
+    Ok(HashKey::of(record)?)
+}
+
+/// [`validate`], computing the hash key through `cache`.
+pub(crate) fn validate_with(
+    record: &KinesisRecord,
+    cache: &mut HashKeyCache,
+) -> Result<HashKey, InvalidRecord> {
+    check_limits(record)?;
+    Ok(cache.of(record)?)
+}
+
+/// The partition-key length and the billed size.
+fn check_limits(record: &KinesisRecord) -> Result<(), InvalidRecord> {
     // Counting characters is O(n); the byte length settles the common case:
     // a key of 1 to 256 bytes has 1 to 256 characters.
     let key = &record.partition_key;
@@ -63,7 +78,7 @@ pub fn validate(record: &KinesisRecord) -> Result<HashKey, InvalidRecord> {
     if bytes > MAX_RECORD_BYTES {
         return Err(InvalidRecord::TooLarge { bytes });
     }
-    Ok(HashKey::of(record)?)
+    Ok(())
 }
 
 #[cfg(test)]

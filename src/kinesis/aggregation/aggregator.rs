@@ -8,9 +8,10 @@
 //! placed by its first record's hash key, lands where each of its records
 //! would have).
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use bytes::Bytes;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use md5::{Digest, Md5};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
@@ -56,14 +57,12 @@ use crate::kinesis::KinesisRecord;
 #[derive(Debug)]
 pub struct Aggregator {
     max_bytes: usize,
-    /// Protobuf field 1 entries (partition-key table), encoded as added.
-    partition_key_table: Vec<u8>,
-    /// Protobuf field 2 entries (explicit-hash-key table).
-    explicit_hash_key_table: Vec<u8>,
+    /// Protobuf field 1 (partition-key table), encoded as keys are added.
+    partition_keys: KeyTable,
+    /// Protobuf field 2 (explicit-hash-key table).
+    explicit_hash_keys: KeyTable,
     /// Protobuf field 3 entries (records).
     records: Vec<u8>,
-    partition_keys: HashMap<String, u64>,
-    explicit_hash_keys: HashMap<String, u64>,
     count: usize,
     /// The first record, returned unchanged when it stays alone.
     first: Option<KinesisRecord>,
@@ -84,11 +83,9 @@ impl Aggregator {
     pub fn new(max_bytes: usize) -> Self {
         Self {
             max_bytes: max_bytes.min(MAX_RECORD_BYTES),
-            partition_key_table: Vec::new(),
-            explicit_hash_key_table: Vec::new(),
+            partition_keys: KeyTable::new(1),
+            explicit_hash_keys: KeyTable::new(2),
             records: Vec::new(),
-            partition_keys: HashMap::new(),
-            explicit_hash_keys: HashMap::new(),
             count: 0,
             first: None,
             first_hash_key: HashKey::MIN,
@@ -110,9 +107,23 @@ impl Aggregator {
         self.count == 0
     }
 
+    /// Makes room for about `records` more records holding `data_bytes`
+    /// bytes of data in all (never more than one full aggregate), so that
+    /// adding them does not grow the buffers step by step.
+    pub(crate) fn reserve(&mut self, records: usize, data_bytes: usize) {
+        // Per record: the record's tag and length, the key index and the
+        // data's tag and length, a few bytes each.
+        let bytes = data_bytes.saturating_add(records.saturating_mul(8));
+        self.records.reserve(bytes.min(self.max_bytes));
+        let records = records.min(self.max_bytes);
+        self.partition_keys.reserve(records);
+    }
+
     /// Exact length of the protobuf message so far.
     fn encoded_len(&self) -> usize {
-        self.partition_key_table.len() + self.explicit_hash_key_table.len() + self.records.len()
+        self.partition_keys.encoded.len()
+            + self.explicit_hash_keys.encoded.len()
+            + self.records.len()
     }
 
     /// Billed bytes (data plus partition key) of the record
@@ -146,28 +157,42 @@ impl Aggregator {
     /// `record` instead of taking it (the data is copied into the encoding
     /// right away, which is cheaper than keeping the record).
     pub fn try_add_ref(&mut self, record: &KinesisRecord) -> Result<(), Refused> {
-        if self.is_empty() {
-            self.first_hash_key = HashKey::of(record).map_err(Refused::InvalidHashKey)?;
-        } else if let Some(explicit) = &record.explicit_hash_key {
-            HashKey::parse_explicit(explicit).map_err(Refused::InvalidHashKey)?;
-        }
+        let hash_key = match &record.explicit_hash_key {
+            Some(explicit) => HashKey::parse_explicit(explicit).map_err(Refused::InvalidHashKey)?,
+            None if self.is_empty() => HashKey::from_partition_key(&record.partition_key),
+            // Only the first record's hash key is used: spare the MD5.
+            None => HashKey::MIN,
+        };
+        self.add(record, hash_key)
+    }
 
+    /// Like [`try_add_ref`](Aggregator::try_add_ref) for a record whose
+    /// explicit hash key is known to be valid and whose hash key the caller
+    /// computed already ([`HashKey::of`]); never refuses it as invalid.
+    pub(crate) fn try_add_with_hash_key(
+        &mut self,
+        record: &KinesisRecord,
+        hash_key: HashKey,
+    ) -> Result<(), Refused> {
+        self.add(record, hash_key)
+    }
+
+    fn add(&mut self, record: &KinesisRecord, hash_key: HashKey) -> Result<(), Refused> {
         let mut added = 0;
-        let known_key = self.partition_keys.get(&record.partition_key).copied();
-        let partition_key_index = known_key.unwrap_or(self.partition_keys.len() as u64);
-        if known_key.is_none() {
+        let partition_key = self.partition_keys.lookup(&record.partition_key);
+        if partition_key.index.is_none() {
             added += table_entry_len(record.partition_key.len());
         }
-        let (explicit_hash_key_index, known_explicit) = match &record.explicit_hash_key {
-            None => (None, true),
-            Some(key) => match self.explicit_hash_keys.get(key) {
-                Some(&index) => (Some(index), true),
-                None => {
-                    added += table_entry_len(key.len());
-                    (Some(self.explicit_hash_keys.len() as u64), false)
-                }
-            },
-        };
+        let explicit_hash_key = record
+            .explicit_hash_key
+            .as_deref()
+            .map(|key| (key, self.explicit_hash_keys.lookup(key)));
+        if let Some((key, Lookup { index: None, .. })) = explicit_hash_key {
+            added += table_entry_len(key.len());
+        }
+        let partition_key_index = partition_key.index_or_next(&self.partition_keys);
+        let explicit_hash_key_index =
+            explicit_hash_key.map(|(_, lookup)| lookup.index_or_next(&self.explicit_hash_keys));
         let inner = 1
             + encoded_len_varint(partition_key_index)
             + explicit_hash_key_index.map_or(0, |i| 1 + encoded_len_varint(i))
@@ -185,16 +210,12 @@ impl Aggregator {
         // Fields in the order the KPL (C++ protobuf) writes them: each table
         // entry and each record is appended to its field's buffer; `finish`
         // joins the buffers in field order.
-        if known_key.is_none() {
-            encode_table_entry(1, &record.partition_key, &mut self.partition_key_table);
+        if partition_key.index.is_none() {
             self.partition_keys
-                .insert(record.partition_key.clone(), partition_key_index);
+                .push(partition_key.hash, &record.partition_key);
         }
-        if let (false, Some(key)) = (known_explicit, &record.explicit_hash_key) {
-            encode_table_entry(2, key, &mut self.explicit_hash_key_table);
-            if let Some(index) = explicit_hash_key_index {
-                self.explicit_hash_keys.insert(key.clone(), index);
-            }
+        if let Some((key, Lookup { index: None, hash })) = explicit_hash_key {
+            self.explicit_hash_keys.push(hash, key);
         }
         let out = &mut self.records;
         encode_key(3, WireType::LengthDelimited, out);
@@ -211,6 +232,7 @@ impl Aggregator {
 
         if self.count == 0 {
             self.first = Some(record.clone());
+            self.first_hash_key = hash_key;
         }
         self.count += 1;
         Ok(())
@@ -221,36 +243,112 @@ impl Aggregator {
     pub fn finish(&mut self) -> Option<KinesisRecord> {
         let count = std::mem::replace(&mut self.count, 0);
         let first = self.first.take();
-        self.partition_keys.clear();
-        self.explicit_hash_keys.clear();
         let result = match count {
             0 => None,
             1 => first,
             _ => {
+                let fields = [
+                    &self.partition_keys.encoded[..],
+                    &self.explicit_hash_keys.encoded[..],
+                    &self.records[..],
+                ];
+                let mut md5 = Md5::new();
                 let mut framed = Vec::with_capacity(FIXED_OVERHEAD_BYTES + self.encoded_len());
                 framed.extend_from_slice(&MAGIC);
-                framed.extend_from_slice(&self.partition_key_table);
-                framed.extend_from_slice(&self.explicit_hash_key_table);
-                framed.extend_from_slice(&self.records);
-                let digest = Md5::digest(&framed[MAGIC.len()..]);
-                framed.extend_from_slice(&digest);
+                for field in fields {
+                    md5.update(field);
+                    framed.extend_from_slice(field);
+                }
+                framed.extend_from_slice(&md5.finalize());
                 Some(
                     KinesisRecord::new(Bytes::from(framed), AGGREGATE_PARTITION_KEY)
                         .with_explicit_hash_key(self.first_hash_key.to_string()),
                 )
             }
         };
-        self.partition_key_table.clear();
-        self.explicit_hash_key_table.clear();
+        self.partition_keys.clear();
+        self.explicit_hash_keys.clear();
         self.records.clear();
         result
     }
 }
 
-fn encode_table_entry(field: u32, key: &str, out: &mut Vec<u8>) {
-    encode_key(field, WireType::LengthDelimited, out);
-    encode_varint(key.len() as u64, out);
-    out.extend_from_slice(key.as_bytes());
+/// One key table of the aggregate being built: its protobuf field entries
+/// and an index from key to position, so that each distinct key is stored
+/// once. The index holds positions, not copies of the keys: adding a key
+/// costs no allocation beyond the growth of the encoded field.
+#[derive(Debug)]
+struct KeyTable {
+    field: u32,
+    /// The field's entries (tag, length, key bytes), in table order.
+    encoded: Vec<u8>,
+    /// Where each key's bytes are in `encoded`, by table index.
+    spans: Vec<(usize, usize)>,
+    /// Table indices, found by the hash of their key.
+    index: HashTable<(u64, u64)>,
+    hasher: DefaultHashBuilder,
+}
+
+/// Where a key is in a [`KeyTable`], if it is there.
+#[derive(Debug, Clone, Copy)]
+struct Lookup {
+    hash: u64,
+    index: Option<u64>,
+}
+
+impl Lookup {
+    /// The key's index: where it is, or where it goes when added.
+    fn index_or_next(self, table: &KeyTable) -> u64 {
+        self.index.unwrap_or(table.spans.len() as u64)
+    }
+}
+
+impl KeyTable {
+    fn new(field: u32) -> Self {
+        Self {
+            field,
+            encoded: Vec::new(),
+            spans: Vec::new(),
+            index: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+
+    fn reserve(&mut self, keys: usize) {
+        self.spans.reserve(keys);
+        self.index.reserve(keys, |&(hash, _)| hash);
+    }
+
+    fn key(&self, index: u64) -> &[u8] {
+        let (start, end) = self.spans[index as usize];
+        &self.encoded[start..end]
+    }
+
+    fn lookup(&self, key: &str) -> Lookup {
+        let hash = self.hasher.hash_one(key);
+        let index = self
+            .index
+            .find(hash, |&(h, i)| h == hash && self.key(i) == key.as_bytes())
+            .map(|&(_, i)| i);
+        Lookup { hash, index }
+    }
+
+    /// Appends `key` (not in the table yet; `hash` from [`lookup`]).
+    fn push(&mut self, hash: u64, key: &str) {
+        encode_key(self.field, WireType::LengthDelimited, &mut self.encoded);
+        encode_varint(key.len() as u64, &mut self.encoded);
+        let start = self.encoded.len();
+        self.encoded.extend_from_slice(key.as_bytes());
+        let index = self.spans.len() as u64;
+        self.spans.push((start, self.encoded.len()));
+        self.index.insert_unique(hash, (hash, index), |&(h, _)| h);
+    }
+
+    fn clear(&mut self) {
+        self.encoded.clear();
+        self.spans.clear();
+        self.index.clear();
+    }
 }
 
 /// Encoded length of one string entry of a key table (tag, length, bytes).
