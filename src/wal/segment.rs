@@ -5,7 +5,7 @@
 //! on `tokio::task::spawn_blocking`.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::format::{
@@ -256,8 +256,14 @@ impl SegmentReader {
             return Ok(Ok(h.len));
         }
         let mut raw = [0u8; FRAME_HEADER_LEN as usize];
-        let read = read_fully(&mut self.reader, &mut raw)
-            .map_err(|e| WalError::io("read segment", &self.path, e))?;
+        let read = if let Some(bytes) = self.reader.buffer().get(..raw.len()) {
+            raw.copy_from_slice(bytes);
+            self.reader.consume(raw.len());
+            raw.len()
+        } else {
+            read_fully(&mut self.reader, &mut raw)
+                .map_err(|e| WalError::io("read segment", &self.path, e))?
+        };
         if read < raw.len() {
             self.resync()?;
             let reason = if read == 0 {
@@ -301,13 +307,19 @@ impl SegmentReader {
                 reason: "internal: frame header lost".to_owned(),
             }));
         };
-        // Read straight into spare capacity: no zero-filling first.
-        let mut payload = Vec::with_capacity(len as usize);
-        let read = (&mut self.reader)
-            .take(u64::from(len))
-            .read_to_end(&mut payload)
-            .map_err(|e| WalError::io("read segment", &self.path, e))?;
-        if read < len as usize {
+        let wanted = len as usize;
+        let (payload, read) = if let Some(bytes) = self.reader.buffer().get(..wanted) {
+            // Usually the whole frame is already buffered: one copy.
+            let payload = bytes.to_vec();
+            self.reader.consume(wanted);
+            (payload, wanted)
+        } else {
+            let mut payload = vec![0u8; wanted];
+            let read = read_fully(&mut self.reader, &mut payload)
+                .map_err(|e| WalError::io("read segment", &self.path, e))?;
+            (payload, read)
+        };
+        if read < wanted {
             self.resync()?;
             return Ok(Err(Damage::Rest {
                 offset: self.offset,
