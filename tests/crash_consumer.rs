@@ -163,7 +163,7 @@ fn consumer_child() {
                 let written = log.write_all(format!("{}\n", record.id).as_bytes());
                 processed += 1;
                 // Pace the consumer so that the kills land mid-file.
-                let pause = processed % 50 == 0;
+                let pause = processed.is_multiple_of(50);
                 async move {
                     written.map_err(|e| unistream::Error::io("append to", "log", e))?;
                     if pause {

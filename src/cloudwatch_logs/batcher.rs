@@ -320,9 +320,9 @@ struct HumanDuration(Duration);
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.0.as_secs();
-        if self.0.subsec_nanos() == 0 && secs >= 86_400 && secs % 86_400 == 0 {
+        if self.0.subsec_nanos() == 0 && secs >= 86_400 && secs.is_multiple_of(86_400) {
             write!(f, "{} days", secs / 86_400)
-        } else if self.0.subsec_nanos() == 0 && secs >= 3_600 && secs % 3_600 == 0 {
+        } else if self.0.subsec_nanos() == 0 && secs >= 3_600 && secs.is_multiple_of(3_600) {
             write!(f, "{} h", secs / 3_600)
         } else {
             write!(f, "{:?}", self.0)

@@ -116,7 +116,7 @@ impl<T> MemorySink<T> {
             state.fail_next -= 1;
             true
         } else {
-            matches!(state.fail_every, Some(k) if k > 0 && state.attempts % k == 0)
+            matches!(state.fail_every, Some(k) if k > 0 && state.attempts.is_multiple_of(k))
         };
         if injected {
             state.failures += 1;

@@ -12,8 +12,13 @@
 //!    batches, up to [`READ_AHEAD_BATCHES`] of them are read in one go (at
 //!    most [`READ_AHEAD_BYTES`] unless one batch is larger), which saves a
 //!    trip to the blocking thread pool per batch; each is still delivered
-//!    and committed on its own. Bytes that no longer decode (the codec
-//!    changed) become dead letters carrying the raw bytes.
+//!    and committed on its own. Large reads are decoded on the blocking
+//!    thread too. While the target works on one batch, the next full batch
+//!    (if one is already due by size) is read and decoded meanwhile, so
+//!    reading, decoding and the target's own work overlap; nothing read
+//!    ahead counts as delivered until the target has taken it. Bytes that no
+//!    longer decode (the codec changed) become dead letters carrying the raw
+//!    bytes.
 //! 3. **Deliver** it to the target (`send` + flush), retrying failures per
 //!    the [`RetryPolicy`] with backoff. [`Error::Rejected`] means the batch
 //!    went through except the named records, which become dead letters with
@@ -50,7 +55,7 @@ use std::time::Duration;
 use futures::{FutureExt, Sink, SinkExt};
 use tokio::time::Instant;
 
-use crate::codec::Codec;
+use crate::codec::{Codec, CodecError};
 use crate::dead_letter::DeadLetter;
 use crate::error::{Error, RejectedRecord};
 use crate::retry::RetryPolicy;
@@ -68,6 +73,15 @@ pub(super) const COMMIT_EVERY_WITHOUT_FSYNC: Duration = Duration::from_millis(10
 pub(super) const READ_AHEAD_BATCHES: usize = 8;
 /// Bytes read ahead, at most (unless a single batch is larger).
 pub(super) const READ_AHEAD_BYTES: usize = 8 << 20;
+/// Reads of at least this many records are decoded on the blocking thread
+/// pool; smaller ones (where the trip costs more than it saves) in place.
+const DECODE_APART_RECORDS: usize = 256;
+
+/// A batch read from the log, with each record decoded.
+pub(super) struct ReadBatch<T> {
+    records: Vec<WalRecord>,
+    decoded: Vec<Result<T, CodecError>>,
+}
 
 pub(super) struct Delivery<T, S, C> {
     pub(super) reader: WalReader,
@@ -89,7 +103,7 @@ pub(super) struct Delivery<T, S, C> {
     /// When the delivered position was last handed to the committer.
     pub(super) last_commit: Instant,
     /// Full batches read ahead, not yet delivered.
-    pub(super) ahead: VecDeque<Vec<WalRecord>>,
+    pub(super) ahead: VecDeque<ReadBatch<T>>,
 }
 
 /// What the task does next.
@@ -222,68 +236,45 @@ where
 
     /// The next batch: read ahead earlier, or read now together with the
     /// full batches that follow it.
-    async fn read_batch(&mut self) -> Result<Vec<WalRecord>, Error> {
+    async fn read_batch(&mut self) -> Result<ReadBatch<T>, Error> {
         if let Some(batch) = self.ahead.pop_front() {
             return Ok(batch);
         }
-        let Batching {
-            max_records,
-            max_bytes,
-            ..
-        } = self.batching;
-        let chunk = self
-            .reader
-            .next_batch(
-                max_records.saturating_mul(READ_AHEAD_BATCHES),
-                max_bytes.max(READ_AHEAD_BYTES.min(max_bytes.saturating_mul(READ_AHEAD_BATCHES))),
-            )
-            .await?;
-        let mut batches = VecDeque::new();
-        let capacity = max_records.min(chunk.len());
-        let mut current: Vec<WalRecord> = Vec::with_capacity(capacity);
-        let mut bytes = 0;
-        for record in chunk {
-            if !current.is_empty()
-                && (current.len() >= max_records || bytes + record.payload.len() > max_bytes)
-            {
-                batches.push_back(std::mem::replace(
-                    &mut current,
-                    Vec::with_capacity(capacity),
-                ));
-                bytes = 0;
-            }
-            bytes += record.payload.len();
-            current.push(record);
-        }
-        if let Some(first) = current.first() {
-            let full = current.len() >= max_records || bytes >= max_bytes;
-            if batches.is_empty() || full {
-                batches.push_back(current);
-            } else {
-                // A partial batch behind full ones is not due yet: leave it
-                // in the log, where its age keeps counting.
-                self.reader.rewind(first.lsn);
-            }
-        }
-        let batch = batches.pop_front().unwrap_or_default();
+        let mut batches = read_batches(&mut self.reader, &self.codec, &self.batching).await?;
+        let batch = batches.pop_front().unwrap_or(ReadBatch {
+            records: Vec::new(),
+            decoded: Vec::new(),
+        });
         self.ahead = batches;
         Ok(batch)
     }
 
+    /// Whether a full batch beyond the one in hand is already due by size,
+    /// so that it can be read while the target works.
+    fn next_batch_full(&self) -> bool {
+        let backlog = self.reader.backlog();
+        self.ahead.is_empty()
+            && (backlog.records >= self.batching.max_records as u64
+                || backlog.bytes >= self.batching.max_bytes as u64)
+    }
+
     /// Reads, delivers, dead-letters and commits one batch.
     async fn deliver_batch(&mut self) -> Result<(), Error> {
-        let records = self.read_batch().await?;
+        let ReadBatch {
+            records,
+            decoded: results,
+        } = self.read_batch().await?;
         let Some(last) = records.last().map(|r| r.lsn.0) else {
             return Ok(());
         };
 
-        // Decode; remember which log records the batch holds, so rejected
-        // indices map back to them.
+        // Remember which log records the batch holds, so rejected indices
+        // map back to them.
         let mut dead: Vec<(usize, DeadLetter<T>)> = Vec::new();
         let mut decoded = Vec::with_capacity(records.len());
         let mut in_batch = Vec::with_capacity(records.len());
-        for (i, record) in records.iter().enumerate() {
-            match self.codec.decode(&record.payload) {
+        for (i, (record, result)) in records.iter().zip(results).enumerate() {
+            match result {
                 Ok(item) => {
                     decoded.push(item);
                     in_batch.push(i);
@@ -299,12 +290,42 @@ where
             }
         }
 
-        let (outcome, attempts) = if decoded.is_empty() {
-            (Outcome::Delivered, 0)
-        } else {
-            self.deliver_with_retry(decoded, &records, &in_batch)
-                .await?
+        // Deliver, reading the next full batch meanwhile.
+        let read_ahead = self.next_batch_full();
+        let deliver = async {
+            if decoded.is_empty() {
+                Ok((Outcome::Delivered, 0))
+            } else {
+                deliver_with_retry(
+                    &mut self.target,
+                    &self.codec,
+                    &self.retry,
+                    decoded,
+                    &records,
+                    &in_batch,
+                )
+                .await
+            }
         };
+        let read = async {
+            if read_ahead {
+                Some(read_batches(&mut self.reader, &self.codec, &self.batching).await)
+            } else {
+                None
+            }
+        };
+        let (delivered, read) = futures::future::join(deliver, read).await;
+        // A failed read stops the task, but only after this batch is done
+        // with (dead-lettered, committed).
+        let read_error = match read {
+            Some(Ok(batches)) => {
+                self.ahead = batches;
+                None
+            }
+            Some(Err(e)) => Some(e),
+            None => None,
+        };
+        let (outcome, attempts) = delivered?;
 
         let mut given_up_error = None;
         match outcome {
@@ -384,46 +405,127 @@ where
             Some(_) => {} // committed later: within `every`, or when idle
         }
         self.shared.committed(self.reader.durable_committed().0);
-        Ok(())
-    }
-
-    /// Sends the batch until it is delivered, partly rejected, or out of
-    /// attempts. Returns the outcome and the attempts made.
-    async fn deliver_with_retry(
-        &mut self,
-        first: Vec<T>,
-        records: &[WalRecord],
-        in_batch: &[usize],
-    ) -> Result<(Outcome, u32), Error> {
-        let mut batch = Some(first);
-        let mut attempts: u32 = 0;
-        loop {
-            // A failed send consumed the batch; decode it again from the
-            // bytes read from the log rather than require `T: Clone`.
-            let items = match batch.take() {
-                Some(items) => items,
-                None => in_batch
-                    .iter()
-                    .map(|&i| self.codec.decode(&records[i].payload))
-                    .collect::<Result<Vec<_>, _>>()?,
-            };
-            attempts = attempts.saturating_add(1);
-            match self.target.send(items).await.map_err(Into::into) {
-                Ok(()) => return Ok((Outcome::Delivered, attempts)),
-                Err(Error::Rejected(rejected)) => {
-                    return Ok((Outcome::Rejected(rejected), attempts))
-                }
-                Err(error) if self.retry.allows_another(attempts) => {
-                    let delay = self.retry.backoff(attempts - 1);
-                    tracing::warn!(%error, attempts, ?delay, "delivery failed; retrying");
-                    tokio::time::sleep(delay).await;
-                }
-                Err(error) => return Ok((Outcome::Exhausted(error), attempts)),
-            }
+        match read_error {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 
     fn origin_of(&self, record: &WalRecord) -> String {
         format!("wal {} lsn {}", self.origin, record.lsn.0)
     }
+}
+
+/// Sends the batch until it is delivered, partly rejected, or out of
+/// attempts. Returns the outcome and the attempts made.
+async fn deliver_with_retry<T, S, C>(
+    target: &mut Pin<Box<S>>,
+    codec: &C,
+    retry: &RetryPolicy,
+    first: Vec<T>,
+    records: &[WalRecord],
+    in_batch: &[usize],
+) -> Result<(Outcome, u32), Error>
+where
+    S: Sink<Vec<T>>,
+    S::Error: Into<Error>,
+    C: Codec<T>,
+{
+    let mut batch = Some(first);
+    let mut attempts: u32 = 0;
+    loop {
+        // A failed send consumed the batch; decode it again from the
+        // bytes read from the log rather than require `T: Clone`.
+        let items = match batch.take() {
+            Some(items) => items,
+            None => in_batch
+                .iter()
+                .map(|&i| codec.decode(&records[i].payload))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        attempts = attempts.saturating_add(1);
+        match target.send(items).await.map_err(Into::into) {
+            Ok(()) => return Ok((Outcome::Delivered, attempts)),
+            Err(Error::Rejected(rejected)) => return Ok((Outcome::Rejected(rejected), attempts)),
+            Err(error) if retry.allows_another(attempts) => {
+                let delay = retry.backoff(attempts - 1);
+                tracing::warn!(%error, attempts, ?delay, "delivery failed; retrying");
+                tokio::time::sleep(delay).await;
+            }
+            Err(error) => return Ok((Outcome::Exhausted(error), attempts)),
+        }
+    }
+}
+
+/// Reads the next batch from the log together with the full batches that
+/// follow it (up to [`READ_AHEAD_BATCHES`] / [`READ_AHEAD_BYTES`]), and
+/// decodes them (large reads on the blocking thread pool). A partial batch
+/// behind full ones is left in the log, where its age keeps counting.
+async fn read_batches<T, C>(
+    reader: &mut WalReader,
+    codec: &C,
+    batching: &Batching,
+) -> Result<VecDeque<ReadBatch<T>>, Error>
+where
+    T: Send + 'static,
+    C: Codec<T>,
+{
+    let Batching {
+        max_records,
+        max_bytes,
+        ..
+    } = *batching;
+    let chunk = reader
+        .next_batch(
+            max_records.saturating_mul(READ_AHEAD_BATCHES),
+            max_bytes.max(READ_AHEAD_BYTES.min(max_bytes.saturating_mul(READ_AHEAD_BATCHES))),
+        )
+        .await?;
+    let total = chunk.len();
+    let mut batches = Vec::new();
+    let capacity = max_records.min(total);
+    let mut current: Vec<WalRecord> = Vec::with_capacity(capacity);
+    let mut bytes = 0;
+    for record in chunk {
+        if !current.is_empty()
+            && (current.len() >= max_records || bytes + record.payload.len() > max_bytes)
+        {
+            batches.push(std::mem::replace(
+                &mut current,
+                Vec::with_capacity(capacity),
+            ));
+            bytes = 0;
+        }
+        bytes += record.payload.len();
+        current.push(record);
+    }
+    if let Some(first) = current.first() {
+        let full = current.len() >= max_records || bytes >= max_bytes;
+        if batches.is_empty() || full {
+            batches.push(current);
+        } else {
+            reader.rewind(first.lsn);
+        }
+    }
+    let decode = move |batches: Vec<Vec<WalRecord>>, codec: &C| {
+        batches
+            .into_iter()
+            .map(|records| {
+                let decoded = records.iter().map(|r| codec.decode(&r.payload)).collect();
+                ReadBatch { records, decoded }
+            })
+            .collect::<VecDeque<_>>()
+    };
+    if total < DECODE_APART_RECORDS {
+        return Ok(decode(batches, codec));
+    }
+    let codec = codec.clone();
+    tokio::task::spawn_blocking(move || decode(batches, &codec))
+        .await
+        .map_err(|e| {
+            Error::target(
+                "buffered_wal",
+                format!("decoding records read from the write-ahead log failed: {e}"),
+            )
+        })
 }
