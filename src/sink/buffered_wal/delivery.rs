@@ -398,9 +398,13 @@ where
 
         match self.commit_every {
             None => self.reader.commit(Lsn(last + 1)).await?,
-            Some(every) if self.ahead.is_empty() && self.last_commit.elapsed() >= every => {
-                // Everything returned by the reader is delivered now.
-                self.commit_delivered()?;
+            Some(every) if self.last_commit.elapsed() >= every => {
+                // Up to this batch, not what was read ahead: under a steady
+                // backlog something is always read ahead.
+                if Lsn(last + 1) > self.reader.committed() {
+                    self.reader.start_commit(Lsn(last + 1))?;
+                }
+                self.last_commit = Instant::now();
             }
             Some(_) => {} // committed later: within `every`, or when idle
         }
