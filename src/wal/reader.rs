@@ -47,9 +47,11 @@ pub struct WalRecord {
 /// order and commits the delivered ones.
 ///
 /// Memory: one segment read buffer, the records of the batch being read,
-/// and 4 bytes per record returned but not yet committed (to restore the
-/// backlog on [`rewind`](Self::rewind)); a reader that commits what it
-/// delivers stays bounded whatever the backlog on disk.
+/// 4 bytes per record returned but not yet committed (to restore the
+/// backlog on [`rewind`](Self::rewind)) and 24 bytes per record of the last
+/// batch (where each frame is, so that rewinding into it does not rescan
+/// its segment); a reader that commits what it delivers stays bounded
+/// whatever the backlog on disk.
 pub struct WalReader {
     shared: Arc<Shared>,
     written_rx: watch::Receiver<u64>,
@@ -59,8 +61,13 @@ pub struct WalReader {
     persisted_rx: watch::Receiver<Persisted>,
     /// Open segment positioned at the frame of `next`, if any.
     cursor: Option<SegmentReader>,
-    /// Where recovery located the committed position (used once).
+    /// Where the next read starts, when known without scanning its segment
+    /// from the top: the committed position found by recovery, or the
+    /// target of a [`rewind`](Self::rewind) into the last batch returned.
     start: Option<ReaderStart>,
+    /// Segment and byte offset of every record of the last batch returned
+    /// that was read without damage, by lsn (for cheap rewinds).
+    last_positions: Vec<(u64, u64, u64)>,
     /// Next lsn to return.
     next: u64,
     /// Every lsn below is committed.
@@ -103,6 +110,7 @@ impl WalReader {
             next: start.lsn,
             committed: start.lsn,
             returned: VecDeque::new(),
+            last_positions: Vec::new(),
             consumed_payload: 0,
             quarantined: recovered_quarantine.to_vec(),
             seen: recovered_quarantine
@@ -196,6 +204,7 @@ impl WalReader {
             self.consumed_payload += u64::from(len);
         }
         self.returned.extend(batch.lens);
+        self.last_positions = batch.positions;
         self.next = batch.next;
         Ok(batch.records)
     }
@@ -214,6 +223,20 @@ impl WalReader {
         }
         self.next = from;
         self.cursor = None;
+        // Into the last batch (the usual case: its tail is handed back),
+        // the record's frame is known: no scan from the segment's top.
+        self.start = self
+            .last_positions
+            .binary_search_by_key(&from, |&(lsn, _, _)| lsn)
+            .ok()
+            .map(|i| {
+                let (lsn, segment, offset) = self.last_positions[i];
+                ReaderStart {
+                    lsn,
+                    segment,
+                    offset: Some(offset),
+                }
+            });
     }
 
     /// Persists that every record with lsn < `upto` is delivered, and
@@ -334,6 +357,8 @@ struct Batch {
     quarantined: Vec<QuarantinedFrame>,
     /// Payload length of every lsn consumed (0 for skipped ones).
     lens: Vec<u32>,
+    /// (lsn, segment, frame offset) of every record read without damage.
+    positions: Vec<(u64, u64, u64)>,
     next: u64,
 }
 
@@ -369,6 +394,7 @@ impl ReadJob {
             records: Vec::with_capacity(expected),
             quarantined: Vec::new(),
             lens: Vec::with_capacity(expected),
+            positions: Vec::with_capacity(expected),
             next: self.next,
         };
         let mut bytes = 0u64;
@@ -416,10 +442,12 @@ impl ReadJob {
                     }
                 }
             }
+            let (segment, offset) = (c.first, c.offset);
             match c.next_frame()? {
                 Ok(payload) => {
                     let len = payload.len() as u32;
                     bytes += u64::from(len);
+                    batch.positions.push((lsn, segment, offset));
                     batch.records.push(WalRecord {
                         lsn: Lsn(lsn),
                         payload,
