@@ -146,7 +146,7 @@ fn spawn_child(dir: &Path, first: u64, last: Option<u64>, fsync: &str) -> Child 
             format!("{};{first};{last};{fsync}", dir.display()),
         )
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::inherit())
         .spawn()
         .unwrap()
 }

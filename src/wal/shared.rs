@@ -22,6 +22,9 @@ pub(crate) struct Shared {
     pub(crate) space_freed: Notify,
     /// Set when the reader is dropped: nothing can free space any more.
     pub(crate) reader_gone: AtomicBool,
+    /// Requests handed to the writer task's channel so far (the task counts
+    /// what it received; the difference is what waits in the channel).
+    pub(crate) requests_sent: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) struct State {
@@ -54,6 +57,7 @@ impl Shared {
             state: Mutex::new(state),
             space_freed: Notify::new(),
             reader_gone: AtomicBool::new(false),
+            requests_sent: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

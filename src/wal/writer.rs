@@ -7,19 +7,23 @@
 //! touched), then — under [`Fsync::Always`], or when a [`WalWriter::sync`] is
 //! queued — one `fdatasync` for the whole group. While that I/O runs on a
 //! blocking thread, new appends queue up and go out together in the next
-//! group, so N concurrent appenders cost far fewer than N fdatasyncs.
+//! group, so N concurrent appenders cost far fewer than N fdatasyncs. The
+//! blocking thread also answers the group's appenders as soon as the
+//! shared state (stats, what the reader may read) says the group is written
+//! and synced: one hop less on their way back, and their wake-ups spread
+//! over the runtime's workers.
 //!
 //! Under [`Fsync::Always`] the task also **gathers** before a group goes
 //! out: the appenders the previous group just answered usually append again
 //! at once, and without waiting for them the next group would carry only
 //! what queued during the previous fdatasync (concurrent appenders then
 //! split into two alternating half-size groups). So the task yields to the
-//! runtime until as many appends are queued as were in flight last time
-//! (the previous group plus what queued behind it), but for at most half
-//! the duration of the previous group's write and fdatasync (and
-//! [`MAX_GATHER`]): an appender that does not come back costs at most that,
-//! once, as the expectation then drops to what did come. A lone appender
-//! never waits.
+//! runtime until as many requests are queued as were in flight when the
+//! previous group was answered (that group's appends plus the requests
+//! then waiting in the channel), but for at most half the duration of the
+//! previous group's write and fdatasync (and [`MAX_GATHER`]): an appender
+//! that does not come back costs at most that, once, as the expectation
+//! then drops to what did come. A lone appender never waits.
 //!
 //! Under [`Fsync::Interval`] the task fdatasyncs at most one interval after
 //! the first unsynced write. A segment is fdatasynced when it is sealed
@@ -33,6 +37,7 @@
 //! (which repairs a partly written tail).
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -132,6 +137,7 @@ impl WalWriter {
         self.tx
             .send(Request::Append { records, reply })
             .map_err(|_| WalError::Closed)?;
+        self.shared.requests_sent.fetch_add(1, Ordering::Relaxed);
         rx.await.map_err(|_| WalError::Closed)?
     }
 
@@ -142,6 +148,7 @@ impl WalWriter {
         self.tx
             .send(Request::Sync { reply })
             .map_err(|_| WalError::Closed)?;
+        self.shared.requests_sent.fetch_add(1, Ordering::Relaxed);
         rx.await.map_err(|_| WalError::Closed)?
     }
 
@@ -229,7 +236,7 @@ struct Outcome {
 pub(crate) struct WriterTask {
     rx: mpsc::UnboundedReceiver<Request>,
     shared: Arc<Shared>,
-    written_tx: watch::Sender<u64>,
+    written_tx: Arc<watch::Sender<u64>>,
     segment: Option<ActiveSegment>,
     queue: VecDeque<Pending>,
     buf: Vec<u8>,
@@ -238,8 +245,11 @@ pub(crate) struct WriterTask {
     sync_deadline: Option<Instant>,
     failed: Option<String>,
     closed: bool,
-    /// Appends answered by the previous group (for gathering).
-    last_answered: usize,
+    /// Requests taken from the channel so far.
+    received: u64,
+    /// Appends in flight when the previous group was answered: the ones it
+    /// answered plus those then waiting in the channel (for gathering).
+    last_in_flight: usize,
     /// How long the previous group's blocking write (and fdatasync) took.
     last_io: std::time::Duration,
     /// Keeps the directory claimed until the last write is done.
@@ -258,7 +268,7 @@ impl WriterTask {
         Self {
             rx,
             shared,
-            written_tx,
+            written_tx: Arc::new(written_tx),
             segment: Some(segment),
             queue: VecDeque::new(),
             buf: Vec::new(),
@@ -267,7 +277,8 @@ impl WriterTask {
             sync_deadline: None,
             failed: None,
             closed: false,
-            last_answered: 0,
+            received: 0,
+            last_in_flight: 0,
             last_io: std::time::Duration::ZERO,
             _guard: guard,
         }
@@ -289,7 +300,7 @@ impl WriterTask {
                         continue;
                     }
                     msg = self.rx.recv() => match msg {
-                        Some(m) => self.queue.push_back(m.into()),
+                        Some(m) => self.receive(m),
                         None => { self.closed = true; continue; }
                     },
                 }
@@ -328,8 +339,8 @@ impl WriterTask {
     /// runtime rather than sleeping: a timer's millisecond resolution is
     /// coarser than a whole fdatasync on a fast disk.
     async fn gather(&mut self) {
-        let expected = self.queue.len() + self.last_answered;
-        self.last_answered = 0;
+        let expected = self.last_in_flight;
+        self.last_in_flight = 0;
         if expected <= 1 || self.closed {
             return;
         }
@@ -341,13 +352,18 @@ impl WriterTask {
         }
     }
 
+    fn receive(&mut self, request: Request) {
+        self.received += 1;
+        self.queue.push_back(request.into());
+    }
+
     fn drain_channel(&mut self) {
         if self.closed {
             return;
         }
         loop {
             match self.rx.try_recv() {
-                Ok(m) => self.queue.push_back(m.into()),
+                Ok(m) => self.receive(m),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
                     self.closed = true;
@@ -427,7 +443,7 @@ impl WriterTask {
         tokio::select! {
             _ = self.shared.space_freed.notified() => {}
             msg = self.rx.recv(), if !self.closed => match msg {
-                Some(m) => self.queue.push_back(m.into()),
+                Some(m) => self.receive(m),
                 None => self.closed = true,
             },
             _ = sleep_until(self.sync_deadline) => self.sync_now().await,
@@ -479,10 +495,34 @@ impl WriterTask {
         let dir = options.dir.clone();
         let mut group = std::mem::take(&mut self.queue);
         let mut buf = std::mem::take(&mut self.buf);
+        let (shared, written_tx) = (self.shared.clone(), self.written_tx.clone());
+        let (written_before, appended_at) = (self.written, Instant::now());
+        let received = self.received;
         let io_start = std::time::Instant::now();
+        // The appenders are answered from the blocking thread as soon as
+        // the group is durable (after the shared state says so): one hop
+        // less on the way back, and their wake-ups spread over the
+        // runtime's workers.
         let joined = tokio::task::spawn_blocking(move || {
-            let result = write_frames(&dir, &mut segment, &mut buf, &mut group, params);
-            (segment, buf, group, result)
+            match write_frames(&dir, &mut segment, &mut buf, &mut group, params) {
+                Ok(outcome) => {
+                    publish(&shared, &written_tx, written_before, &outcome, appended_at);
+                    // A sender counts its request just after sending it:
+                    // the task may have received it first.
+                    let waiting = shared
+                        .requests_sent
+                        .load(Ordering::Relaxed)
+                        .saturating_sub(received);
+                    let (rest, answered) = answer(group, &outcome, params.cap);
+                    (
+                        segment,
+                        buf,
+                        rest,
+                        Ok((outcome, answered + waiting as usize)),
+                    )
+                }
+                Err(e) => (segment, buf, group, Err(e)),
+            }
         })
         .await;
         self.last_io = io_start.elapsed();
@@ -497,8 +537,8 @@ impl WriterTask {
         };
         self.segment = Some(segment);
         self.buf = buf;
-        let outcome = match result {
-            Ok(o) => o,
+        let (outcome, in_flight) = match result {
+            Ok(done) => done,
             Err(e) => {
                 self.fail(&e);
                 for p in group {
@@ -507,89 +547,26 @@ impl WriterTask {
                 return false;
             }
         };
-        self.apply(&outcome);
-        let rolled = outcome.sizes.len() > 1;
-        for p in group {
-            match p {
-                Pending::Append {
-                    records,
-                    done,
-                    first,
-                    full,
-                    reply,
-                } => {
-                    if let Some(bytes) = full {
-                        let _ = reply.send(Err(WalError::Full {
-                            bytes,
-                            cap: params.cap,
-                        }));
-                    } else if done == records.len() {
-                        self.last_answered += 1;
-                        let _ = reply.send(Ok(Lsn(first.unwrap_or(outcome.next_lsn))));
-                    } else {
-                        self.queue.push_back(Pending::Append {
-                            records,
-                            done,
-                            first,
-                            full,
-                            reply,
-                        });
-                    }
-                }
-                Pending::Sync { reached, reply } => {
-                    if reached && outcome.synced {
-                        let _ = reply.send(Ok(()));
-                    } else {
-                        self.queue.push_back(Pending::Sync {
-                            reached: false,
-                            reply,
-                        });
-                    }
-                }
-            }
-        }
-        if rolled {
-            // A segment sealed by this group may already be committed.
-            self.delete_committed_segments().await;
-        }
-        outcome.blocked
-    }
-
-    /// Publishes a group's effect to the shared state and the reader.
-    fn apply(&mut self, outcome: &Outcome) {
-        let now = Instant::now();
-        {
-            let mut st = self.shared.lock();
-            for &(first, size) in &outcome.sizes {
-                st.segments.insert(first, size);
-            }
-            if let Some(&(active, _)) = outcome.sizes.last() {
-                st.active = active;
-            }
-            st.bytes_on_disk += outcome.bytes_added;
-            st.payload_added(outcome.payload_added);
-            st.fdatasyncs += outcome.syncs;
-            if outcome.next_lsn > self.written {
-                st.group_writes += 1;
-            }
-            if outcome.next_lsn > self.written {
-                st.mark(self.written, now);
-            }
-            st.written = outcome.next_lsn;
-            if outcome.synced {
-                st.synced = outcome.next_lsn;
-            }
-        }
+        self.last_in_flight = in_flight;
         self.written = outcome.next_lsn;
         if outcome.synced {
             self.synced = outcome.next_lsn;
             self.sync_deadline = None;
         } else if self.synced < self.written && self.sync_deadline.is_none() {
             if let Fsync::Interval(d) = self.shared.options.fsync {
-                self.sync_deadline = Some(now + d);
+                self.sync_deadline = Some(Instant::now() + d);
             }
         }
-        self.written_tx.send_replace(self.written);
+        // What is not done yet goes first in the next group.
+        for p in group.into_iter().rev() {
+            self.queue.push_front(p);
+        }
+        let rolled = outcome.sizes.len() > 1;
+        if rolled {
+            // A segment sealed by this group may already be committed.
+            self.delete_committed_segments().await;
+        }
+        outcome.blocked
     }
 
     /// fdatasyncs the active segment (interval timer, shutdown).
@@ -635,6 +612,83 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// Publishes a group's effect to the shared state and the reader (before
+/// anyone is answered, so that an answered appender sees it in the stats).
+fn publish(
+    shared: &Shared,
+    written_tx: &watch::Sender<u64>,
+    written_before: u64,
+    outcome: &Outcome,
+    appended_at: Instant,
+) {
+    {
+        let mut st = shared.lock();
+        for &(first, size) in &outcome.sizes {
+            st.segments.insert(first, size);
+        }
+        if let Some(&(active, _)) = outcome.sizes.last() {
+            st.active = active;
+        }
+        st.bytes_on_disk += outcome.bytes_added;
+        st.payload_added(outcome.payload_added);
+        st.fdatasyncs += outcome.syncs;
+        if outcome.next_lsn > written_before {
+            st.group_writes += 1;
+            st.mark(written_before, appended_at);
+        }
+        st.written = outcome.next_lsn;
+        if outcome.synced {
+            st.synced = outcome.next_lsn;
+        }
+    }
+    written_tx.send_replace(outcome.next_lsn);
+}
+
+/// Answers the requests of a written group that are done; returns the rest
+/// (in order, to go first in the next group) and how many appends were
+/// answered.
+fn answer(group: VecDeque<Pending>, outcome: &Outcome, cap: u64) -> (VecDeque<Pending>, usize) {
+    let mut rest = VecDeque::new();
+    let mut answered = 0;
+    for p in group {
+        match p {
+            Pending::Append {
+                records,
+                done,
+                first,
+                full,
+                reply,
+            } => {
+                if let Some(bytes) = full {
+                    let _ = reply.send(Err(WalError::Full { bytes, cap }));
+                } else if done == records.len() {
+                    answered += 1;
+                    let _ = reply.send(Ok(Lsn(first.unwrap_or(outcome.next_lsn))));
+                } else {
+                    rest.push_back(Pending::Append {
+                        records,
+                        done,
+                        first,
+                        full,
+                        reply,
+                    });
+                }
+            }
+            Pending::Sync { reached, reply } => {
+                if reached && outcome.synced {
+                    let _ = reply.send(Ok(()));
+                } else {
+                    rest.push_back(Pending::Sync {
+                        reached: false,
+                        reply,
+                    });
+                }
+            }
+        }
+    }
+    (rest, answered)
 }
 
 fn answer_err(p: Pending, e: WalError) {
