@@ -414,6 +414,11 @@ async fn concurrent_appends_under_always_share_one_write_and_one_fdatasync() {
         .await
         .unwrap();
     writer.append(payloads(0..1)).await.unwrap();
+    // The append is answered from the writer's blocking thread, possibly
+    // before the writer task has finished with its group: let it go idle.
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+    }
     let before = writer.stats();
     // On one thread, all 64 tasks send before the writer task runs again:
     // it finds them all queued and writes them as one group.
