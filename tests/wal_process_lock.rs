@@ -59,3 +59,21 @@ async fn child_holds_the_log_open() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopening_at_once_in_the_same_process_never_meets_its_own_lock() {
+    // The previous instance's tasks release the directory on another
+    // thread while the next open waits for it: the file lock must be gone
+    // by the time the directory counts as released.
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..300u32 {
+        let (writer, reader, _) = Wal::open(WalOptions::new(dir.path()))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        writer
+            .append(vec![round.to_le_bytes().to_vec()])
+            .await
+            .unwrap();
+        drop((writer, reader));
+    }
+}

@@ -41,7 +41,7 @@ pub(crate) struct DirGuard {
     released: Arc<Notify>,
     /// The locked `lock` file (closing it releases the lock); `None` until
     /// taken, or where the file system has no locks.
-    _lock: Option<std::fs::File>,
+    lock: Option<std::fs::File>,
 }
 
 /// The file in a log directory that an open instance holds locked.
@@ -49,6 +49,9 @@ pub(crate) const LOCK_FILE: &str = "lock";
 
 impl Drop for DirGuard {
     fn drop(&mut self) {
+        // Unlock before the claim goes: the next instance in this process
+        // may take the file lock as soon as it sees the claim gone.
+        drop(self.lock.take());
         let mut open = registry().lock().unwrap_or_else(|p| p.into_inner());
         open.remove(&self.dir);
         self.released.notify_waiters();
@@ -71,11 +74,11 @@ pub(crate) async fn acquire(dir: &Path) -> Result<Arc<DirGuard>, WalError> {
                     let mut guard = DirGuard {
                         dir: key,
                         released,
-                        _lock: None,
+                        lock: None,
                     };
                     // On failure, dropping `guard` releases the claim (which
                     // takes the registry lock: not held here).
-                    guard._lock = lock_against_other_processes(&guard.dir)?;
+                    guard.lock = lock_against_other_processes(&guard.dir)?;
                     return Ok(Arc::new(guard));
                 }
                 Some(n) => n.clone(),

@@ -73,6 +73,10 @@ pub(super) const COMMIT_EVERY_WITHOUT_FSYNC: Duration = Duration::from_millis(10
 pub(super) const READ_AHEAD_BATCHES: usize = 8;
 /// Bytes read ahead, at most (unless a single batch is larger).
 pub(super) const READ_AHEAD_BYTES: usize = 8 << 20;
+/// Records read (and decoded) while the target works on a batch, at most
+/// (at least one batch): about what the target takes meanwhile, so that
+/// neither side waits for the other.
+const PREFETCH_RECORDS: usize = 4096;
 /// Reads of at least this many records are decoded on the blocking thread
 /// pool; smaller ones (where the trip costs more than it saves) in place.
 const DECODE_APART_RECORDS: usize = 256;
@@ -240,7 +244,13 @@ where
         if let Some(batch) = self.ahead.pop_front() {
             return Ok(batch);
         }
-        let mut batches = read_batches(&mut self.reader, &self.codec, &self.batching).await?;
+        let mut batches = read_batches(
+            &mut self.reader,
+            &self.codec,
+            &self.batching,
+            READ_AHEAD_BATCHES,
+        )
+        .await?;
         let batch = batches.pop_front().unwrap_or(ReadBatch {
             records: Vec::new(),
             decoded: Vec::new(),
@@ -309,7 +319,8 @@ where
         };
         let read = async {
             if read_ahead {
-                Some(read_batches(&mut self.reader, &self.codec, &self.batching).await)
+                let batches = (PREFETCH_RECORDS / self.batching.max_records).max(1);
+                Some(read_batches(&mut self.reader, &self.codec, &self.batching, batches).await)
             } else {
                 None
             }
@@ -462,13 +473,14 @@ where
 }
 
 /// Reads the next batch from the log together with the full batches that
-/// follow it (up to [`READ_AHEAD_BATCHES`] / [`READ_AHEAD_BYTES`]), and
+/// follow it (up to `max_batches` in all, and [`READ_AHEAD_BYTES`]), and
 /// decodes them (large reads on the blocking thread pool). A partial batch
 /// behind full ones is left in the log, where its age keeps counting.
 async fn read_batches<T, C>(
     reader: &mut WalReader,
     codec: &C,
     batching: &Batching,
+    max_batches: usize,
 ) -> Result<VecDeque<ReadBatch<T>>, Error>
 where
     T: Send + 'static,
@@ -481,8 +493,8 @@ where
     } = *batching;
     let chunk = reader
         .next_batch(
-            max_records.saturating_mul(READ_AHEAD_BATCHES),
-            max_bytes.max(READ_AHEAD_BYTES.min(max_bytes.saturating_mul(READ_AHEAD_BATCHES))),
+            max_records.saturating_mul(max_batches),
+            max_bytes.max(READ_AHEAD_BYTES.min(max_bytes.saturating_mul(max_batches))),
         )
         .await?;
     let total = chunk.len();
