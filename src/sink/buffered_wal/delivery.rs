@@ -13,8 +13,9 @@
 //!    most [`READ_AHEAD_BYTES`] unless one batch is larger), which saves a
 //!    trip to the blocking thread pool per batch; each is still delivered
 //!    and committed on its own. Large reads are decoded on the blocking
-//!    thread too. While the target works on one batch, the next full batch
-//!    (if one is already due by size) is read and decoded meanwhile, so
+//!    thread too. While the target works on one batch, the next full
+//!    batches (if one is already due by size; about [`PREFETCH_RECORDS`]
+//!    records, at least one batch) are read and decoded meanwhile, so
 //!    reading, decoding and the target's own work overlap; nothing read
 //!    ahead counts as delivered until the target has taken it. Bytes that no
 //!    longer decode (the codec changed) become dead letters carrying the raw
