@@ -6,7 +6,7 @@
 //!   encoding, the log, delivery, decoding and the final commit.
 //! - `interval_forward_cpu/*`: the same, but the time criterion sees is the
 //!   CPU time of the whole process (user + system, all threads, from
-//!   `getrusage`) instead of the wall-clock time: its "throughput" is
+//!   `CLOCK_PROCESS_CPUTIME_ID`) instead of the wall-clock time: its "throughput" is
 //!   records per CPU-second. On this machine (2 cores shared with other
 //!   builds) wall-clock figures swing with the load; the CPU cost per
 //!   record does much less.
@@ -31,6 +31,11 @@ use serde::{Deserialize, Serialize};
 use unistream::sink::{MemorySink, WalConfig, WalSinkExt};
 use unistream::wal::Fsync;
 
+#[path = "support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+use support::{bench_dir, median, process_cpu_time, runtime};
+
 /// A record of exactly 100 bytes of JSON (checked in `main`).
 #[derive(Clone, Serialize, Deserialize)]
 struct Event {
@@ -47,35 +52,6 @@ fn event(id: u64) -> Event {
         kind: "click".to_string(),
         body: "x".repeat(100 - head),
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-fn bench_dir() -> tempfile::TempDir {
-    // The target directory sits on the disk `machine-limits.sh` measures.
-    let root = std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into());
-    std::fs::create_dir_all(&root).expect("bench root");
-    tempfile::tempdir_in(root).expect("bench dir")
-}
-
-/// CPU time of this process so far (user + system, all threads).
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage only writes into the struct we pass.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let of = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    of(usage.ru_utime) + of(usage.ru_stime)
 }
 
 /// What an iteration reports to criterion.
@@ -95,7 +71,7 @@ async fn forward_once(n: u64, max_records: usize, clock: Clock) -> Duration {
         .max_records(max_records)
         .max_bytes(4 << 20);
     let records: Vec<Event> = (0..n).map(event).collect();
-    let (start, cpu_start) = (Instant::now(), cpu_time());
+    let (start, cpu_start) = (Instant::now(), process_cpu_time());
     let sink = target.buffered_wal(config).await.expect("open");
     stream::iter(records)
         .map(Ok)
@@ -104,14 +80,14 @@ async fn forward_once(n: u64, max_records: usize, clock: Clock) -> Duration {
         .expect("forward");
     let elapsed = match clock {
         Clock::Wall => start.elapsed(),
-        Clock::Cpu => cpu_time() - cpu_start,
+        Clock::Cpu => process_cpu_time() - cpu_start,
     };
     assert_eq!(delivered.record_count() as u64, n);
     elapsed
 }
 
 fn interval_forward(c: &mut Criterion, clock: Clock) {
-    let rt = runtime();
+    let rt = runtime(2);
     let n = 200_000u64;
     let mut group = c.benchmark_group(match clock {
         Clock::Wall => "interval_forward",
@@ -168,7 +144,7 @@ async fn always_once(senders: u64, per_sender: u64) -> Duration {
 }
 
 fn always_64_senders(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = runtime(2);
     let (senders, per_sender) = (64u64, 100u64);
     let mut group = c.benchmark_group("always_64_senders");
     group
@@ -205,16 +181,6 @@ fn raw_fdatasync_rate(dir: &std::path::Path, writes: u32) -> f64 {
     rate
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// `always_64_senders` against the raw fdatasync rate, in paired rounds
 /// (see the module docs).
 fn always_vs_raw_fdatasync_rounds() {
@@ -227,7 +193,7 @@ fn always_vs_raw_fdatasync_rounds() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(15);
-    let rt = runtime();
+    let rt = runtime(2);
     let (senders, per_sender) = (64u64, 100u64);
     let probe = bench_dir();
     let (mut ratios, mut raws, mut rates) = (Vec::new(), Vec::new(), Vec::new());

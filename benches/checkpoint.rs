@@ -15,6 +15,11 @@ use unistream::checkpoint::{CheckpointStreamExt, CheckpointToken, MemoryCheckpoi
 use unistream::source::MemorySource;
 use unistream::Error;
 
+#[path = "support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+use support::thread_cpu_time;
+
 const TOKENS: u64 = 1_000_000;
 
 fn source(partitions: u64) -> MemorySource<u64> {
@@ -41,19 +46,6 @@ where
         .await
         .unwrap();
     assert_eq!(n, TOKENS);
-}
-
-/// CPU time consumed by the calling thread.
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a
-    // constant Linux supports.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 fn bench(c: &mut Criterion) {

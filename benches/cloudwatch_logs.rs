@@ -36,6 +36,11 @@ use futures::{stream, SinkExt, StreamExt};
 use unistream::cloudwatch_logs::{Batcher, CloudWatchLogsSink, LogEvent};
 use unistream::sink::{WalConfig, WalSinkExt};
 
+#[path = "support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+use support::runtime;
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -87,11 +92,7 @@ struct Moto {
 }
 
 fn moto() -> Moto {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = runtime(1);
     let config = rt.block_on(emulators::sdk_config(emulators::moto()));
     let client = Client::new(&config);
     let group = emulators::unique_name("/unistream/bench");

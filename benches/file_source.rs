@@ -17,6 +17,11 @@ use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use unistream::source::FileSource;
 
+#[path = "support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+use support::{process_cpu_time, runtime};
+
 const RECORDS: u64 = 500_000;
 
 #[derive(Serialize, Deserialize)]
@@ -38,19 +43,6 @@ where
         .await
         .unwrap();
     assert_eq!(n, RECORDS);
-}
-
-/// CPU time consumed by every thread of the process.
-fn process_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a
-    // constant Linux supports.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 fn bench(c: &mut Criterion) {
@@ -76,11 +68,7 @@ fn bench(c: &mut Criterion) {
     drop(file);
     assert_eq!(total as u64, RECORDS * 100);
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime(1);
     let mut group = c.benchmark_group("file_source");
     group.throughput(Throughput::Elements(RECORDS));
     group.sample_size(10);

@@ -40,39 +40,14 @@ use unistream::kinesis::{HashKey, KinesisCodec, KinesisRecord, KinesisSink};
 use unistream::sink::{WalConfig, WalSinkExt};
 use unistream::wal::Fsync;
 
+#[path = "support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+use support::{bench_dir, process_cpu_time, runtime};
+
 #[path = "../tests/support/emulators.rs"]
 #[allow(dead_code)]
 mod emulators;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-fn bench_dir() -> tempfile::TempDir {
-    let root = std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into());
-    std::fs::create_dir_all(&root).expect("bench root");
-    tempfile::tempdir_in(root).expect("bench dir")
-}
-
-/// CPU time of this process so far (user + system, all threads), from
-/// `/proc/self/stat` in clock ticks of 10 ms.
-fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
-    // Fields after the command name, which is in parentheses: utime and
-    // stime are the 12th and 13th.
-    let after = &stat[stat.rfind(')').expect("stat format") + 2..];
-    let fields: Vec<u64> = after
-        .split(' ')
-        .skip(11)
-        .take(2)
-        .map(|f| f.parse().expect("tick count"))
-        .collect();
-    Duration::from_millis((fields[0] + fields[1]) * 10)
-}
 
 /// Wall and CPU time spent per bench id, over all of criterion's calls.
 static SPENT: std::sync::Mutex<Vec<(String, u64, Duration, Duration)>> =
@@ -93,7 +68,7 @@ struct Stopwatch {
 impl Stopwatch {
     fn start() -> Self {
         Self {
-            cpu: process_cpu(),
+            cpu: process_cpu_time(),
             wall: Instant::now(),
         }
     }
@@ -102,7 +77,7 @@ impl Stopwatch {
         let wall = self.wall.elapsed();
         Spent {
             wall,
-            cpu: process_cpu() - self.cpu,
+            cpu: process_cpu_time() - self.cpu,
         }
     }
 }
@@ -305,7 +280,7 @@ async fn sink_alone_once(case: &Case) -> Spent {
 }
 
 fn mocked(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = runtime(2);
     let mut group = c.benchmark_group("mocked");
     group
         .sample_size(10)
@@ -436,7 +411,7 @@ fn moto(c: &mut Criterion) {
     if !filters.is_empty() && !filters.iter().any(|f| f.contains("moto")) {
         return;
     }
-    let rt = runtime();
+    let rt = runtime(2);
     let moto = emulators::moto();
     let client = rt.block_on(async { Client::new(&emulators::sdk_config(moto).await) });
     let mut group = c.benchmark_group("moto");

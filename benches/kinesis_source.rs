@@ -35,6 +35,11 @@ use futures::{SinkExt, StreamExt, TryStreamExt};
 use unistream::checkpoint::{CheckpointStreamExt, MemoryCheckpointStore};
 use unistream::kinesis::{KinesisRecord, KinesisSink, KinesisSource};
 
+#[path = "support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+use support::{process_cpu_time, runtime};
+
 const SHARDS: usize = 20;
 const PER_CALL: usize = 10_000;
 
@@ -99,11 +104,7 @@ fn mocked_client() -> Client {
 }
 
 fn mocked(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime(2);
     let _guard = rt.enter();
     let client = mocked_client();
     let total = SHARDS * PER_CALL;
@@ -152,18 +153,6 @@ fn mocked(c: &mut Criterion) {
         })
     });
     group.finish();
-}
-
-/// CPU time consumed by every thread of the process.
-fn process_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the call's duration.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 const EMU_RECORDS: usize = 10_000;
@@ -239,11 +228,7 @@ async fn raw_loop(client: &Client, stream: &str) -> usize {
 }
 
 fn emulator(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime(2);
     // Set up only when this group is selected (it takes ~10 s).
     if !std::env::args()
         .skip(1)

@@ -15,11 +15,13 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use unistream::wal::{Fsync, Wal, WalOptions, WalReader, WalWriter};
 
+#[path = "support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+use support::{runtime, target_dir};
+
 fn bench_root() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target"));
-    let root = target.join("wal-append-bench");
+    let root = target_dir().join("wal-append-bench");
     std::fs::create_dir_all(&root).unwrap();
     root
 }
@@ -65,11 +67,7 @@ fn close(
 }
 
 fn append(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime(2);
 
     let mut group = c.benchmark_group("wal_append");
     group

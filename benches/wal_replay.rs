@@ -20,6 +20,11 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, BenchmarkId, Criterion};
 use unistream::wal::{Fsync, Lsn, Wal, WalOptions};
 
+#[path = "support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+use support::{runtime, target_dir};
+
 const SIZES: [(&str, u64); 3] = [
     ("64MiB", 64 << 20),
     ("256MiB", 256 << 20),
@@ -29,10 +34,7 @@ const RECORD_BYTES: usize = 100;
 const CHILD_ENV: &str = "UNISTREAM_WAL_REPLAY_CHILD";
 
 fn bench_root() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target"));
-    target.join("wal-replay-bench")
+    target_dir().join("wal-replay-bench")
 }
 
 fn options(dir: &Path, size: u64) -> WalOptions {
@@ -79,11 +81,7 @@ async fn ensure_log(dir: &Path, size: u64) -> u64 {
 }
 
 fn open_to_first_batch(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime(2);
     let root = bench_root();
     std::fs::create_dir_all(&root).unwrap();
     let mut group = c.benchmark_group("wal_replay");
@@ -143,11 +141,7 @@ fn child(source: &Path, expected: u64) {
         let entry = entry.unwrap();
         std::fs::hard_link(entry.path(), copy.join(entry.file_name())).unwrap();
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime(2);
     let runtime_kib = peak_rss_kib();
     let (first_batch, total, records) = runtime.block_on(async {
         let start = Instant::now();
