@@ -337,3 +337,127 @@ async fn a_panicking_target_stops_delivery_with_an_error_instead_of_hanging() {
     assert!(err.to_string().contains("target bug"), "{err}");
     assert_eq!(sink.wal_stats().committed_lsn, Lsn(0));
 }
+
+/// JSON, except that decoding the number 300 panics (a codec bug).
+#[derive(Clone)]
+struct PanicsOn300;
+
+impl unistream::Codec<u64> for PanicsOn300 {
+    fn encode(&self, item: &u64, buf: &mut Vec<u8>) -> Result<(), unistream::codec::CodecError> {
+        unistream::JsonCodec.encode(item, buf)
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<u64, unistream::codec::CodecError> {
+        let n: u64 = unistream::JsonCodec.decode(bytes)?;
+        assert_ne!(n, 300, "codec bug");
+        Ok(n)
+    }
+}
+
+#[tokio::test]
+async fn a_codec_panicking_on_the_blocking_decode_path_stops_delivery_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let stuck = MemorySink::<u64>::new();
+    stuck.handle().stall();
+    let config = || WalConfig::new(dir.path()).max_records(500);
+    // 600 records in the log before delivery starts: read in one go, so
+    // decoded on the blocking pool, where the codec panics on record 300.
+    let mut sink = stuck.buffered_wal(config()).await.unwrap();
+    sink.send_all(&mut stream::iter(0..600u64).map(Ok))
+        .await
+        .unwrap();
+    drop(sink);
+
+    let target = MemorySink::<u64>::new();
+    let delivered = target.handle();
+    let mut sink = target
+        .buffered_wal(config().codec(PanicsOn300))
+        .await
+        .unwrap();
+    let err = sink.close().await.unwrap_err();
+    assert!(err.to_string().contains("codec bug"), "{err}");
+    assert!(
+        delivered.records().is_empty(),
+        "{:?}",
+        delivered.records().len()
+    );
+    assert_eq!(sink.wal_stats().committed_lsn, Lsn(0));
+    drop(sink);
+
+    // Everything is still in the log for a fixed codec.
+    let target = MemorySink::<u64>::new();
+    let delivered = target.handle();
+    let mut sink = target.buffered_wal(config()).await.unwrap();
+    sink.close().await.unwrap();
+    assert_eq!(delivered.records(), (0..600).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_corrupt_frame_behind_full_batches_surfaces_after_the_records_before_it() {
+    use std::io::{Read, Seek, SeekFrom, Write};
+
+    let dir = tempfile::tempdir().unwrap();
+    let stuck = MemorySink::<u64>::new();
+    stuck.handle().stall();
+    let config = || WalConfig::new(dir.path()).max_records(10);
+    let mut sink = stuck.buffered_wal(config()).await.unwrap();
+    sink.send_all(&mut stream::iter(0..40u64).map(Ok))
+        .await
+        .unwrap();
+    drop(sink);
+
+    // Flip the payload of record 25 (JSON numbers: "0".."39"): frames are a
+    // 12-byte header and the payload, after the 16-byte segment header.
+    let segment = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "wal"))
+        .unwrap();
+    let offset: u64 = 16
+        + (0..25u64)
+            .map(|i| 12 + i.to_string().len() as u64)
+            .sum::<u64>()
+        + 12;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    let mut byte = [0u8; 1];
+    file.seek(SeekFrom::Start(offset)).unwrap();
+    file.read_exact(&mut byte).unwrap();
+    assert_eq!(byte[0], b'2', "the first payload byte of record 25");
+    file.seek(SeekFrom::Start(offset)).unwrap();
+    file.write_all(b"9").unwrap();
+    drop(file);
+
+    // Batches of 10 are read ahead while the target works; the damage is
+    // met after records 0..25 were read. Those are delivered and their
+    // commit handed to the committer; then the error surfaces, and nothing
+    // past the damage counts.
+    let target = MemorySink::<u64>::new();
+    let delivered = target.handle();
+    let mut sink = target.buffered_wal(config()).await.unwrap();
+    let err = sink.close().await.unwrap_err();
+    drop(sink);
+    assert!(
+        matches!(&err, Error::Wal(e) if e.is_corrupt()),
+        "expected a corruption error, got {err:?}"
+    );
+    let got = delivered.records();
+    assert_eq!(
+        got,
+        (0..got.len() as u64).collect::<Vec<_>>(),
+        "in order, no gap"
+    );
+    assert!(got.len() <= 25, "nothing past the damage: {}", got.len());
+    assert!(got.len() >= 20, "the full batches before it: {}", got.len());
+    // The reopened log starts right after what was delivered, at the
+    // damage, which it reports again.
+    let target = MemorySink::<u64>::new();
+    let again = target.handle();
+    let mut sink = target.buffered_wal(config()).await.unwrap();
+    assert_eq!(sink.recovery().uncommitted_records, 40 - got.len() as u64);
+    let err = sink.close().await.unwrap_err();
+    assert!(matches!(&err, Error::Wal(e) if e.is_corrupt()), "{err:?}");
+    assert!(again.records().is_empty(), "{:?}", again.records());
+}

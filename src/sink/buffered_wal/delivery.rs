@@ -410,7 +410,9 @@ where
 
         match self.commit_every {
             None => self.reader.commit(Lsn(last + 1)).await?,
-            Some(every) if self.last_commit.elapsed() >= every => {
+            // Also when the task is about to stop on a failed read: what
+            // was delivered need not be delivered again.
+            Some(every) if read_error.is_some() || self.last_commit.elapsed() >= every => {
                 // Up to this batch, not what was read ahead: under a steady
                 // backlog something is always read ahead.
                 if Lsn(last + 1) > self.reader.committed() {
