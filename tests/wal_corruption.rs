@@ -260,23 +260,50 @@ async fn torn_tail_is_truncated_silently_and_everything_before_it_kept() {
 }
 
 #[tokio::test]
-async fn zero_filled_tail_is_a_torn_tail() {
+async fn zero_filled_tail_is_space_for_frames_not_a_torn_tail() {
+    // Zero bytes after the last frame are what `Fsync::Always` preallocates
+    // (and what a crash that grew a file without its data leaves): not a
+    // record and not damage. New records are written over them.
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path(), 9).await;
     let file = segment_path(dir.path(), 8);
+    let frames_end = std::fs::metadata(&file).unwrap().len();
     OpenOptions::new()
         .append(true)
         .open(&file)
         .unwrap()
         .write_all(&[0u8; 4096])
         .unwrap();
+    let (writer, mut reader, recovery) = Wal::open(options(dir.path(), OnCorruption::Fail))
+        .await
+        .unwrap();
+    assert_eq!(recovery.truncated_tail_bytes, 0);
+    assert_eq!(recovery.uncommitted_records, 9);
+    assert_eq!(writer.stats().next_lsn, Lsn(9));
+    assert_eq!(writer.append(vec![payload(9)]).await.unwrap(), Lsn(9));
+    let got = drain(&mut reader).await.unwrap();
+    assert_eq!(lsns(&got), (0..10).collect::<Vec<_>>());
+    assert_eq!(got[9].payload, payload(9));
+    drop((writer, reader));
+
+    // The new frame landed right after the old ones, inside the zeros.
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(
+        bytes.len() as u64,
+        frames_end + 4096,
+        "nothing appended past the zeros"
+    );
+    assert_eq!(
+        &bytes[(frames_end + 12) as usize..(frames_end + FRAME) as usize],
+        payload(9)
+    );
     let (_w, mut reader, recovery) = Wal::open(options(dir.path(), OnCorruption::Fail))
         .await
         .unwrap();
-    assert_eq!(recovery.truncated_tail_bytes, 4096);
+    assert_eq!(recovery.truncated_tail_bytes, 0);
     assert_eq!(
         lsns(&drain(&mut reader).await.unwrap()),
-        (0..9).collect::<Vec<_>>()
+        (0..10).collect::<Vec<_>>()
     );
 }
 

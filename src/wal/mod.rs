@@ -40,9 +40,16 @@
 //!   holding the committed position), so the time to the first record does
 //!   not grow with the backlog:
 //!   - a *torn tail* — an incomplete frame at the end of the **last**
-//!     segment, or zero-filled bytes there, which is what a crash in the
-//!     middle of a write leaves — is truncated (logged, counted in
-//!     [`Recovery::truncated_tail_bytes`]); everything before it is kept;
+//!     segment, or its last frame cut short by zero fill, which is what a
+//!     crash in the middle of a write leaves — is truncated (logged,
+//!     counted in [`Recovery::truncated_tail_bytes`]); everything before it
+//!     is kept;
+//!   - zero bytes after the last frame are not a frame: under
+//!     `Fsync::Always` the writer zero-fills the active segment up to 1 MiB
+//!     ahead of its frames (within the segment size and the cap), so that
+//!     the fdatasync after a group write flushes data only, not also the
+//!     inode of a growing file. New frames overwrite them; sealed segments
+//!     are trimmed to their frames;
 //!   - a *complete* frame whose checksum fails, a damaged frame header, or a
 //!     non-last segment that ends inside a frame, is corruption: reading it
 //!     fails with [`WalError::Corrupt`] naming the file and byte offset, or,

@@ -401,9 +401,14 @@ impl ReadJob {
         // First lsn of the segment after the cursor's. Segment boundaries
         // never change, and a segment created after `written` was published
         // starts at or above it, so it is looked up once per segment.
-        let mut boundary = cursor
-            .as_ref()
-            .and_then(|c| self.shared.lock().segment_after(c.first));
+        let mut boundary = None;
+        if let Some(c) = cursor.as_mut() {
+            let st = self.shared.lock();
+            boundary = st.segment_after(c.first);
+            if let Some(&published) = st.segments.get(&c.first) {
+                c.set_limit(published);
+            }
+        }
         while batch.records.len() < self.max_records && batch.next < self.written {
             let lsn = batch.next;
             // Move to the segment holding `lsn` when the cursor is not there.
@@ -475,14 +480,14 @@ impl ReadJob {
 
     /// Opens the segment holding `lsn` and positions it at that frame.
     fn open_at(&self, lsn: u64) -> Result<SegmentReader, WalError> {
-        let first = self
-            .shared
-            .lock()
-            .segment_containing(lsn)
-            .ok_or_else(|| WalError::Failed {
+        let (first, published) = {
+            let st = self.shared.lock();
+            let first = st.segment_containing(lsn).ok_or_else(|| WalError::Failed {
                 reason: format!("internal: no segment holds lsn {lsn}"),
             })?;
-        let mut reader = SegmentReader::open(self.dir(), first)?;
+            (first, st.segments.get(&first).copied().unwrap_or(0))
+        };
+        let mut reader = SegmentReader::open(self.dir(), first, published)?;
         if let Some(start) = self.start.filter(|s| s.lsn == lsn && s.segment == first) {
             if let Some(offset) = start.offset {
                 reader.seek_to(offset)?;

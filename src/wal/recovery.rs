@@ -29,7 +29,9 @@ pub struct Recovery {
     /// first, by the reader.
     pub uncommitted_records: u64,
     /// Bytes of a torn tail (an incomplete frame left by a crash in the
-    /// middle of a write) cut from the last segment.
+    /// middle of a write, with any zero fill after it) cut from the last
+    /// segment. Zero fill after whole frames is space preallocated under
+    /// [`Fsync::Always`](super::Fsync::Always): it is kept, not counted.
     pub truncated_tail_bytes: u64,
     /// Damaged bytes moved aside while recovering
     /// ([`OnCorruption::Quarantine`]); damage found later by reading is
@@ -115,7 +117,8 @@ pub(crate) fn recover(options: &WalOptions) -> Result<Recovered, WalError> {
             next_lsn,
             "WAL committed position is past the last record on disk; starting a new segment at it"
         );
-        active.sync()?;
+        active.seal()?;
+        segments.insert(active.first, active.size);
         let fresh = create_segment(dir, committed)?;
         segments.insert(committed, fresh.size);
         active = fresh;
@@ -245,7 +248,12 @@ fn recover_last_segment(
     let scan = scan_frames(&path, len, u64::MAX)?;
     let next = first + scan.frames;
     match scan.end_kind {
-        ScanEnd::Clean => Ok((open_active(&path, first, len)?, next)),
+        ScanEnd::Clean => Ok((open_active(&path, first, len, len)?, next)),
+        ScanEnd::ZeroFill => {
+            // Preallocated space (see `segment`): new frames go there.
+            segments.insert(first, scan.end);
+            Ok((open_active(&path, first, scan.end, len)?, next))
+        }
         ScanEnd::Torn(reason) => {
             let cut = len - scan.end;
             tracing::warn!(
@@ -266,7 +274,7 @@ fn recover_last_segment(
             drop(file);
             recovery.truncated_tail_bytes += cut;
             segments.insert(first, scan.end);
-            Ok((open_active(&path, first, scan.end)?, next))
+            Ok((open_active(&path, first, scan.end, scan.end)?, next))
         }
         ScanEnd::BadHeader(reason) => match options.on_corruption {
             OnCorruption::Fail => Err(WalError::Corrupt {

@@ -44,7 +44,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::format::{push_frame, segment_name, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
-use super::segment::{create_segment, ActiveSegment};
+use super::segment::{create_segment, ActiveSegment, PREALLOCATE_BYTES};
 use super::shared::Shared;
 use super::{Fsync, Lsn, WalError, WhenFull};
 
@@ -77,7 +77,11 @@ impl std::fmt::Debug for WalWriter {
 /// Counters of a log, from [`WalWriter::stats`].
 #[derive(Debug, Clone, Copy)]
 pub struct WalStats {
-    /// Bytes of all segment files (what the cap limits).
+    /// Bytes of the headers and frames of all segment files (what the cap
+    /// limits). Under `Fsync::Always` the active segment's file may also
+    /// hold up to 1 MiB of zero-filled bytes written ahead of its frames
+    /// (so that an fdatasync does not also write the inode of a growing
+    /// file); they stay within the cap too.
     pub bytes_on_disk: u64,
     /// The Lsn the next appended record gets.
     pub next_lsn: Lsn,
@@ -394,7 +398,8 @@ impl WriterTask {
         let dir = self.shared.options.dir.clone();
         let lsn = self.written;
         let result = tokio::task::spawn_blocking(move || {
-            let r = segment.sync().and_then(|()| create_segment(&dir, lsn));
+            let mut segment = segment;
+            let r = segment.seal().and_then(|()| create_segment(&dir, lsn));
             (segment, r)
         })
         .await;
@@ -750,7 +755,7 @@ fn write_frames(
                         }
                         segment.write(buf)?;
                         buf.clear();
-                        segment.sync()?;
+                        segment.seal()?;
                         out.syncs += 1;
                         out.sizes.push((segment.first, segment.size));
                         *segment = create_segment(dir, lsn)?;
@@ -777,6 +782,15 @@ fn write_frames(
     if !buf.is_empty() {
         segment.write(buf)?;
         buf.clear();
+    }
+    if p.always && lsn > p.lsn && segment.is_at_file_end() {
+        // The file grew, so this fdatasync writes the inode anyway: zero-fill
+        // ahead (within the segment and the cap) so that the next ones don't.
+        let room = budget.saturating_sub(out.bytes_added);
+        let upto = (segment.size + PREALLOCATE_BYTES)
+            .min(p.segment_bytes)
+            .min(segment.size + room);
+        segment.preallocate(upto)?;
     }
     if (p.always && lsn > p.lsn) || sync_requested {
         segment.sync()?;
