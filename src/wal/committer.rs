@@ -2,22 +2,32 @@
 //! and deletes the segments it covers.
 //!
 //! [`WalReader::start_commit`](super::WalReader::start_commit) only records
-//! the newest position to persist; this task persists it (atomic
-//! replacement of the `committed` file: temporary file, fsync, rename,
-//! directory fsync), then deletes every segment wholly below it and frees
-//! cap space. Positions requested while a persist is in progress are
-//! coalesced into the next one, so a reader that commits after every batch
-//! pays for at most one persist at a time, whatever the batch rate.
+//! the newest position to persist; this task persists it, then deletes
+//! every segment wholly below it and frees cap space. Positions requested
+//! while a persist is in progress are coalesced into the next one, so a
+//! reader that commits after every batch pays for at most one persist at a
+//! time, whatever the batch rate.
+//!
+//! A persist writes the older of the `committed` file's two checksummed
+//! slots in place and fdatasyncs it (see [`format`](super::format)): one
+//! data-only flush, and the position moves atomically (a torn slot leaves
+//! the other in force). The file itself is created — or converted from the
+//! version-1 layout — by an atomic replacement (temporary file, fsync,
+//! rename, directory fsync), once.
 //!
 //! Segments are deleted only after the position that covers them is
 //! durable, so a crash can never leave a position older than the oldest
 //! segment (which would lose records).
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::format::{encode_position, POSITION_FILE};
+use super::format::{
+    encode_position_file, encode_position_slot, position_slot_offset, StoredPosition, POSITION_FILE,
+};
 use super::shared::Shared;
 use super::writer::delete_segments;
 use super::{Lsn, WalError};
@@ -38,20 +48,71 @@ pub(crate) struct CommitterTask {
     _guard: Arc<super::dir_guard::DirGuard>,
     requested: watch::Receiver<u64>,
     persisted: watch::Sender<Persisted>,
+    /// Moved to the blocking thread for each persist and back.
+    position: Option<PositionFile>,
+}
+
+/// The `committed` file, written in place once it has the two-slot layout.
+struct PositionFile {
+    /// Whether the file on disk has the two-slot layout.
+    slotted: bool,
+    /// Open for writing in place (opened at the first persist).
+    file: Option<File>,
+    /// Sequence number of the newest durable slot.
+    seq: u64,
+}
+
+impl PositionFile {
+    /// Makes `upto` the durable committed position.
+    fn persist(&mut self, dir: &std::path::Path, upto: u64) -> Result<(), WalError> {
+        let path = dir.join(POSITION_FILE);
+        let seq = self.seq + 1;
+        if !self.slotted {
+            durable_fs::replace_atomically(&path, &encode_position_file(Lsn(upto), seq))?;
+            self.slotted = true;
+            self.seq = seq;
+            return Ok(());
+        }
+        let file = match &mut self.file {
+            Some(file) => file,
+            none => none.insert(
+                durable_fs::private_options()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| WalError::io("open", &path, e))?,
+            ),
+        };
+        file.write_all_at(
+            &encode_position_slot(Lsn(upto), seq),
+            position_slot_offset(seq),
+        )
+        .map_err(|e| WalError::io("write", &path, e))?;
+        file.sync_data()
+            .map_err(|e| WalError::io("fdatasync", &path, e))?;
+        self.seq = seq;
+        Ok(())
+    }
 }
 
 impl CommitterTask {
+    /// `found`: the committed-position file as recovery read it.
     pub(crate) fn new(
         shared: Arc<Shared>,
         requested: watch::Receiver<u64>,
         persisted: watch::Sender<Persisted>,
         guard: Arc<super::dir_guard::DirGuard>,
+        found: Option<StoredPosition>,
     ) -> Self {
         Self {
             shared,
             _guard: guard,
             requested,
             persisted,
+            position: Some(PositionFile {
+                slotted: found.is_some_and(|p| p.slotted),
+                file: None,
+                seq: found.map_or(0, |p| p.seq),
+            }),
         }
     }
 
@@ -64,11 +125,30 @@ impl CommitterTask {
             if target <= self.persisted.borrow().lsn && self.persisted.borrow().failed.is_none() {
                 continue;
             }
+            let Some(mut file) = self.position.take() else {
+                break;
+            };
             let shared = self.shared.clone();
-            let joined = tokio::task::spawn_blocking(move || persist_commit(&shared, target)).await;
+            let joined = tokio::task::spawn_blocking(move || {
+                let results = persist_commit(&shared, &mut file, target);
+                (file, results)
+            })
+            .await;
             let (position, deletion) = match joined {
-                Ok(results) => results,
-                Err(e) => (Err(super::error::join_error(e)), Ok(())),
+                Ok((file, results)) => {
+                    self.position = Some(file);
+                    results
+                }
+                // The file's state is unknown: it is opened afresh and
+                // replaced whole at the next persist.
+                Err(e) => {
+                    self.position = Some(PositionFile {
+                        slotted: false,
+                        file: None,
+                        seq: 0,
+                    });
+                    (Err(super::error::join_error(e)), Ok(()))
+                }
             };
             match position {
                 Ok(()) => {
@@ -95,12 +175,14 @@ impl CommitterTask {
 
 /// Writes the committed position, then deletes the segments it covers.
 /// Returns the result of each step.
-fn persist_commit(shared: &Shared, upto: u64) -> (Result<(), WalError>, Result<(), WalError>) {
+fn persist_commit(
+    shared: &Shared,
+    file: &mut PositionFile,
+    upto: u64,
+) -> (Result<(), WalError>, Result<(), WalError>) {
     let dir = shared.options.dir.as_path();
-    if let Err(e) =
-        durable_fs::replace_atomically(&dir.join(POSITION_FILE), &encode_position(Lsn(upto)))
-    {
-        return (Err(e.into()), Ok(()));
+    if let Err(e) = file.persist(dir, upto) {
+        return (Err(e), Ok(()));
     }
     let victims = {
         let mut st = shared.lock();

@@ -8,8 +8,18 @@
 //!               4 bytes CRC32C of the payload (u32 LE)
 //!               4 bytes CRC32C of the 8 bytes above (u32 LE)
 //!               L bytes payload
-//! committed     8 bytes magic "UNIWALC\x01" | 8 bytes lsn (u64 LE) | 4 bytes CRC32C of the 16 bytes before
+//! committed     two slots, at byte 0 and byte 4096 (separate disk blocks), each
+//!               8 bytes magic "UNIWALC\x02" | 8 bytes sequence (u64 LE) | 8 bytes lsn (u64 LE)
+//!               | 4 bytes CRC32C of the 24 bytes before
+//!               (version 1, still read: one 20-byte record: magic "UNIWALC\x01" | lsn | CRC32C)
 //! ```
+//!
+//! A commit writes the slot that does not hold the newest position, with
+//! the next sequence number, in place, and fdatasyncs: the file never
+//! changes size, so that is one data-only flush. The valid slot with the
+//! higher sequence is the committed position; a write torn by a crash
+//! fails its checksum and leaves the other slot in force, so the position
+//! moves from old to new atomically.
 //!
 //! The frame header has its own checksum so that a damaged *length* is told
 //! apart from a damaged *payload*: with a good header a bad payload is one
@@ -24,10 +34,19 @@ pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"UNIWAL\x00\x01";
 pub(crate) const SEGMENT_HEADER_LEN: u64 = 16;
 /// Bytes of a frame header.
 pub(crate) const FRAME_HEADER_LEN: u64 = 12;
-/// Magic and version of the committed-position file.
-pub(crate) const POSITION_MAGIC: [u8; 8] = *b"UNIWALC\x01";
+/// Magic and version of a committed-position slot.
+pub(crate) const POSITION_MAGIC: [u8; 8] = *b"UNIWALC\x02";
+/// Bytes of a committed-position slot.
+pub(crate) const POSITION_SLOT_LEN: usize = 28;
+/// Offset of the second slot: its own disk block.
+pub(crate) const POSITION_SLOT_STRIDE: u64 = 4096;
 /// Bytes of the committed-position file.
-pub(crate) const POSITION_LEN: usize = 20;
+pub(crate) const POSITION_FILE_LEN: usize = POSITION_SLOT_STRIDE as usize + POSITION_SLOT_LEN;
+/// Magic of the version-1 committed-position file (one record, replaced
+/// by rename), still read.
+const POSITION_V1_MAGIC: [u8; 8] = *b"UNIWALC\x01";
+/// Bytes of the version-1 committed-position file.
+const POSITION_V1_LEN: usize = 20;
 /// Name of the committed-position file in the log directory.
 pub(crate) const POSITION_FILE: &str = "committed";
 /// Directory (inside the log directory) that quarantined bytes go to.
@@ -133,34 +152,117 @@ pub(crate) fn decode_frame_header(
     })
 }
 
-/// The content of the committed-position file for `lsn`.
-pub(crate) fn encode_position(lsn: Lsn) -> [u8; POSITION_LEN] {
-    let mut out = [0u8; POSITION_LEN];
+/// A committed position read from its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StoredPosition {
+    pub(crate) lsn: Lsn,
+    /// Sequence number of the slot it came from (0: a version-1 file).
+    pub(crate) seq: u64,
+    /// Whether the file has the two-slot layout (can be written in place).
+    pub(crate) slotted: bool,
+}
+
+/// Where the slot of a position with sequence `seq` starts: sequence 1
+/// (the file's first position) in the first slot, then alternating.
+pub(crate) fn position_slot_offset(seq: u64) -> u64 {
+    (seq.wrapping_add(1) % 2) * POSITION_SLOT_STRIDE
+}
+
+/// The bytes of the slot holding `lsn` with sequence number `seq`.
+pub(crate) fn encode_position_slot(lsn: Lsn, seq: u64) -> [u8; POSITION_SLOT_LEN] {
+    let mut out = [0u8; POSITION_SLOT_LEN];
     out[..8].copy_from_slice(&POSITION_MAGIC);
-    out[8..16].copy_from_slice(&lsn.0.to_le_bytes());
-    let crc = crc32c::crc32c(&out[..16]);
-    out[16..].copy_from_slice(&crc.to_le_bytes());
+    out[8..16].copy_from_slice(&seq.to_le_bytes());
+    out[16..24].copy_from_slice(&lsn.0.to_le_bytes());
+    let crc = crc32c::crc32c(&out[..24]);
+    out[24..].copy_from_slice(&crc.to_le_bytes());
     out
 }
 
-/// Decodes the committed-position file.
-pub(crate) fn decode_position(bytes: &[u8]) -> Result<Lsn, String> {
-    if bytes.len() != POSITION_LEN {
+/// A whole two-slot file whose only valid slot holds `lsn` with `seq`.
+pub(crate) fn encode_position_file(lsn: Lsn, seq: u64) -> Vec<u8> {
+    let mut out = vec![0u8; POSITION_FILE_LEN];
+    let at = position_slot_offset(seq) as usize;
+    out[at..at + POSITION_SLOT_LEN].copy_from_slice(&encode_position_slot(lsn, seq));
+    out
+}
+
+fn word32(bytes: &[u8], at: usize) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(w)
+}
+
+fn word64(bytes: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// Decodes one slot: `Ok(None)` for a slot never written (all zero).
+fn decode_position_slot(slot: &[u8]) -> Result<Option<(u64, Lsn)>, String> {
+    if slot.iter().all(|&b| b == 0) {
+        return Ok(None);
+    }
+    if slot[..8] != POSITION_MAGIC {
+        return Err("bad magic or unsupported version".to_owned());
+    }
+    if word32(slot, 24) != crc32c::crc32c(&slot[..24]) {
+        return Err("checksum mismatch".to_owned());
+    }
+    Ok(Some((word64(slot, 8), Lsn(word64(slot, 16)))))
+}
+
+/// Decodes the committed-position file: the valid slot with the higher
+/// sequence number (one damaged slot is what a crash during a commit
+/// leaves, and is logged), or a version-1 file.
+pub(crate) fn decode_position(bytes: &[u8]) -> Result<StoredPosition, String> {
+    if bytes.len() == POSITION_V1_LEN {
+        if bytes[..8] != POSITION_V1_MAGIC {
+            return Err("bad magic or unsupported version".to_owned());
+        }
+        if word32(bytes, 16) != crc32c::crc32c(&bytes[..16]) {
+            return Err("checksum mismatch".to_owned());
+        }
+        return Ok(StoredPosition {
+            lsn: Lsn(word64(bytes, 8)),
+            seq: 0,
+            slotted: false,
+        });
+    }
+    if bytes.len() != POSITION_FILE_LEN {
         return Err(format!(
-            "{} bytes long, expected {POSITION_LEN}",
+            "{} bytes long, expected {POSITION_FILE_LEN}",
             bytes.len()
         ));
     }
-    if bytes[..8] != POSITION_MAGIC {
-        return Err("bad magic or unsupported version".to_owned());
+    let stride = POSITION_SLOT_STRIDE as usize;
+    let slots = [
+        decode_position_slot(&bytes[..POSITION_SLOT_LEN]),
+        decode_position_slot(&bytes[stride..stride + POSITION_SLOT_LEN]),
+    ];
+    let newest = slots
+        .iter()
+        .filter_map(|s| s.as_ref().ok().copied().flatten())
+        .max_by_key(|&(seq, _)| seq);
+    match (newest, &slots) {
+        (Some((seq, lsn)), [a, b]) => {
+            if let Some(reason) = a.as_ref().err().or(b.as_ref().err()) {
+                tracing::warn!(
+                    reason = reason.as_str(),
+                    "WAL: one committed-position slot is damaged (a commit torn by a crash?); using the other"
+                );
+            }
+            Ok(StoredPosition {
+                lsn,
+                seq,
+                slotted: true,
+            })
+        }
+        (None, [Err(a), Err(b)]) => Err(format!("both slots damaged: {a}; {b}")),
+        (None, [Err(e), _] | [_, Err(e)]) => Err(format!("the only written slot is damaged: {e}")),
+        (None, _) => Err("no slot was ever written".to_owned()),
     }
-    let stored = u32::from_le_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
-    if stored != crc32c::crc32c(&bytes[..16]) {
-        return Err("checksum mismatch".to_owned());
-    }
-    let mut lsn = [0u8; 8];
-    lsn.copy_from_slice(&bytes[8..16]);
-    Ok(Lsn(u64::from_le_bytes(lsn)))
 }
 
 #[cfg(test)]
@@ -216,11 +318,50 @@ mod tests {
 
     #[test]
     fn position_round_trips_and_rejects_damage() {
-        let bytes = encode_position(Lsn(123_456));
-        assert_eq!(decode_position(&bytes), Ok(Lsn(123_456)));
-        let mut damaged = bytes;
-        damaged[9] ^= 1;
-        assert!(decode_position(&damaged).is_err());
-        assert!(decode_position(&bytes[..19]).is_err());
+        let bytes = encode_position_file(Lsn(123_456), 1);
+        let stored = decode_position(&bytes).unwrap();
+        assert_eq!(
+            (stored.lsn, stored.seq, stored.slotted),
+            (Lsn(123_456), 1, true)
+        );
+        let mut damaged = bytes.clone();
+        damaged[position_slot_offset(1) as usize + 17] ^= 1;
+        assert!(decode_position(&damaged).is_err(), "the only written slot");
+        assert!(decode_position(&bytes[..100]).is_err());
+        assert!(decode_position(&vec![0u8; POSITION_FILE_LEN]).is_err());
+    }
+
+    #[test]
+    fn the_newer_valid_slot_wins_and_a_torn_one_leaves_the_older() {
+        let mut bytes = encode_position_file(Lsn(10), 1);
+        let at = position_slot_offset(2) as usize;
+        bytes[at..at + POSITION_SLOT_LEN].copy_from_slice(&encode_position_slot(Lsn(20), 2));
+        assert_eq!(decode_position(&bytes).unwrap().lsn, Lsn(20));
+        assert_eq!(decode_position(&bytes).unwrap().seq, 2);
+        // A commit to the other slot torn by a crash: the newer stays.
+        let at = position_slot_offset(3) as usize;
+        let mut torn = bytes.clone();
+        torn[at..at + 12].copy_from_slice(&encode_position_slot(Lsn(30), 3)[..12]);
+        assert_eq!(decode_position(&torn).unwrap().lsn, Lsn(20));
+        // The newest slot damaged: the older one is used.
+        let mut rotten = bytes.clone();
+        rotten[position_slot_offset(2) as usize + 20] ^= 4;
+        assert_eq!(decode_position(&rotten).unwrap().lsn, Lsn(10));
+    }
+
+    #[test]
+    fn version_1_position_files_are_read() {
+        let mut v1 = [0u8; 20];
+        v1[..8].copy_from_slice(b"UNIWALC\x01");
+        v1[8..16].copy_from_slice(&77u64.to_le_bytes());
+        let crc = crc32c::crc32c(&v1[..16]);
+        v1[16..].copy_from_slice(&crc.to_le_bytes());
+        let stored = decode_position(&v1).unwrap();
+        assert_eq!(
+            (stored.lsn, stored.seq, stored.slotted),
+            (Lsn(77), 0, false)
+        );
+        v1[9] ^= 1;
+        assert!(decode_position(&v1).is_err());
     }
 }

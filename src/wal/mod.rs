@@ -5,7 +5,7 @@
 //! ```text
 //! <dir>/00000000000000000000.wal   segment: header + frames, first lsn in the name
 //! <dir>/00000000000000041943.wal   the active segment (appended to)
-//! <dir>/committed                  committed position, replaced atomically
+//! <dir>/committed                  committed position: two checksummed slots
 //! <dir>/quarantine/…               damaged bytes moved aside (opt-in)
 //! ```
 //!
@@ -19,7 +19,8 @@
 //!                   CRC32C of the payload (u32 LE)
 //!                   CRC32C of the 8 bytes above (u32 LE)
 //!                   L bytes payload
-//!   committed file  8 bytes magic "UNIWALC\x01" | lsn (u64 LE) | CRC32C of the 16 bytes before
+//!   committed file  two slots, at bytes 0 and 4096, each: magic "UNIWALC\x02" (8 bytes)
+//!                   | sequence (u64 LE) | lsn (u64 LE) | CRC32C of the 24 bytes before
 //!   ```
 //!
 //!   The header checksum tells a damaged length apart from a damaged
@@ -32,9 +33,14 @@
 //!   fdatasync runs share the next one); `Interval(d)` fdatasyncs within `d`
 //!   of the first unsynced write; `Never` leaves it to the OS. A full
 //!   segment is fdatasynced when sealed.
-//! - **Commit** ([`WalReader::commit`]) replaces the `committed` file
-//!   atomically (temporary file, fsync, rename, directory fsync) and deletes
-//!   whole segments below it; a file is never rewritten. Files are created
+//! - **Commit** ([`WalReader::commit`]) moves the committed position
+//!   atomically, then deletes whole segments below it; a segment is never
+//!   rewritten. The position goes, with the next sequence number, into the
+//!   `committed` file's slot that does not hold the newest one, written in
+//!   place and fdatasynced (one data-only flush); the valid slot with the
+//!   higher sequence is in force, so a commit torn by a crash leaves the
+//!   previous position. The file is created by an atomic replacement
+//!   (temporary file, fsync, rename, directory fsync). Files are created
 //!   `0600`; the directory is fsynced after every create, rename and delete.
 //! - **Recovery** ([`Wal::open`]) reads only the last segment (and the one
 //!   holding the committed position), so the time to the first record does
@@ -191,7 +197,14 @@ impl Wal {
             failed: None,
         });
         tokio::spawn(
-            committer::CommitterTask::new(shared.clone(), commit_rx, persisted_tx, guard).run(),
+            committer::CommitterTask::new(
+                shared.clone(),
+                commit_rx,
+                persisted_tx,
+                guard,
+                recovered.stored_position,
+            )
+            .run(),
         );
         let reader = WalReader::new(
             shared.clone(),

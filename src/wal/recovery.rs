@@ -13,7 +13,8 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use super::format::{
-    check_segment_header, decode_position, segment_name, POSITION_FILE, SEGMENT_HEADER_LEN,
+    check_segment_header, decode_position, segment_name, StoredPosition, POSITION_FILE,
+    SEGMENT_HEADER_LEN,
 };
 use super::quarantine::{copy_aside, move_segment_aside};
 use super::segment::{
@@ -59,6 +60,8 @@ pub(crate) struct Recovered {
     /// Payload bytes from the committed position to the end.
     pub(crate) backlog_payload: u64,
     pub(crate) recovery: Recovery,
+    /// The committed-position file as found (`None`: none yet).
+    pub(crate) stored_position: Option<StoredPosition>,
 }
 
 /// Opens (creating when missing) and recovers the log in `options.dir`.
@@ -73,7 +76,7 @@ pub(crate) fn recover(options: &WalOptions) -> Result<Recovered, WalError> {
     let mut recovery = Recovery::default();
 
     let Some((&first_existing, _)) = segments.first_key_value() else {
-        let start = stored_position.map_or(0, |l| l.0);
+        let start = stored_position.map_or(0, |p| p.lsn.0);
         let active = create_segment(dir, start)?;
         segments.insert(start, active.size);
         return Ok(Recovered {
@@ -88,10 +91,11 @@ pub(crate) fn recover(options: &WalOptions) -> Result<Recovered, WalError> {
             },
             backlog_payload: 0,
             recovery,
+            stored_position,
         });
     };
 
-    let mut committed = stored_position.map_or(first_existing, |l| l.0);
+    let mut committed = stored_position.map_or(first_existing, |p| p.lsn.0);
     if committed < first_existing {
         // Segments are deleted only up to a commit, so this means files
         // were removed by hand: resume at the oldest record still there.
@@ -196,6 +200,7 @@ pub(crate) fn recover(options: &WalOptions) -> Result<Recovered, WalError> {
         },
         backlog_payload,
         recovery,
+        stored_position,
     })
 }
 
@@ -376,7 +381,7 @@ fn list_segments(dir: &Path) -> Result<BTreeMap<u64, u64>, WalError> {
     Ok(segments)
 }
 
-fn read_position(path: &Path) -> Result<Option<Lsn>, WalError> {
+fn read_position(path: &Path) -> Result<Option<StoredPosition>, WalError> {
     match std::fs::read(path) {
         Ok(bytes) => {
             decode_position(&bytes)
