@@ -558,7 +558,8 @@ impl<'a> Attempt<'a> {
             call_bytes += record.billed_bytes() as u64;
             predicted.push(map.shard_for(entry.hash_key).map(|(_, id)| id.clone()));
             let built = PutRecordsRequestEntry::builder()
-                .data(Blob::new(record.data.to_vec()))
+                // Shares the record's buffer instead of copying it.
+                .data(Blob::from_maybe_shared(record.data.clone()))
                 .partition_key(record.partition_key.clone())
                 .set_explicit_hash_key(record.explicit_hash_key.clone())
                 .build()
