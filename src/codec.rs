@@ -31,6 +31,22 @@ pub trait Codec<T>: Clone + Send + Sync + 'static {
         self.encode(item, &mut buf)?;
         Ok(buf)
     }
+
+    /// Decodes several records: one result per input, in order, each what
+    /// [`decode`](Codec::decode) gives for that input.
+    ///
+    /// `buffered_wal` decodes the records it reads from its log with this.
+    /// The default decodes each input on its own; a codec whose records
+    /// hold [`bytes::Bytes`] may override it so that the records of one call
+    /// share one allocation (as [`RawCodec`] and `KinesisCodec` do) — which
+    /// then stays allocated until the last of those records is dropped.
+    fn decode_batch<'a, I>(&self, inputs: I) -> Vec<Result<T, CodecError>>
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+        I::IntoIter: Clone,
+    {
+        inputs.into_iter().map(|bytes| self.decode(bytes)).collect()
+    }
 }
 
 /// Compact JSON through `serde_json`, for any `Serialize + DeserializeOwned` type.
@@ -73,6 +89,31 @@ impl Codec<bytes::Bytes> for RawCodec {
 
     fn decode(&self, bytes: &[u8]) -> Result<bytes::Bytes, CodecError> {
         Ok(bytes::Bytes::copy_from_slice(bytes))
+    }
+
+    /// Copies the inputs into one buffer that the records share.
+    fn decode_batch<'a, I>(&self, inputs: I) -> Vec<Result<bytes::Bytes, CodecError>>
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+        I::IntoIter: Clone,
+    {
+        let inputs = inputs.into_iter();
+        let mut joined = Vec::with_capacity(inputs.clone().map(<[u8]>::len).sum());
+        let ends: Vec<usize> = inputs
+            .map(|bytes| {
+                joined.extend_from_slice(bytes);
+                joined.len()
+            })
+            .collect();
+        let joined = bytes::Bytes::from(joined);
+        let mut start = 0;
+        ends.into_iter()
+            .map(|end| {
+                let record = joined.slice(start..end);
+                start = end;
+                Ok(record)
+            })
+            .collect()
     }
 }
 
@@ -188,5 +229,24 @@ mod tests {
         let back: Vec<u8> = RawCodec.decode(&enc).unwrap();
         assert_eq!(back, data);
         assert!(<RawCodec as Codec<String>>::decode(&RawCodec, &[0xff, 0xfe]).is_err());
+    }
+
+    #[test]
+    fn batch_decoding_gives_what_single_decoding_gives() {
+        let inputs: Vec<&[u8]> = vec![b"one", b"", b"three", &[0xff, 0xfe]];
+        let shared: Vec<bytes::Bytes> = RawCodec
+            .decode_batch(inputs.iter().copied())
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let single: Vec<bytes::Bytes> =
+            inputs.iter().map(|b| RawCodec.decode(b).unwrap()).collect();
+        assert_eq!(shared, single);
+        // The default: per input, errors included.
+        let strings = <RawCodec as Codec<String>>::decode_batch(&RawCodec, inputs.iter().copied());
+        assert_eq!(strings.len(), 4);
+        assert_eq!(strings[2].as_ref().unwrap(), "three");
+        assert!(strings[3].is_err());
+        assert!(<RawCodec as Codec<bytes::Bytes>>::decode_batch(&RawCodec, []).is_empty());
     }
 }

@@ -36,7 +36,7 @@ use tokio::time::Instant;
 
 use super::aggregation::{Aggregator, Refused};
 use super::failure::{classify_code, classify_put_records_error, FailureKind};
-use super::hash_key::{HashKey, HashKeyCache};
+use super::hash_key::{HashKey, HashKeyCache, InvalidHashKey};
 use super::limits::{MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_COUNT};
 use super::metrics::KinesisMetricsHandle;
 use super::rate_limit::{Portion, RateLimiter, ShardRateLimit};
@@ -358,6 +358,36 @@ impl<'a> Attempt<'a> {
                 attempts: 0,
             });
         }
+        /// Adds a record to its lane's aggregate, finishing the aggregate
+        /// first when it is full; a record it cannot take goes to `invalid`.
+        fn add(
+            lane: Lane,
+            group: &mut Group,
+            record: &KinesisRecord,
+            index: usize,
+            hash_key: HashKey,
+            entries: &mut Vec<Entry>,
+            invalid: &mut Vec<(usize, InvalidHashKey)>,
+        ) {
+            loop {
+                // The hash key is valid: validation computed it.
+                match group.aggregator.try_add_with_hash_key(record, hash_key) {
+                    Ok(()) => {
+                        group.indices.push(index);
+                        group.hash_key.get_or_insert(hash_key);
+                        return;
+                    }
+                    // The first record of an aggregate is always taken, so
+                    // this loops at most twice.
+                    Err(Refused::Full) => finish(lane, group, entries),
+                    // Kept so that nothing is ever dropped silently.
+                    Err(Refused::InvalidHashKey(reason)) => {
+                        invalid.push((index, reason));
+                        return;
+                    }
+                }
+            }
+        }
         let new_group = |records: usize, bytes: usize| {
             let mut aggregator = Aggregator::new(max_bytes);
             aggregator.reserve(records, bytes);
@@ -381,53 +411,73 @@ impl<'a> Attempt<'a> {
                 shard_totals[shard].1 += batch[index].data.len();
             }
         }
-        let mut by_shard: Vec<Option<Group>> = Vec::new();
-        by_shard.resize_with(map.len(), || None);
-        let mut by_hash_key: HashMap<u128, Group> = HashMap::new();
-        let mut entries = Vec::new();
-        for ((index, hash_key), shard) in valid.into_iter().zip(shards) {
-            let (lane, group) = match shard {
-                Some(shard) => (
-                    Lane::Shard(shard),
-                    by_shard[shard].get_or_insert_with(|| {
-                        let (records, bytes) = shard_totals[shard];
-                        new_group(records, bytes)
-                    }),
-                ),
-                None => (
-                    Lane::HashKey(hash_key.value()),
-                    by_hash_key
-                        .entry(hash_key.value())
-                        .or_insert_with(|| new_group(0, 0)),
-                ),
-            };
-            let record = &batch[index];
-            loop {
-                // The hash key is valid: validation computed it.
-                match group.aggregator.try_add_with_hash_key(record, hash_key) {
-                    Ok(()) => {
-                        group.indices.push(index);
-                        group.hash_key.get_or_insert(hash_key);
-                        break;
-                    }
-                    // The first record of an aggregate is always taken, so
-                    // this loops at most twice.
-                    Err(Refused::Full) => finish(lane, group, &mut entries),
-                    // Kept so that nothing is ever dropped silently.
-                    Err(Refused::InvalidHashKey(reason)) => {
-                        self.reject(&[index], reason.to_string());
-                        break;
-                    }
+        // Each shard's records in batch order (a stable counting sort), so
+        // that one aggregator fills a shard's aggregates at a time: what it
+        // works on stays in the CPU caches, instead of one aggregator per
+        // shard being touched in turn.
+        let mut next = Vec::with_capacity(map.len());
+        let mut placed = 0;
+        for &(records, _) in &shard_totals {
+            next.push(placed);
+            placed += records;
+        }
+        let mut by_shard = vec![(0usize, HashKey::MIN); placed];
+        let mut unplaced = Vec::new();
+        for (&(index, hash_key), shard) in valid.iter().zip(&shards) {
+            match *shard {
+                Some(shard) => {
+                    by_shard[next[shard]] = (index, hash_key);
+                    next[shard] += 1;
                 }
+                None => unplaced.push((index, hash_key)),
             }
         }
-        for (shard, group) in by_shard.iter_mut().enumerate() {
-            if let Some(group) = group {
-                finish(Lane::Shard(shard), group, &mut entries);
+        let mut entries = Vec::new();
+        let mut invalid = Vec::new();
+        let mut group = new_group(0, 0);
+        let mut start = 0;
+        for (shard, &(records, bytes)) in shard_totals.iter().enumerate() {
+            if records == 0 {
+                continue;
             }
+            let lane = Lane::Shard(shard);
+            group.aggregator.reserve(records, bytes);
+            group.indices.reserve(records);
+            for &(index, hash_key) in &by_shard[start..start + records] {
+                add(
+                    lane,
+                    &mut group,
+                    &batch[index],
+                    index,
+                    hash_key,
+                    &mut entries,
+                    &mut invalid,
+                );
+            }
+            finish(lane, &mut group, &mut entries);
+            start += records;
+        }
+        let mut by_hash_key: HashMap<u128, Group> = HashMap::new();
+        for (index, hash_key) in unplaced {
+            let lane = Lane::HashKey(hash_key.value());
+            let group = by_hash_key
+                .entry(hash_key.value())
+                .or_insert_with(|| new_group(0, 0));
+            add(
+                lane,
+                group,
+                &batch[index],
+                index,
+                hash_key,
+                &mut entries,
+                &mut invalid,
+            );
         }
         for (hash_key, group) in by_hash_key.iter_mut() {
             finish(Lane::HashKey(*hash_key), group, &mut entries);
+        }
+        for (index, reason) in invalid {
+            self.reject(&[index], reason.to_string());
         }
         // Lanes must keep batch order; across lanes any order would do, and
         // batch order is the natural one.
@@ -558,7 +608,8 @@ impl<'a> Attempt<'a> {
             call_bytes += record.billed_bytes() as u64;
             predicted.push(map.shard_for(entry.hash_key).map(|(_, id)| id.clone()));
             let built = PutRecordsRequestEntry::builder()
-                .data(Blob::new(record.data.to_vec()))
+                // Shares the record's buffer instead of copying it.
+                .data(Blob::from_maybe_shared(record.data.clone()))
                 .partition_key(record.partition_key.clone())
                 .set_explicit_hash_key(record.explicit_hash_key.clone())
                 .build()

@@ -456,9 +456,9 @@ where
         // bytes read from the log rather than require `T: Clone`.
         let items = match batch.take() {
             Some(items) => items,
-            None => in_batch
-                .iter()
-                .map(|&i| codec.decode(&records[i].payload))
+            None => codec
+                .decode_batch(in_batch.iter().map(|&i| &records[i].payload[..]))
+                .into_iter()
                 .collect::<Result<Vec<_>, _>>()?,
         };
         attempts = attempts.saturating_add(1);
@@ -530,7 +530,7 @@ where
         batches
             .into_iter()
             .map(|records| {
-                let decoded = records.iter().map(|r| codec.decode(&r.payload)).collect();
+                let decoded = codec.decode_batch(records.iter().map(|r| &r.payload[..]));
                 ReadBatch { records, decoded }
             })
             .collect::<VecDeque<_>>()

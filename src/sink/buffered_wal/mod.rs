@@ -102,6 +102,10 @@ use shared::{Shared, TaskGuard, Waiting};
 /// `forward` path. (`send` and `flush` append whatever is buffered.)
 const LOCAL_BUFFER_MIN_RECORDS: usize = 4096;
 
+/// While its buffer fills, a handle polls the append in flight once per this
+/// many records (see `poll_ready`).
+const POLL_APPEND_EVERY: usize = 32;
+
 type Append = Pin<Box<dyn Future<Output = Result<Lsn, WalError>> + Send>>;
 
 /// A durable, batching `Sink<T>` in front of a batch sink; made by
@@ -303,13 +307,18 @@ impl<T, C: Codec<T>> Sink<T> for BufferedWal<T, C> {
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = self.get_mut();
         this.check_open()?;
-        // Drive the append in flight without waiting for it, unless the
-        // buffer is full and must go next.
-        let in_flight = this.poll_in_flight(cx)?;
         if !this.is_full() {
+            // Drive the append in flight without waiting for it, once per
+            // `POLL_APPEND_EVERY` records buffered meanwhile: polling it
+            // costs more than buffering a record, and noticing its end a
+            // few records later delays nothing that matters (`poll_flush`
+            // waits for it in any case).
+            if this.buffer.len().is_multiple_of(POLL_APPEND_EVERY) {
+                let _ = this.poll_in_flight(cx)?;
+            }
             return Poll::Ready(Ok(()));
         }
-        futures::ready!(in_flight);
+        futures::ready!(this.poll_in_flight(cx))?;
         this.start_append();
         // Poll at once so the records join the log's current group commit;
         // later calls (and `poll_flush`) drive it to completion.
