@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Measures this machine's raw storage limits, the yardstick for the figures
 # in BENCHMARKS.md: how many 100-byte writes per second survive an
-# fdatasync each (dd oflag=dsync), and sequential write bandwidth with one
+# fdatasync each (dd oflag=dsync), appended to a new file (each fdatasync
+# also writes the inode of the grown file) and written over a zero-filled,
+# already synced file (data only, what the WAL's preallocated segments
+# cost under Fsync::Always), and sequential write bandwidth with one
 # fdatasync at the end (dd bs=1M conv=fdatasync).
 #
 # Usage: scripts/machine-limits.sh [DIR]
@@ -14,6 +17,7 @@
 # Output, one "key: value" per line, fixed keys:
 #   machine-limits dir: <dir> (<fs type>), <cores> cores, <kernel>
 #   fdatasync 100-byte writes/s: <median> (min <n>, max <n>, <rounds> rounds)
+#   fdatasync 100-byte overwrites/s (preallocated file): <median> (min <n>, max <n>, <rounds> rounds)
 #   sequential write MB/s (1 MiB blocks, fdatasync at end): <median> (min <n>, max <n>, <rounds> rounds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +50,15 @@ for _ in $(seq "$rounds"); do
     rm -f "$probe"
 done
 echo "fdatasync 100-byte writes/s: $(printf '%s' "$rates" | summary)"
+
+rates=""
+for _ in $(seq "$rounds"); do
+    dd if=/dev/zero of="$probe" bs=1M count=1 conv=fdatasync 2>/dev/null
+    secs="$(dd if=/dev/zero of="$probe" bs=100 count="$dsync_writes" oflag=dsync conv=notrunc 2>&1 | seconds_of)"
+    rates+="$(awk -v n="$dsync_writes" -v s="$secs" 'BEGIN { printf "%.1f", n / s }')"$'\n'
+    rm -f "$probe"
+done
+echo "fdatasync 100-byte overwrites/s (preallocated file): $(printf '%s' "$rates" | summary)"
 
 rates=""
 for _ in $(seq "$rounds"); do

@@ -44,7 +44,7 @@ async fn appended_records_come_back_in_order_with_dense_lsns() {
     let got = drain(&mut reader, 4).await;
     let lsns: Vec<u64> = got.iter().map(|r| r.lsn.0).collect();
     assert_eq!(lsns, (0..10).collect::<Vec<_>>());
-    let bodies: Vec<Vec<u8>> = got.into_iter().map(|r| r.payload).collect();
+    let bodies: Vec<Vec<u8>> = got.into_iter().map(|r| r.payload.to_vec()).collect();
     assert_eq!(bodies, payloads(0..10));
     assert_eq!(writer.stats().next_lsn, Lsn(10));
 }
@@ -98,7 +98,7 @@ async fn reopening_redelivers_uncommitted_records_only() {
     let got = drain(&mut reader, 7).await;
     let lsns: Vec<u64> = got.iter().map(|r| r.lsn.0).collect();
     assert_eq!(lsns, (40..101).collect::<Vec<_>>());
-    assert_eq!(got[0].payload, b"record-000040");
+    assert_eq!(got[0].payload, &b"record-000040"[..]);
 }
 
 #[tokio::test]
@@ -348,7 +348,12 @@ async fn concurrent_appenders_each_get_consecutive_lsns() {
     let got = drain(&mut reader, 1000).await;
     assert_eq!(got.len(), 16 * 5 * 3);
     for r in got {
-        assert_eq!(expected.get(&r.lsn.0), Some(&r.payload), "lsn {}", r.lsn);
+        assert_eq!(
+            expected.get(&r.lsn.0),
+            Some(&r.payload.to_vec()),
+            "lsn {}",
+            r.lsn
+        );
     }
 }
 

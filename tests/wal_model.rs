@@ -171,7 +171,7 @@ async fn run(fsync: Fsync, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .await
                     .unwrap()
                     .into_iter()
-                    .map(|r| (r.lsn.0, r.payload))
+                    .map(|r| (r.lsn.0, r.payload.to_vec()))
                     .collect();
                 prop_assert_eq!(&got, &expected);
                 model.read += got.len() as u64;
@@ -283,7 +283,7 @@ async fn drain_and_check(reader: &mut WalReader, model: &Model) -> Result<(), Te
         if batch.is_empty() {
             break;
         }
-        got.extend(batch.into_iter().map(|r| (r.lsn.0, r.payload)));
+        got.extend(batch.into_iter().map(|r| (r.lsn.0, r.payload.to_vec())));
     }
     let expected: Vec<(u64, Vec<u8>)> = model
         .records

@@ -121,15 +121,22 @@ impl FrameHeader {
     }
 }
 
-/// Appends one frame holding `payload` to `buf`. The caller guarantees that
-/// `payload.len()` fits in a `u32` (checked when the record is accepted).
-pub(crate) fn push_frame(buf: &mut Vec<u8>, payload: &[u8]) {
+/// Writes the header of the frame holding `payload` into `header`
+/// ([`FRAME_HEADER_LEN`] bytes). The caller guarantees that
+/// `payload.len()` fits in a `u32`.
+pub(crate) fn fill_frame_header(header: &mut [u8], payload: &[u8]) {
     let len = payload.len() as u32;
-    let mut header = [0u8; FRAME_HEADER_LEN as usize];
     header[..4].copy_from_slice(&len.to_le_bytes());
     header[4..8].copy_from_slice(&crc32c::crc32c(payload).to_le_bytes());
     let header_crc = crc32c::crc32c(&header[..8]);
-    header[8..].copy_from_slice(&header_crc.to_le_bytes());
+    header[8..12].copy_from_slice(&header_crc.to_le_bytes());
+}
+
+/// Appends one frame holding `payload` to `buf`.
+#[cfg(test)]
+pub(crate) fn push_frame(buf: &mut Vec<u8>, payload: &[u8]) {
+    let mut header = [0u8; FRAME_HEADER_LEN as usize];
+    fill_frame_header(&mut header, payload);
     buf.extend_from_slice(&header);
     buf.extend_from_slice(payload);
 }

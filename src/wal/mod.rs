@@ -99,12 +99,13 @@
 //!
 //! let batch = reader.next_batch(100, 1 << 20).await?;
 //! assert_eq!(batch.len(), 2);
-//! assert_eq!(batch[1].payload, b"two");
+//! assert_eq!(batch[1].payload, &b"two"[..]);
 //! reader.commit(Lsn(2)).await?; // both delivered: never read again
 //! # Ok(())
 //! # }
 //! ```
 
+mod batch;
 mod committer;
 mod dir_guard;
 mod error;
@@ -124,6 +125,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+pub use batch::WalBatch;
 pub use error::WalError;
 pub use lsn::Lsn;
 pub use options::{

@@ -11,6 +11,7 @@ use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -39,8 +40,10 @@ pub struct Backlog {
 pub struct WalRecord {
     /// Its sequence number.
     pub lsn: Lsn,
-    /// The bytes that were appended.
-    pub payload: Vec<u8>,
+    /// The bytes that were appended. The records of one
+    /// [`next_batch`](WalReader::next_batch) share one buffer, which stays
+    /// allocated until the last of them is dropped.
+    pub payload: Bytes,
 }
 
 /// The single consumer of a log (the delivery task): reads records back in
@@ -353,7 +356,12 @@ impl WalReader {
 
 /// What one blocking read produced.
 struct Batch {
+    /// Built from `data` and `spans` when the read ends (empty until then).
     records: Vec<WalRecord>,
+    /// Payloads of the records read, back to back.
+    data: Vec<u8>,
+    /// (lsn, start, end in `data`) of every record read.
+    spans: Vec<(u64, usize, usize)>,
     quarantined: Vec<QuarantinedFrame>,
     /// Payload length of every lsn consumed (0 for skipped ones).
     lens: Vec<u32>,
@@ -391,7 +399,10 @@ impl ReadJob {
             .min(self.max_records as u64)
             .min(1 << 16) as usize;
         let mut batch = Batch {
-            records: Vec::with_capacity(expected),
+            records: Vec::new(),
+            // Grows by doubling from a guess of ~128 bytes per record.
+            data: Vec::with_capacity((expected * 128).min(self.max_bytes as usize)),
+            spans: Vec::with_capacity(expected),
             quarantined: Vec::new(),
             lens: Vec::with_capacity(expected),
             positions: Vec::with_capacity(expected),
@@ -409,7 +420,7 @@ impl ReadJob {
                 c.set_limit(published);
             }
         }
-        while batch.records.len() < self.max_records && batch.next < self.written {
+        while batch.spans.len() < self.max_records && batch.next < self.written {
             let lsn = batch.next;
             // Move to the segment holding `lsn` when the cursor is not there.
             let switch = cursor.is_none() || boundary.is_some_and(|b| lsn >= b);
@@ -434,7 +445,7 @@ impl ReadJob {
             let Some(c) = cursor.as_mut() else { break };
             match c.peek_len()? {
                 Ok(len) => {
-                    if !batch.records.is_empty() && bytes + u64::from(len) > self.max_bytes {
+                    if !batch.spans.is_empty() && bytes + u64::from(len) > self.max_bytes {
                         break;
                     }
                 }
@@ -448,15 +459,14 @@ impl ReadJob {
                 }
             }
             let (segment, offset) = (c.first, c.offset);
-            match c.next_frame()? {
-                Ok(payload) => {
-                    let len = payload.len() as u32;
+            let start = batch.data.len();
+            match c.next_frame(&mut batch.data)? {
+                Ok(()) => {
+                    let end = batch.data.len();
+                    let len = (end - start) as u32;
                     bytes += u64::from(len);
                     batch.positions.push((lsn, segment, offset));
-                    batch.records.push(WalRecord {
-                        lsn: Lsn(lsn),
-                        payload,
-                    });
+                    batch.spans.push((lsn, start, end));
                     batch.lens.push(len);
                     batch.next += 1;
                 }
@@ -475,6 +485,15 @@ impl ReadJob {
                 }
             }
         }
+        let data = Bytes::from(std::mem::take(&mut batch.data));
+        batch.records = batch
+            .spans
+            .drain(..)
+            .map(|(lsn, start, end)| WalRecord {
+                lsn: Lsn(lsn),
+                payload: data.slice(start..end),
+            })
+            .collect();
         Ok(batch)
     }
 
@@ -609,7 +628,7 @@ impl Drop for WalReader {
 /// Under `OnCorruption::Fail`: return what was read, or the error when
 /// nothing was.
 fn fail(batch: &Batch, file: &Path, offset: u64, reason: String) -> Result<AfterDamage, WalError> {
-    if batch.records.is_empty() {
+    if batch.spans.is_empty() {
         Err(WalError::Corrupt {
             file: file.to_path_buf(),
             offset,

@@ -447,10 +447,11 @@ impl SegmentReader {
         }
     }
 
-    /// Reads the next frame's payload, verifying its checksum.
-    /// On damage, the reader stays at the damaged frame for a `Rest`, and
-    /// moves past it for a `Payload` (so that a caller may skip it).
-    pub(crate) fn next_frame(&mut self) -> Result<Result<Vec<u8>, Damage>, WalError> {
+    /// Reads the next frame's payload onto the end of `out`, verifying its
+    /// checksum. On damage `out` is left as it was, the reader stays at the
+    /// damaged frame for a `Rest`, and moves past it for a `Payload` (so
+    /// that a caller may skip it).
+    pub(crate) fn next_frame(&mut self, out: &mut Vec<u8>) -> Result<Result<(), Damage>, WalError> {
         let len = match self.peek_len()? {
             Ok(len) => len,
             Err(damage) => return Ok(Err(damage)),
@@ -462,18 +463,19 @@ impl SegmentReader {
             }));
         };
         let wanted = len as usize;
-        let (payload, read) = if let Some(bytes) = self.reader.buffer().get(..wanted) {
+        let start = out.len();
+        let read = if let Some(bytes) = self.reader.buffer().get(..wanted) {
             // Usually the whole frame is already buffered: one copy.
-            let payload = bytes.to_vec();
+            out.extend_from_slice(bytes);
             self.reader.consume(wanted);
-            (payload, wanted)
+            wanted
         } else {
-            let mut payload = vec![0u8; wanted];
-            let read = read_fully(&mut self.reader, &mut payload)
-                .map_err(|e| WalError::io("read segment", &self.path, e))?;
-            (payload, read)
+            out.resize(start + wanted, 0);
+            read_fully(&mut self.reader, &mut out[start..])
+                .map_err(|e| WalError::io("read segment", &self.path, e))?
         };
         if read < wanted {
+            out.truncate(start);
             self.resync()?;
             return Ok(Err(Damage::Rest {
                 offset: self.offset,
@@ -484,9 +486,10 @@ impl SegmentReader {
         }
         let offset = self.offset;
         self.offset += header.frame_len();
-        if header.payload_ok(&payload) {
-            Ok(Ok(payload))
+        if header.payload_ok(&out[start..]) {
+            Ok(Ok(()))
         } else {
+            out.truncate(start);
             Ok(Err(Damage::Payload {
                 offset,
                 frame_len: header.frame_len(),

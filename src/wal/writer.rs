@@ -43,10 +43,10 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::format::{push_frame, segment_name, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
+use super::format::{segment_name, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
 use super::segment::{create_segment, ActiveSegment, PREALLOCATE_BYTES};
 use super::shared::Shared;
-use super::{Fsync, Lsn, WalError, WhenFull};
+use super::{Fsync, Lsn, WalBatch, WalError, WhenFull};
 
 /// Encoded bytes buffered before a `write` call inside one group.
 const FLUSH_BYTES: usize = 4 << 20;
@@ -99,7 +99,7 @@ pub struct WalStats {
 
 pub(crate) enum Request {
     Append {
-        records: Vec<Vec<u8>>,
+        batch: WalBatch,
         reply: oneshot::Sender<Result<Lsn, WalError>>,
     },
     Sync {
@@ -137,9 +137,27 @@ impl WalWriter {
                 limit,
             });
         }
+        let mut batch = WalBatch::with_capacity(records.len(), records.iter().map(Vec::len).sum());
+        for record in &records {
+            batch.push(record)?;
+        }
+        self.append_batch(batch).await
+    }
+
+    /// [`append`](Self::append) for records already framed in a
+    /// [`WalBatch`]: one buffer for the whole batch, checksums computed by
+    /// the caller. Same ordering, durability, cap and cancel-safety rules.
+    pub async fn append_batch(&self, batch: WalBatch) -> Result<Lsn, WalError> {
+        let limit = self.shared.options.max_record_bytes();
+        if let Some(&big) = batch.lens().iter().find(|&&len| u64::from(len) > limit) {
+            return Err(WalError::RecordTooLarge {
+                bytes: u64::from(big),
+                limit,
+            });
+        }
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Request::Append { records, reply })
+            .send(Request::Append { batch, reply })
             .map_err(|_| WalError::Closed)?;
         self.shared.requests_sent.fetch_add(1, Ordering::Relaxed);
         rx.await.map_err(|_| WalError::Closed)?
@@ -173,9 +191,11 @@ impl WalWriter {
 /// A request being worked on by the writer task.
 enum Pending {
     Append {
-        records: Vec<Vec<u8>>,
+        batch: WalBatch,
         /// Records of this request already written.
         done: usize,
+        /// Bytes of the frames already written.
+        done_bytes: usize,
         first: Option<u64>,
         /// Set when the request cannot fit under `WhenFull::Error`: the
         /// bytes on disk it would have brought.
@@ -192,9 +212,10 @@ enum Pending {
 impl From<Request> for Pending {
     fn from(r: Request) -> Self {
         match r {
-            Request::Append { records, reply } => Pending::Append {
-                records,
+            Request::Append { batch, reply } => Pending::Append {
+                batch,
                 done: 0,
+                done_bytes: 0,
                 first: None,
                 full: None,
                 reply,
@@ -660,21 +681,23 @@ fn answer(group: VecDeque<Pending>, outcome: &Outcome, cap: u64) -> (VecDeque<Pe
     for p in group {
         match p {
             Pending::Append {
-                records,
+                batch,
                 done,
+                done_bytes,
                 first,
                 full,
                 reply,
             } => {
                 if let Some(bytes) = full {
                     let _ = reply.send(Err(WalError::Full { bytes, cap }));
-                } else if done == records.len() {
+                } else if done == batch.len() {
                     answered += 1;
                     let _ = reply.send(Ok(Lsn(first.unwrap_or(outcome.next_lsn))));
                 } else {
                     rest.push_back(Pending::Append {
-                        records,
+                        batch,
                         done,
+                        done_bytes,
                         first,
                         full,
                         reply,
@@ -732,27 +755,34 @@ fn write_frames(
                 sync_requested = true;
             }
             Pending::Append {
-                records,
+                batch,
                 done,
+                done_bytes,
                 first,
                 full,
                 ..
             } => {
+                let lens = batch.lens();
                 if p.when_full == WhenFull::Error && *done == 0 {
-                    let need =
-                        bytes_needed(segment.size + buf.len() as u64, records, p.segment_bytes);
+                    let need = bytes_needed(segment.size + buf.len() as u64, lens, p.segment_bytes);
                     if out.bytes_added + need > budget {
                         *full = Some(p.on_disk + out.bytes_added + need);
                         continue;
                     }
                 }
-                while let Some(record) = records.get(*done) {
-                    let frame = FRAME_HEADER_LEN + record.len() as u64;
-                    if segment.size + buf.len() as u64 + frame > p.segment_bytes {
+                // Frames from `run_start` on are copied to `buf` in one go.
+                let mut run_start = *done_bytes;
+                while let Some(&len) = lens.get(*done) {
+                    let frame = FRAME_HEADER_LEN + u64::from(len);
+                    let pending = (*done_bytes - run_start) as u64;
+                    if segment.size + buf.len() as u64 + pending + frame > p.segment_bytes {
                         if out.bytes_added + SEGMENT_HEADER_LEN + frame > budget {
                             out.blocked = true;
+                            buf.extend_from_slice(&batch.frames()[run_start..*done_bytes]);
                             break 'group;
                         }
+                        buf.extend_from_slice(&batch.frames()[run_start..*done_bytes]);
+                        run_start = *done_bytes;
                         segment.write(buf)?;
                         buf.clear();
                         segment.seal()?;
@@ -763,19 +793,23 @@ fn write_frames(
                     }
                     if out.bytes_added + frame > budget {
                         out.blocked = true;
+                        buf.extend_from_slice(&batch.frames()[run_start..*done_bytes]);
                         break 'group;
                     }
-                    push_frame(buf, record);
                     out.bytes_added += frame;
-                    out.payload_added += record.len() as u64;
+                    out.payload_added += u64::from(len);
                     first.get_or_insert(lsn);
                     lsn += 1;
                     *done += 1;
-                    if buf.len() >= FLUSH_BYTES {
+                    *done_bytes += frame as usize;
+                    if buf.len() + (*done_bytes - run_start) >= FLUSH_BYTES {
+                        buf.extend_from_slice(&batch.frames()[run_start..*done_bytes]);
+                        run_start = *done_bytes;
                         segment.write(buf)?;
                         buf.clear();
                     }
                 }
+                buf.extend_from_slice(&batch.frames()[run_start..*done_bytes]);
             }
         }
     }
@@ -804,10 +838,10 @@ fn write_frames(
 
 /// Exact bytes on disk that appending `records` adds when the active
 /// segment holds `size` bytes (frames plus the headers of new segments).
-fn bytes_needed(mut size: u64, records: &[Vec<u8>], segment_bytes: u64) -> u64 {
+fn bytes_needed(mut size: u64, lens: &[u32], segment_bytes: u64) -> u64 {
     let mut need = 0;
-    for r in records {
-        let frame = FRAME_HEADER_LEN + r.len() as u64;
+    for &len in lens {
+        let frame = FRAME_HEADER_LEN + u64::from(len);
         if size + frame > segment_bytes {
             need += SEGMENT_HEADER_LEN;
             size = SEGMENT_HEADER_LEN;
@@ -837,8 +871,8 @@ mod tests {
 
     #[test]
     fn bytes_needed_counts_frames_and_the_headers_of_new_segments() {
-        let records = vec![vec![0u8; 13]; 10]; // 25-byte frames
-                                               // 116-byte segments hold 4 frames after the 16-byte header.
+        let records = vec![13u32; 10]; // 25-byte frames
+                                       // 116-byte segments hold 4 frames after the 16-byte header.
         assert_eq!(bytes_needed(16, &records[..4], 116), 100);
         assert_eq!(bytes_needed(16, &records[..5], 116), 100 + 16 + 25);
         assert_eq!(bytes_needed(16 + 75, &records[..2], 116), 25 + 16 + 25);

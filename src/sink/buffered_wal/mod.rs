@@ -84,7 +84,7 @@ use futures::Sink;
 
 use crate::codec::{Codec, JsonCodec};
 use crate::error::Error;
-use crate::wal::{Fsync, Lsn, Recovery, Wal, WalError, WalStats, WalWriter};
+use crate::wal::{Fsync, Lsn, Recovery, Wal, WalBatch, WalError, WalStats, WalWriter};
 
 pub use config::{WalConfig, DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS};
 pub use dead_letter::{DeadLetterTarget, NoDeadLetter};
@@ -136,9 +136,9 @@ pub struct BufferedWal<T, C = JsonCodec> {
     /// Aborts the delivery task when the last handle goes away.
     _guard: Arc<TaskGuard>,
     recovery: Arc<Recovery>,
-    /// Encoded records accepted by `start_send`, not yet appended.
-    buffer: Vec<Vec<u8>>,
-    buffered_bytes: usize,
+    /// Records accepted by `start_send`, encoded straight into their log
+    /// frames, not yet appended.
+    buffer: WalBatch,
     /// The buffer is appended when it holds this many records or
     /// `max_bytes` bytes: `max(max_records, LOCAL_BUFFER_MIN_RECORDS)`.
     buffer_records: usize,
@@ -146,9 +146,6 @@ pub struct BufferedWal<T, C = JsonCodec> {
     /// The largest record the log accepts; checked in `start_send` so that
     /// one oversized record fails alone instead of failing its whole append.
     max_record_bytes: u64,
-    /// Capacity to allocate for the next encoded record (from the last one),
-    /// sparing the codec the reallocations of a growing buffer.
-    record_capacity: usize,
     /// The append of the previous buffer, while it is being written.
     in_flight: Option<Append>,
     closing: Closing,
@@ -222,12 +219,10 @@ where
             shared,
             _guard: Arc::new(TaskGuard(task.abort_handle())),
             recovery: Arc::new(recovery),
-            buffer: Vec::new(),
-            buffered_bytes: 0,
+            buffer: WalBatch::new(),
             buffer_records: batching.max_records.max(LOCAL_BUFFER_MIN_RECORDS),
             max_bytes: batching.max_bytes,
             max_record_bytes,
-            record_capacity: 0,
             in_flight: None,
             closing: Closing::Open,
             _records: PhantomData,
@@ -256,11 +251,11 @@ impl<T, C> BufferedWal<T, C> {
 
     /// Encoded bytes accepted by this handle and not yet appended to the log.
     pub fn buffered_bytes(&self) -> usize {
-        self.buffered_bytes
+        self.buffer.payload_bytes() as usize
     }
 
     fn is_full(&self) -> bool {
-        self.buffer.len() >= self.buffer_records || self.buffered_bytes >= self.max_bytes
+        self.buffer.len() >= self.buffer_records || self.buffered_bytes() >= self.max_bytes
     }
 
     /// Polls the append in flight, if any, to completion.
@@ -283,10 +278,10 @@ impl<T, C> BufferedWal<T, C> {
         // by doubling reallocates a dozen times per append on the
         // `send_all` path; with `send`, this stays one record.
         let capacity = self.buffer.len();
-        let records = std::mem::replace(&mut self.buffer, Vec::with_capacity(capacity));
-        self.buffered_bytes = 0;
+        let bytes = self.buffer.payload_bytes() as usize;
+        let batch = std::mem::replace(&mut self.buffer, WalBatch::with_capacity(capacity, bytes));
         let writer = self.writer.clone();
-        self.in_flight = Some(Box::pin(async move { writer.append(records).await }));
+        self.in_flight = Some(Box::pin(async move { writer.append_batch(batch).await }));
     }
 
     fn check_open(&self) -> Result<(), Error> {
@@ -331,18 +326,18 @@ impl<T, C: Codec<T>> Sink<T> for BufferedWal<T, C> {
         this.check_open()?;
         // A record that cannot be encoded, or is too large for the log, is
         // refused alone: nothing else in the buffer is touched.
-        let mut record = Vec::with_capacity(this.record_capacity);
-        this.codec.encode(&item, &mut record)?;
-        if record.len() as u64 > this.max_record_bytes {
+        let codec = &this.codec;
+        let len = this
+            .buffer
+            .push_with(|buf| codec.encode(&item, buf).map_err(Error::from))?;
+        if len as u64 > this.max_record_bytes {
+            this.buffer.pop();
             return Err(WalError::RecordTooLarge {
-                bytes: record.len() as u64,
+                bytes: len as u64,
                 limit: this.max_record_bytes,
             }
             .into());
         }
-        this.record_capacity = record.len() + record.len() / 8 + 16;
-        this.buffered_bytes += record.len();
-        this.buffer.push(record);
         Ok(())
     }
 
@@ -406,12 +401,10 @@ impl<T, C: Clone> Clone for BufferedWal<T, C> {
             shared: self.shared.clone(),
             _guard: self._guard.clone(),
             recovery: self.recovery.clone(),
-            buffer: Vec::new(),
-            buffered_bytes: 0,
+            buffer: WalBatch::new(),
             buffer_records: self.buffer_records,
             max_bytes: self.max_bytes,
             max_record_bytes: self.max_record_bytes,
-            record_capacity: self.record_capacity,
             in_flight: None,
             closing: Closing::Open,
             _records: PhantomData,
@@ -438,7 +431,7 @@ impl<T, C: fmt::Debug> fmt::Debug for BufferedWal<T, C> {
         f.debug_struct("BufferedWal")
             .field("codec", &self.codec)
             .field("buffered_records", &self.buffer.len())
-            .field("buffered_bytes", &self.buffered_bytes)
+            .field("buffered_bytes", &self.buffered_bytes())
             .field("append_in_flight", &self.in_flight.is_some())
             .finish_non_exhaustive()
     }
