@@ -614,18 +614,58 @@ async fn aggregation_packs_records_by_shard_and_keeps_key_order_through_failures
         sink.send(chunk.to_vec()).await.unwrap();
     }
 
+    let kinesis_records = assert_aggregated_on_their_shards(&fake, &batch, 64 * 1024);
+    assert!(kinesis_records < 100, "{kinesis_records} Kinesis records");
+    let metrics = sink.metrics().snapshot();
+    assert_eq!(metrics.records_sent as usize, batch.len());
+    assert_eq!(metrics.kinesis_records_sent as usize, kinesis_records);
+    assert!(metrics.throttles > 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_large_batch_aggregated_by_two_threads_keeps_every_guarantee() {
+    // 20,000 records in one batch: over the size from which the shards'
+    // aggregates are built by two threads.
+    let fake = FakeKinesis::new(16).with_faults(|call, records| {
+        Fault::Records(
+            records
+                .iter()
+                .map(|r| (call < 4 && roll(r, call) < 200).then_some("InternalFailure"))
+                .collect(),
+        )
+    });
+    let mut sink = builder(&fake)
+        .aggregation(true)
+        .max_aggregate_bytes(32 * 1024)
+        .build();
+    let batch = records(20_000, 700, 100);
+    sink.send(batch.clone()).await.unwrap();
+    let kinesis_records = assert_aggregated_on_their_shards(&fake, &batch, 32 * 1024);
+    let metrics = sink.metrics().snapshot();
+    assert_eq!(metrics.records_sent as usize, batch.len());
+    assert_eq!(metrics.kinesis_records_sent as usize, kinesis_records);
+    assert!(metrics.records_retried > 0);
+}
+
+/// Every user record of `sent` stored once, inside aggregates of at most
+/// `max_bytes`, on the shard its own key maps to, each key's records in the
+/// order sent. Returns the number of Kinesis records stored.
+fn assert_aggregated_on_their_shards(
+    fake: &FakeKinesis,
+    sent: &[KinesisRecord],
+    max_bytes: usize,
+) -> usize {
     let mut users = Vec::new();
     let mut kinesis_records = 0;
     for (shard, stored) in fake.stored_by_shard() {
         let (start, end) = fake.shard_range(&shard);
         for record in stored {
             kinesis_records += 1;
-            assert!(record.billed_bytes() <= 64 * 1024);
+            assert!(record.billed_bytes() <= max_bytes);
             let inner = deaggregate(&record.data)
                 .unwrap()
                 .unwrap_or_else(|| vec![record.clone()]);
             for user in inner {
-                // Every user record sits on the shard its own key maps to.
                 let key = HashKey::of(&user).unwrap().value();
                 assert!(
                     start <= key && key <= end,
@@ -636,13 +676,9 @@ async fn aggregation_packs_records_by_shard_and_keeps_key_order_through_failures
             }
         }
     }
-    assert_eq!(users.len(), batch.len());
-    assert_eq!(by_key(&users), by_key(&batch));
-    assert!(kinesis_records < 100, "{kinesis_records} Kinesis records");
-    let metrics = sink.metrics().snapshot();
-    assert_eq!(metrics.records_sent as usize, batch.len());
-    assert_eq!(metrics.kinesis_records_sent as usize, kinesis_records);
-    assert!(metrics.throttles > 0);
+    assert_eq!(users.len(), sent.len());
+    assert_eq!(by_key(&users), by_key(sent));
+    kinesis_records
 }
 
 #[tokio::test(start_paused = true)]

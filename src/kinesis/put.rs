@@ -49,6 +49,10 @@ use crate::{Error, RejectedRecord, RetryPolicy};
 /// Never reload the shard map more often than this, whatever triggers it.
 const MIN_SHARD_MAP_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Batches of at least this many records (bound for known shards) are
+/// aggregated by two threads; below it, a thread costs more than it saves.
+pub(crate) const PARALLEL_AGGREGATION_RECORDS: usize = 8192;
+
 /// How the sink delivers (set through the builder).
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
@@ -310,7 +314,8 @@ impl<'a> Attempt<'a> {
         }
     }
 
-    /// Turns validated records into entries, aggregating when enabled.
+    /// Turns validated records into entries, aggregating when enabled
+    /// (with two threads from [`PARALLEL_AGGREGATION_RECORDS`] records).
     fn build_entries(&mut self, valid: Vec<(usize, HashKey)>, map: &ShardMap) -> Vec<Entry> {
         let batch = self.batch.clone();
         let Some(max_bytes) = self.shared.options.aggregation else {
@@ -432,31 +437,62 @@ impl<'a> Attempt<'a> {
                 None => unplaced.push((index, hash_key)),
             }
         }
-        let mut entries = Vec::new();
-        let mut invalid = Vec::new();
-        let mut group = new_group(0, 0);
-        let mut start = 0;
-        for (shard, &(records, bytes)) in shard_totals.iter().enumerate() {
-            if records == 0 {
-                continue;
+        // Fills the aggregates of the shards in `shards`, whose records
+        // start at `start` in `by_shard`.
+        let aggregate = |shards: std::ops::Range<usize>, mut start: usize| {
+            let mut entries = Vec::new();
+            let mut invalid = Vec::new();
+            let mut group = new_group(0, 0);
+            for shard in shards {
+                let (records, bytes) = shard_totals[shard];
+                if records == 0 {
+                    continue;
+                }
+                let lane = Lane::Shard(shard);
+                group.aggregator.reserve(records, bytes);
+                group.indices.reserve(records);
+                for &(index, hash_key) in &by_shard[start..start + records] {
+                    add(
+                        lane,
+                        &mut group,
+                        &batch[index],
+                        index,
+                        hash_key,
+                        &mut entries,
+                        &mut invalid,
+                    );
+                }
+                finish(lane, &mut group, &mut entries);
+                start += records;
             }
-            let lane = Lane::Shard(shard);
-            group.aggregator.reserve(records, bytes);
-            group.indices.reserve(records);
-            for &(index, hash_key) in &by_shard[start..start + records] {
-                add(
-                    lane,
-                    &mut group,
-                    &batch[index],
-                    index,
-                    hash_key,
-                    &mut entries,
-                    &mut invalid,
-                );
+            (entries, invalid)
+        };
+        // A large batch is aggregated by two threads, each taking the shards
+        // of about half its records: building aggregates (copies, the MD5
+        // the format requires) is most of the CPU time of a batch, and it
+        // sits on the delivery path. Entries are put in batch order below,
+        // whichever thread built them.
+        let (mut entries, mut invalid) = if placed >= PARALLEL_AGGREGATION_RECORDS {
+            let (mut split, mut before) = (0, 0);
+            while split < shard_totals.len() && before + shard_totals[split].0 <= placed / 2 {
+                before += shard_totals[split].0;
+                split += 1;
             }
-            finish(lane, &mut group, &mut entries);
-            start += records;
-        }
+            std::thread::scope(|scope| {
+                let first_half = scope.spawn(|| aggregate(0..split, 0));
+                let (mut entries, mut invalid) = aggregate(split..shard_totals.len(), before);
+                match first_half.join() {
+                    Ok((more, more_invalid)) => {
+                        entries.extend(more);
+                        invalid.extend(more_invalid);
+                    }
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+                (entries, invalid)
+            })
+        } else {
+            aggregate(0..shard_totals.len(), 0)
+        };
         let mut by_hash_key: HashMap<u128, Group> = HashMap::new();
         for (index, hash_key) in unplaced {
             let lane = Lane::HashKey(hash_key.value());
