@@ -25,7 +25,19 @@ use crate::Error;
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ShardMap {
     ranges: Vec<ShardRange>,
+    /// For each of the `2^BUCKET_BITS` equal slices of the hash-key space,
+    /// the index of the last range starting at or before the slice's start
+    /// (0 if none): where a lookup starts, so that it costs a step or two
+    /// instead of a binary search of unpredictable branches per record.
+    buckets: Vec<u32>,
 }
+
+/// The lookup table splits the hash-key space by its top bits.
+const BUCKET_BITS: u32 = 12;
+
+/// A lookup walks at most this many ranges from its bucket's first one
+/// before it falls back to a binary search (many ranges in one slice).
+const MAX_BUCKET_STEPS: usize = 8;
 
 #[derive(Debug, Clone)]
 struct ShardRange {
@@ -62,16 +74,38 @@ impl ShardMap {
             });
         }
         ranges.sort_by_key(|r| r.start);
-        Ok(Self { ranges })
+        let buckets = (0..1u128 << BUCKET_BITS)
+            .map(|bucket| {
+                let first_key = HashKey::from(bucket << (128 - BUCKET_BITS));
+                let after = ranges.partition_point(|r| r.start <= first_key);
+                after.saturating_sub(1) as u32
+            })
+            .collect();
+        Ok(Self { ranges, buckets })
     }
 
     /// The index and id of the open shard whose range holds `key`, if any
     /// (a reshard in progress can leave a gap).
     pub(crate) fn shard_for(&self, key: HashKey) -> Option<(usize, &Arc<str>)> {
-        let after = self.ranges.partition_point(|r| r.start <= key);
-        let index = after.checked_sub(1)?;
-        let range = &self.ranges[index];
-        (key <= range.end).then_some((index, &range.id))
+        let bucket = (key.value() >> (128 - BUCKET_BITS)) as usize;
+        let mut index = *self.buckets.get(bucket)? as usize;
+        let mut steps = 0;
+        while let Some(next) = self.ranges.get(index + 1) {
+            if next.start > key {
+                break;
+            }
+            index += 1;
+            steps += 1;
+            if steps == MAX_BUCKET_STEPS {
+                index = self
+                    .ranges
+                    .partition_point(|r| r.start <= key)
+                    .checked_sub(1)?;
+                break;
+            }
+        }
+        let range = self.ranges.get(index)?;
+        (range.start <= key && key <= range.end).then_some((index, &range.id))
     }
 
     /// Whether `id` is an open shard of the map.
@@ -168,6 +202,65 @@ mod tests {
         assert_eq!(id(half + 1).as_deref(), Some("upper"));
         assert_eq!(id(u128::MAX).as_deref(), Some("upper"));
         assert!(map.contains("upper") && !map.contains("closed-parent"));
+    }
+
+    /// The answer of a plain binary search, which the table must match.
+    fn reference(map: &ShardMap, key: HashKey) -> Option<usize> {
+        let index = map
+            .ranges
+            .partition_point(|r| r.start <= key)
+            .checked_sub(1)?;
+        (key <= map.ranges[index].end).then_some(index)
+    }
+
+    #[test]
+    fn the_lookup_table_agrees_with_a_binary_search_on_any_layout() {
+        let even = |n: u128| -> Vec<Shard> {
+            let width = u128::MAX / n;
+            (0..n)
+                .map(|i| {
+                    let end = if i == n - 1 {
+                        u128::MAX
+                    } else {
+                        width * (i + 1) - 1
+                    };
+                    shard(&format!("even-{i}"), width * i, end, false)
+                })
+                .collect()
+        };
+        // 300 narrow shards crowded into the first slice of the table, then
+        // one wide shard, a gap, and a last shard.
+        let mut crowded: Vec<Shard> = (0..300u128)
+            .map(|i| shard(&format!("narrow-{i}"), i * 1000, i * 1000 + 999, false))
+            .collect();
+        crowded.push(shard("wide", 300_000, u128::MAX / 2, false));
+        crowded.push(shard("last", u128::MAX / 2 + 1000, u128::MAX, false));
+        let layouts = [even(1), even(3), even(256), even(5000), crowded];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u128;
+        for shards in &layouts {
+            let map = ShardMap::from_shards(shards).unwrap();
+            let mut keys = vec![0, 1, u128::MAX, u128::MAX / 2, u128::MAX / 2 + 999];
+            for range in &map.ranges {
+                let (start, end) = (range.start.value(), range.end.value());
+                keys.extend([start, end, start.saturating_sub(1), end.saturating_add(1)]);
+            }
+            for _ in 0..20_000 {
+                state = state
+                    .wrapping_mul(0x2360_ed05_1fc6_5da4_4385_df64_9fcc_f645)
+                    .wrapping_add(0x5851_f42d_4c95_7f2d_1405_7b7e_f767_814f);
+                keys.push(state);
+                keys.push(state >> 100); // small keys, in the crowded slice
+            }
+            for key in keys {
+                let key = HashKey::from(key);
+                assert_eq!(
+                    map.shard_for(key).map(|(i, _)| i),
+                    reference(&map, key),
+                    "{} shards, key {key}",
+                    map.len()
+                );
+            }
+        }
     }
 
     #[test]
