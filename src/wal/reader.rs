@@ -243,17 +243,19 @@ impl WalReader {
     }
 
     /// Persists that every record with lsn < `upto` is delivered, and
-    /// resolves once that is durable: the committed-position file is
-    /// replaced atomically (temporary file, fsync, rename, directory fsync),
-    /// then every segment holding only records below `upto` is deleted
-    /// (files are never rewritten), the directory fsynced and cap space
-    /// freed (waking appends waiting for it).
+    /// resolves once that is durable: the position goes into the older of
+    /// the committed-position file's two checksummed slots, written in
+    /// place and fdatasynced (see the [module docs](super)), then every
+    /// segment holding only records below `upto` is deleted (segments are
+    /// never rewritten), the directory fsynced and cap space freed (waking
+    /// appends waiting for it).
     ///
     /// `upto` at or below [`committed`](Self::committed) does nothing
     /// beyond waiting for it to be durable; `upto` beyond the records
     /// returned so far is [`WalError::CommitBeyondReturned`].
     ///
-    /// Each call costs two fsyncs when awaited one after the other; a
+    /// Each call costs an fdatasync (and a directory fsync when segments
+    /// are deleted) when awaited one after the other; a
     /// reader committing after every small batch on a slow disk can use
     /// [`start_commit`](Self::start_commit) instead and await durability
     /// only when it matters (before shutting down).

@@ -34,7 +34,7 @@
 //!    is already a matter of `d`, and so is the commit: while batches keep
 //!    coming the task hands the delivered position to the log's background
 //!    committer at most once per `d`, and always before it goes idle. Each
-//!    persisted position costs two fsyncs; committing every small batch
+//!    persisted position costs an fdatasync; committing every small batch
 //!    would spend more CPU on them than on the records. A crash then also
 //!    re-sends the batches delivered since the last persisted position (at
 //!    most about `d` of deliveries plus one persist), never loses any.
