@@ -824,7 +824,11 @@ fn write_frames(
         let upto = (segment.size + PREALLOCATE_BYTES)
             .min(p.segment_bytes)
             .min(segment.size + room);
-        segment.preallocate(upto)?;
+        // Only an optimization: on a full disk the records written above
+        // still go out (zero fill that did get written is valid space).
+        if let Err(e) = segment.preallocate(upto) {
+            tracing::debug!(error = %e, "WAL: preallocating segment space failed; appending without it");
+        }
     }
     if (p.always && lsn > p.lsn) || sync_requested {
         segment.sync()?;
