@@ -35,15 +35,15 @@ pub trait Codec<T>: Clone + Send + Sync + 'static {
     /// Decodes several records: one result per input, in order, each what
     /// [`decode`](Codec::decode) gives for that input.
     ///
-    /// `buffered_wal` decodes the records it reads from its log with this.
-    /// The default decodes each input on its own; a codec whose records
-    /// hold [`bytes::Bytes`] may override it so that the records of one call
-    /// share one allocation (as [`RawCodec`] and `KinesisCodec` do) — which
-    /// then stays allocated until the last of those records is dropped.
+    /// `buffered_wal` decodes the records it reads from its log with this;
+    /// the inputs are slices of the log's read buffer. The default decodes
+    /// each input on its own; a codec whose records hold [`bytes::Bytes`]
+    /// may override it to slice its inputs instead of copying them (as
+    /// [`RawCodec`] and `KinesisCodec` do) — the read buffer then stays
+    /// allocated until the last of those records is dropped.
     fn decode_batch<'a, I>(&self, inputs: I) -> Vec<Result<T, CodecError>>
     where
-        I: IntoIterator<Item = &'a [u8]>,
-        I::IntoIter: Clone,
+        I: IntoIterator<Item = &'a bytes::Bytes>,
     {
         inputs.into_iter().map(|bytes| self.decode(bytes)).collect()
     }
@@ -91,29 +91,12 @@ impl Codec<bytes::Bytes> for RawCodec {
         Ok(bytes::Bytes::copy_from_slice(bytes))
     }
 
-    /// Copies the inputs into one buffer that the records share.
+    /// Shares the inputs: no copy.
     fn decode_batch<'a, I>(&self, inputs: I) -> Vec<Result<bytes::Bytes, CodecError>>
     where
-        I: IntoIterator<Item = &'a [u8]>,
-        I::IntoIter: Clone,
+        I: IntoIterator<Item = &'a bytes::Bytes>,
     {
-        let inputs = inputs.into_iter();
-        let mut joined = Vec::with_capacity(inputs.clone().map(<[u8]>::len).sum());
-        let ends: Vec<usize> = inputs
-            .map(|bytes| {
-                joined.extend_from_slice(bytes);
-                joined.len()
-            })
-            .collect();
-        let joined = bytes::Bytes::from(joined);
-        let mut start = 0;
-        ends.into_iter()
-            .map(|end| {
-                let record = joined.slice(start..end);
-                start = end;
-                Ok(record)
-            })
-            .collect()
+        inputs.into_iter().map(|input| Ok(input.clone())).collect()
     }
 }
 
@@ -233,9 +216,12 @@ mod tests {
 
     #[test]
     fn batch_decoding_gives_what_single_decoding_gives() {
-        let inputs: Vec<&[u8]> = vec![b"one", b"", b"three", &[0xff, 0xfe]];
+        let inputs: Vec<bytes::Bytes> = [&b"one"[..], b"", b"three", &[0xff, 0xfe]]
+            .into_iter()
+            .map(bytes::Bytes::copy_from_slice)
+            .collect();
         let shared: Vec<bytes::Bytes> = RawCodec
-            .decode_batch(inputs.iter().copied())
+            .decode_batch(&inputs)
             .into_iter()
             .collect::<Result<_, _>>()
             .unwrap();
@@ -243,7 +229,7 @@ mod tests {
             inputs.iter().map(|b| RawCodec.decode(b).unwrap()).collect();
         assert_eq!(shared, single);
         // The default: per input, errors included.
-        let strings = <RawCodec as Codec<String>>::decode_batch(&RawCodec, inputs.iter().copied());
+        let strings = <RawCodec as Codec<String>>::decode_batch(&RawCodec, &inputs);
         assert_eq!(strings.len(), 4);
         assert_eq!(strings[2].as_ref().unwrap(), "three");
         assert!(strings[3].is_err());

@@ -72,31 +72,17 @@ impl Codec<KinesisRecord> for KinesisCodec {
         })
     }
 
-    /// Copies the data of all the records into one buffer that they share:
-    /// one allocation per call instead of one per record.
+    /// The records' data are slices of their inputs: no copy.
     fn decode_batch<'a, I>(&self, inputs: I) -> Vec<Result<KinesisRecord, CodecError>>
     where
-        I: IntoIterator<Item = &'a [u8]>,
-        I::IntoIter: Clone,
+        I: IntoIterator<Item = &'a Bytes>,
     {
-        let inputs = inputs.into_iter();
-        // The inputs' total length bounds their data's.
-        let mut joined = Vec::with_capacity(inputs.clone().map(<[u8]>::len).sum());
-        let parts: Vec<_> = inputs
-            .map(|bytes| {
-                decode_parts(bytes).map(|(partition_key, explicit_hash_key, data)| {
-                    let start = joined.len();
-                    joined.extend_from_slice(data);
-                    (partition_key, explicit_hash_key, start..joined.len())
-                })
-            })
-            .collect();
-        let joined = Bytes::from(joined);
-        parts
+        inputs
             .into_iter()
-            .map(|part| {
-                part.map(|(partition_key, explicit_hash_key, data)| KinesisRecord {
-                    data: joined.slice(data),
+            .map(|input| {
+                let (partition_key, explicit_hash_key, data) = decode_parts(input)?;
+                Ok(KinesisRecord {
+                    data: input.slice_ref(data),
                     partition_key,
                     explicit_hash_key,
                 })
@@ -209,7 +195,8 @@ mod tests {
                 0..20,
             ),
         ) {
-            let batch = KinesisCodec.decode_batch(inputs.iter().map(Vec::as_slice));
+            let inputs: Vec<Bytes> = inputs.into_iter().map(Bytes::from).collect();
+            let batch = KinesisCodec.decode_batch(&inputs);
             prop_assert_eq!(batch.len(), inputs.len());
             for (input, decoded) in inputs.iter().zip(batch) {
                 match (KinesisCodec.decode(input), decoded) {

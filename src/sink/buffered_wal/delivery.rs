@@ -457,7 +457,7 @@ where
         let items = match batch.take() {
             Some(items) => items,
             None => codec
-                .decode_batch(in_batch.iter().map(|&i| &records[i].payload[..]))
+                .decode_batch(in_batch.iter().map(|&i| &records[i].payload))
                 .into_iter()
                 .collect::<Result<Vec<_>, _>>()?,
         };
@@ -530,7 +530,7 @@ where
         batches
             .into_iter()
             .map(|records| {
-                let decoded = codec.decode_batch(records.iter().map(|r| &r.payload[..]));
+                let decoded = codec.decode_batch(records.iter().map(|r| &r.payload));
                 ReadBatch { records, decoded }
             })
             .collect::<VecDeque<_>>()
