@@ -217,14 +217,14 @@ pub(crate) fn scan_frames(path: &Path, len: u64, max_frames: u64) -> Result<Scan
         let header = match header {
             Ok(h) => h,
             Err(reason) => {
-                scan.end_kind = if raw.iter().all(|&b| b == 0) && rest_is_zero(path, scan.end, len)?
-                {
-                    ScanEnd::ZeroFill
-                } else if rest_is_zero(path, scan.end + FRAME_HEADER_LEN, len)? {
-                    // Only zeros after it: a header cut short by a crash.
-                    ScanEnd::Torn(reason)
-                } else {
+                // Only zeros after it: zero fill when the header is zeros
+                // too, else a header cut short by a crash.
+                scan.end_kind = if !rest_is_zero(path, scan.end + FRAME_HEADER_LEN, len)? {
                     ScanEnd::BadHeader(reason)
+                } else if raw.iter().all(|&b| b == 0) {
+                    ScanEnd::ZeroFill
+                } else {
+                    ScanEnd::Torn(reason)
                 };
                 break;
             }

@@ -141,7 +141,7 @@ impl WalWriter {
         for record in &records {
             batch.push(record)?;
         }
-        self.append_batch(batch).await
+        self.send(batch).await
     }
 
     /// [`append`](Self::append) for records already framed in a
@@ -155,6 +155,11 @@ impl WalWriter {
                 limit,
             });
         }
+        self.send(batch).await
+    }
+
+    /// Hands a checked batch to the writer task and waits for its answer.
+    async fn send(&self, batch: WalBatch) -> Result<Lsn, WalError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request::Append { batch, reply })
@@ -770,19 +775,13 @@ fn write_frames(
                         continue;
                     }
                 }
-                // Frames from `run_start` on are copied to `buf` in one go.
-                let mut run_start = *done_bytes;
                 while let Some(&len) = lens.get(*done) {
                     let frame = FRAME_HEADER_LEN + u64::from(len);
-                    let pending = (*done_bytes - run_start) as u64;
-                    if segment.size + buf.len() as u64 + pending + frame > p.segment_bytes {
+                    if segment.size + buf.len() as u64 + frame > p.segment_bytes {
                         if out.bytes_added + SEGMENT_HEADER_LEN + frame > budget {
                             out.blocked = true;
-                            buf.extend_from_slice(&batch.frames()[run_start..*done_bytes]);
                             break 'group;
                         }
-                        buf.extend_from_slice(&batch.frames()[run_start..*done_bytes]);
-                        run_start = *done_bytes;
                         segment.write(buf)?;
                         buf.clear();
                         segment.seal()?;
@@ -793,23 +792,22 @@ fn write_frames(
                     }
                     if out.bytes_added + frame > budget {
                         out.blocked = true;
-                        buf.extend_from_slice(&batch.frames()[run_start..*done_bytes]);
                         break 'group;
                     }
+                    // The appender framed it: copied as it is.
+                    let end = *done_bytes + frame as usize;
+                    buf.extend_from_slice(&batch.frames()[*done_bytes..end]);
+                    *done_bytes = end;
                     out.bytes_added += frame;
                     out.payload_added += u64::from(len);
                     first.get_or_insert(lsn);
                     lsn += 1;
                     *done += 1;
-                    *done_bytes += frame as usize;
-                    if buf.len() + (*done_bytes - run_start) >= FLUSH_BYTES {
-                        buf.extend_from_slice(&batch.frames()[run_start..*done_bytes]);
-                        run_start = *done_bytes;
+                    if buf.len() >= FLUSH_BYTES {
                         segment.write(buf)?;
                         buf.clear();
                     }
                 }
-                buf.extend_from_slice(&batch.frames()[run_start..*done_bytes]);
             }
         }
     }
