@@ -167,35 +167,20 @@ fn always_64_senders(c: &mut Criterion) {
     group.finish();
 }
 
-/// Raw rate of single 100-byte appends each followed by an fdatasync, on a
-/// fresh file in `dir` (what `dd oflag=dsync` measures).
-fn raw_fdatasync_rate(dir: &std::path::Path, writes: u32) -> f64 {
-    use std::io::Write;
-    let path = dir.join("raw-fdatasync");
-    let mut file = std::fs::File::create(&path).expect("probe file");
-    let block = [b'x'; 100];
-    let start = Instant::now();
-    for _ in 0..writes {
-        file.write_all(&block).expect("write");
-        file.sync_data().expect("fdatasync");
-    }
-    let rate = f64::from(writes) / start.elapsed().as_secs_f64();
-    drop(file);
-    std::fs::remove_file(path).expect("remove probe");
-    rate
-}
-
-/// Raw rate of single 100-byte writes each followed by an fdatasync over a
-/// zero-filled, already synced file in `dir` (`dd oflag=dsync
-/// conv=notrunc`): data-only flushes, what the log's preallocated segments
-/// pay under `Fsync::Always`.
-fn raw_overwrite_rate(dir: &std::path::Path, writes: u32) -> f64 {
+/// Raw rate of single 100-byte writes each followed by an fdatasync, on a
+/// fresh file in `dir`: appended (what `dd oflag=dsync` measures; each
+/// flush also writes the inode of the grown file), or, with `preallocated`,
+/// written over a zero-filled, synced file (`conv=notrunc`: data-only
+/// flushes, what the log's preallocated segments pay under `Fsync::Always`).
+fn raw_fdatasync_rate(dir: &std::path::Path, writes: u32, preallocated: bool) -> f64 {
     use std::os::unix::fs::FileExt;
-    let path = dir.join("raw-overwrite");
+    let path = dir.join("raw-fdatasync");
     let file = std::fs::File::create(&path).expect("probe file");
-    file.write_all_at(&vec![0u8; 1 << 20], 0)
-        .expect("zero-fill");
-    file.sync_all().expect("fsync");
+    if preallocated {
+        file.write_all_at(&vec![0u8; 1 << 20], 0)
+            .expect("zero-fill");
+        file.sync_all().expect("fsync");
+    }
     let block = [b'x'; 100];
     let start = Instant::now();
     for i in 0..u64::from(writes) {
@@ -226,11 +211,11 @@ fn always_vs_raw_fdatasync_rounds() {
     let (mut ratios, mut raws, mut rates) = (Vec::new(), Vec::new(), Vec::new());
     let (mut overwrite_ratios, mut overwrites) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        let before = raw_fdatasync_rate(probe.path(), 300);
-        let overwrite_before = raw_overwrite_rate(probe.path(), 300);
+        let before = raw_fdatasync_rate(probe.path(), 300, false);
+        let overwrite_before = raw_fdatasync_rate(probe.path(), 300, true);
         let took = rt.block_on(always_once(senders, per_sender));
-        let overwrite_after = raw_overwrite_rate(probe.path(), 300);
-        let after = raw_fdatasync_rate(probe.path(), 300);
+        let overwrite_after = raw_fdatasync_rate(probe.path(), 300, true);
+        let after = raw_fdatasync_rate(probe.path(), 300, false);
         let raw = (before + after) / 2.0;
         let overwrite = (overwrite_before + overwrite_after) / 2.0;
         let rate = (senders * per_sender) as f64 / took.as_secs_f64();

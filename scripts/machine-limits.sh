@@ -43,22 +43,23 @@ summary() {
         printf "%.0f (min %.0f, max %.0f, %d rounds)\n", m, v[1], v[NR], NR }'
 }
 
-rates=""
-for _ in $(seq "$rounds"); do
-    secs="$(dd if=/dev/zero of="$probe" bs=100 count="$dsync_writes" oflag=dsync 2>&1 | seconds_of)"
-    rates+="$(awk -v n="$dsync_writes" -v s="$secs" 'BEGIN { printf "%.1f", n / s }')"$'\n'
-    rm -f "$probe"
-done
-echo "fdatasync 100-byte writes/s: $(printf '%s' "$rates" | summary)"
-
-rates=""
-for _ in $(seq "$rounds"); do
-    dd if=/dev/zero of="$probe" bs=1M count=1 conv=fdatasync 2>/dev/null
-    secs="$(dd if=/dev/zero of="$probe" bs=100 count="$dsync_writes" oflag=dsync conv=notrunc 2>&1 | seconds_of)"
-    rates+="$(awk -v n="$dsync_writes" -v s="$secs" 'BEGIN { printf "%.1f", n / s }')"$'\n'
-    rm -f "$probe"
-done
-echo "fdatasync 100-byte overwrites/s (preallocated file): $(printf '%s' "$rates" | summary)"
+# Rates of $dsync_writes single 100-byte writes with an fdatasync each, one
+# per round: appended to a new file, or (with "preallocated") written over
+# a zero-filled, synced file.
+dsync_rates() {
+    for _ in $(seq "$rounds"); do
+        local extra=()
+        if [ "${1:-}" = preallocated ]; then
+            dd if=/dev/zero of="$probe" bs=1M count=1 conv=fdatasync 2>/dev/null
+            extra=(conv=notrunc)
+        fi
+        secs="$(dd if=/dev/zero of="$probe" bs=100 count="$dsync_writes" oflag=dsync "${extra[@]}" 2>&1 | seconds_of)"
+        awk -v n="$dsync_writes" -v s="$secs" 'BEGIN { printf "%.1f\n", n / s }'
+        rm -f "$probe"
+    done
+}
+echo "fdatasync 100-byte writes/s: $(dsync_rates | summary)"
+echo "fdatasync 100-byte overwrites/s (preallocated file): $(dsync_rates preallocated | summary)"
 
 rates=""
 for _ in $(seq "$rounds"); do

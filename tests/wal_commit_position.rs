@@ -8,6 +8,9 @@ use std::path::Path;
 
 use unistream::wal::{Fsync, Lsn, Wal, WalError, WalOptions, WalReader};
 
+mod support;
+use support::wal::{drain, lsns, payload};
+
 /// Bytes of the file: a slot at 0 and one at 4096, 28 bytes each.
 const FILE_LEN: u64 = 4096 + 28;
 
@@ -15,19 +18,9 @@ fn options(dir: &Path) -> WalOptions {
     WalOptions::new(dir).fsync(Fsync::Never)
 }
 
-fn payload(i: u64) -> Vec<u8> {
-    format!("record-{i:06}").into_bytes()
-}
-
+/// The lsns of everything left to read.
 async fn read_all(reader: &mut WalReader) -> Vec<u64> {
-    let mut lsns = Vec::new();
-    loop {
-        let batch = reader.next_batch(100, usize::MAX).await.unwrap();
-        if batch.is_empty() {
-            return lsns;
-        }
-        lsns.extend(batch.iter().map(|r| r.lsn.0));
-    }
+    lsns(&drain(reader).await.unwrap())
 }
 
 /// Appends 0..10, reads them and commits 1, 2, …, `commits`.

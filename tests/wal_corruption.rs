@@ -3,22 +3,17 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use unistream::wal::{Fsync, Lsn, OnCorruption, Wal, WalError, WalOptions, WalReader, WalRecord};
+use unistream::wal::{Fsync, Lsn, OnCorruption, Wal, WalError, WalOptions};
+
+mod support;
+use support::wal::{drain, flip_byte, lsns, payload, segment_path};
 
 /// 13-byte payloads: 25-byte frames. With 116-byte segments, 4 frames per
 /// segment: frame k of a segment starts at 16 + 25 k.
 const SEGMENT: u64 = 116;
 const FRAME: u64 = 25;
-
-fn payload(i: u64) -> Vec<u8> {
-    format!("record-{i:06}").into_bytes()
-}
-
-fn segment_path(dir: &Path, first: u64) -> PathBuf {
-    dir.join(format!("{first:020}.wal"))
-}
 
 fn options(dir: &Path, on_corruption: OnCorruption) -> WalOptions {
     WalOptions::new(dir)
@@ -31,27 +26,6 @@ fn options(dir: &Path, on_corruption: OnCorruption) -> WalOptions {
 async fn write_log(dir: &Path, n: u64) {
     let (writer, _reader, _) = Wal::open(options(dir, OnCorruption::Fail)).await.unwrap();
     writer.append((0..n).map(payload).collect()).await.unwrap();
-}
-
-fn flip_byte(path: &Path, offset: u64) {
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes[offset as usize] ^= 0x5a;
-    std::fs::write(path, bytes).unwrap();
-}
-
-async fn drain(reader: &mut WalReader) -> Result<Vec<WalRecord>, (Vec<WalRecord>, WalError)> {
-    let mut all = Vec::new();
-    loop {
-        match reader.next_batch(3, usize::MAX).await {
-            Ok(batch) if batch.is_empty() => return Ok(all),
-            Ok(batch) => all.extend(batch),
-            Err(e) => return Err((all, e)),
-        }
-    }
-}
-
-fn lsns(records: &[WalRecord]) -> Vec<u64> {
-    records.iter().map(|r| r.lsn.0).collect()
 }
 
 #[tokio::test]

@@ -5,42 +5,22 @@
 //! damage must still be corruption, and sealed segments hold exactly their
 //! frames.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use unistream::wal::{Fsync, Lsn, OnCorruption, Wal, WalError, WalOptions, WalReader, WalRecord};
+use unistream::wal::{Fsync, Lsn, OnCorruption, Wal, WalError, WalOptions};
+
+mod support;
+use support::wal::{drain, flip_byte, lsns, payload, segment_path};
 
 /// `record-000000`: 13-byte payloads, 25-byte frames after a 16-byte
 /// segment header.
 const FRAME: u64 = 25;
 const HEADER: u64 = 16;
 
-fn payload(i: u64) -> Vec<u8> {
-    format!("record-{i:06}").into_bytes()
-}
-
-fn segment_path(dir: &Path, first: u64) -> PathBuf {
-    dir.join(format!("{first:020}.wal"))
-}
-
 fn options(dir: &Path) -> WalOptions {
     WalOptions::new(dir)
         .fsync(Fsync::Always)
         .on_corruption(OnCorruption::Fail)
-}
-
-async fn drain(reader: &mut WalReader) -> Result<Vec<WalRecord>, (Vec<WalRecord>, WalError)> {
-    let mut all = Vec::new();
-    loop {
-        match reader.next_batch(3, usize::MAX).await {
-            Ok(batch) if batch.is_empty() => return Ok(all),
-            Ok(batch) => all.extend(batch),
-            Err(e) => return Err((all, e)),
-        }
-    }
-}
-
-fn lsns(records: &[WalRecord]) -> Vec<u64> {
-    records.iter().map(|r| r.lsn.0).collect()
 }
 
 /// Appends records `0..n` one append each (one group write each) and
@@ -168,9 +148,7 @@ async fn damage_that_zero_fill_does_not_explain_is_still_corruption() {
     write_one_by_one(dir.path(), 5).await;
     let file = segment_path(dir.path(), 0);
     let frame4 = HEADER + 4 * FRAME;
-    let mut bytes = std::fs::read(&file).unwrap();
-    bytes[(frame4 + 12 + 3) as usize] ^= 0x5a;
-    std::fs::write(&file, bytes).unwrap();
+    flip_byte(&file, frame4 + 12 + 3);
     let (_w, mut reader, recovery) = Wal::open(options(dir.path())).await.unwrap();
     assert_eq!(recovery.truncated_tail_bytes, 0);
     assert_eq!(recovery.uncommitted_records, 5);
