@@ -4,8 +4,9 @@
 # fdatasync each (dd oflag=dsync), appended to a new file (each fdatasync
 # also writes the inode of the grown file) and written over a zero-filled,
 # already synced file (data only, what the WAL's preallocated segments
-# cost under Fsync::Always), and sequential write bandwidth with one
-# fdatasync at the end (dd bs=1M conv=fdatasync).
+# cost under Fsync::Always), sequential write bandwidth with one
+# fdatasync at the end (dd bs=1M conv=fdatasync), and, for CPU-bound
+# figures, the speed of one core at md5sum.
 #
 # Usage: scripts/machine-limits.sh [DIR]
 #   DIR defaults to $CARGO_TARGET_DIR, else ./target: the file system the
@@ -19,6 +20,7 @@
 #   fdatasync 100-byte writes/s: <median> (min <n>, max <n>, <rounds> rounds)
 #   fdatasync 100-byte overwrites/s (preallocated file): <median> (min <n>, max <n>, <rounds> rounds)
 #   sequential write MB/s (1 MiB blocks, fdatasync at end): <median> (min <n>, max <n>, <rounds> rounds)
+#   md5sum MB/s (one core): <median> (min <n>, max <n>, <rounds> rounds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,3 +70,14 @@ for _ in $(seq "$rounds"); do
     rm -f "$probe"
 done
 echo "sequential write MB/s (1 MiB blocks, fdatasync at end): $(printf '%s' "$rates" | summary)"
+
+# CPU speed, the yardstick of CPU-bound figures (a shared virtual machine's
+# CPU is not always as fast): MD5 of zeros in memory, one core.
+rates=""
+for _ in $(seq "$rounds"); do
+    start="$(date +%s.%N)"
+    head -c 256M /dev/zero | md5sum >/dev/null
+    end="$(date +%s.%N)"
+    rates+="$(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.1f", 256 * 1.048576 / (e - s) }')"$'\n'
+done
+echo "md5sum MB/s (one core): $(printf '%s' "$rates" | summary)"
