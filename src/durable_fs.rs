@@ -10,13 +10,37 @@
 //!   either the old or the new content, never a torn one.
 //!
 //! These are blocking calls; async code runs them on
-//! `tokio::task::spawn_blocking`.
+//! `tokio::task::spawn_blocking`. They fail with [`FsError`] (the operation,
+//! the path and the I/O error), which the crate's [`Error`](crate::Error)
+//! and the WAL's [`WalError`](crate::wal::WalError) each take as their `Io`
+//! variant.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::error::Error;
+/// A file-system operation failed: what was being done, on which path.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {}: {source}", path.display())]
+pub(crate) struct FsError {
+    /// What was being done ("open", "fsync directory", …).
+    pub(crate) op: &'static str,
+    /// The file or directory involved.
+    pub(crate) path: PathBuf,
+    /// The underlying error.
+    #[source]
+    pub(crate) source: io::Error,
+}
+
+impl FsError {
+    fn new(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
 
 /// Options that create a file with mode `0600` when it does not exist.
 pub(crate) fn private_options() -> OpenOptions {
@@ -31,14 +55,14 @@ pub(crate) fn private_options() -> OpenOptions {
 
 /// Opens `path` for appending, creating it (`0600`) when missing; a newly
 /// created file is made durable by fsyncing its directory.
-pub(crate) fn open_append(path: &Path) -> Result<File, Error> {
+pub(crate) fn open_append(path: &Path) -> Result<File, FsError> {
     let existed = path.exists();
     let file = private_options()
         .create(true)
         .append(true)
         .read(true)
         .open(path)
-        .map_err(|e| Error::io("open", path, e))?;
+        .map_err(|e| FsError::new("open", path, e))?;
     if !existed {
         sync_parent(path)?;
     }
@@ -46,20 +70,20 @@ pub(crate) fn open_append(path: &Path) -> Result<File, Error> {
 }
 
 /// Fsyncs the directory that holds `path`.
-pub(crate) fn sync_parent(path: &Path) -> Result<(), Error> {
+pub(crate) fn sync_parent(path: &Path) -> Result<(), FsError> {
     let parent = parent_of(path);
     sync_dir(&parent)
 }
 
 /// Fsyncs the directory `dir`, making entries created, renamed or removed in
 /// it durable. A no-op where directories cannot be opened (non-Unix).
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), Error> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), FsError> {
     #[cfg(unix)]
     {
-        let handle = File::open(dir).map_err(|e| Error::io("open directory", dir, e))?;
+        let handle = File::open(dir).map_err(|e| FsError::new("open directory", dir, e))?;
         handle
             .sync_all()
-            .map_err(|e| Error::io("fsync directory", dir, e))?;
+            .map_err(|e| FsError::new("fsync directory", dir, e))?;
     }
     #[cfg(not(unix))]
     let _ = dir;
@@ -68,7 +92,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), Error> {
 
 /// Creates `dir` and its missing parents, fsyncing each parent of a created
 /// directory.
-pub(crate) fn create_dir_all_durable(dir: &Path) -> Result<(), Error> {
+pub(crate) fn create_dir_all_durable(dir: &Path) -> Result<(), FsError> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -78,31 +102,32 @@ pub(crate) fn create_dir_all_durable(dir: &Path) -> Result<(), Error> {
     match std::fs::create_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(Error::io("create directory", dir, e)),
+        Err(e) => return Err(FsError::new("create directory", dir, e)),
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| Error::io("set permissions of", dir, e))?;
+            .map_err(|e| FsError::new("set permissions of", dir, e))?;
     }
     sync_parent(dir)
 }
 
 /// Replaces the content of `path` with `bytes` atomically and durably.
-pub(crate) fn replace_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+pub(crate) fn replace_atomically(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
     let tmp = temp_path_for(path);
     let mut file = private_options()
         .write(true)
         .create(true)
         .truncate(true)
         .open(&tmp)
-        .map_err(|e| Error::io("create", &tmp, e))?;
+        .map_err(|e| FsError::new("create", &tmp, e))?;
     file.write_all(bytes)
-        .map_err(|e| Error::io("write", &tmp, e))?;
-    file.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
+        .map_err(|e| FsError::new("write", &tmp, e))?;
+    file.sync_all()
+        .map_err(|e| FsError::new("fsync", &tmp, e))?;
     drop(file);
-    std::fs::rename(&tmp, path).map_err(|e| Error::io("rename over", path, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| FsError::new("rename over", path, e))?;
     sync_parent(path)
 }
 

@@ -73,6 +73,27 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// The handle was closed (by `close`) and takes no more records. Other
+    /// handles of the same sink may still be open.
+    #[error("{what} was closed: {hint}")]
+    Closed {
+        /// What was closed ("buffered_wal handle", …).
+        what: &'static str,
+        /// What to do instead.
+        hint: &'static str,
+    },
+
+    /// A background task of the crate panicked: a bug in code it ran (a
+    /// target, a codec, a handler). What the task was doing stopped; records
+    /// acknowledged by a write-ahead log stay in it.
+    #[error("{task} panicked: {message}")]
+    Panicked {
+        /// Which task ("buffered_wal delivery task", …).
+        task: &'static str,
+        /// The panic's message.
+        message: String,
+    },
+
     /// Writing to the dead-letter destination failed; nothing was committed.
     #[error("dead-letter destination failed: {0}")]
     DeadLetter(#[source] Box<Error>),
@@ -101,6 +122,17 @@ impl Error {
         }
     }
 
+    /// The error of a background task that ended by `panic`: its message
+    /// when it has one.
+    pub(crate) fn panicked(task: &'static str, panic: &(dyn std::any::Any + Send)) -> Self {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        Error::Panicked { task, message }
+    }
+
     /// An I/O failure on `path` while doing `op`.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
@@ -121,6 +153,16 @@ impl Error {
     /// `true` when a checkpoint write was fenced because the lease was lost.
     pub fn is_fenced(&self) -> bool {
         matches!(self, Error::Checkpoint(e) if e.is_fenced())
+    }
+}
+
+impl From<crate::durable_fs::FsError> for Error {
+    fn from(e: crate::durable_fs::FsError) -> Self {
+        Error::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        }
     }
 }
 

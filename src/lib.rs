@@ -34,8 +34,8 @@
 #![warn(missing_docs, rust_2018_idioms)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
-#[cfg(any(feature = "kinesis", feature = "cloudwatch-logs"))]
-mod aws_failure;
+#[cfg(any(feature = "kinesis", feature = "cloudwatch-logs", feature = "dynamodb"))]
+mod aws;
 pub mod checkpoint;
 pub mod codec;
 pub mod dead_letter;
@@ -52,6 +52,9 @@ pub mod kinesis;
 
 #[cfg(feature = "cloudwatch-logs")]
 pub mod cloudwatch_logs;
+
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 
 pub use checkpoint::{CheckpointStore, CheckpointStreamExt, CheckpointToken, Position};
 pub use codec::{Codec, JsonCodec, RawCodec};

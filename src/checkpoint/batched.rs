@@ -16,9 +16,10 @@ use futures::stream::{Fuse, FusedStream, IntoStream, Stream, StreamExt, TryStrea
 use pin_project::pin_project;
 use tokio::time::{Instant, Sleep};
 
-use super::ext::AsCheckpointToken;
+use super::control::PartitionControl;
+use super::position::Position;
 use super::store::{CheckpointError, CheckpointStore};
-use super::token::{CheckpointToken, PartitionControl, Position};
+use super::token::{AsCheckpointToken, CheckpointToken};
 use super::tracker::PositionTracker;
 use crate::error::Error;
 

@@ -6,53 +6,11 @@ use futures::TryStream;
 
 use super::batched::CheckpointBatched;
 use super::store::CheckpointStore;
-use super::token::CheckpointToken;
+use super::token::AsCheckpointToken;
 use crate::error::Error;
 
-/// An item that carries a [`CheckpointToken`]: a token itself, or a
-/// `(value, token)` pair as sources yield and handlers usually return.
-///
-/// [`checkpoint_batched`](CheckpointStreamExt::checkpoint_batched) counts the
-/// token and passes the rest of the item on: [`Value`](Self::Value).
-pub trait AsCheckpointToken {
-    /// What is left of the item once its token is counted.
-    type Value;
-
-    /// The token of this item.
-    fn checkpoint_token(&self) -> &CheckpointToken;
-
-    /// The item without its token.
-    fn into_value(self) -> Self::Value;
-}
-
-impl AsCheckpointToken for CheckpointToken {
-    type Value = ();
-
-    #[inline]
-    fn checkpoint_token(&self) -> &CheckpointToken {
-        self
-    }
-
-    #[inline]
-    fn into_value(self) {}
-}
-
-impl<T> AsCheckpointToken for (T, CheckpointToken) {
-    type Value = T;
-
-    #[inline]
-    fn checkpoint_token(&self) -> &CheckpointToken {
-        &self.1
-    }
-
-    #[inline]
-    fn into_value(self) -> T {
-        self.0
-    }
-}
-
 /// Checkpointing combinators for `TryStream`s whose items carry a
-/// [`CheckpointToken`] (see [`AsCheckpointToken`]).
+/// [`CheckpointToken`](super::CheckpointToken) (see [`AsCheckpointToken`]).
 pub trait CheckpointStreamExt: TryStream {
     /// Saves, per partition, the position up to which every token is seen,
     /// every `n` tokens of the partition or `interval` after the first

@@ -5,37 +5,46 @@
 //! for what a token names, [`CheckpointStore`] for what a store promises and
 //! [`CheckpointStreamExt::checkpoint_batched`] for when positions are saved.
 //!
-//! | item | what it is |
-//! |---|---|
-//! | [`CheckpointToken`], [`Position`] | a record's partition, position and delivery order |
-//! | [`CheckpointStore`] | the store contract (load, save, save_many, fencing) |
-//! | [`MemoryCheckpointStore`] | in memory, with inspection and fault injection, for tests |
-//! | [`JsonFileCheckpointStore`] | one JSON file for many partitions, replaced atomically |
-//! | [`PositionTracker`] | the safe position of a partition when tokens arrive out of order |
-//! | [`CheckpointStreamExt`] | `.checkpoint_batched(n, interval, store)` |
+//! | item | file | what it is |
+//! |---|---|---|
+//! | [`Position`], [`SequenceNumber`] | `position.rs` | where a record sits in its partition |
+//! | [`CheckpointToken`], [`AsCheckpointToken`] | `token.rs` | a record's partition, position and delivery order |
+//! | [`PartitionControl`] | `control.rs` | the switch that stops a source's partition when its lease is lost |
+//! | [`CheckpointStore`], [`CheckpointError`] | `store/` | the store contract (load, save, save_many, fencing) |
+//! | [`MemoryCheckpointStore`] | `store/memory.rs` | in memory, with inspection and fault injection, for tests |
+//! | [`JsonFileCheckpointStore`] | `store/json_file.rs` | one JSON file for many partitions, replaced atomically |
+//! | `DynamoDbCheckpointStore`, `DynamoDbS3CheckpointStore` | `crate::dynamodb` | the KCL lease table; with the in-flight batch in S3 (features `dynamodb`, `s3`) |
+//! | [`PositionTracker`] | `tracker.rs` | the safe position of a partition when tokens arrive out of order |
+//! | [`CheckpointStreamExt`], [`CheckpointBatched`] | `ext.rs`, `batched.rs` | `.checkpoint_batched(n, interval, store)` |
 
 mod batched;
+mod control;
 mod ext;
-mod json_file_store;
-mod memory_store;
+mod position;
 mod store;
 mod token;
 mod tracker;
 
 pub use batched::CheckpointBatched;
-pub use ext::{AsCheckpointToken, CheckpointStreamExt};
-pub use json_file_store::JsonFileCheckpointStore;
-pub use memory_store::MemoryCheckpointStore;
-pub use store::{CheckpointError, CheckpointStore};
-pub use token::{CheckpointToken, PartitionControl, Position, SequenceNumber};
+pub use control::PartitionControl;
+pub use ext::CheckpointStreamExt;
+pub use position::{Position, SequenceNumber};
+pub use store::{CheckpointError, CheckpointStore, JsonFileCheckpointStore, MemoryCheckpointStore};
+pub use token::{AsCheckpointToken, CheckpointToken};
 pub use tracker::PositionTracker;
 
-// Kinesis consumer stores (issue 6).
+/// The DynamoDB stores under their former path; the types are re-exported
+/// below, beside the other stores.
 #[cfg(feature = "dynamodb")]
-pub mod dynamodb;
+pub mod dynamodb {
+    pub use crate::dynamodb::{DynamoDbCheckpointStore, Lease};
+}
 #[cfg(feature = "dynamodb")]
-pub use dynamodb::{DynamoDbCheckpointStore, Lease};
+pub use crate::dynamodb::{DynamoDbCheckpointStore, Lease};
+/// The DynamoDB + S3 batch store under its former path.
 #[cfg(all(feature = "dynamodb", feature = "s3"))]
-pub mod dynamodb_s3;
+pub mod dynamodb_s3 {
+    pub use crate::dynamodb::{Batch, BatchEntry, DynamoDbS3CheckpointStore, RecordStatus};
+}
 #[cfg(all(feature = "dynamodb", feature = "s3"))]
-pub use dynamodb_s3::{Batch, BatchEntry, DynamoDbS3CheckpointStore, RecordStatus};
+pub use crate::dynamodb::{Batch, BatchEntry, DynamoDbS3CheckpointStore, RecordStatus};

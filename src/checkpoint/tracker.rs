@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::token::Position;
+use super::position::Position;
 
 /// Tracks the safe position of one partition from tokens observed in any
 /// order.

@@ -587,13 +587,13 @@ impl Inner {
 
 /// Classifies a failed `PutLogEvents` call that has no special handling:
 /// the modeled `ServiceUnavailableException` first (it need not carry a
-/// code), then the crate-wide rule (`crate::aws_failure`). Throttled and
+/// code), then the crate-wide rule (`crate::aws::failure`). Throttled and
 /// transient failures are retried, permanent ones fail the batch.
 fn classify(err: SdkError<PutLogEventsError, HttpResponse>) -> Failure {
     let modeled_unavailable = err
         .as_service_error()
         .is_some_and(|e| e.is_service_unavailable_exception());
-    if !modeled_unavailable && crate::aws_failure::classify_sdk_error(&err).is_permanent() {
+    if !modeled_unavailable && crate::aws::failure::classify_sdk_error(&err).is_permanent() {
         Failure::Permanent(Box::new(err))
     } else {
         Failure::Retryable(Box::new(err))

@@ -160,16 +160,13 @@ impl WalError {
     }
 }
 
-/// Converts the crate-level errors of `durable_fs` into WAL errors, keeping
-/// the operation and path.
-impl From<crate::Error> for WalError {
-    fn from(e: crate::Error) -> Self {
-        match e {
-            crate::Error::Io { op, path, source } => WalError::Io { op, path, source },
-            crate::Error::Wal(w) => w,
-            other => WalError::Failed {
-                reason: other.to_string(),
-            },
+/// The file-system errors of `durable_fs`, keeping the operation and path.
+impl From<crate::durable_fs::FsError> for WalError {
+    fn from(e: crate::durable_fs::FsError) -> Self {
+        WalError::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
         }
     }
 }

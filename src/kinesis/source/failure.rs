@@ -17,7 +17,7 @@
 
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 
-use crate::aws_failure::{classify_sdk_error, FailureKind, HasStatus};
+use crate::aws::failure::{classify_sdk_error, FailureKind, HasStatus};
 
 /// The class of a failed Kinesis call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub(crate) enum Failure {
 }
 
 /// Classifies a failed read-side call: the read-specific codes first, then
-/// the crate-wide rule (`crate::aws_failure::classify_sdk_error`: SDK
+/// the crate-wide rule (`crate::aws::failure::classify_sdk_error`: SDK
 /// failure kind, code, HTTP status).
 pub(crate) fn classify<E, R>(err: &SdkError<E, R>) -> Failure
 where

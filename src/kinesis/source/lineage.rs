@@ -25,8 +25,8 @@ use tokio::task::JoinSet;
 
 use super::failure::classify;
 use super::iterator::{InitialPosition, StartAt};
-use super::merge::ShardStream;
 use super::shard_reader::{ShardOutcome, ShardReader};
+use super::shard_stream::ShardStream;
 use super::Shared;
 use crate::checkpoint::{CheckpointError, CheckpointStore, PartitionControl, Position};
 use crate::kinesis::StreamTarget;

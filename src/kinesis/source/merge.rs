@@ -7,22 +7,19 @@
 //! was fenced stops yielding at once, dropping what it had buffered.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::stream::{FusedStream, Stream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::lineage::{Coordinator, Discovery};
-use super::shard_reader::Chunk;
-use super::{Item, Shared};
-use crate::checkpoint::{CheckpointStore, CheckpointToken, PartitionControl};
-use crate::kinesis::KinesisRecord;
-use crate::Error;
+use super::lineage::Discovery;
+use super::shard_stream::ShardStream;
+use super::Item;
 
 /// Spawns the coordinator, given the channel it announces shards on.
-type StartCoordinator = Box<dyn FnOnce(mpsc::UnboundedSender<Discovery>) -> JoinHandle<()> + Send>;
+pub(crate) type StartCoordinator =
+    Box<dyn FnOnce(mpsc::UnboundedSender<Discovery>) -> JoinHandle<()> + Send>;
 
 /// Records taken from one shard before the next shard's turn.
 const BURST: usize = 32;
@@ -55,12 +52,12 @@ impl std::fmt::Debug for KinesisStream {
 }
 
 impl KinesisStream {
-    pub(crate) fn new<S: CheckpointStore>(shared: Arc<Shared<S>>) -> Self {
+    /// A stream whose shards are announced by the coordinator that
+    /// `start` spawns on the first poll.
+    pub(crate) fn new(start: StartCoordinator) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         Self {
-            start: Some(Box::new(move |out| {
-                tokio::spawn(Coordinator::new(shared, out).run())
-            })),
+            start: Some(start),
             coordinator: None,
             discoveries: rx,
             discoveries_tx: Some(tx),
@@ -130,7 +127,7 @@ impl Stream for KinesisStream {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let buffered = self.shards.iter().map(|s| s.current.len()).sum();
+        let buffered = self.shards.iter().map(ShardStream::buffered).sum();
         (buffered, None)
     }
 }
@@ -138,48 +135,6 @@ impl Stream for KinesisStream {
 impl FusedStream for KinesisStream {
     fn is_terminated(&self) -> bool {
         self.discoveries_done && self.shards.is_empty()
-    }
-}
-
-/// One shard's records, as the merged stream sees them.
-pub(crate) struct ShardStream {
-    control: PartitionControl,
-    rx: mpsc::Receiver<Result<Chunk, Error>>,
-    current: std::vec::IntoIter<(KinesisRecord, CheckpointToken)>,
-}
-
-impl ShardStream {
-    pub(crate) fn new(control: PartitionControl, rx: mpsc::Receiver<Result<Chunk, Error>>) -> Self {
-        Self {
-            control,
-            rx,
-            current: Vec::new().into_iter(),
-        }
-    }
-
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Item>> {
-        if self.control.is_fenced() {
-            // Lost the lease: what is buffered belongs to the new owner.
-            self.current = Vec::new().into_iter();
-            self.rx.close();
-            return Poll::Ready(None);
-        }
-        if let Some(item) = self.current.next() {
-            return Poll::Ready(Some(Ok(item)));
-        }
-        loop {
-            match self.rx.poll_recv(cx) {
-                Poll::Ready(Some(Ok(chunk))) => {
-                    self.current = chunk.into_iter();
-                    if let Some(item) = self.current.next() {
-                        return Poll::Ready(Some(Ok(item)));
-                    }
-                }
-                Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(err))),
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
     }
 }
 

@@ -53,6 +53,7 @@ mod lineage;
 mod merge;
 mod records;
 mod shard_reader;
+mod shard_stream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -272,11 +273,14 @@ impl<S: CheckpointStore> KinesisSource<S> {
     /// first polled, which must happen inside a Tokio runtime; dropping it
     /// stops every shard task.
     pub fn stream(self) -> KinesisStream {
-        KinesisStream::new(Arc::new(Shared {
+        let shared = Arc::new(Shared {
             client: self.client,
             stream: self.stream,
             store: self.store,
             config: self.config,
+        });
+        KinesisStream::new(Box::new(move |out| {
+            tokio::spawn(lineage::Coordinator::new(shared, out).run())
         }))
     }
 }

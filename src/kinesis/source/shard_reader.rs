@@ -28,8 +28,8 @@ use super::failure::{classify, Failure};
 use super::iterator::StartAt;
 use super::records::{unpack, UserRecord};
 use super::Shared;
+use crate::aws::failure::HasStatus;
 use crate::checkpoint::{CheckpointStore, CheckpointToken, PartitionControl, Position};
-use crate::kinesis::failure::HasStatus;
 use crate::kinesis::{KinesisRecord, StreamTarget};
 use crate::Error;
 

@@ -139,15 +139,7 @@ where
             .catch_unwind()
             .await
             .unwrap_or_else(|panic| {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_string());
-                Err(Error::target(
-                    "buffered_wal",
-                    format!("the delivery task panicked: {message}"),
-                ))
+                Err(Error::panicked("the buffered_wal delivery task", &*panic))
             });
         match result {
             Ok(()) => self.shared.closed(),
@@ -541,10 +533,12 @@ where
     let codec = codec.clone();
     tokio::task::spawn_blocking(move || decode(batches, &codec))
         .await
-        .map_err(|e| {
-            Error::target(
-                "buffered_wal",
-                format!("decoding records read from the write-ahead log failed: {e}"),
-            )
+        .map_err(|e| match e.try_into_panic() {
+            Ok(panic) => Error::panicked("decoding records read from the write-ahead log", &*panic),
+            // Blocking tasks are cancelled only when the runtime shuts down.
+            Err(_) => Error::Closed {
+                what: "the Tokio runtime",
+                hint: "the records stay in the write-ahead log for the next open",
+            },
         })
 }

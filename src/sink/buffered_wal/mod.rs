@@ -287,10 +287,10 @@ impl<T, C> BufferedWal<T, C> {
     fn check_open(&self) -> Result<(), Error> {
         self.shared.check()?;
         if matches!(self.closing, Closing::Closed | Closing::Failed) {
-            return Err(Error::target(
-                "buffered_wal",
-                "this handle was closed; clone an open handle to send more",
-            ));
+            return Err(Error::Closed {
+                what: "this buffered_wal handle",
+                hint: "clone an open handle to send more",
+            });
         }
         Ok(())
     }

@@ -12,7 +12,15 @@
 
 use std::future::Future;
 
-use super::token::Position;
+use super::position::Position;
+
+mod error;
+mod json_file;
+mod memory;
+
+pub use error::CheckpointError;
+pub use json_file::JsonFileCheckpointStore;
+pub use memory::MemoryCheckpointStore;
 
 /// Persists checkpoint positions per partition.
 ///
@@ -44,59 +52,6 @@ pub trait CheckpointStore: Clone + Send + Sync + 'static {
                 self.save(partition, position).await?;
             }
             Ok(())
-        }
-    }
-}
-
-/// A checkpoint store failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CheckpointError {
-    /// The write was refused because this worker no longer holds the
-    /// partition's lease. Stop processing the partition; do not retry.
-    #[error("checkpoint for partition {partition} fenced: {reason}")]
-    Fenced {
-        /// The partition whose lease was lost.
-        partition: String,
-        /// What the store saw (owner, counter, …).
-        reason: String,
-    },
-
-    /// The stored document or item is not a valid checkpoint.
-    #[error("checkpoint store {store} holds invalid data: {reason}")]
-    Corrupt {
-        /// Which store (file path, table name).
-        store: String,
-        /// What is wrong.
-        reason: String,
-    },
-
-    /// The backing storage failed (I/O, network, service error). Retrying
-    /// may succeed.
-    #[error("checkpoint store {store} failed: {source}")]
-    Backend {
-        /// Which store (file path, table name).
-        store: String,
-        /// The underlying error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync + 'static>,
-    },
-}
-
-impl CheckpointError {
-    /// Whether this is [`CheckpointError::Fenced`].
-    pub fn is_fenced(&self) -> bool {
-        matches!(self, CheckpointError::Fenced { .. })
-    }
-
-    /// A backend failure of `store`.
-    pub fn backend(
-        store: impl Into<String>,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
-    ) -> Self {
-        CheckpointError::Backend {
-            store: store.into(),
-            source: source.into(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The sink predicts each record's shard (to pace traffic per shard and to
 //! aggregate records bound for the same shard) by looking its
-//! [`HashKey`](super::HashKey) up here. The map comes from `ListShards`,
+//! [`HashKey`](crate::kinesis::HashKey) up here. The map comes from `ListShards`,
 //! keeps open shards only (no ending sequence number), and is refreshed by
 //! the sink periodically and whenever a `PutRecords` answer shows a record
 //! landed elsewhere than predicted (a reshard happened).
@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use aws_sdk_kinesis::types::Shard;
 
-use super::hash_key::{HashKey, InvalidHashKey};
-use super::target::StreamTarget;
+use crate::kinesis::hash_key::{HashKey, InvalidHashKey};
+use crate::kinesis::StreamTarget;
 use crate::Error;
 
 /// Open shards sorted by the start of their hash-key range.

@@ -61,8 +61,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::dynamodb::DynamoDbCheckpointStore;
-use super::{CheckpointError, CheckpointStore, Position, SequenceNumber};
+use super::checkpoint_store::DynamoDbCheckpointStore;
+use crate::checkpoint::{CheckpointError, CheckpointStore, Position, SequenceNumber};
 
 /// Item attributes added to the KCL layout.
 mod attr {

@@ -20,8 +20,8 @@
 
 use bytes::Bytes;
 
-use super::KinesisRecord;
 use crate::codec::{Codec, CodecError};
+use crate::kinesis::KinesisRecord;
 
 const VERSION: u8 = 1;
 const FORMAT: &str = "kinesis-binary";

@@ -34,16 +34,16 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_smithy_types::Blob;
 use tokio::time::Instant;
 
-use super::aggregation::{Aggregator, Refused};
 use super::failure::{classify_code, classify_put_records_error, FailureKind};
-use super::hash_key::{HashKey, HashKeyCache, InvalidHashKey};
-use super::limits::{MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_COUNT};
 use super::metrics::KinesisMetricsHandle;
 use super::rate_limit::{Portion, RateLimiter, ShardRateLimit};
 use super::shard_map::{self, ShardMap};
-use super::target::StreamTarget;
 use super::validation::validate_with;
-use super::KinesisRecord;
+use crate::kinesis::aggregation::{Aggregator, Refused};
+use crate::kinesis::hash_key::{HashKey, HashKeyCache, InvalidHashKey};
+use crate::kinesis::limits::{MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_COUNT};
+use crate::kinesis::KinesisRecord;
+use crate::kinesis::StreamTarget;
 use crate::{Error, RejectedRecord, RetryPolicy};
 
 /// Never reload the shard map more often than this, whatever triggers it.

@@ -37,39 +37,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
-use super::{CheckpointError, CheckpointStore, Position, SequenceNumber};
-
-/// The KCL 2.x lease table attribute names.
-pub(crate) mod attr {
-    pub const KEY: &str = "leaseKey";
-    pub const OWNER: &str = "leaseOwner";
-    pub const COUNTER: &str = "leaseCounter";
-    pub const CHECKPOINT: &str = "checkpoint";
-    pub const SUB_SEQUENCE: &str = "checkpointSubSequenceNumber";
-    pub const OWNER_SWITCHES: &str = "ownerSwitchesSinceCheckpoint";
-    pub const PARENTS: &str = "parentShardId";
-    pub const CHILDREN: &str = "childShardIds";
-}
-
-/// The KCL's checkpoint sentinels.
-pub(crate) mod sentinel {
-    pub const TRIM_HORIZON: &str = "TRIM_HORIZON";
-    pub const LATEST: &str = "LATEST";
-    pub const AT_TIMESTAMP: &str = "AT_TIMESTAMP";
-    pub const SHARD_END: &str = "SHARD_END";
-}
-
-/// How long [`DynamoDbCheckpointStore::create_table_if_missing`] waits for
-/// the table to become `ACTIVE`.
-const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
+use super::lease_item::{self, attr, Lease};
+use super::table::create_lease_table_if_missing;
+use crate::aws::sdk_error::SdkErrorBox;
+use crate::checkpoint::{CheckpointError, CheckpointStore, Position};
 
 /// Checkpoints in a KCL-compatible DynamoDB lease table; see the
 /// [module docs](self).
@@ -107,29 +82,6 @@ enum Claim {
     Absent,
     /// The item's `leaseCounter`.
     Counter(u64),
-}
-
-/// A lease item as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Lease {
-    /// The partition (shard id).
-    pub key: String,
-    /// The last writer's owner name.
-    pub owner: Option<String>,
-    /// The lease counter.
-    pub counter: u64,
-    /// The checkpoint: `None` for no checkpoint or a sentinel other than
-    /// `SHARD_END` (`TRIM_HORIZON`, `LATEST`, `AT_TIMESTAMP`).
-    pub position: Option<Position>,
-    /// The raw `checkpoint` attribute (a sequence number or a sentinel).
-    pub checkpoint: Option<String>,
-    /// `ownerSwitchesSinceCheckpoint`.
-    pub owner_switches_since_checkpoint: u64,
-    /// `parentShardId`.
-    pub parent_shard_ids: Vec<String>,
-    /// `childShardIds`.
-    pub child_shard_ids: Vec<String>,
 }
 
 impl DynamoDbCheckpointStore {
@@ -190,81 +142,16 @@ impl DynamoDbCheckpointStore {
     /// Creates the table (hash key `leaseKey`, on-demand billing) unless it
     /// exists, and waits until it is `ACTIVE`.
     pub async fn create_table_if_missing(&self) -> Result<(), CheckpointError> {
-        let client = &self.inner.client;
-        let exists = match client
-            .describe_table()
-            .table_name(&self.inner.table)
-            .send()
-            .await
-        {
-            Ok(_) => true,
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                false
-            }
-            Err(err) => return Err(self.backend(err)),
-        };
-        if !exists {
-            let created = client
-                .create_table()
-                .table_name(&self.inner.table)
-                .attribute_definitions(
-                    AttributeDefinition::builder()
-                        .attribute_name(attr::KEY)
-                        .attribute_type(ScalarAttributeType::S)
-                        .build()
-                        .map_err(|e| CheckpointError::backend(self.store_name(), e))?,
-                )
-                .key_schema(
-                    KeySchemaElement::builder()
-                        .attribute_name(attr::KEY)
-                        .key_type(KeyType::Hash)
-                        .build()
-                        .map_err(|e| CheckpointError::backend(self.store_name(), e))?,
-                )
-                .billing_mode(BillingMode::PayPerRequest)
-                .send()
-                .await;
-            match created {
-                Ok(_) => {}
-                // Someone else created it meanwhile.
-                Err(err)
-                    if err
-                        .as_service_error()
-                        .is_some_and(|e| e.is_resource_in_use_exception()) => {}
-                Err(err) => return Err(self.backend(err)),
-            }
-        }
-        let deadline = tokio::time::Instant::now() + TABLE_ACTIVE_TIMEOUT;
-        loop {
-            let described = client
-                .describe_table()
-                .table_name(&self.inner.table)
-                .send()
-                .await
-                .map_err(|e| self.backend(e))?;
-            let status = described.table().and_then(|t| t.table_status());
-            if status == Some(&TableStatus::Active) {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(CheckpointError::backend(
-                    self.store_name(),
-                    format!("table not ACTIVE after {TABLE_ACTIVE_TIMEOUT:?} (status {status:?})"),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        create_lease_table_if_missing(&self.inner.client, &self.inner.table).await
     }
 
     /// Reads `partition`'s lease item (strongly consistent). Remembers its
     /// counter for fencing if this store has not read it before.
     pub async fn lease(&self, partition: &str) -> Result<Option<Lease>, CheckpointError> {
         let item = self.get_item(partition).await?;
-        let lease = item.map(|item| self.parse(partition, &item)).transpose()?;
+        let lease = item
+            .map(|item| lease_item::parse_lease(&self.store_name(), partition, &item))
+            .transpose()?;
         let claim = match &lease {
             Some(lease) => Claim::Counter(lease.counter),
             None => Claim::Absent,
@@ -342,25 +229,12 @@ impl DynamoDbCheckpointStore {
         Ok(item)
     }
 
-    fn corrupt(&self, partition: &str, reason: impl std::fmt::Display) -> CheckpointError {
-        CheckpointError::Corrupt {
-            store: self.store_name(),
-            reason: format!("item {partition}: {reason}"),
-        }
-    }
-
     fn counter_of(
         &self,
         partition: &str,
         item: &HashMap<String, AttributeValue>,
     ) -> Result<u64, CheckpointError> {
-        match item.get(attr::COUNTER) {
-            None => Ok(0),
-            Some(AttributeValue::N(n)) => n.parse().map_err(|_| {
-                self.corrupt(partition, format!("leaseCounter {n:?} is not a counter"))
-            }),
-            Some(other) => Err(self.corrupt(partition, format!("leaseCounter is {other:?}"))),
-        }
+        lease_item::counter_of(&self.store_name(), partition, item)
     }
 
     pub(crate) fn position_of(
@@ -368,63 +242,7 @@ impl DynamoDbCheckpointStore {
         partition: &str,
         item: &HashMap<String, AttributeValue>,
     ) -> Result<Option<Position>, CheckpointError> {
-        let checkpoint = match item.get(attr::CHECKPOINT) {
-            None | Some(AttributeValue::Null(_)) => return Ok(None),
-            Some(AttributeValue::S(s)) => s.as_str(),
-            Some(other) => return Err(self.corrupt(partition, format!("checkpoint is {other:?}"))),
-        };
-        let sub = match item.get(attr::SUB_SEQUENCE) {
-            None => 0,
-            Some(AttributeValue::N(n)) => n.parse().map_err(|_| {
-                self.corrupt(partition, format!("checkpointSubSequenceNumber {n:?}"))
-            })?,
-            Some(other) => {
-                return Err(self.corrupt(
-                    partition,
-                    format!("checkpointSubSequenceNumber is {other:?}"),
-                ))
-            }
-        };
-        match checkpoint {
-            sentinel::SHARD_END => Ok(Some(Position::End)),
-            sentinel::TRIM_HORIZON | sentinel::LATEST | sentinel::AT_TIMESTAMP => Ok(None),
-            digits if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
-                Ok(Some(Position::Sequence {
-                    sequence: SequenceNumber::new(digits),
-                    sub,
-                }))
-            }
-            other => Err(self.corrupt(partition, format!("checkpoint {other:?}"))),
-        }
-    }
-
-    fn parse(
-        &self,
-        partition: &str,
-        item: &HashMap<String, AttributeValue>,
-    ) -> Result<Lease, CheckpointError> {
-        let string = |name| match item.get(name) {
-            Some(AttributeValue::S(s)) => Some(s.clone()),
-            _ => None,
-        };
-        let set = |name| match item.get(name) {
-            Some(AttributeValue::Ss(s)) => s.clone(),
-            _ => Vec::new(),
-        };
-        let switches = match item.get(attr::OWNER_SWITCHES) {
-            Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
-            _ => 0,
-        };
-        Ok(Lease {
-            key: partition.to_owned(),
-            owner: string(attr::OWNER),
-            counter: self.counter_of(partition, item)?,
-            position: self.position_of(partition, item)?,
-            checkpoint: string(attr::CHECKPOINT),
-            owner_switches_since_checkpoint: switches,
-            parent_shard_ids: set(attr::PARENTS),
-            child_shard_ids: set(attr::CHILDREN),
-        })
+        lease_item::position_of(&self.store_name(), partition, item)
     }
 
     /// The attributes a checkpoint at `position` sets.
@@ -433,24 +251,7 @@ impl DynamoDbCheckpointStore {
         partition: &str,
         position: &Position,
     ) -> Result<Vec<(&'static str, AttributeValue)>, CheckpointError> {
-        let (checkpoint, sub) = match position {
-            Position::Sequence { sequence, sub } => (sequence.as_str().to_owned(), *sub),
-            Position::End => (sentinel::SHARD_END.to_owned(), 0),
-            Position::Offset(_) => {
-                return Err(CheckpointError::backend(
-                    self.store_name(),
-                    format!(
-                        "partition {partition}: {position} cannot be stored in a Kinesis lease \
-                         table (sequence numbers and SHARD_END only)"
-                    ),
-                ))
-            }
-        };
-        Ok(vec![
-            (attr::CHECKPOINT, AttributeValue::S(checkpoint)),
-            (attr::SUB_SEQUENCE, AttributeValue::N(sub.to_string())),
-            (attr::OWNER_SWITCHES, AttributeValue::N("0".to_owned())),
-        ])
+        lease_item::checkpoint_attrs(&self.store_name(), partition, position)
     }
 
     /// Writes `set` and removes `remove` on `partition`'s item, conditional
@@ -593,38 +394,6 @@ impl DynamoDbCheckpointStore {
             }
             Err((None, err)) => Err(CheckpointError::backend(self.store_name(), err)),
         }
-    }
-}
-
-/// An SDK error boxed with its code in the message, for
-/// [`CheckpointError::Backend`].
-#[derive(Debug)]
-struct SdkErrorBox(String, Box<dyn std::error::Error + Send + Sync + 'static>);
-
-impl SdkErrorBox {
-    fn new<E, R>(err: SdkError<E, R>) -> Self
-    where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
-    {
-        let code = err.code().unwrap_or("-").to_owned();
-        let message = format!(
-            "{} ({code})",
-            aws_smithy_types::error::display::DisplayErrorContext(&err)
-        );
-        Self(message, Box::new(err))
-    }
-}
-
-impl std::fmt::Display for SdkErrorBox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for SdkErrorBox {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.1)
     }
 }
 

@@ -11,9 +11,9 @@
 //! request time (permissions, KMS keys), which the sink learns from the
 //! response.
 
-use super::hash_key::{HashKey, HashKeyCache, InvalidHashKey};
-use super::limits::{MAX_PARTITION_KEY_CHARS, MAX_RECORD_BYTES, MIN_PARTITION_KEY_CHARS};
-use super::KinesisRecord;
+use crate::kinesis::hash_key::{HashKey, HashKeyCache, InvalidHashKey};
+use crate::kinesis::limits::{MAX_PARTITION_KEY_CHARS, MAX_RECORD_BYTES, MIN_PARTITION_KEY_CHARS};
+use crate::kinesis::KinesisRecord;
 
 /// Why a record can never be put to Kinesis.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

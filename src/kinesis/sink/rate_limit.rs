@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::limits::{MAX_SHARD_WRITE_BYTES_PER_SEC, MAX_SHARD_WRITE_RECORDS_PER_SEC};
+use crate::kinesis::limits::{MAX_SHARD_WRITE_BYTES_PER_SEC, MAX_SHARD_WRITE_RECORDS_PER_SEC};
 
 /// The window the limits apply to.
 const WINDOW: Duration = Duration::from_secs(1);

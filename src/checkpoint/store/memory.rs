@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::store::{CheckpointError, CheckpointStore};
-use super::token::Position;
+use super::{CheckpointError, CheckpointStore};
+use crate::checkpoint::Position;
 
 const STORE_NAME: &str = "memory";
 

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use super::store::{CheckpointError, CheckpointStore};
-use super::token::Position;
+use super::{CheckpointError, CheckpointStore};
+use crate::checkpoint::Position;
 use crate::durable_fs;
 use crate::error::Error;
 

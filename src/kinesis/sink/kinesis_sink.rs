@@ -20,12 +20,12 @@
 //! What it does per batch — limits, shard prediction, pacing, aggregation,
 //! partial-failure retries and ordering — is described in the builder's
 //! options and in the modules [`rate_limit`](super::rate_limit) and
-//! [`aggregation`](super::aggregation).
+//! [`aggregation`](crate::kinesis::aggregation).
 //!
 //! One batch is in flight at a time per sink; clones share the shard map,
 //! the rate limiter and the metrics, and each has its own batch in flight.
 //! The AWS SDK client's own retry layer (for whole failed calls) runs below
-//! the sink's [`RetryPolicy`]; per-record failures only the sink retries.
+//! the sink's [`RetryPolicy`](crate::RetryPolicy); per-record failures only the sink retries.
 
 use std::fmt;
 use std::future::Future;
@@ -36,12 +36,11 @@ use std::time::Duration;
 
 use futures::Sink;
 
-use super::limits::MAX_RECORD_BYTES;
 use super::metrics::KinesisMetricsHandle;
 use super::put::{Options, Progress, Shared};
 use super::rate_limit::ShardRateLimit;
-use super::target::StreamTarget;
-use super::KinesisRecord;
+use crate::kinesis::limits::MAX_RECORD_BYTES;
+use crate::kinesis::{KinesisRecord, StreamTarget};
 use crate::{Error, RetryPolicy};
 
 type PutFuture = Pin<Box<dyn Future<Output = (Result<(), Error>, Option<Progress>)> + Send>>;
@@ -115,6 +114,15 @@ impl KinesisSink {
         &self.shared.target
     }
 
+    /// A sink over `shared` with no batch in flight.
+    fn from_shared(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            in_flight: None,
+            progress: None,
+        }
+    }
+
     /// Drives the batch in flight, if any, to its end.
     fn poll_in_flight(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let Some(future) = self.in_flight.as_mut() else {
@@ -131,11 +139,7 @@ impl Clone for KinesisSink {
     /// A sink sharing this one's client, options, shard map, rate limiter
     /// and metrics, with no batch in flight.
     fn clone(&self) -> Self {
-        Self {
-            shared: self.shared.clone(),
-            in_flight: None,
-            progress: None,
-        }
+        Self::from_shared(self.shared.clone())
     }
 }
 
@@ -297,10 +301,11 @@ impl KinesisSinkBuilder {
             rate_limit: self.rate_limit,
             shard_map_refresh: self.shard_map_refresh,
         };
-        KinesisSink {
-            shared: Arc::new(Shared::new(self.client, self.target, options, self.metrics)),
-            in_flight: None,
-            progress: None,
-        }
+        KinesisSink::from_shared(Arc::new(Shared::new(
+            self.client,
+            self.target,
+            options,
+            self.metrics,
+        )))
     }
 }

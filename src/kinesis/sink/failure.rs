@@ -11,7 +11,7 @@
 //!
 //! Codes come from the per-record `ErrorCode` of a `PutRecords` answer or
 //! from a failed call; the rule for codes and statuses is the crate-wide one
-//! of `crate::aws_failure` (unknown codes of failed calls count by HTTP
+//! of `crate::aws::failure` (unknown codes of failed calls count by HTTP
 //! status, unknown per-record codes as permanent).
 //!
 //! [`RetryPolicy`]: crate::RetryPolicy
@@ -21,14 +21,14 @@ use aws_sdk_kinesis::operation::put_records::PutRecordsError;
 
 use aws_smithy_types::error::display::DisplayErrorContext;
 
-pub(crate) use crate::aws_failure::{classify_code, FailureKind, HasStatus};
+pub(crate) use crate::aws::failure::{classify_code, FailureKind, HasStatus};
 
 /// The kind of a failed `PutRecords` call, and a description for logs and
 /// dead letters.
 ///
 /// The modeled error variant decides first (it does not depend on how the
 /// response carried its code), then the crate-wide rule
-/// ([`classify_sdk_error`](crate::aws_failure::classify_sdk_error)): code,
+/// ([`classify_sdk_error`](crate::aws::failure::classify_sdk_error)): code,
 /// then HTTP status.
 pub(crate) fn classify_put_records_error<R>(
     err: &SdkError<PutRecordsError, R>,
@@ -55,7 +55,7 @@ where
         },
         _ => None,
     };
-    let kind = modeled.unwrap_or_else(|| crate::aws_failure::classify_sdk_error(err));
+    let kind = modeled.unwrap_or_else(|| crate::aws::failure::classify_sdk_error(err));
     (kind, describe_sdk_error(err))
 }
 
