@@ -109,7 +109,7 @@ type Delivery = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
 /// ```
 #[must_use = "sinks do nothing unless polled"]
 pub struct CloudWatchLogsSink {
-    inner: Arc<Inner>,
+    writer: Arc<LogStreamWriter>,
     in_flight: Option<Delivery>,
 }
 
@@ -127,7 +127,10 @@ pub struct CloudWatchLogsSinkBuilder {
     clock: Clock,
 }
 
-struct Inner {
+/// What a sink writes with: its client, destination and options, and the
+/// log stream's state. Shared (`Arc`) between the sink and the delivery
+/// future of the batch in flight.
+struct LogStreamWriter {
     client: Client,
     group: String,
     stream: String,
@@ -140,11 +143,12 @@ struct Inner {
     batcher: Batcher,
     clock: Clock,
     /// Held for the whole of a batch: one request in flight at a time.
-    stream_state: Mutex<StreamState>,
+    log_stream_state: Mutex<LogStreamState>,
 }
 
+/// What the sink knows about its log stream between requests.
 #[derive(Default)]
-struct StreamState {
+struct LogStreamState {
     /// The token the endpoint expects next (always `None` against current
     /// AWS, which neither returns nor checks tokens).
     sequence_token: Option<String>,
@@ -198,19 +202,19 @@ impl CloudWatchLogsSink {
 
     /// The log group written to.
     pub fn log_group(&self) -> &str {
-        &self.inner.group
+        &self.writer.group
     }
 
     /// The log stream written to.
     pub fn log_stream(&self) -> &str {
-        &self.inner.stream
+        &self.writer.stream
     }
 
     /// Creates the group and stream (when configured to) and sets the
     /// retention now rather than before the first request. Idempotent.
     pub async fn prepare(&self) -> Result<(), Error> {
-        let mut state = self.inner.stream_state.lock().await;
-        self.inner.prepare(&mut state).await
+        let mut state = self.writer.log_stream_state.lock().await;
+        self.writer.prepare(&mut state).await
     }
 }
 
@@ -280,7 +284,7 @@ impl CloudWatchLogsSinkBuilder {
         }
         let target = format!("cloudwatch logs {}/{}", self.group, self.stream);
         Ok(CloudWatchLogsSink {
-            inner: Arc::new(Inner {
+            writer: Arc::new(LogStreamWriter {
                 client: self.client,
                 group: self.group,
                 stream: self.stream,
@@ -291,7 +295,7 @@ impl CloudWatchLogsSinkBuilder {
                 request_timeout: self.request_timeout,
                 batcher,
                 clock: self.clock,
-                stream_state: Mutex::new(StreamState::default()),
+                log_stream_state: Mutex::new(LogStreamState::default()),
             }),
             in_flight: None,
         })
@@ -324,27 +328,27 @@ fn check_stream_name(name: &str) -> Result<(), Error> {
 }
 
 /// What became of one `PutLogEvents` request.
-enum Outcome {
+enum PutLogEventsOutcome {
     /// Stored, except what `rejectedLogEventsInfo` names.
     Delivered(Option<RejectedLogEventsInfo>),
     /// Refused whole with `InvalidParameterException` (the message).
     Invalid(String),
 }
 
-/// A failed call, classified.
-enum Failure {
+/// A failed `PutLogEvents` call, classified.
+enum PutFailure {
     /// Worth another attempt after a backoff.
     Retryable(BoxError),
     /// Retrying the same request cannot help.
     Permanent(BoxError),
 }
 
-impl Inner {
+impl LogStreamWriter {
     async fn deliver(self: Arc<Self>, batch: Vec<LogEvent>) -> Result<(), Error> {
         let mut plan = self.batcher.plan(&batch, (self.clock)());
         let mut rejected = plan.take_rejected();
         if plan.request_count() > 0 {
-            let mut state = self.stream_state.lock().await;
+            let mut state = self.log_stream_state.lock().await;
             if !state.destination_ready {
                 self.prepare(&mut state).await?;
             }
@@ -373,7 +377,7 @@ impl Inner {
     /// alone, so that only they are rejected.
     async fn put_request(
         &self,
-        state: &mut StreamState,
+        state: &mut LogStreamState,
         batch: &[LogEvent],
         request: &[usize],
         rejected: &mut Vec<RejectedRecord>,
@@ -384,9 +388,11 @@ impl Inner {
         let mut invalid_alone = 0;
         while let Some(part) = work.pop() {
             match self.put_with_retry(state, batch, part).await? {
-                Outcome::Delivered(None) => {}
-                Outcome::Delivered(Some(info)) => map_rejected_info(&info, part, rejected),
-                Outcome::Invalid(message) if part.len() == 1 => {
+                PutLogEventsOutcome::Delivered(None) => {}
+                PutLogEventsOutcome::Delivered(Some(info)) => {
+                    map_rejected_info(&info, part, rejected)
+                }
+                PutLogEventsOutcome::Invalid(message) if part.len() == 1 => {
                     invalid_alone += 1;
                     if invalid_alone > MAX_INVALID_EVENTS_ISOLATED {
                         // So many events refused alone smells of a problem
@@ -407,7 +413,7 @@ impl Inner {
                         ),
                     ));
                 }
-                Outcome::Invalid(message) => {
+                PutLogEventsOutcome::Invalid(message) => {
                     tracing::debug!(
                         target_name = %self.target,
                         events = part.len(),
@@ -425,10 +431,10 @@ impl Inner {
 
     async fn put_with_retry(
         &self,
-        state: &mut StreamState,
+        state: &mut LogStreamState,
         batch: &[LogEvent],
         part: &[usize],
-    ) -> Result<Outcome, Error> {
+    ) -> Result<PutLogEventsOutcome, Error> {
         let mut attempts = 0u32;
         let mut token_refreshes = 0u32;
         loop {
@@ -455,7 +461,7 @@ impl Inner {
                 .send();
             let result = match self.request_timeout {
                 Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
-                    Failure::Retryable(
+                    PutFailure::Retryable(
                         format!("PutLogEvents timed out after {limit:?} (request_timeout)").into(),
                     )
                 }),
@@ -468,7 +474,7 @@ impl Inner {
                         // An older endpoint saw this request before (a retry
                         // after a lost response): it is stored.
                         state.sequence_token = e.expected_sequence_token().map(str::to_owned);
-                        return Ok(Outcome::Delivered(None));
+                        return Ok(PutLogEventsOutcome::Delivered(None));
                     }
                     Some(PutLogEventsError::InvalidSequenceTokenException(e))
                         if token_refreshes < MAX_SEQUENCE_TOKEN_REFRESHES =>
@@ -479,7 +485,7 @@ impl Inner {
                         continue;
                     }
                     Some(PutLogEventsError::InvalidParameterException(e)) => {
-                        return Ok(Outcome::Invalid(
+                        return Ok(PutLogEventsOutcome::Invalid(
                             e.message().unwrap_or("no message").to_owned(),
                         ));
                     }
@@ -489,23 +495,23 @@ impl Inner {
                         // The stream (or group) went away: set it up again.
                         state.destination_ready = false;
                         self.prepare(state).await?;
-                        Failure::Retryable(Box::new(err))
+                        PutFailure::Retryable(Box::new(err))
                     }
                     _ => classify(err),
                 },
                 Err(timeout) => timeout,
             };
             match failure {
-                Failure::Permanent(source) => {
+                PutFailure::Permanent(source) => {
                     return Err(Error::target(&self.target, source));
                 }
-                Failure::Retryable(source) if !self.retry.allows_another(attempts) => {
+                PutFailure::Retryable(source) if !self.retry.allows_another(attempts) => {
                     return Err(Error::target(
                         &self.target,
                         RetriesExhausted { attempts, source },
                     ));
                 }
-                Failure::Retryable(source) => {
+                PutFailure::Retryable(source) => {
                     let delay = self.retry.backoff(attempts - 1);
                     tracing::debug!(
                         target_name = %self.target,
@@ -520,14 +526,18 @@ impl Inner {
         }
     }
 
-    fn delivered(&self, state: &mut StreamState, output: PutLogEventsOutput) -> Outcome {
+    fn delivered(
+        &self,
+        state: &mut LogStreamState,
+        output: PutLogEventsOutput,
+    ) -> PutLogEventsOutcome {
         if let Some(token) = output.next_sequence_token {
             state.sequence_token = Some(token);
         }
-        Outcome::Delivered(output.rejected_log_events_info)
+        PutLogEventsOutcome::Delivered(output.rejected_log_events_info)
     }
 
-    async fn prepare(&self, state: &mut StreamState) -> Result<(), Error> {
+    async fn prepare(&self, state: &mut LogStreamState) -> Result<(), Error> {
         if self.create_missing {
             let created = self
                 .client
@@ -589,14 +599,14 @@ impl Inner {
 /// the modeled `ServiceUnavailableException` first (it need not carry a
 /// code), then the crate-wide rule (`crate::aws_failure`). Throttled and
 /// transient failures are retried, permanent ones fail the batch.
-fn classify(err: SdkError<PutLogEventsError, HttpResponse>) -> Failure {
+fn classify(err: SdkError<PutLogEventsError, HttpResponse>) -> PutFailure {
     let modeled_unavailable = err
         .as_service_error()
         .is_some_and(|e| e.is_service_unavailable_exception());
     if !modeled_unavailable && crate::aws_failure::classify_sdk_error(&err).is_permanent() {
-        Failure::Permanent(Box::new(err))
+        PutFailure::Permanent(Box::new(err))
     } else {
-        Failure::Retryable(Box::new(err))
+        PutFailure::Retryable(Box::new(err))
     }
 }
 
@@ -667,8 +677,8 @@ struct SetupFailed {
 impl fmt::Debug for CloudWatchLogsSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CloudWatchLogsSink")
-            .field("group", &self.inner.group)
-            .field("stream", &self.inner.stream)
+            .field("group", &self.writer.group)
+            .field("stream", &self.writer.stream)
             .field("in_flight", &self.in_flight.is_some())
             .finish_non_exhaustive()
     }
@@ -703,7 +713,7 @@ impl Sink<Vec<LogEvent>> for CloudWatchLogsSink {
             ));
         }
         if !batch.is_empty() {
-            self.in_flight = Some(Box::pin(self.inner.clone().deliver(batch)));
+            self.in_flight = Some(Box::pin(self.writer.clone().deliver(batch)));
         }
         Ok(())
     }
