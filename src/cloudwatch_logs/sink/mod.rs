@@ -84,7 +84,7 @@ use super::event::LogEvent;
 use crate::error::Error;
 
 /// The delivery of the batch in flight.
-type Delivery = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+type DeliveryFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
 
 /// A `Sink<Vec<LogEvent>>` writing to one CloudWatch Logs log stream.
 ///
@@ -111,7 +111,7 @@ type Delivery = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
 #[must_use = "sinks do nothing unless polled"]
 pub struct CloudWatchLogsSink {
     writer: Arc<LogStreamWriter>,
-    in_flight: Option<Delivery>,
+    in_flight: Option<DeliveryFuture>,
 }
 
 impl CloudWatchLogsSink {
