@@ -9,7 +9,9 @@
 //!   writer's [`RetryPolicy`](crate::RetryPolicy) backoff while the policy
 //!   allows another attempt; then the request fails with [`Error::Target`]
 //!   naming the attempts and the last error.
-//! - Other failures (by `crate::aws_failure`) fail the request at once.
+//! - A failure the crate-wide rule (`crate::aws_failure`) holds permanent,
+//!   such as a denied access, fails the request at once; any other failure
+//!   is retried like those above.
 //! - Sequence tokens: the token of each answer is sent with the next request;
 //!   `InvalidSequenceTokenException` is answered with the token it names, up
 //!   to [`MAX_SEQUENCE_TOKEN_REFRESHES`] times per request, without using up
