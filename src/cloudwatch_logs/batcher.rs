@@ -28,6 +28,14 @@
 //! which the sink reads. A log group's retention period (when shorter than 14
 //! days) also limits the age; the sink lowers [`Batcher::max_age`] when it
 //! knows the retention.
+//!
+//! # Why one file
+//!
+//! The file is past 500 lines, some 230 of them tests. What it holds is one
+//! piece: the limits ([`Batcher`]), the single pass over a batch that checks,
+//! sorts and cuts it ([`Batcher::plan`]), that pass's result ([`Plan`]) and
+//! the wording of its rejections (`RejectionReason`). Each would be read
+//! only through the others, and the property test checks them together.
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -156,20 +164,20 @@ impl Batcher {
         let mut last_ts = i64::MIN;
         for (index, event) in events.iter().enumerate() {
             let reason = if event.message.is_empty() {
-                Some(Reason::Empty)
+                Some(RejectionReason::Empty)
             } else if event.billed_bytes() > event_limit {
-                Some(Reason::TooLarge {
+                Some(RejectionReason::TooLarge {
                     bytes: event.billed_bytes(),
                     limit: event_limit,
                 })
             } else if event.timestamp < oldest_ms {
-                Some(Reason::TooOld {
+                Some(RejectionReason::TooOld {
                     timestamp: event.timestamp,
                     age: self.max_age,
                     now_ms,
                 })
             } else if event.timestamp > newest_ms {
-                Some(Reason::TooNew {
+                Some(RejectionReason::TooNew {
                     timestamp: event.timestamp,
                     ahead: self.max_future,
                     now_ms,
@@ -225,6 +233,7 @@ impl Batcher {
 
 /// The requests for one batch, and the events that can never be sent.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[must_use = "a plan sends nothing: its requests are to be sent and its rejected events reported"]
 pub struct Plan {
     /// Indices of the accepted events, in send order.
     order: Vec<usize>,
@@ -266,7 +275,7 @@ impl Plan {
 }
 
 /// Why an event is never acceptable (rendered into the dead-letter reason).
-enum Reason {
+enum RejectionReason {
     Empty,
     TooLarge {
         bytes: usize,
@@ -284,16 +293,18 @@ enum Reason {
     },
 }
 
-impl fmt::Display for Reason {
+impl fmt::Display for RejectionReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Reason::Empty => write!(f, "empty message: CloudWatch Logs needs at least 1 byte"),
-            Reason::TooLarge { bytes, limit } => write!(
+            RejectionReason::Empty => {
+                write!(f, "empty message: CloudWatch Logs needs at least 1 byte")
+            }
+            RejectionReason::TooLarge { bytes, limit } => write!(
                 f,
                 "too large: {bytes} bytes with the {EVENT_OVERHEAD_BYTES}-byte event overhead, \
                  limit {limit}"
             ),
-            Reason::TooOld {
+            RejectionReason::TooOld {
                 timestamp,
                 age,
                 now_ms,
@@ -302,7 +313,7 @@ impl fmt::Display for Reason {
                 "too old: timestamp {timestamp} ms is more than {} before now ({now_ms} ms)",
                 HumanDuration(*age)
             ),
-            Reason::TooNew {
+            RejectionReason::TooNew {
                 timestamp,
                 ahead,
                 now_ms,
