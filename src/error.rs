@@ -18,6 +18,7 @@ use std::path::PathBuf;
 
 use crate::checkpoint::CheckpointError;
 use crate::codec::CodecError;
+use crate::lease::LeaseError;
 use crate::wal::WalError;
 
 /// A boxed error from user code or a third-party target.
@@ -41,6 +42,10 @@ pub enum Error {
     /// A checkpoint store failed, or a writer was fenced.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+
+    /// A lease table failed (see [`lease`](crate::lease)).
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
 
     /// A file operation failed.
     #[error("{op} {}: {source}", path.display())]

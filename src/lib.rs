@@ -41,6 +41,7 @@ pub mod codec;
 pub mod dead_letter;
 mod durable_fs;
 mod error;
+pub mod lease;
 pub mod process;
 pub mod retry;
 pub mod sink;

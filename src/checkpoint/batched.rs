@@ -16,7 +16,7 @@ use futures::stream::{Fuse, FusedStream, IntoStream, Stream, StreamExt, TryStrea
 use pin_project::pin_project;
 use tokio::time::{Instant, Sleep};
 
-use super::control::PartitionControl;
+use super::control::{ControlHub, PartitionControl};
 use super::position::Position;
 use super::store::{CheckpointError, CheckpointStore};
 use super::token::{AsCheckpointToken, CheckpointToken};
@@ -56,12 +56,20 @@ type SaveFuture = Pin<Box<dyn Future<Output = Result<(), CheckpointError>> + Sen
 ///   tokens late; whenever upstream pauses, it is looked at at once.
 /// - **At the end of the stream**, and **before an upstream error is passed
 ///   on**: everything unsaved is saved, then the end or the error follows.
+/// - **When a partition's [`PartitionControl`](super::PartitionControl)
+///   asks** ([`request_checkpoint`](super::PartitionControl::request_checkpoint):
+///   a lease worker draining the partition for a handoff or a shutdown):
+///   everything unsaved is saved at once. Requests are looked at whenever
+///   upstream pauses and every 32 tokens.
 ///
 /// # What it saves
 ///
 /// Per partition, the *safe* position: the position of the largest `seq` `s`
 /// such that every token `seq ≤ s` of the partition (in this run) has been
-/// seen ([`PositionTracker`]). Tokens may arrive in any order (after
+/// seen ([`PositionTracker`]). After each completed save, the
+/// partition's control (when its tokens carry one) learns how many tokens
+/// the saved position covers
+/// ([`durable_tokens`](super::PartitionControl::durable_tokens)). Tokens may arrive in any order (after
 /// `buffer_unordered`); the saved position never passes a token that has not
 /// been seen. Sources number every partition's tokens from 0 on each run.
 ///
@@ -118,6 +126,9 @@ pub struct CheckpointBatched<St: TryStream, S> {
     timer_countdown: u32,
     want: Want,
     saving: Option<InFlight>,
+    /// The checkpoint-request hubs of the partitions' controls (one per
+    /// source, usually): looked at with the interval deadline.
+    hubs: Vec<Arc<ControlHub>>,
     /// A partition has `n` tokens not durably saved: do not pull upstream
     /// until the save in flight completes.
     blocked: bool,
@@ -140,8 +151,19 @@ enum Want {
 
 struct InFlight {
     future: SaveFuture,
-    /// (partition index, position saved, `seen` when the save started)
-    covered: Vec<(usize, Position, u64)>,
+    covered: Vec<Covered>,
+}
+
+/// What a save in flight covers for one partition.
+struct Covered {
+    /// Index in [`Partitions::states`].
+    partition: usize,
+    /// The position handed to the store.
+    position: Position,
+    /// The partition's `seen` when the save started.
+    seen: u64,
+    /// Tokens from `seq` 0 that `position` covers (the tracker's next seq).
+    tokens: u64,
 }
 
 #[derive(Default)]
@@ -287,6 +309,7 @@ where
             timer_countdown: 0,
             want: Want::Nothing,
             saving: None,
+            hubs: Vec::new(),
             blocked: false,
             upstream_done: false,
             pending_error: None,
@@ -327,7 +350,13 @@ where
             return Observed::Drop;
         }
         if state.control.is_none() {
-            state.control = token.control().cloned();
+            if let Some(control) = token.control() {
+                state.control = Some(control.clone());
+                let hub = control.hub();
+                if !self.hubs.iter().any(|h| Arc::ptr_eq(h, hub)) {
+                    self.hubs.push(hub.clone());
+                }
+            }
         }
         state.seen += 1;
         if !state.tracker.observe(token.seq(), token.position().clone()) {
@@ -396,7 +425,12 @@ where
             }
             if let Some(safe) = state.unsaved().cloned() {
                 entries.push((state.name.to_string(), safe.clone()));
-                covered.push((index, safe.clone(), state.seen));
+                covered.push(Covered {
+                    partition: index,
+                    position: safe.clone(),
+                    seen: state.seen,
+                    tokens: state.tracker.next_seq(),
+                });
                 state.saved = Some(safe);
             } else {
                 // Nothing new is safe to save (the tokens wait behind a gap,
@@ -443,19 +477,22 @@ where
         };
         match result {
             Ok(()) => {
-                for (index, position, seen) in covered {
-                    let state = &mut self.partitions.states[index];
-                    state.durable = Some(position);
-                    state.durable_seen = state.durable_seen.max(seen);
+                for done in covered {
+                    let state = &mut self.partitions.states[done.partition];
+                    state.durable = Some(done.position);
+                    state.durable_seen = state.durable_seen.max(done.seen);
+                    if let Some(control) = &state.control {
+                        control.set_durable_tokens(done.tokens);
+                    }
                 }
             }
             Err(CheckpointError::Fenced { partition, reason })
                 if covered
                     .iter()
-                    .any(|(i, _, _)| *self.partitions.states[*i].name == *partition) =>
+                    .any(|c| *self.partitions.states[c.partition].name == *partition) =>
             {
-                for (index, _, _) in covered {
-                    let state = &mut self.partitions.states[index];
+                for done in covered {
+                    let state = &mut self.partitions.states[done.partition];
                     if *state.name == *partition {
                         tracing::warn!(
                             partition = %partition,
@@ -490,6 +527,37 @@ where
             *self.want = Want::Due;
         }
         Ok(())
+    }
+
+    /// Looks at the partitions' checkpoint requests (a drain waiting for
+    /// its partition to be saved): when there is one, everything unsaved is
+    /// saved now. With `cx`, the task is woken by the next request.
+    fn poll_requests(&mut self, cx: Option<&mut Context<'_>>) {
+        let mut requested = false;
+        match cx {
+            Some(cx) => {
+                for hub in self.hubs.iter() {
+                    requested |= hub.poll_requests(cx.waker());
+                }
+            }
+            None => {
+                for hub in self.hubs.iter() {
+                    requested |= hub.take_requests();
+                }
+            }
+        }
+        if !requested {
+            return;
+        }
+        let mut any = false;
+        for state in &self.partitions.states {
+            if let Some(control) = &state.control {
+                any |= control.take_checkpoint_request();
+            }
+        }
+        if any {
+            *self.want = Want::All;
+        }
     }
 
     /// A save failed: yield the failure (after a pending upstream error)
@@ -535,6 +603,7 @@ where
             if *this.timer_countdown == 0 {
                 *this.timer_countdown = TIMER_CHECK_EVERY;
                 this.poll_deadline(cx);
+                this.poll_requests(None);
             }
 
             if this.saving.is_none() && *this.want != Want::Nothing {
@@ -563,12 +632,17 @@ where
                 // Waiting for the save: keep the deadline registered so an
                 // interval that elapses meanwhile is not missed.
                 this.poll_deadline(cx);
+                this.poll_requests(Some(cx));
                 return Poll::Pending;
             }
 
             let polled = this.stream.as_mut().poll_next(cx);
             let Poll::Ready(polled) = polled else {
                 if this.poll_deadline(cx) {
+                    continue;
+                }
+                this.poll_requests(Some(cx));
+                if *this.want != Want::Nothing && this.saving.is_none() {
                     continue;
                 }
                 return Poll::Pending;

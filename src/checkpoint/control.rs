@@ -1,55 +1,212 @@
-//! [`PartitionControl`]: the switch a checkpointer flips when a
-//! partition's lease is lost, so that its source stops reading it.
+//! [`PartitionControl`]: the shared state of one partition between the
+//! source that reads it, the checkpointer that saves how far it is
+//! processed, and (for leased partitions) the lease worker that holds it.
 //!
-//! Flipping is one-way: a fenced partition stays fenced for the life of the
-//! control (a new lease gets a new control).
+//! - **Fenced** (one-way): the partition's lease is lost. The source stops
+//!   reading it at once and drops what it had fetched; the checkpointer
+//!   drops its later items and never saves it again.
+//! - **Draining** (one-way, until fenced): the worker is handing the lease
+//!   over (rebalance, shutdown). The source stops reading and ends the
+//!   partition's records; what was already yielded is still processed and
+//!   checkpointed.
+//! - **Checkpoint requests**: whoever waits for a partition to be saved (a
+//!   drain) asks the checkpointer to save it now rather than at its next
+//!   `n` tokens or interval. Requests of all partitions of one source go
+//!   through one shared hub, so a checkpointer looks at one flag, not one
+//!   per partition.
+//! - **Durable progress**: after every completed save the checkpointer
+//!   publishes how many of the partition's tokens (in delivery order, the
+//!   token's `seq`) the saved position covers, so a drain can tell that
+//!   everything the source yielded is saved without comparing positions.
+//!
+//! A new lease gets a new control: nothing here ever goes back.
 
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
+use std::task::Waker;
 
-/// The shared switch of one partition between its source and its
-/// checkpointer. When a checkpoint write for the partition is fenced (the
-/// lease moved to another worker), the checkpointer calls [`fence`], and the
-/// source stops reading the partition.
+use futures::task::AtomicWaker;
+
+/// What a partition's control says the source may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionState {
+    /// Read and checkpoint as usual.
+    Active,
+    /// Stop reading; finish and checkpoint what was yielded.
+    Draining,
+    /// The lease is lost: stop at once, checkpoint nothing more.
+    Fenced,
+}
+
+const ACTIVE: u8 = 0;
+const DRAINING: u8 = 1;
+const FENCED: u8 = 2;
+
+/// The shared state of one partition between its source, its checkpointer
+/// and the lease worker holding it; see the [module docs](self).
 ///
-/// [`fence`]: PartitionControl::fence
-#[derive(Debug, Clone, Default)]
+/// When a checkpoint write for the partition is fenced (the lease moved to
+/// another worker), the checkpointer calls [`fence`](Self::fence), and the
+/// source stops reading the partition.
+#[derive(Debug, Clone)]
 pub struct PartitionControl {
     inner: Arc<ControlInner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ControlInner {
-    fenced: AtomicBool,
-    notify: tokio::sync::Notify,
+    state: AtomicU8,
+    /// Wakes tasks waiting for a state change.
+    changed: tokio::sync::Notify,
+    checkpoint_wanted: AtomicBool,
+    /// Tokens (from `seq` 0) covered by the last completed save, plus one
+    /// so that 0 means "nothing saved yet".
+    durable_tokens: AtomicU64,
+    hub: Arc<ControlHub>,
+}
+
+/// Where the partitions of one source raise checkpoint requests: one flag
+/// and one waker for the checkpointer, whatever the number of partitions.
+#[derive(Debug, Default)]
+pub(crate) struct ControlHub {
+    wanted: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl ControlHub {
+    /// Registers the checkpointer's waker, then takes the "something was
+    /// requested" flag (register first, so a request in between is seen).
+    pub(crate) fn poll_requests(&self, waker: &Waker) -> bool {
+        self.waker.register(waker);
+        self.wanted.swap(false, Ordering::AcqRel)
+    }
+
+    /// Takes the flag without registering a waker.
+    pub(crate) fn take_requests(&self) -> bool {
+        self.wanted.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl Default for PartitionControl {
+    fn default() -> Self {
+        Self::with_hub(Arc::default())
+    }
 }
 
 impl PartitionControl {
-    /// A new, unfenced control.
+    /// A new, active control with a hub of its own.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A new, active control sharing this one's checkpoint-request hub (the
+    /// controls of one source's partitions).
+    pub fn sibling(&self) -> Self {
+        Self::with_hub(self.inner.hub.clone())
+    }
+
+    fn with_hub(hub: Arc<ControlHub>) -> Self {
+        Self {
+            inner: Arc::new(ControlInner {
+                state: AtomicU8::new(ACTIVE),
+                changed: tokio::sync::Notify::new(),
+                checkpoint_wanted: AtomicBool::new(false),
+                durable_tokens: AtomicU64::new(0),
+                hub,
+            }),
+        }
+    }
+
     /// Marks the partition as lost to this worker and wakes waiters.
     pub fn fence(&self) {
-        self.inner.fenced.store(true, AtomicOrdering::SeqCst);
-        self.inner.notify.notify_waiters();
+        self.inner.state.store(FENCED, Ordering::SeqCst);
+        self.inner.changed.notify_waiters();
+    }
+
+    /// Asks the source to stop reading the partition and end its records
+    /// (no effect once fenced).
+    pub fn drain(&self) {
+        let _ =
+            self.inner
+                .state
+                .compare_exchange(ACTIVE, DRAINING, Ordering::SeqCst, Ordering::SeqCst);
+        self.inner.changed.notify_waiters();
+    }
+
+    /// The current state.
+    pub fn state(&self) -> PartitionState {
+        match self.inner.state.load(Ordering::SeqCst) {
+            ACTIVE => PartitionState::Active,
+            DRAINING => PartitionState::Draining,
+            _ => PartitionState::Fenced,
+        }
     }
 
     /// Whether [`fence`](Self::fence) was called.
     #[inline]
     pub fn is_fenced(&self) -> bool {
-        self.inner.fenced.load(AtomicOrdering::SeqCst)
+        self.inner.state.load(Ordering::SeqCst) == FENCED
+    }
+
+    /// Whether the source must stop reading: draining or fenced.
+    #[inline]
+    pub fn is_stopped(&self) -> bool {
+        self.inner.state.load(Ordering::SeqCst) != ACTIVE
     }
 
     /// Resolves once the partition is fenced.
     pub async fn fenced(&self) {
         loop {
-            let notified = self.inner.notify.notified();
+            let notified = self.inner.changed.notified();
             if self.is_fenced() {
                 return;
             }
             notified.await;
+        }
+    }
+
+    /// Resolves once the partition is draining or fenced.
+    pub async fn stopped(&self) {
+        loop {
+            let notified = self.inner.changed.notified();
+            if self.is_stopped() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Asks the checkpointer to save this partition now.
+    pub fn request_checkpoint(&self) {
+        self.inner.checkpoint_wanted.store(true, Ordering::Release);
+        self.inner.hub.wanted.store(true, Ordering::Release);
+        self.inner.hub.waker.wake();
+    }
+
+    /// Takes this partition's checkpoint request, if any.
+    pub(crate) fn take_checkpoint_request(&self) -> bool {
+        self.inner.checkpoint_wanted.swap(false, Ordering::AcqRel)
+    }
+
+    /// The hub this control raises requests on.
+    pub(crate) fn hub(&self) -> &Arc<ControlHub> {
+        &self.inner.hub
+    }
+
+    /// Records that the saved position covers the partition's first
+    /// `tokens` tokens (`seq < tokens`). Never goes back.
+    pub fn set_durable_tokens(&self, tokens: u64) {
+        self.inner
+            .durable_tokens
+            .fetch_max(tokens.saturating_add(1), Ordering::AcqRel);
+    }
+
+    /// How many of the partition's tokens (from `seq` 0) the last completed
+    /// save covers; `None` before any save completed.
+    pub fn durable_tokens(&self) -> Option<u64> {
+        match self.inner.durable_tokens.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(n - 1),
         }
     }
 }
@@ -70,5 +227,48 @@ mod tests {
         control.fence();
         waiter.await.unwrap();
         assert!(control.is_fenced());
+    }
+
+    #[tokio::test]
+    async fn draining_stops_the_source_but_is_not_fenced_and_fencing_wins() {
+        let control = PartitionControl::new();
+        let stopped = {
+            let c = control.clone();
+            tokio::spawn(async move { c.stopped().await })
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(control.state(), PartitionState::Active);
+        control.drain();
+        stopped.await.unwrap();
+        assert_eq!(control.state(), PartitionState::Draining);
+        assert!(control.is_stopped() && !control.is_fenced());
+        control.fence();
+        control.drain();
+        assert_eq!(control.state(), PartitionState::Fenced);
+    }
+
+    #[test]
+    fn checkpoint_requests_reach_the_shared_hub_once() {
+        let a = PartitionControl::new();
+        let b = a.sibling();
+        let waker = futures::task::noop_waker();
+        assert!(!a.hub().poll_requests(&waker));
+        b.request_checkpoint();
+        assert!(a.hub().poll_requests(&waker), "one hub for siblings");
+        assert!(!a.hub().take_requests(), "taken once");
+        assert!(!a.take_checkpoint_request());
+        assert!(b.take_checkpoint_request());
+        assert!(!b.take_checkpoint_request());
+    }
+
+    #[test]
+    fn durable_tokens_only_grow() {
+        let control = PartitionControl::new();
+        assert_eq!(control.durable_tokens(), None);
+        control.set_durable_tokens(0);
+        assert_eq!(control.durable_tokens(), Some(0));
+        control.set_durable_tokens(10);
+        control.set_durable_tokens(4);
+        assert_eq!(control.durable_tokens(), Some(10));
     }
 }

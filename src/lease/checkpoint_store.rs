@@ -1,0 +1,136 @@
+//! [`LeaseCheckpointStore`]: checkpoints written into the leases a worker
+//! holds — the lease table is the checkpoint store, as in the KCL.
+//!
+//! - A save is a [`Checkpoint`](super::LeaseWrite::Checkpoint) write on the
+//!   partition's lease, conditional on its counter like every write of the
+//!   worker: a worker that lost the lease gets
+//!   [`CheckpointError::Fenced`] (and `checkpoint_batched` ends that
+//!   partition only), never a silent overwrite of the new holder's position.
+//! - A save of a partition this worker does not hold is `Fenced` too.
+//! - A transient table failure is retried (the worker's
+//!   [`write_retry`](super::LeaseConfig::write_retry) back-off) for as long
+//!   as the lease is valid; a write applied whose answer was lost is found
+//!   by the next attempt's conflict and adopted, not repeated.
+//! - Saving [`Position::End`] finishes the partition: the lease is released
+//!   right after, and its children (if any) become available.
+//! - Loads of a held lease answer from memory (the worker wrote it last);
+//!   of any other lease, from the table.
+
+use super::drain::{self, DrainReason};
+use super::metrics::LeaseCounters;
+use super::record::LeaseCheckpoint;
+use super::table::LeaseTable;
+use super::worker::LeaseWorker;
+use super::write::LeaseWrite;
+use crate::checkpoint::{CheckpointError, CheckpointStore, Position};
+use crate::error::Error;
+
+/// The checkpoint store of a [`LeaseWorker`]; see the [module docs](self).
+#[derive(Debug)]
+pub struct LeaseCheckpointStore<T: LeaseTable> {
+    worker: LeaseWorker<T>,
+}
+
+impl<T: LeaseTable> Clone for LeaseCheckpointStore<T> {
+    fn clone(&self) -> Self {
+        Self {
+            worker: self.worker.clone(),
+        }
+    }
+}
+
+impl<T: LeaseTable> LeaseCheckpointStore<T> {
+    pub(crate) fn new(worker: LeaseWorker<T>) -> Self {
+        Self { worker }
+    }
+
+    /// The worker whose leases are written.
+    pub fn worker(&self) -> &LeaseWorker<T> {
+        &self.worker
+    }
+
+    fn store_name(&self) -> String {
+        format!("lease table {}", self.worker.table().name())
+    }
+}
+
+impl<T: LeaseTable> CheckpointStore for LeaseCheckpointStore<T> {
+    async fn load(&self, partition: &str) -> Result<Option<Position>, CheckpointError> {
+        let shared = &self.worker.shared;
+        if let Some(held) = shared.held(partition) {
+            return Ok(held.state.lock().await.lease.checkpoint.position().cloned());
+        }
+        shared.count_request();
+        match shared.table.get(partition).await {
+            Ok(lease) => Ok(lease.and_then(|l| l.checkpoint.position().cloned())),
+            Err(err) => Err(CheckpointError::backend(self.store_name(), err)),
+        }
+    }
+
+    async fn save(&self, partition: &str, position: &Position) -> Result<(), CheckpointError> {
+        let shared = &self.worker.shared;
+        let fenced = |reason: String| CheckpointError::Fenced {
+            partition: partition.to_owned(),
+            reason,
+        };
+        let Some(held) = shared.held(partition) else {
+            return Err(fenced(format!(
+                "worker {} does not hold the lease",
+                shared.id
+            )));
+        };
+        let mut attempt = 0u32;
+        loop {
+            let write = LeaseWrite::Checkpoint(LeaseCheckpoint::At(position.clone()));
+            match shared.write_held(&held, write).await {
+                Ok(_) => {
+                    LeaseCounters::add(&shared.counters.checkpoints);
+                    if *position == Position::End {
+                        drain::release(shared, &held, DrainReason::Shutdown).await;
+                    }
+                    return Ok(());
+                }
+                Err(Error::Checkpoint(CheckpointError::Fenced { reason, .. })) => {
+                    return Err(fenced(reason))
+                }
+                Err(err) => {
+                    let renewed_at = held.state.lock().await.renewed_at;
+                    if renewed_at.elapsed() >= shared.config.lease_duration {
+                        shared
+                            .lose(&held, "checkpoint writes failed until the lease ran out")
+                            .await;
+                        return Err(fenced(format!(
+                            "the lease ran out while checkpoint writes failed: {err}"
+                        )));
+                    }
+                    if !shared.config.write_retry.allows_another(attempt + 1) {
+                        return Err(CheckpointError::backend(self.store_name(), err));
+                    }
+                    let ceiling = shared.config.write_retry.ceiling(attempt);
+                    attempt = attempt.saturating_add(1);
+                    tokio::time::sleep(ceiling.mul_f64(shared.random())).await;
+                }
+            }
+        }
+    }
+
+    async fn save_many(&self, entries: &[(String, Position)]) -> Result<(), CheckpointError> {
+        let saves = entries
+            .iter()
+            .map(|(partition, position)| self.save(partition, position));
+        let results = futures::future::join_all(saves).await;
+        // A fenced partition is reported first: `checkpoint_batched` ends
+        // that partition and saves the others again.
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Ok(()) => {}
+                Err(err) if err.is_fenced() => return Err(err),
+                Err(err) => {
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}

@@ -1,0 +1,315 @@
+//! The taker: every scan interval (with ±10 % jitter, so workers started
+//! together do not read in step), one read of the whole table, then:
+//!
+//! 1. **Losses and handoff requests** of held leases: a lease whose counter
+//!    moved past what this worker wrote is held by someone else now (lost:
+//!    fenced at once), or, still ours, has a handoff requested (drained).
+//! 2. **Requested handoffs**: a lease released to this worker is acquired
+//!    (a conditional write on the counter read); one not released within
+//!    the handoff timeout, or whose holder stopped renewing, is taken.
+//! 3. **Our own name**: a lease owned by this worker's name that it does
+//!    not hold (a restart under the same name) is reclaimed; one it is
+//!    asked to hand over is released.
+//! 4. **Balance** (see `balance`): take unowned and expired leases, or ask
+//!    the most loaded worker for one.
+//!
+//! Every take is a write conditional on the counter read: of several
+//! workers deciding on one stale read, one wins and the others see a
+//! conflict and move on. A lease is acquired only when it has work left —
+//! not finished, and every parent finished — so a child partition is never
+//! handed to a consumer before its parents end.
+//!
+//! On [`shutdown`](super::LeaseWorker::shutdown) the taker stops taking,
+//! withdraws its handoff requests, drains every held lease and, once none
+//! is held (or the drain timeout plus a lease duration passed), marks the
+//! worker stopped.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::time::Instant;
+
+use super::balance::{self, BalanceInput};
+use super::drain::{self, DrainReason};
+use super::expiry::CounterObservations;
+use super::metrics::LeaseCounters;
+use super::record::Lease;
+use super::table::LeaseTable;
+use super::worker::{lock, Acquisition, WorkerShared};
+use super::write::LeaseWrite;
+
+/// Takes in flight at once.
+const TAKE_CONCURRENCY: usize = 16;
+
+/// How often the stop sequence looks whether every lease is released.
+const STOP_POLL: Duration = Duration::from_millis(20);
+
+pub(crate) async fn run<T: LeaseTable>(shared: Arc<WorkerShared<T>>) {
+    let mut observations = CounterObservations::default();
+    let mut stopping = shared.stopping.subscribe();
+    loop {
+        if shared.is_stopping() {
+            stop(&shared).await;
+            return;
+        }
+        scan(&shared, &mut observations).await;
+        let pause = shared
+            .config
+            .scan_interval
+            .mul_f64(0.9 + 0.2 * shared.random());
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = stopping.wait_for(|stopping| *stopping) => {}
+        }
+    }
+}
+
+async fn scan<T: LeaseTable>(
+    shared: &Arc<WorkerShared<T>>,
+    observations: &mut CounterObservations,
+) {
+    shared.count_request();
+    let leases = match shared.table.list().await {
+        Ok(leases) => leases,
+        Err(err) => {
+            tracing::debug!(worker = %shared.id, error = %err, "lease table scan failed");
+            return;
+        }
+    };
+    LeaseCounters::add(&shared.counters.scans);
+    let now = Instant::now();
+    observations.observe(&leases, now);
+    let by_key: HashMap<&str, &Lease> = leases.iter().map(|l| (l.key.as_str(), l)).collect();
+    let finished: HashMap<&str, bool> = leases
+        .iter()
+        .map(|l| (l.key.as_str(), l.is_finished()))
+        .collect();
+    reconcile_held(shared, &by_key).await;
+    follow_requests(shared, &by_key, observations, now).await;
+    reclaim_own(shared, &leases, &finished).await;
+    if !shared.is_stopping() {
+        rebalance(shared, &leases, &by_key, observations, now).await;
+    }
+    shared.set_last_scan(leases);
+}
+
+/// Step 1: held leases someone else wrote.
+async fn reconcile_held<T: LeaseTable>(
+    shared: &Arc<WorkerShared<T>>,
+    by_key: &HashMap<&str, &Lease>,
+) {
+    let me = &*shared.id;
+    for held in shared.held_leases() {
+        let known = held
+            .known_counter
+            .load(std::sync::atomic::Ordering::Acquire);
+        match by_key.get(&*held.key) {
+            None => {
+                shared
+                    .lose(&held, "the lease is no longer in the table")
+                    .await
+            }
+            Some(lease) if lease.counter > known && lease.holder() != Some(me) => {
+                shared.lose(&held, "another worker took it").await
+            }
+            Some(lease) if lease.holder() == Some(me) && lease.owner.as_deref() != Some(me) => {
+                drain::begin(shared, &held, DrainReason::Handoff)
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// Step 2: handoffs this worker asked for.
+async fn follow_requests<T: LeaseTable>(
+    shared: &Arc<WorkerShared<T>>,
+    by_key: &HashMap<&str, &Lease>,
+    observations: &CounterObservations,
+    now: Instant,
+) {
+    let me = &*shared.id;
+    let requests: Vec<(String, Instant)> = lock(&shared.requests)
+        .iter()
+        .map(|(k, t)| (k.clone(), *t))
+        .collect();
+    for (key, since) in requests {
+        let Some(lease) = by_key.get(key.as_str()) else {
+            lock(&shared.requests).remove(&key);
+            continue;
+        };
+        if lease.owner.as_deref() != Some(me) {
+            // Withdrawn, or taken by someone else meanwhile.
+            lock(&shared.requests).remove(&key);
+            continue;
+        }
+        let (write, how) = if !lease.handoff_pending() {
+            (LeaseWrite::Renew, Acquisition::Handoff)
+        } else if now.saturating_duration_since(since) >= shared.config.handoff_timeout
+            || observations.is_expired(lease, now, shared.config.lease_duration)
+        {
+            tracing::warn!(
+                worker = %shared.id,
+                lease = %key,
+                holder = lease.holder().unwrap_or("-"),
+                "handoff not completed in time; taking the lease"
+            );
+            (
+                LeaseWrite::Take {
+                    owner: me.to_owned(),
+                },
+                Acquisition::ForcedHandoff,
+            )
+        } else {
+            continue;
+        };
+        if let Ok(lease) = shared.write_unheld(&key, lease.counter, write).await {
+            lock(&shared.requests).remove(&key);
+            shared.acquire(lease, how);
+        }
+    }
+}
+
+/// Step 3: leases under this worker's name that it does not hold.
+async fn reclaim_own<T: LeaseTable>(
+    shared: &Arc<WorkerShared<T>>,
+    leases: &[Lease],
+    finished: &HashMap<&str, bool>,
+) {
+    let me = &*shared.id;
+    for lease in leases {
+        if lease.holder() != Some(me) || shared.held(&lease.key).is_some() {
+            continue;
+        }
+        let keep = lease.owner.as_deref() == Some(me)
+            && !lease.handoff_pending()
+            && !shared.is_stopping()
+            && balance::has_work(lease, finished);
+        let write = if keep {
+            LeaseWrite::Renew
+        } else {
+            LeaseWrite::Release
+        };
+        if let Ok(written) = shared.write_unheld(&lease.key, lease.counter, write).await {
+            if keep {
+                shared.acquire(written, Acquisition::Reclaimed);
+            } else {
+                LeaseCounters::add(&shared.counters.released);
+                tracing::info!(worker = %shared.id, lease = %lease.key, "released a lease this worker's name owned but did not hold");
+            }
+        }
+    }
+}
+
+/// Step 4: take or ask for leases to reach the balance target.
+async fn rebalance<T: LeaseTable>(
+    shared: &Arc<WorkerShared<T>>,
+    leases: &[Lease],
+    by_key: &HashMap<&str, &Lease>,
+    observations: &CounterObservations,
+    now: Instant,
+) {
+    let me = &*shared.id;
+    let duration = shared.config.lease_duration;
+    let expired: HashSet<&str> = leases
+        .iter()
+        .filter(|l| {
+            l.holder().is_some_and(|h| h != me) && observations.is_expired(l, now, duration)
+        })
+        .map(|l| l.key.as_str())
+        .collect();
+    let outstanding = lock(&shared.requests).len();
+    let plan = {
+        let mut rng = lock(&shared.rng);
+        balance::plan(
+            &BalanceInput {
+                me,
+                leases,
+                expired: &expired,
+                outstanding_requests: outstanding,
+                max_steals_at_once: shared.config.max_steals_at_once,
+                max_leases_per_worker: shared.config.max_leases_per_worker,
+            },
+            &mut rng,
+        )
+    };
+    let takes = plan
+        .take
+        .iter()
+        .filter_map(|key| by_key.get(key.as_str()).copied());
+    futures::stream::iter(takes)
+        .for_each_concurrent(TAKE_CONCURRENCY, |lease| async move {
+            let how = if lease.holder().is_none() {
+                Acquisition::Unowned
+            } else {
+                Acquisition::Expired
+            };
+            let write = LeaseWrite::Take { owner: me.to_owned() };
+            match shared.write_unheld(&lease.key, lease.counter, write).await {
+                Ok(taken) => shared.acquire(taken, how),
+                Err(err) => {
+                    tracing::debug!(worker = %shared.id, lease = %lease.key, error = %err, "take lost the race")
+                }
+            }
+        })
+        .await;
+    for choice in plan.request {
+        let Some(lease) = by_key.get(choice.key.as_str()) else {
+            continue;
+        };
+        let write = LeaseWrite::RequestHandoff {
+            from: choice.from.clone(),
+            to: me.to_owned(),
+        };
+        if shared
+            .write_unheld(&choice.key, lease.counter, write)
+            .await
+            .is_ok()
+        {
+            lock(&shared.requests).insert(choice.key.clone(), now);
+            LeaseCounters::add(&shared.counters.handoffs_requested);
+            tracing::info!(
+                worker = %shared.id,
+                lease = %choice.key,
+                from = %choice.from,
+                target = plan.target,
+                "handoff requested"
+            );
+        }
+    }
+}
+
+/// The graceful stop; see the [module docs](self).
+async fn stop<T: LeaseTable>(shared: &Arc<WorkerShared<T>>) {
+    let me = &*shared.id;
+    shared.close_acquired();
+    let requests: Vec<String> = std::mem::take(&mut *lock(&shared.requests))
+        .into_keys()
+        .collect();
+    for key in requests {
+        shared.count_request();
+        let Ok(Some(lease)) = shared.table.get(&key).await else {
+            continue;
+        };
+        if lease.owner.as_deref() != Some(me) {
+            continue;
+        }
+        let write = if lease.handoff_pending() {
+            LeaseWrite::CancelHandoff
+        } else {
+            // Handed over just now: give it back.
+            LeaseWrite::Release
+        };
+        let _ = shared.write_unheld(&key, lease.counter, write).await;
+    }
+    for held in shared.held_leases() {
+        drain::begin(shared, &held, DrainReason::Shutdown);
+    }
+    let deadline = Instant::now() + shared.config.drain_timeout + shared.config.lease_duration;
+    while shared.held_count() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(STOP_POLL).await;
+    }
+    tracing::info!(worker = %shared.id, still_held = shared.held_count(), "lease worker stopped");
+    shared.stopped.send_replace(true);
+}
