@@ -28,8 +28,8 @@ use tokio::sync::watch;
 use super::format::{
     encode_position_file, encode_position_slot, position_slot_offset, StoredPosition, POSITION_FILE,
 };
+use super::segment::delete_segments;
 use super::shared::Shared;
-use super::writer::delete_segments;
 use super::{Lsn, WalError};
 use crate::durable_fs;
 

@@ -150,6 +150,19 @@ pub(crate) fn open_active(
     })
 }
 
+/// Deletes the given segments' files and fsyncs the directory.
+pub(crate) fn delete_segments(
+    dir: &std::path::Path,
+    victims: &[(u64, u64)],
+) -> Result<(), WalError> {
+    for &(first, _) in victims {
+        let path = dir.join(segment_name(Lsn(first)));
+        super::recovery::remove_if_present(&path)?;
+    }
+    crate::durable_fs::sync_dir(dir)?;
+    Ok(())
+}
+
 /// How a scan of a segment ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ScanEnd {

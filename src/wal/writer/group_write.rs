@@ -1,0 +1,339 @@
+//! The blocking part of one group write, run on a blocking thread for the
+//! writer task ([`task`](super::task)): frames the queued records into the
+//! active segment, rolls to new segments, preallocates, fdatasyncs, then
+//! publishes the group to the shared state and answers its requests.
+//!
+//! Guarantees:
+//!
+//! - A frame never spans segments: when the next frame does not fit the
+//!   active segment, the segment is sealed (trimmed and fdatasynced) and a
+//!   new one is created, named after the lsn of that frame.
+//! - The bytes on disk never exceed the cap: the group stops (`blocked`)
+//!   before the first frame that would not fit, and under
+//!   [`WhenFull::Error`] an append that cannot fit whole is refused without
+//!   writing any of it.
+//! - Records are copied as the appender framed them
+//!   ([`WalBatch`]), in queue order, at consecutive
+//!   lsns.
+//! - Under [`Fsync::Always`](crate::wal::Fsync::Always), and when a sync was
+//!   requested, the group is fdatasynced before anyone is answered; the
+//!   shared state and the reader learn of the group before its appenders
+//!   are answered.
+//!
+//! Not guaranteed: preallocation (zero fill ahead of the frames, so that the
+//! fdatasync after a group writes data only) is an optimization; when it
+//! fails the records still go out. A request only partly written (the cap
+//! was reached in the middle of it) is not answered: it goes first in the
+//! next group.
+
+use std::collections::VecDeque;
+
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use super::Request;
+use crate::wal::format::{FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::wal::segment::{create_segment, ActiveSegment, PREALLOCATE_BYTES};
+use crate::wal::shared::Shared;
+use crate::wal::{Lsn, WalBatch, WalError, WhenFull};
+
+/// Encoded bytes buffered before a `write` call inside one group.
+const FLUSH_BYTES: usize = 4 << 20;
+
+/// A request being worked on by the writer task.
+pub(super) enum Pending {
+    Append {
+        batch: WalBatch,
+        /// Records of this request already written.
+        done: usize,
+        /// Bytes of the frames already written.
+        done_bytes: usize,
+        first: Option<u64>,
+        /// Set when the request cannot fit under `WhenFull::Error`: the
+        /// bytes on disk it would have brought.
+        full: Option<u64>,
+        reply: oneshot::Sender<Result<Lsn, WalError>>,
+    },
+    Sync {
+        /// Reached in a group (answered after that group's fdatasync).
+        reached: bool,
+        reply: oneshot::Sender<Result<(), WalError>>,
+    },
+}
+
+impl From<Request> for Pending {
+    fn from(r: Request) -> Self {
+        match r {
+            Request::Append { batch, reply } => Pending::Append {
+                batch,
+                done: 0,
+                done_bytes: 0,
+                first: None,
+                full: None,
+                reply,
+            },
+            Request::Sync { reply } => Pending::Sync {
+                reached: false,
+                reply,
+            },
+        }
+    }
+}
+
+/// Settings the blocking write needs.
+#[derive(Clone, Copy)]
+pub(super) struct WriteParams {
+    pub(super) segment_bytes: u64,
+    /// Bytes on disk when the group was planned.
+    pub(super) on_disk: u64,
+    pub(super) cap: u64,
+    pub(super) always: bool,
+    pub(super) when_full: WhenFull,
+    /// Next lsn to assign.
+    pub(super) lsn: u64,
+}
+
+/// What one group write did.
+#[derive(Default)]
+pub(super) struct Outcome {
+    pub(super) next_lsn: u64,
+    pub(super) bytes_added: u64,
+    pub(super) payload_added: u64,
+    /// (first lsn, final size) of every segment written to, in order; the
+    /// last one is the active segment.
+    pub(super) sizes: Vec<(u64, u64)>,
+    pub(super) synced: bool,
+    /// fdatasync calls made (sealed segments included).
+    pub(super) syncs: u64,
+    /// Stopped because the next record does not fit under the cap.
+    pub(super) blocked: bool,
+}
+
+/// Publishes a group's effect to the shared state and the reader (before
+/// anyone is answered, so that an answered appender sees it in the stats).
+pub(super) fn publish(
+    shared: &Shared,
+    written_tx: &watch::Sender<u64>,
+    written_before: u64,
+    outcome: &Outcome,
+    appended_at: Instant,
+) {
+    {
+        let mut st = shared.lock();
+        for &(first, size) in &outcome.sizes {
+            st.segments.insert(first, size);
+        }
+        if let Some(&(active, _)) = outcome.sizes.last() {
+            st.active = active;
+        }
+        st.bytes_on_disk += outcome.bytes_added;
+        st.payload_appended += outcome.payload_added;
+        st.fdatasyncs += outcome.syncs;
+        if outcome.next_lsn > written_before {
+            st.group_writes += 1;
+            st.mark(written_before, appended_at);
+        }
+        st.written = outcome.next_lsn;
+        if outcome.synced {
+            st.synced = outcome.next_lsn;
+        }
+    }
+    written_tx.send_replace(outcome.next_lsn);
+}
+
+/// Answers the requests of a written group that are done; returns the rest
+/// (in order, to go first in the next group) and how many appends were
+/// answered.
+pub(super) fn answer(
+    group: VecDeque<Pending>,
+    outcome: &Outcome,
+    cap: u64,
+) -> (VecDeque<Pending>, usize) {
+    let mut rest = VecDeque::new();
+    let mut answered = 0;
+    for p in group {
+        match p {
+            Pending::Append {
+                batch,
+                done,
+                done_bytes,
+                first,
+                full,
+                reply,
+            } => {
+                if let Some(bytes) = full {
+                    let _ = reply.send(Err(WalError::Full { bytes, cap }));
+                } else if done == batch.len() {
+                    answered += 1;
+                    let _ = reply.send(Ok(Lsn(first.unwrap_or(outcome.next_lsn))));
+                } else {
+                    rest.push_back(Pending::Append {
+                        batch,
+                        done,
+                        done_bytes,
+                        first,
+                        full,
+                        reply,
+                    });
+                }
+            }
+            Pending::Sync { reached, reply } => {
+                if reached && outcome.synced {
+                    let _ = reply.send(Ok(()));
+                } else {
+                    rest.push_back(Pending::Sync {
+                        reached: false,
+                        reply,
+                    });
+                }
+            }
+        }
+    }
+    (rest, answered)
+}
+
+pub(super) fn answer_err(p: Pending, e: WalError) {
+    match p {
+        Pending::Append { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+        Pending::Sync { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+    }
+}
+
+/// The blocking part of a group write: encodes the queued records into
+/// frames, writes them (rolling to new segments as needed, never past the
+/// cap) and fdatasyncs when asked to.
+pub(super) fn write_frames(
+    dir: &std::path::Path,
+    segment: &mut ActiveSegment,
+    buf: &mut Vec<u8>,
+    group: &mut VecDeque<Pending>,
+    p: WriteParams,
+) -> Result<Outcome, WalError> {
+    let budget = p.cap.saturating_sub(p.on_disk);
+    let mut out = Outcome {
+        next_lsn: p.lsn,
+        ..Outcome::default()
+    };
+    let mut lsn = p.lsn;
+    let mut sync_requested = false;
+    buf.clear();
+    'group: for pending in group.iter_mut() {
+        match pending {
+            Pending::Sync { reached, .. } => {
+                *reached = true;
+                sync_requested = true;
+            }
+            Pending::Append {
+                batch,
+                done,
+                done_bytes,
+                first,
+                full,
+                ..
+            } => {
+                let lens = batch.lens();
+                if p.when_full == WhenFull::Error && *done == 0 {
+                    let need = bytes_needed(segment.size + buf.len() as u64, lens, p.segment_bytes);
+                    if out.bytes_added + need > budget {
+                        *full = Some(p.on_disk + out.bytes_added + need);
+                        continue;
+                    }
+                }
+                while let Some(&len) = lens.get(*done) {
+                    let frame = FRAME_HEADER_LEN + u64::from(len);
+                    if segment.size + buf.len() as u64 + frame > p.segment_bytes {
+                        if out.bytes_added + SEGMENT_HEADER_LEN + frame > budget {
+                            out.blocked = true;
+                            break 'group;
+                        }
+                        segment.write(buf)?;
+                        buf.clear();
+                        segment.seal()?;
+                        out.syncs += 1;
+                        out.sizes.push((segment.first, segment.size));
+                        *segment = create_segment(dir, lsn)?;
+                        out.bytes_added += SEGMENT_HEADER_LEN;
+                    }
+                    if out.bytes_added + frame > budget {
+                        out.blocked = true;
+                        break 'group;
+                    }
+                    // The appender framed it: copied as it is.
+                    let end = *done_bytes + frame as usize;
+                    buf.extend_from_slice(&batch.frames()[*done_bytes..end]);
+                    *done_bytes = end;
+                    out.bytes_added += frame;
+                    out.payload_added += u64::from(len);
+                    first.get_or_insert(lsn);
+                    lsn += 1;
+                    *done += 1;
+                    if buf.len() >= FLUSH_BYTES {
+                        segment.write(buf)?;
+                        buf.clear();
+                    }
+                }
+            }
+        }
+    }
+    if !buf.is_empty() {
+        segment.write(buf)?;
+        buf.clear();
+    }
+    if p.always && lsn > p.lsn && segment.is_at_file_end() {
+        // The file grew, so this fdatasync writes the inode anyway: zero-fill
+        // ahead (within the segment and the cap) so that the next ones don't.
+        let room = budget.saturating_sub(out.bytes_added);
+        let upto = (segment.size + PREALLOCATE_BYTES)
+            .min(p.segment_bytes)
+            .min(segment.size + room);
+        // Only an optimization: on a full disk the records written above
+        // still go out (zero fill that did get written is valid space).
+        if let Err(e) = segment.preallocate(upto) {
+            tracing::debug!(error = %e, "WAL: preallocating segment space failed; appending without it");
+        }
+    }
+    if (p.always && lsn > p.lsn) || sync_requested {
+        segment.sync()?;
+        out.syncs += 1;
+        out.synced = true;
+    }
+    out.sizes.push((segment.first, segment.size));
+    out.next_lsn = lsn;
+    Ok(out)
+}
+
+/// Exact bytes on disk that appending `records` adds when the active
+/// segment holds `size` bytes (frames plus the headers of new segments).
+fn bytes_needed(mut size: u64, lens: &[u32], segment_bytes: u64) -> u64 {
+    let mut need = 0;
+    for &len in lens {
+        let frame = FRAME_HEADER_LEN + u64::from(len);
+        if size + frame > segment_bytes {
+            need += SEGMENT_HEADER_LEN;
+            size = SEGMENT_HEADER_LEN;
+        }
+        need += frame;
+        size += frame;
+    }
+    need
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_needed_counts_frames_and_the_headers_of_new_segments() {
+        let records = vec![13u32; 10]; // 25-byte frames
+                                       // 116-byte segments hold 4 frames after the 16-byte header.
+        assert_eq!(bytes_needed(16, &records[..4], 116), 100);
+        assert_eq!(bytes_needed(16, &records[..5], 116), 100 + 16 + 25);
+        assert_eq!(bytes_needed(16 + 75, &records[..2], 116), 25 + 16 + 25);
+        assert_eq!(bytes_needed(16, &records, 116), 250 + 2 * 16);
+        assert_eq!(bytes_needed(16, &[], 116), 0);
+    }
+}
