@@ -28,14 +28,14 @@ use tokio::sync::watch;
 use super::format::{
     encode_position_file, encode_position_slot, position_slot_offset, StoredPosition, POSITION_FILE,
 };
+use super::ledger::WalShared;
 use super::segment::delete_segments;
-use super::shared::Shared;
 use super::{Lsn, WalError};
 use crate::durable_fs;
 
 /// What the committer has persisted, published to the reader.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Persisted {
+pub(crate) struct PersistedPosition {
     /// Every lsn below is durably committed.
     pub(crate) lsn: u64,
     /// The last failed attempt: the position it tried to persist and why.
@@ -43,11 +43,11 @@ pub(crate) struct Persisted {
 }
 
 pub(crate) struct CommitterTask {
-    shared: Arc<Shared>,
+    shared: Arc<WalShared>,
     /// Keeps the directory claimed until the last commit is persisted.
     _guard: Arc<super::dir_guard::DirGuard>,
     requested: watch::Receiver<u64>,
-    persisted: watch::Sender<Persisted>,
+    persisted: watch::Sender<PersistedPosition>,
     /// Moved to the blocking thread for each persist and back.
     position: Option<PositionFile>,
 }
@@ -97,9 +97,9 @@ impl PositionFile {
 impl CommitterTask {
     /// `found`: the committed-position file as recovery read it.
     pub(crate) fn new(
-        shared: Arc<Shared>,
+        shared: Arc<WalShared>,
         requested: watch::Receiver<u64>,
-        persisted: watch::Sender<Persisted>,
+        persisted: watch::Sender<PersistedPosition>,
         guard: Arc<super::dir_guard::DirGuard>,
         found: Option<StoredPosition>,
     ) -> Self {
@@ -176,7 +176,7 @@ impl CommitterTask {
 /// Writes the committed position, then deletes the segments it covers.
 /// Returns the result of each step.
 fn persist_commit(
-    shared: &Shared,
+    shared: &WalShared,
     file: &mut PositionFile,
     upto: u64,
 ) -> (Result<(), WalError>, Result<(), WalError>) {

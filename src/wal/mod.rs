@@ -110,13 +110,13 @@ mod committer;
 mod dir_guard;
 mod error;
 mod format;
+mod ledger;
 mod lsn;
 mod options;
 mod quarantine;
 mod reader;
 mod recovery;
 mod segment;
-mod shared;
 mod writer;
 
 use std::collections::VecDeque;
@@ -137,7 +137,7 @@ pub use reader::{Backlog, WalReader, WalRecord};
 pub use recovery::Recovery;
 pub use writer::{WalStats, WalWriter};
 
-use shared::{Shared, State};
+use ledger::{WalLedger, WalShared};
 use writer::WriterTask;
 
 /// Opens write-ahead logs.
@@ -169,7 +169,7 @@ impl Wal {
         if recovered.next_lsn > recovered.committed {
             marks.push_back((recovered.committed, Instant::now()));
         }
-        let state = State {
+        let ledger = WalLedger {
             active: recovered.active.first,
             segments: recovered.segments,
             bytes_on_disk,
@@ -181,7 +181,7 @@ impl Wal {
             group_writes: 0,
             fdatasyncs: 0,
         };
-        let shared = Arc::new(Shared::new(options, state));
+        let shared = Arc::new(WalShared::new(options, ledger));
         let (tx, rx) = mpsc::unbounded_channel();
         let (written_tx, written_rx) = watch::channel(recovered.next_lsn);
         let task = WriterTask::new(
@@ -194,7 +194,7 @@ impl Wal {
         );
         tokio::spawn(task.run());
         let (commit_tx, commit_rx) = watch::channel(recovered.committed);
-        let (persisted_tx, persisted_rx) = watch::channel(committer::Persisted {
+        let (persisted_tx, persisted_rx) = watch::channel(committer::PersistedPosition {
             lsn: recovered.committed,
             failed: None,
         });

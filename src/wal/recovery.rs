@@ -51,7 +51,7 @@ pub(crate) struct ReaderStart {
 }
 
 /// Everything the open log starts from.
-pub(crate) struct Recovered {
+pub(crate) struct RecoveredLog {
     pub(crate) segments: BTreeMap<u64, u64>,
     pub(crate) active: ActiveSegment,
     pub(crate) next_lsn: u64,
@@ -65,7 +65,7 @@ pub(crate) struct Recovered {
 }
 
 /// Opens (creating when missing) and recovers the log in `options.dir`.
-pub(crate) fn recover(options: &WalOptions) -> Result<Recovered, WalError> {
+pub(crate) fn recover(options: &WalOptions) -> Result<RecoveredLog, WalError> {
     let dir = options.dir.as_path();
     durable_fs::create_dir_all_durable(dir)?;
     let position_path = dir.join(POSITION_FILE);
@@ -79,7 +79,7 @@ pub(crate) fn recover(options: &WalOptions) -> Result<Recovered, WalError> {
         let start = stored_position.map_or(0, |p| p.lsn.0);
         let active = create_segment(dir, start)?;
         segments.insert(start, active.size);
-        return Ok(Recovered {
+        return Ok(RecoveredLog {
             segments,
             active,
             next_lsn: start,
@@ -188,7 +188,7 @@ pub(crate) fn recover(options: &WalOptions) -> Result<Recovered, WalError> {
             "WAL recovered"
         );
     }
-    Ok(Recovered {
+    Ok(RecoveredLog {
         segments,
         active,
         next_lsn,

@@ -33,11 +33,11 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::committer::Persisted;
+use super::committer::PersistedPosition;
 use super::error::join_error;
+use super::ledger::WalShared;
 use super::recovery::ReaderStart;
 use super::segment::SegmentReader;
-use super::shared::Shared;
 use super::{Lsn, QuarantinedFrame, WalError};
 use read_job::ReadJob;
 
@@ -74,12 +74,12 @@ pub struct WalRecord {
 /// its segment); a reader that commits what it delivers stays bounded
 /// whatever the backlog on disk.
 pub struct WalReader {
-    shared: Arc<Shared>,
+    shared: Arc<WalShared>,
     written_rx: watch::Receiver<u64>,
     /// Positions for the committer task to persist.
     commit_tx: watch::Sender<u64>,
     /// What the committer task has persisted.
-    persisted_rx: watch::Receiver<Persisted>,
+    persisted_rx: watch::Receiver<PersistedPosition>,
     /// Open segment positioned at the frame of `next`, if any.
     cursor: Option<SegmentReader>,
     /// Where the next read starts, when known without scanning its segment
@@ -114,10 +114,10 @@ impl std::fmt::Debug for WalReader {
 
 impl WalReader {
     pub(crate) fn new(
-        shared: Arc<Shared>,
+        shared: Arc<WalShared>,
         written_rx: watch::Receiver<u64>,
         commit_tx: watch::Sender<u64>,
-        persisted_rx: watch::Receiver<Persisted>,
+        persisted_rx: watch::Receiver<PersistedPosition>,
         start: ReaderStart,
         recovered_quarantine: &[QuarantinedFrame],
     ) -> Self {

@@ -28,14 +28,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::wal::ledger::WalShared;
 use crate::wal::quarantine::copy_aside;
 use crate::wal::recovery::ReaderStart;
-use crate::wal::segment::{Damage, SegmentReader};
-use crate::wal::shared::Shared;
+use crate::wal::segment::{FrameDamage, SegmentReader};
 use crate::wal::{Lsn, OnCorruption, QuarantinedFrame, WalError, WalRecord};
 
 /// What one blocking read produced.
-pub(super) struct Batch {
+pub(super) struct RecordsRead {
     /// Built from `data` and `spans` when the read ends (empty until then).
     pub(super) records: Vec<WalRecord>,
     /// Payloads of the records read, back to back.
@@ -52,7 +52,7 @@ pub(super) struct Batch {
 
 /// The blocking part of `next_batch`.
 pub(super) struct ReadJob {
-    pub(super) shared: Arc<Shared>,
+    pub(super) shared: Arc<WalShared>,
     pub(super) start: Option<ReaderStart>,
     pub(super) next: u64,
     pub(super) written: u64,
@@ -73,12 +73,12 @@ impl ReadJob {
         &self.shared.options.dir
     }
 
-    pub(super) fn run(&self, cursor: &mut Option<SegmentReader>) -> Result<Batch, WalError> {
+    pub(super) fn run(&self, cursor: &mut Option<SegmentReader>) -> Result<RecordsRead, WalError> {
         // Sized once: the batch is bounded by the request and the backlog.
         let expected = (self.written - self.next)
             .min(self.max_records as u64)
             .min(1 << 16) as usize;
-        let mut batch = Batch {
+        let mut batch = RecordsRead {
             records: Vec::new(),
             // Grows by doubling from a guess of ~128 bytes per record.
             data: Vec::with_capacity((expected * 128).min(self.max_bytes as usize)),
@@ -152,7 +152,7 @@ impl ReadJob {
                 }
                 Err(damage) => {
                     let file = c.path.clone();
-                    if matches!(damage, Damage::Rest { .. })
+                    if matches!(damage, FrameDamage::Rest { .. })
                         || self.shared.options.on_corruption == OnCorruption::Fail
                     {
                         // The cursor is no longer at the frame of `batch.next`.
@@ -199,8 +199,8 @@ impl ReadJob {
                 Ok(_) => at += 1,
                 Err(damage) => {
                     let (offset, reason) = match damage {
-                        Damage::Rest { offset, reason } => (offset, reason),
-                        Damage::Payload { offset, .. } => {
+                        FrameDamage::Rest { offset, reason } => (offset, reason),
+                        FrameDamage::Payload { offset, .. } => {
                             (offset, "payload checksum mismatch".to_owned())
                         }
                     };
@@ -217,13 +217,15 @@ impl ReadJob {
 
     fn on_damage(
         &self,
-        batch: &mut Batch,
+        batch: &mut RecordsRead,
         file: &Path,
-        damage: Damage,
+        damage: FrameDamage,
     ) -> Result<AfterDamage, WalError> {
         match damage {
-            Damage::Rest { offset, reason } => self.on_rest_damage(batch, file, offset, reason),
-            Damage::Payload {
+            FrameDamage::Rest { offset, reason } => {
+                self.on_rest_damage(batch, file, offset, reason)
+            }
+            FrameDamage::Payload {
                 offset,
                 frame_len,
                 len,
@@ -254,7 +256,7 @@ impl ReadJob {
     /// quarantine, copy the rest aside and go on at the next segment.
     fn on_rest_damage(
         &self,
-        batch: &mut Batch,
+        batch: &mut RecordsRead,
         file: &Path,
         offset: u64,
         reason: String,
@@ -297,7 +299,12 @@ impl ReadJob {
 
 /// Under `OnCorruption::Fail`: return what was read, or the error when
 /// nothing was.
-fn fail(batch: &Batch, file: &Path, offset: u64, reason: String) -> Result<AfterDamage, WalError> {
+fn fail(
+    batch: &RecordsRead,
+    file: &Path,
+    offset: u64,
+    reason: String,
+) -> Result<AfterDamage, WalError> {
     if batch.spans.is_empty() {
         Err(WalError::Corrupt {
             file: file.to_path_buf(),
@@ -310,7 +317,7 @@ fn fail(batch: &Batch, file: &Path, offset: u64, reason: String) -> Result<After
 }
 
 fn report(
-    batch: &mut Batch,
+    batch: &mut RecordsRead,
     file: &Path,
     offset: u64,
     bytes: u64,

@@ -28,7 +28,7 @@ use super::format::segment_name;
 use super::{Lsn, WalError};
 
 pub(crate) use active::{create_segment, open_active, ActiveSegment, PREALLOCATE_BYTES};
-pub(crate) use reader::{Damage, SegmentReader};
+pub(crate) use reader::{FrameDamage, SegmentReader};
 pub(crate) use scan::{rest_is_zero, scan_frames, ScanEnd};
 
 /// Size of the read buffer of a segment reader or scan. Reading (replay)

@@ -5,7 +5,7 @@
 //! it is opened; every payload is checked against its checksum before it
 //! is handed out; bytes past the published end (preallocated zeros that
 //! frames will overwrite) are never read, so a read-ahead buffer never
-//! holds them. Not guaranteed: damage is reported ([`Damage`]), not
+//! holds them. Not guaranteed: damage is reported ([`FrameDamage`]), not
 //! handled: what to do with it is the caller's choice.
 
 use std::fs::File;
@@ -21,7 +21,7 @@ use crate::wal::{Lsn, WalError};
 
 /// A frame that [`SegmentReader::next_frame`] found damaged.
 #[derive(Debug)]
-pub(crate) enum Damage {
+pub(crate) enum FrameDamage {
     /// The header is fine but the payload fails its checksum: the frame can
     /// be stepped over. `frame_len` counts header and payload.
     Payload {
@@ -37,13 +37,13 @@ pub(crate) enum Damage {
 /// A segment file read no further than `limit`: the bytes the writer has
 /// published. Past them the active segment may hold preallocated zeros
 /// that frames overwrite later, which a read-ahead buffer must not keep.
-struct Published {
+struct PublishedFile {
     file: File,
     pos: u64,
     limit: u64,
 }
 
-impl Read for Published {
+impl Read for PublishedFile {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let room = self.limit.saturating_sub(self.pos);
         let want = (buf.len() as u64).min(room) as usize;
@@ -56,7 +56,7 @@ impl Read for Published {
     }
 }
 
-impl Seek for Published {
+impl Seek for PublishedFile {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
         self.pos = self.file.seek(to)?;
         Ok(self.pos)
@@ -68,7 +68,7 @@ impl Seek for Published {
 pub(crate) struct SegmentReader {
     pub(crate) path: PathBuf,
     pub(crate) first: u64,
-    reader: BufReader<Published>,
+    reader: BufReader<PublishedFile>,
     /// Offset of the next frame.
     pub(crate) offset: u64,
     /// A header read ahead by [`peek_len`](Self::peek_len).
@@ -82,7 +82,7 @@ impl SegmentReader {
     pub(crate) fn open(dir: &Path, first: u64, limit: u64) -> Result<Self, WalError> {
         let path = dir.join(segment_name(Lsn(first)));
         let file = File::open(&path).map_err(|e| WalError::io("open segment", &path, e))?;
-        let file = Published {
+        let file = PublishedFile {
             file,
             pos: 0,
             limit,
@@ -124,8 +124,8 @@ impl SegmentReader {
     }
 
     /// The payload length of the next frame, reading (and keeping) its
-    /// header. `Err(Damage::Rest)` when the header is unreadable.
-    pub(crate) fn peek_len(&mut self) -> Result<Result<u32, Damage>, WalError> {
+    /// header. `Err(FrameDamage::Rest)` when the header is unreadable.
+    pub(crate) fn peek_len(&mut self) -> Result<Result<u32, FrameDamage>, WalError> {
         if let Some(h) = self.peeked {
             return Ok(Ok(h.len));
         }
@@ -147,7 +147,7 @@ impl SegmentReader {
             } else {
                 format!("segment ends inside a frame header ({read} of 12 bytes)")
             };
-            return Ok(Err(Damage::Rest {
+            return Ok(Err(FrameDamage::Rest {
                 offset: self.offset,
                 reason,
             }));
@@ -159,7 +159,7 @@ impl SegmentReader {
             }
             Err(reason) => {
                 self.resync()?;
-                Ok(Err(Damage::Rest {
+                Ok(Err(FrameDamage::Rest {
                     offset: self.offset,
                     reason,
                 }))
@@ -171,13 +171,16 @@ impl SegmentReader {
     /// checksum. On damage `out` is left as it was, the reader stays at the
     /// damaged frame for a `Rest`, and moves past it for a `Payload` (so
     /// that a caller may skip it).
-    pub(crate) fn next_frame(&mut self, out: &mut Vec<u8>) -> Result<Result<(), Damage>, WalError> {
+    pub(crate) fn next_frame(
+        &mut self,
+        out: &mut Vec<u8>,
+    ) -> Result<Result<(), FrameDamage>, WalError> {
         let len = match self.peek_len()? {
             Ok(len) => len,
             Err(damage) => return Ok(Err(damage)),
         };
         let Some(header) = self.peeked.take() else {
-            return Ok(Err(Damage::Rest {
+            return Ok(Err(FrameDamage::Rest {
                 offset: self.offset,
                 reason: "internal: frame header lost".to_owned(),
             }));
@@ -197,7 +200,7 @@ impl SegmentReader {
         if read < wanted {
             out.truncate(start);
             self.resync()?;
-            return Ok(Err(Damage::Rest {
+            return Ok(Err(FrameDamage::Rest {
                 offset: self.offset,
                 reason: format!(
                     "segment ends inside a frame ({read} of {len} payload bytes present)"
@@ -210,7 +213,7 @@ impl SegmentReader {
             Ok(Ok(()))
         } else {
             out.truncate(start);
-            Ok(Err(Damage::Payload {
+            Ok(Err(FrameDamage::Payload {
                 offset,
                 frame_len: header.frame_len(),
                 len,
@@ -220,7 +223,7 @@ impl SegmentReader {
 
     /// Skips the next frame without reading its payload (used to reach a
     /// position inside a segment).
-    pub(crate) fn skip_frame(&mut self) -> Result<Result<u32, Damage>, WalError> {
+    pub(crate) fn skip_frame(&mut self) -> Result<Result<u32, FrameDamage>, WalError> {
         let len = match self.peek_len()? {
             Ok(len) => len,
             Err(damage) => return Ok(Err(damage)),

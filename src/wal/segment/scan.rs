@@ -36,7 +36,7 @@ pub(crate) enum ScanEnd {
 
 /// The result of scanning a segment's frame headers.
 #[derive(Debug, Clone)]
-pub(crate) struct Scan {
+pub(crate) struct SegmentScan {
     /// Whole frames found.
     pub(crate) frames: u64,
     /// Offset just past the last whole frame.
@@ -53,13 +53,13 @@ pub(crate) struct Scan {
 /// the last frame's when zero fill follows it: a crash in the middle of a
 /// write into preallocated space leaves a frame with a good header and a
 /// payload cut short by zeros, which is torn, not corrupt.
-pub(crate) fn scan_frames(path: &Path, len: u64, max_frames: u64) -> Result<Scan, WalError> {
+pub(crate) fn scan_frames(path: &Path, len: u64, max_frames: u64) -> Result<SegmentScan, WalError> {
     let file = File::open(path).map_err(|e| WalError::io("open segment", path, e))?;
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, file);
     reader
         .seek(SeekFrom::Start(SEGMENT_HEADER_LEN))
         .map_err(|e| WalError::io("seek in segment", path, e))?;
-    let mut scan = Scan {
+    let mut scan = SegmentScan {
         frames: 0,
         end: SEGMENT_HEADER_LEN,
         payload: 0,
@@ -126,7 +126,7 @@ pub(crate) fn scan_frames(path: &Path, len: u64, max_frames: u64) -> Result<Scan
 fn check_last_frame(
     file: &File,
     path: &Path,
-    scan: &mut Scan,
+    scan: &mut SegmentScan,
     offset: u64,
     header: FrameHeader,
 ) -> Result<(), WalError> {

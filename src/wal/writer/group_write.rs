@@ -31,17 +31,17 @@ use std::collections::VecDeque;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use super::Request;
+use super::WriterRequest;
 use crate::wal::format::{FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::wal::ledger::WalShared;
 use crate::wal::segment::{create_segment, ActiveSegment, PREALLOCATE_BYTES};
-use crate::wal::shared::Shared;
 use crate::wal::{Lsn, WalBatch, WalError, WhenFull};
 
 /// Encoded bytes buffered before a `write` call inside one group.
 const FLUSH_BYTES: usize = 4 << 20;
 
 /// A request being worked on by the writer task.
-pub(super) enum Pending {
+pub(super) enum QueuedRequest {
     Append {
         batch: WalBatch,
         /// Records of this request already written.
@@ -61,10 +61,10 @@ pub(super) enum Pending {
     },
 }
 
-impl From<Request> for Pending {
-    fn from(r: Request) -> Self {
+impl From<WriterRequest> for QueuedRequest {
+    fn from(r: WriterRequest) -> Self {
         match r {
-            Request::Append { batch, reply } => Pending::Append {
+            WriterRequest::Append { batch, reply } => QueuedRequest::Append {
                 batch,
                 done: 0,
                 done_bytes: 0,
@@ -72,7 +72,7 @@ impl From<Request> for Pending {
                 full: None,
                 reply,
             },
-            Request::Sync { reply } => Pending::Sync {
+            WriterRequest::Sync { reply } => QueuedRequest::Sync {
                 reached: false,
                 reply,
             },
@@ -82,7 +82,7 @@ impl From<Request> for Pending {
 
 /// Settings the blocking write needs.
 #[derive(Clone, Copy)]
-pub(super) struct WriteParams {
+pub(super) struct GroupWriteParams {
     pub(super) segment_bytes: u64,
     /// Bytes on disk when the group was planned.
     pub(super) on_disk: u64,
@@ -95,7 +95,7 @@ pub(super) struct WriteParams {
 
 /// What one group write did.
 #[derive(Default)]
-pub(super) struct Outcome {
+pub(super) struct GroupWriteOutcome {
     pub(super) next_lsn: u64,
     pub(super) bytes_added: u64,
     pub(super) payload_added: u64,
@@ -112,10 +112,10 @@ pub(super) struct Outcome {
 /// Publishes a group's effect to the shared state and the reader (before
 /// anyone is answered, so that an answered appender sees it in the stats).
 pub(super) fn publish(
-    shared: &Shared,
+    shared: &WalShared,
     written_tx: &watch::Sender<u64>,
     written_before: u64,
-    outcome: &Outcome,
+    outcome: &GroupWriteOutcome,
     appended_at: Instant,
 ) {
     {
@@ -145,15 +145,15 @@ pub(super) fn publish(
 /// (in order, to go first in the next group) and how many appends were
 /// answered.
 pub(super) fn answer(
-    group: VecDeque<Pending>,
-    outcome: &Outcome,
+    group: VecDeque<QueuedRequest>,
+    outcome: &GroupWriteOutcome,
     cap: u64,
-) -> (VecDeque<Pending>, usize) {
+) -> (VecDeque<QueuedRequest>, usize) {
     let mut rest = VecDeque::new();
     let mut answered = 0;
     for p in group {
         match p {
-            Pending::Append {
+            QueuedRequest::Append {
                 batch,
                 done,
                 done_bytes,
@@ -167,7 +167,7 @@ pub(super) fn answer(
                     answered += 1;
                     let _ = reply.send(Ok(Lsn(first.unwrap_or(outcome.next_lsn))));
                 } else {
-                    rest.push_back(Pending::Append {
+                    rest.push_back(QueuedRequest::Append {
                         batch,
                         done,
                         done_bytes,
@@ -177,11 +177,11 @@ pub(super) fn answer(
                     });
                 }
             }
-            Pending::Sync { reached, reply } => {
+            QueuedRequest::Sync { reached, reply } => {
                 if reached && outcome.synced {
                     let _ = reply.send(Ok(()));
                 } else {
-                    rest.push_back(Pending::Sync {
+                    rest.push_back(QueuedRequest::Sync {
                         reached: false,
                         reply,
                     });
@@ -192,12 +192,12 @@ pub(super) fn answer(
     (rest, answered)
 }
 
-pub(super) fn answer_err(p: Pending, e: WalError) {
+pub(super) fn answer_err(p: QueuedRequest, e: WalError) {
     match p {
-        Pending::Append { reply, .. } => {
+        QueuedRequest::Append { reply, .. } => {
             let _ = reply.send(Err(e));
         }
-        Pending::Sync { reply, .. } => {
+        QueuedRequest::Sync { reply, .. } => {
             let _ = reply.send(Err(e));
         }
     }
@@ -210,24 +210,24 @@ pub(super) fn write_frames(
     dir: &std::path::Path,
     segment: &mut ActiveSegment,
     buf: &mut Vec<u8>,
-    group: &mut VecDeque<Pending>,
-    p: WriteParams,
-) -> Result<Outcome, WalError> {
+    group: &mut VecDeque<QueuedRequest>,
+    p: GroupWriteParams,
+) -> Result<GroupWriteOutcome, WalError> {
     let budget = p.cap.saturating_sub(p.on_disk);
-    let mut out = Outcome {
+    let mut out = GroupWriteOutcome {
         next_lsn: p.lsn,
-        ..Outcome::default()
+        ..GroupWriteOutcome::default()
     };
     let mut lsn = p.lsn;
     let mut sync_requested = false;
     buf.clear();
     'group: for pending in group.iter_mut() {
         match pending {
-            Pending::Sync { reached, .. } => {
+            QueuedRequest::Sync { reached, .. } => {
                 *reached = true;
                 sync_requested = true;
             }
-            Pending::Append {
+            QueuedRequest::Append {
                 batch,
                 done,
                 done_bytes,

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::shared::Shared;
+use super::ledger::WalShared;
 use super::{Lsn, WalBatch, WalError};
 
 pub(crate) use task::WriterTask;
@@ -43,8 +43,8 @@ pub(crate) use task::WriterTask;
 /// order they reach the writer task, each append's records consecutively.
 #[derive(Clone)]
 pub struct WalWriter {
-    tx: mpsc::UnboundedSender<Request>,
-    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<WriterRequest>,
+    shared: Arc<WalShared>,
 }
 
 impl std::fmt::Debug for WalWriter {
@@ -79,7 +79,7 @@ pub struct WalStats {
     pub fdatasyncs: u64,
 }
 
-pub(crate) enum Request {
+pub(crate) enum WriterRequest {
     Append {
         batch: WalBatch,
         reply: oneshot::Sender<Result<Lsn, WalError>>,
@@ -90,7 +90,7 @@ pub(crate) enum Request {
 }
 
 impl WalWriter {
-    pub(crate) fn new(tx: mpsc::UnboundedSender<Request>, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(tx: mpsc::UnboundedSender<WriterRequest>, shared: Arc<WalShared>) -> Self {
         Self { tx, shared }
     }
 
@@ -145,7 +145,7 @@ impl WalWriter {
     async fn send(&self, batch: WalBatch) -> Result<Lsn, WalError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Request::Append { batch, reply })
+            .send(WriterRequest::Append { batch, reply })
             .map_err(|_| WalError::Closed)?;
         self.shared.requests_sent.fetch_add(1, Ordering::Relaxed);
         rx.await.map_err(|_| WalError::Closed)?
@@ -156,7 +156,7 @@ impl WalWriter {
     pub async fn sync(&self) -> Result<(), WalError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Request::Sync { reply })
+            .send(WriterRequest::Sync { reply })
             .map_err(|_| WalError::Closed)?;
         self.shared.requests_sent.fetch_add(1, Ordering::Relaxed);
         rx.await.map_err(|_| WalError::Closed)?

@@ -50,11 +50,13 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::group_write::{answer, answer_err, publish, write_frames, Pending, WriteParams};
-use super::Request;
+use super::group_write::{
+    answer, answer_err, publish, write_frames, GroupWriteParams, QueuedRequest,
+};
+use super::WriterRequest;
 use crate::wal::format::SEGMENT_HEADER_LEN;
+use crate::wal::ledger::WalShared;
 use crate::wal::segment::{create_segment, delete_segments, ActiveSegment};
-use crate::wal::shared::Shared;
 use crate::wal::{Fsync, WalError};
 
 /// The longest a group waits for appenders to come back before it goes out
@@ -63,11 +65,11 @@ const MAX_GATHER: std::time::Duration = std::time::Duration::from_micros(500);
 
 /// The task that owns the active segment.
 pub(crate) struct WriterTask {
-    rx: mpsc::UnboundedReceiver<Request>,
-    shared: Arc<Shared>,
+    rx: mpsc::UnboundedReceiver<WriterRequest>,
+    shared: Arc<WalShared>,
     written_tx: Arc<watch::Sender<u64>>,
     segment: Option<ActiveSegment>,
-    queue: VecDeque<Pending>,
+    queue: VecDeque<QueuedRequest>,
     buf: Vec<u8>,
     written: u64,
     synced: u64,
@@ -87,8 +89,8 @@ pub(crate) struct WriterTask {
 
 impl WriterTask {
     pub(crate) fn new(
-        rx: mpsc::UnboundedReceiver<Request>,
-        shared: Arc<Shared>,
+        rx: mpsc::UnboundedReceiver<WriterRequest>,
+        shared: Arc<WalShared>,
         written_tx: watch::Sender<u64>,
         segment: ActiveSegment,
         written: u64,
@@ -182,7 +184,7 @@ impl WriterTask {
         }
     }
 
-    fn receive(&mut self, request: Request) {
+    fn receive(&mut self, request: WriterRequest) {
         self.received += 1;
         self.queue.push_back(request.into());
     }
@@ -315,7 +317,7 @@ impl WriterTask {
             return false;
         };
         let options = &self.shared.options;
-        let params = WriteParams {
+        let params = GroupWriteParams {
             segment_bytes: options.segment_bytes,
             on_disk: self.shared.lock().bytes_on_disk,
             cap: options.max_bytes,

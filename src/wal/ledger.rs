@@ -1,4 +1,16 @@
-//! State shared by the writer task, the reader and the writer handles.
+//! What the writer task, the committer task, the reader and the writer
+//! handles of one open log share: [`WalShared`] (the options, the wake-ups
+//! and the [`WalLedger`] behind one mutex).
+//!
+//! The ledger is the one place that says which segments exist and how long
+//! each is, how far the log is written, synced and committed, and when
+//! records were appended. Guarantees: it is only changed under its lock, by
+//! the task that did the I/O it records, and after that I/O (a segment's
+//! length is published only once its bytes are written, a position only
+//! once it is durable); a reader may therefore read up to what it says. Not
+//! guaranteed: that it matches the files byte for byte at every instant —
+//! bytes being written, and zero fill preallocated past the frames, are on
+//! disk before the ledger mentions them.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::AtomicBool;
@@ -14,9 +26,10 @@ use super::WalOptions;
 /// then over-estimated, never under-estimated, and memory stays bounded.
 pub(crate) const MAX_MARKS: usize = 4096;
 
-pub(crate) struct Shared {
+/// The part of an open log that its handles and tasks share.
+pub(crate) struct WalShared {
     pub(crate) options: WalOptions,
-    state: Mutex<State>,
+    ledger: Mutex<WalLedger>,
     /// Signalled when a commit frees space (the writer may be waiting), and
     /// when the reader is dropped.
     pub(crate) space_freed: Notify,
@@ -27,7 +40,8 @@ pub(crate) struct Shared {
     pub(crate) requests_sent: std::sync::atomic::AtomicU64,
 }
 
-pub(crate) struct State {
+/// The segments of the log and its positions (see the module docs).
+pub(crate) struct WalLedger {
     /// Segment files on disk: first lsn → bytes.
     pub(crate) segments: BTreeMap<u64, u64>,
     /// First lsn of the segment the writer appends to.
@@ -50,26 +64,26 @@ pub(crate) struct State {
     pub(crate) fdatasyncs: u64,
 }
 
-impl Shared {
-    pub(crate) fn new(options: WalOptions, state: State) -> Self {
+impl WalShared {
+    pub(crate) fn new(options: WalOptions, ledger: WalLedger) -> Self {
         Self {
             options,
-            state: Mutex::new(state),
+            ledger: Mutex::new(ledger),
             space_freed: Notify::new(),
             reader_gone: AtomicBool::new(false),
             requests_sent: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
-    /// Locks the state. A panic while holding the lock cannot leave it
+    /// Locks the ledger. A panic while holding the lock cannot leave it
     /// half-updated in a way that matters more than the panic itself, so a
     /// poisoned lock is used as is.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    pub(crate) fn lock(&self) -> MutexGuard<'_, WalLedger> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-impl State {
+impl WalLedger {
     /// First lsn of the segment that holds `lsn`.
     pub(crate) fn segment_containing(&self, lsn: u64) -> Option<u64> {
         self.segments.range(..=lsn).next_back().map(|(&f, _)| f)
@@ -131,8 +145,8 @@ impl State {
 mod tests {
     use super::*;
 
-    fn state(segments: &[(u64, u64)], active: u64) -> State {
-        State {
+    fn ledger(segments: &[(u64, u64)], active: u64) -> WalLedger {
+        WalLedger {
             segments: segments.iter().copied().collect(),
             active,
             bytes_on_disk: segments.iter().map(|s| s.1).sum(),
@@ -148,7 +162,7 @@ mod tests {
 
     #[test]
     fn only_wholly_committed_non_active_segments_are_taken() {
-        let mut st = state(&[(0, 100), (10, 100), (20, 100), (30, 50)], 30);
+        let mut st = ledger(&[(0, 100), (10, 100), (20, 100), (30, 50)], 30);
         assert!(st.take_segments_below(9).is_empty());
         assert_eq!(st.take_segments_below(20), vec![(0, 100), (10, 100)]);
         assert_eq!(st.bytes_on_disk, 150);
@@ -162,7 +176,7 @@ mod tests {
     #[test]
     fn marks_give_the_append_time_of_a_record_and_are_bounded() {
         let t0 = Instant::now();
-        let mut st = state(&[(0, 16)], 0);
+        let mut st = ledger(&[(0, 16)], 0);
         st.mark(0, t0);
         st.mark(5, t0 + std::time::Duration::from_secs(1));
         st.mark(9, t0 + std::time::Duration::from_secs(2));
