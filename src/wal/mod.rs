@@ -128,8 +128,11 @@ use tokio::time::Instant;
 pub use batch::WalBatch;
 pub use error::WalError;
 pub use lsn::Lsn;
+// The former name stays valid (deprecated) so that the public path does not break.
+#[allow(deprecated)]
+pub use options::DEFAULT_MAX_BYTES;
 pub use options::{
-    Fsync, OnCorruption, WalOptions, WhenFull, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES,
+    Fsync, OnCorruption, WalOptions, WhenFull, DEFAULT_MAX_WAL_BYTES, DEFAULT_SEGMENT_BYTES,
     MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
 };
 pub use quarantine::QuarantinedFrame;

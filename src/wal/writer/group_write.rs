@@ -37,8 +37,9 @@ use crate::wal::ledger::WalShared;
 use crate::wal::segment::{create_segment, ActiveSegment, PREALLOCATE_BYTES};
 use crate::wal::{Lsn, WalBatch, WalError, WhenFull};
 
-/// Encoded bytes buffered before a `write` call inside one group.
-const FLUSH_BYTES: usize = 4 << 20;
+/// Framed bytes gathered in a group's buffer before they go to the file
+/// with one `write` call (a larger group makes several).
+const WRITE_BUFFER_BYTES: usize = 4 << 20;
 
 /// A request being worked on by the writer task.
 pub(super) enum QueuedRequest {
@@ -271,7 +272,7 @@ pub(super) fn write_frames(
                     first.get_or_insert(lsn);
                     lsn += 1;
                     *done += 1;
-                    if buf.len() >= FLUSH_BYTES {
+                    if buf.len() >= WRITE_BUFFER_BYTES {
                         segment.write(buf)?;
                         buf.clear();
                     }
