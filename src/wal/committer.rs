@@ -38,8 +38,26 @@ use crate::durable_fs;
 pub(crate) struct PersistedPosition {
     /// Every lsn below is durably committed.
     pub(crate) lsn: u64,
-    /// The last failed attempt: the position it tried to persist and why.
-    pub(crate) failed: Option<(u64, Arc<WalError>)>,
+    /// The last failed attempt, if the position has not been persisted
+    /// since.
+    pub(crate) failed: Option<FailedPersist>,
+}
+
+/// A persist of the committed position that failed.
+#[derive(Debug, Clone)]
+pub(crate) struct FailedPersist {
+    /// The position it tried to persist.
+    pub(crate) upto: u64,
+    pub(crate) error: Arc<WalError>,
+}
+
+/// The two steps of a persist, each with its result.
+struct PersistSteps {
+    /// Writing and fdatasyncing the position.
+    position: Result<(), WalError>,
+    /// Deleting the segments it covers (tried only once the position is
+    /// durable).
+    deletion: Result<(), WalError>,
 }
 
 pub(crate) struct CommitterTask {
@@ -130,14 +148,14 @@ impl CommitterTask {
             };
             let shared = self.shared.clone();
             let joined = tokio::task::spawn_blocking(move || {
-                let results = persist_commit(&shared, &mut file, target);
-                (file, results)
+                let steps = persist_commit(&shared, &mut file, target);
+                (file, steps)
             })
             .await;
-            let (position, deletion) = match joined {
-                Ok((file, results)) => {
+            let PersistSteps { position, deletion } = match joined {
+                Ok((file, steps)) => {
                     self.position = Some(file);
-                    results
+                    steps
                 }
                 // The file's state is unknown: it is opened afresh and
                 // replaced whole at the next persist.
@@ -147,7 +165,10 @@ impl CommitterTask {
                         file: None,
                         seq: 0,
                     });
-                    (Err(super::error::join_error(e)), Ok(()))
+                    PersistSteps {
+                        position: Err(super::error::join_error(e)),
+                        deletion: Ok(()),
+                    }
                 }
             };
             match position {
@@ -160,8 +181,12 @@ impl CommitterTask {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, upto = target, "WAL: persisting the committed position failed");
-                    self.persisted
-                        .send_modify(|p| p.failed = Some((target, Arc::new(e))));
+                    self.persisted.send_modify(|p| {
+                        p.failed = Some(FailedPersist {
+                            upto: target,
+                            error: Arc::new(e),
+                        })
+                    });
                 }
             }
             if let Err(e) = deletion {
@@ -174,15 +199,13 @@ impl CommitterTask {
 }
 
 /// Writes the committed position, then deletes the segments it covers.
-/// Returns the result of each step.
-fn persist_commit(
-    shared: &WalShared,
-    file: &mut PositionFile,
-    upto: u64,
-) -> (Result<(), WalError>, Result<(), WalError>) {
+fn persist_commit(shared: &WalShared, file: &mut PositionFile, upto: u64) -> PersistSteps {
     let dir = shared.options.dir.as_path();
     if let Err(e) = file.persist(dir, upto) {
-        return (Err(e), Ok(()));
+        return PersistSteps {
+            position: Err(e),
+            deletion: Ok(()),
+        };
     }
     let victims = {
         let mut st = shared.lock();
@@ -192,7 +215,13 @@ fn persist_commit(
         st.take_segments_below(committed)
     };
     if victims.is_empty() {
-        return (Ok(()), Ok(()));
+        return PersistSteps {
+            position: Ok(()),
+            deletion: Ok(()),
+        };
     }
-    (Ok(()), delete_segments(dir, &victims))
+    PersistSteps {
+        position: Ok(()),
+        deletion: delete_segments(dir, &victims),
+    }
 }

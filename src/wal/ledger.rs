@@ -26,6 +26,22 @@ use super::WalOptions;
 /// then over-estimated, never under-estimated, and memory stays bounded.
 pub(crate) const MAX_MARKS: usize = 4096;
 
+/// A segment file as the ledger knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SegmentSize {
+    /// Lsn of its first record (its name).
+    pub(crate) first: u64,
+    /// Bytes of its header and frames.
+    pub(crate) bytes: u64,
+}
+
+/// The time records from `first` on were appended (until the next mark).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AppendMark {
+    pub(crate) first: u64,
+    pub(crate) at: Instant,
+}
+
 /// The part of an open log that its handles and tasks share.
 pub(crate) struct WalShared {
     pub(crate) options: WalOptions,
@@ -56,8 +72,8 @@ pub(crate) struct WalLedger {
     pub(crate) committed: u64,
     /// Payload bytes of all records from the reader's start to `written`.
     pub(crate) payload_appended: u64,
-    /// (first lsn, when appended), ascending, pruned on commit.
-    pub(crate) marks: VecDeque<(u64, Instant)>,
+    /// When records were appended, by first lsn ascending, pruned on commit.
+    pub(crate) marks: VecDeque<AppendMark>,
     /// Group writes done since open.
     pub(crate) group_writes: u64,
     /// fdatasyncs of segment files since open.
@@ -98,9 +114,9 @@ impl WalLedger {
     }
 
     /// Removes from the registry every segment, except the active one, that
-    /// holds only lsns below `upto`; returns them (first lsn, bytes). The
-    /// caller deletes the files.
-    pub(crate) fn take_segments_below(&mut self, upto: u64) -> Vec<(u64, u64)> {
+    /// holds only lsns below `upto`; returns them. The caller deletes the
+    /// files.
+    pub(crate) fn take_segments_below(&mut self, upto: u64) -> Vec<SegmentSize> {
         let firsts: Vec<u64> = self.segments.keys().copied().collect();
         let mut out = Vec::new();
         for pair in firsts.windows(2) {
@@ -108,7 +124,7 @@ impl WalLedger {
             if next <= upto && first != self.active {
                 if let Some(bytes) = self.segments.remove(&first) {
                     self.bytes_on_disk = self.bytes_on_disk.saturating_sub(bytes);
-                    out.push((first, bytes));
+                    out.push(SegmentSize { first, bytes });
                 }
             }
         }
@@ -118,24 +134,24 @@ impl WalLedger {
     /// Records that lsns from `first` were appended at `at`.
     pub(crate) fn mark(&mut self, first: u64, at: Instant) {
         if self.marks.len() < MAX_MARKS {
-            self.marks.push_back((first, at));
+            self.marks.push_back(AppendMark { first, at });
         }
     }
 
     /// When the record `lsn` was appended (or earlier, see [`MAX_MARKS`]).
     pub(crate) fn appended_at(&self, lsn: u64) -> Option<Instant> {
-        let idx = self.marks.partition_point(|&(first, _)| first <= lsn);
+        let idx = self.marks.partition_point(|m| m.first <= lsn);
         if idx == 0 {
-            self.marks.front().map(|&(_, t)| t)
+            self.marks.front().map(|m| m.at)
         } else {
-            Some(self.marks[idx - 1].1)
+            Some(self.marks[idx - 1].at)
         }
     }
 
     /// Drops marks no longer needed once everything below `committed` is
     /// delivered.
     pub(crate) fn prune_marks(&mut self, committed: u64) {
-        while self.marks.len() > 1 && self.marks[1].0 <= committed {
+        while self.marks.len() > 1 && self.marks[1].first <= committed {
             self.marks.pop_front();
         }
     }
@@ -164,10 +180,14 @@ mod tests {
     fn only_wholly_committed_non_active_segments_are_taken() {
         let mut st = ledger(&[(0, 100), (10, 100), (20, 100), (30, 50)], 30);
         assert!(st.take_segments_below(9).is_empty());
-        assert_eq!(st.take_segments_below(20), vec![(0, 100), (10, 100)]);
+        let size = |first, bytes| SegmentSize { first, bytes };
+        assert_eq!(
+            st.take_segments_below(20),
+            vec![size(0, 100), size(10, 100)]
+        );
         assert_eq!(st.bytes_on_disk, 150);
         // The active segment stays even when everything in it is committed.
-        assert_eq!(st.take_segments_below(1000), vec![(20, 100)]);
+        assert_eq!(st.take_segments_below(1000), vec![size(20, 100)]);
         assert_eq!(st.segments.keys().copied().collect::<Vec<_>>(), vec![30]);
         assert_eq!(st.segment_containing(35), Some(30));
         assert_eq!(st.segment_after(30), None);

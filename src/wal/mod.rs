@@ -140,7 +140,7 @@ pub use reader::{Backlog, WalReader, WalRecord};
 pub use recovery::Recovery;
 pub use writer::{WalStats, WalWriter};
 
-use ledger::{WalLedger, WalShared};
+use ledger::{AppendMark, WalLedger, WalShared};
 use writer::WriterTask;
 
 /// Opens write-ahead logs.
@@ -170,7 +170,10 @@ impl Wal {
         let bytes_on_disk = recovered.segments.values().sum();
         let mut marks = VecDeque::new();
         if recovered.next_lsn > recovered.committed {
-            marks.push_back((recovered.committed, Instant::now()));
+            marks.push_back(AppendMark {
+                first: recovered.committed,
+                at: Instant::now(),
+            });
         }
         let ledger = WalLedger {
             active: recovered.active.first,

@@ -39,7 +39,7 @@ use super::ledger::WalShared;
 use super::recovery::ReaderStart;
 use super::segment::SegmentReader;
 use super::{Lsn, QuarantinedFrame, WalError};
-use read_job::ReadJob;
+use read_job::{FramePosition, ReadJob};
 
 /// Records appended and not yet returned by [`WalReader::next_batch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +88,7 @@ pub struct WalReader {
     start: Option<ReaderStart>,
     /// Segment and byte offset of every record of the last batch returned
     /// that was read without damage, by lsn (for cheap rewinds).
-    last_positions: Vec<(u64, u64, u64)>,
+    last_positions: Vec<FramePosition>,
     /// Next lsn to return.
     next: u64,
     /// Every lsn below is committed.
@@ -249,16 +249,9 @@ impl WalReader {
         // the record's frame is known: no scan from the segment's top.
         self.start = self
             .last_positions
-            .binary_search_by_key(&from, |&(lsn, _, _)| lsn)
+            .binary_search_by_key(&from, |p| p.lsn)
             .ok()
-            .map(|i| {
-                let (lsn, segment, offset) = self.last_positions[i];
-                ReaderStart {
-                    lsn,
-                    segment,
-                    offset: Some(offset),
-                }
-            });
+            .map(|i| ReaderStart::from(self.last_positions[i]));
     }
 
     /// Persists that every record with lsn < `upto` is delivered, and
@@ -308,7 +301,7 @@ impl WalReader {
             .borrow()
             .failed
             .as_ref()
-            .map(|(_, e)| e.duplicate());
+            .map(|f| f.error.duplicate());
         let advanced = upto > self.committed;
         if advanced {
             let records = (upto - self.committed) as usize;
@@ -337,9 +330,9 @@ impl WalReader {
                 if persisted.lsn >= upto.0 {
                     return Ok(());
                 }
-                if let Some((target, e)) = &persisted.failed {
-                    if *target >= upto.0 {
-                        return Err(e.duplicate());
+                if let Some(failed) = &persisted.failed {
+                    if failed.upto >= upto.0 {
+                        return Err(failed.error.duplicate());
                     }
                 }
             }

@@ -23,13 +23,14 @@
 //! bytes), except that a single record larger than the byte limit is still
 //! returned on its own.
 
-use std::path::{Path, PathBuf};
+use std::ops::Range;
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::wal::ledger::WalShared;
-use crate::wal::quarantine::copy_aside;
+use crate::wal::quarantine::{copy_aside, CopiedAside};
 use crate::wal::recovery::ReaderStart;
 use crate::wal::segment::{FrameDamage, SegmentReader};
 use crate::wal::{Lsn, OnCorruption, QuarantinedFrame, WalError, WalRecord};
@@ -40,14 +41,43 @@ pub(super) struct RecordsRead {
     pub(super) records: Vec<WalRecord>,
     /// Payloads of the records read, back to back.
     data: Vec<u8>,
-    /// (lsn, start, end in `data`) of every record read.
-    spans: Vec<(u64, usize, usize)>,
+    /// Where in `data` every record read is.
+    spans: Vec<RecordSpan>,
     pub(super) quarantined: Vec<QuarantinedFrame>,
     /// Payload length of every lsn consumed (0 for skipped ones).
     pub(super) lens: Vec<u32>,
-    /// (lsn, segment, frame offset) of every record read without damage.
-    pub(super) positions: Vec<(u64, u64, u64)>,
+    /// Where the frame of every record read without damage is.
+    pub(super) positions: Vec<FramePosition>,
     pub(super) next: u64,
+}
+
+/// Where the frame of a record is: lets a rewind into the last batch start
+/// there without scanning its segment from the top.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FramePosition {
+    pub(super) lsn: u64,
+    /// First lsn of the segment holding it.
+    pub(super) segment: u64,
+    /// Byte offset of its frame in that segment.
+    pub(super) offset: u64,
+}
+
+impl From<FramePosition> for ReaderStart {
+    fn from(p: FramePosition) -> Self {
+        ReaderStart {
+            lsn: p.lsn,
+            segment: p.segment,
+            offset: Some(p.offset),
+        }
+    }
+}
+
+/// Where the payload of a record read is in [`RecordsRead::data`].
+#[derive(Debug, Clone, Copy)]
+struct RecordSpan {
+    lsn: u64,
+    start: usize,
+    end: usize,
 }
 
 /// The blocking part of `next_batch`.
@@ -145,8 +175,12 @@ impl ReadJob {
                     let end = batch.data.len();
                     let len = (end - start) as u32;
                     bytes += u64::from(len);
-                    batch.positions.push((lsn, segment, offset));
-                    batch.spans.push((lsn, start, end));
+                    batch.positions.push(FramePosition {
+                        lsn,
+                        segment,
+                        offset,
+                    });
+                    batch.spans.push(RecordSpan { lsn, start, end });
                     batch.lens.push(len);
                     batch.next += 1;
                 }
@@ -169,9 +203,9 @@ impl ReadJob {
         batch.records = batch
             .spans
             .drain(..)
-            .map(|(lsn, start, end)| WalRecord {
-                lsn: Lsn(lsn),
-                payload: data.slice(start..end),
+            .map(|span| WalRecord {
+                lsn: Lsn(span.lsn),
+                payload: data.slice(span.start..span.end),
             })
             .collect();
         Ok(batch)
@@ -234,17 +268,9 @@ impl ReadJob {
                 if self.shared.options.on_corruption == OnCorruption::Fail {
                     return fail(batch, file, offset, reason);
                 }
-                let (moved_to, copied) = copy_aside(self.dir(), file, offset, Some(frame_len))?;
+                let copied = copy_aside(self.dir(), file, offset, Some(frame_len))?;
                 let lsn = batch.next;
-                report(
-                    batch,
-                    file,
-                    offset,
-                    copied,
-                    (lsn, lsn + 1),
-                    reason,
-                    moved_to,
-                );
+                report(batch, file, offset, lsn..lsn + 1, reason, copied);
                 batch.lens.push(len);
                 batch.next += 1;
                 Ok(AfterDamage::Continue)
@@ -278,16 +304,8 @@ impl ReadJob {
                 format!("{reason} (in the active segment: cannot step over)"),
             );
         };
-        let (moved_to, copied) = copy_aside(self.dir(), file, offset, None)?;
-        report(
-            batch,
-            file,
-            offset,
-            copied,
-            (lsn, next_first),
-            reason,
-            moved_to,
-        );
+        let copied = copy_aside(self.dir(), file, offset, None)?;
+        report(batch, file, offset, lsn..next_first, reason, copied);
         let skipped = next_first.saturating_sub(lsn);
         batch
             .lens
@@ -316,21 +334,23 @@ fn fail(
     }
 }
 
+/// Logs and records damaged bytes at `offset` of `file`, copied aside,
+/// whose records `lsns` are skipped.
 fn report(
     batch: &mut RecordsRead,
     file: &Path,
     offset: u64,
-    bytes: u64,
-    lsns: (u64, u64),
+    lsns: Range<u64>,
     reason: String,
-    moved_to: PathBuf,
+    copied: CopiedAside,
 ) {
+    let CopiedAside { moved_to, bytes } = copied;
     tracing::error!(
         file = %file.display(),
         offset,
         bytes,
-        first_lsn = lsns.0,
-        end_lsn = lsns.1,
+        first_lsn = lsns.start,
+        end_lsn = lsns.end,
         moved_to = %moved_to.display(),
         %reason,
         "WAL: damaged frame quarantined and skipped"
@@ -339,7 +359,7 @@ fn report(
         file: file.to_path_buf(),
         offset,
         bytes,
-        lsns: (Lsn(lsns.0), Lsn(lsns.1)),
+        lsns: (Lsn(lsns.start), Lsn(lsns.end)),
         reason,
         moved_to,
     });

@@ -25,6 +25,7 @@ mod reader;
 mod scan;
 
 use super::format::segment_name;
+use super::ledger::SegmentSize;
 use super::{Lsn, WalError};
 
 pub(crate) use active::{create_segment, open_active, ActiveSegment, PREALLOCATE_BYTES};
@@ -38,10 +39,10 @@ pub(crate) const READ_BUFFER_BYTES: usize = 256 << 10;
 /// Deletes the given segments' files and fsyncs the directory.
 pub(crate) fn delete_segments(
     dir: &std::path::Path,
-    victims: &[(u64, u64)],
+    victims: &[SegmentSize],
 ) -> Result<(), WalError> {
-    for &(first, _) in victims {
-        let path = dir.join(segment_name(Lsn(first)));
+    for victim in victims {
+        let path = dir.join(segment_name(Lsn(victim.first)));
         super::recovery::remove_if_present(&path)?;
     }
     crate::durable_fs::sync_dir(dir)?;

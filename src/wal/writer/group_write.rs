@@ -12,9 +12,8 @@
 //!   before the first frame that would not fit, and under
 //!   [`WhenFull::Error`] an append that cannot fit whole is refused without
 //!   writing any of it.
-//! - Records are copied as the appender framed them
-//!   ([`WalBatch`]), in queue order, at consecutive
-//!   lsns.
+//! - Records are copied as the appender framed them ([`WalBatch`]), in
+//!   queue order, at consecutive lsns.
 //! - Under [`Fsync::Always`](crate::wal::Fsync::Always), and when a sync was
 //!   requested, the group is fdatasynced before anyone is answered; the
 //!   shared state and the reader learn of the group before its appenders
@@ -27,13 +26,16 @@
 //! next group.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use super::WriterRequest;
 use crate::wal::format::{FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
-use crate::wal::ledger::WalShared;
+use crate::wal::ledger::{SegmentSize, WalShared};
 use crate::wal::segment::{create_segment, ActiveSegment, PREALLOCATE_BYTES};
 use crate::wal::{Lsn, WalBatch, WalError, WhenFull};
 
@@ -100,9 +102,9 @@ pub(super) struct GroupWriteOutcome {
     pub(super) next_lsn: u64,
     pub(super) bytes_added: u64,
     pub(super) payload_added: u64,
-    /// (first lsn, final size) of every segment written to, in order; the
-    /// last one is the active segment.
-    pub(super) sizes: Vec<(u64, u64)>,
+    /// The final size of every segment written to, in order; the last one
+    /// is the active segment.
+    pub(super) sizes: Vec<SegmentSize>,
     pub(super) synced: bool,
     /// fdatasync calls made (sealed segments included).
     pub(super) syncs: u64,
@@ -110,9 +112,100 @@ pub(super) struct GroupWriteOutcome {
     pub(super) blocked: bool,
 }
 
+/// One group on its way to a blocking thread: what it writes, where, and
+/// whom it tells.
+pub(super) struct GroupWrite {
+    pub(super) dir: PathBuf,
+    pub(super) segment: ActiveSegment,
+    /// The task's write buffer, lent for the group.
+    pub(super) buf: Vec<u8>,
+    pub(super) group: VecDeque<QueuedRequest>,
+    pub(super) params: GroupWriteParams,
+    pub(super) shared: Arc<WalShared>,
+    pub(super) written_tx: Arc<watch::Sender<u64>>,
+    /// When the group's records count as appended.
+    pub(super) appended_at: Instant,
+    /// Requests the task had taken from its channel when the group went out.
+    pub(super) received: u64,
+}
+
+/// What a group write hands back to the writer task.
+pub(super) struct GroupWriteReturn {
+    pub(super) segment: ActiveSegment,
+    pub(super) buf: Vec<u8>,
+    /// The requests not answered, in order: to go first in the next group
+    /// (or, when the write failed, the whole group, to be failed).
+    pub(super) unanswered: VecDeque<QueuedRequest>,
+    pub(super) written: Result<GroupWritten, WalError>,
+}
+
+/// A group write that succeeded.
+pub(super) struct GroupWritten {
+    pub(super) outcome: GroupWriteOutcome,
+    /// Appends in flight when the group was answered: the ones it answered
+    /// plus the requests then waiting in the channel (for gathering).
+    pub(super) in_flight: usize,
+}
+
+/// The requests of a written group that are not done yet, and how many
+/// appends it answered.
+struct Answered {
+    /// In order, to go first in the next group.
+    unfinished: VecDeque<QueuedRequest>,
+    appends: usize,
+}
+
+impl GroupWrite {
+    /// Writes the group, publishes it and answers the requests it completed
+    /// (blocking: runs on a blocking thread). The appenders are answered
+    /// from here as soon as the group is durable (after the shared state
+    /// says so): one hop less on the way back, and their wake-ups spread
+    /// over the runtime's workers.
+    pub(super) fn run(self) -> GroupWriteReturn {
+        let GroupWrite {
+            dir,
+            mut segment,
+            mut buf,
+            mut group,
+            params,
+            shared,
+            written_tx,
+            appended_at,
+            received,
+        } = self;
+        match write_frames(&dir, &mut segment, &mut buf, &mut group, params) {
+            Ok(outcome) => {
+                publish(&shared, &written_tx, params.lsn, &outcome, appended_at);
+                // A sender counts its request just after sending it: the
+                // task may have received it first.
+                let waiting = shared
+                    .requests_sent
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(received);
+                let answered = answer(group, &outcome, params.cap);
+                GroupWriteReturn {
+                    segment,
+                    buf,
+                    unanswered: answered.unfinished,
+                    written: Ok(GroupWritten {
+                        outcome,
+                        in_flight: answered.appends + waiting as usize,
+                    }),
+                }
+            }
+            Err(e) => GroupWriteReturn {
+                segment,
+                buf,
+                unanswered: group,
+                written: Err(e),
+            },
+        }
+    }
+}
+
 /// Publishes a group's effect to the shared state and the reader (before
 /// anyone is answered, so that an answered appender sees it in the stats).
-pub(super) fn publish(
+fn publish(
     shared: &WalShared,
     written_tx: &watch::Sender<u64>,
     written_before: u64,
@@ -121,11 +214,11 @@ pub(super) fn publish(
 ) {
     {
         let mut st = shared.lock();
-        for &(first, size) in &outcome.sizes {
-            st.segments.insert(first, size);
+        for size in &outcome.sizes {
+            st.segments.insert(size.first, size.bytes);
         }
-        if let Some(&(active, _)) = outcome.sizes.last() {
-            st.active = active;
+        if let Some(active) = outcome.sizes.last() {
+            st.active = active.first;
         }
         st.bytes_on_disk += outcome.bytes_added;
         st.payload_appended += outcome.payload_added;
@@ -142,14 +235,9 @@ pub(super) fn publish(
     written_tx.send_replace(outcome.next_lsn);
 }
 
-/// Answers the requests of a written group that are done; returns the rest
-/// (in order, to go first in the next group) and how many appends were
-/// answered.
-pub(super) fn answer(
-    group: VecDeque<QueuedRequest>,
-    outcome: &GroupWriteOutcome,
-    cap: u64,
-) -> (VecDeque<QueuedRequest>, usize) {
+/// Answers the requests of a written group that are done; returns the
+/// rest.
+fn answer(group: VecDeque<QueuedRequest>, outcome: &GroupWriteOutcome, cap: u64) -> Answered {
     let mut rest = VecDeque::new();
     let mut answered = 0;
     for p in group {
@@ -190,9 +278,13 @@ pub(super) fn answer(
             }
         }
     }
-    (rest, answered)
+    Answered {
+        unfinished: rest,
+        appends: answered,
+    }
 }
 
+/// Fails a request with `e`.
 pub(super) fn answer_err(p: QueuedRequest, e: WalError) {
     match p {
         QueuedRequest::Append { reply, .. } => {
@@ -207,7 +299,7 @@ pub(super) fn answer_err(p: QueuedRequest, e: WalError) {
 /// The blocking part of a group write: encodes the queued records into
 /// frames, writes them (rolling to new segments as needed, never past the
 /// cap) and fdatasyncs when asked to.
-pub(super) fn write_frames(
+fn write_frames(
     dir: &std::path::Path,
     segment: &mut ActiveSegment,
     buf: &mut Vec<u8>,
@@ -255,7 +347,10 @@ pub(super) fn write_frames(
                         buf.clear();
                         segment.seal()?;
                         out.syncs += 1;
-                        out.sizes.push((segment.first, segment.size));
+                        out.sizes.push(SegmentSize {
+                            first: segment.first,
+                            bytes: segment.size,
+                        });
                         *segment = create_segment(dir, lsn)?;
                         out.bytes_added += SEGMENT_HEADER_LEN;
                     }
@@ -302,7 +397,10 @@ pub(super) fn write_frames(
         out.syncs += 1;
         out.synced = true;
     }
-    out.sizes.push((segment.first, segment.size));
+    out.sizes.push(SegmentSize {
+        first: segment.first,
+        bytes: segment.size,
+    });
     out.next_lsn = lsn;
     Ok(out)
 }

@@ -44,15 +44,12 @@
 //! out smaller than it could have been.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::group_write::{
-    answer, answer_err, publish, write_frames, GroupWriteParams, QueuedRequest,
-};
+use super::group_write::{answer_err, GroupWrite, GroupWriteParams, GroupWritten, QueuedRequest};
 use super::WriterRequest;
 use crate::wal::format::SEGMENT_HEADER_LEN;
 use crate::wal::ledger::WalShared;
@@ -311,7 +308,7 @@ impl WriterTask {
     /// Writes as much of the queue as fits as one group. Returns `true` when
     /// it stopped at the cap.
     async fn write_group(&mut self) -> bool {
-        let Some(mut segment) = self.segment.take() else {
+        let Some(segment) = self.segment.take() else {
             self.failed
                 .get_or_insert_with(|| "no active segment".to_owned());
             return false;
@@ -325,42 +322,22 @@ impl WriterTask {
             when_full: options.when_full,
             lsn: self.written,
         };
-        let dir = options.dir.clone();
-        let mut group = std::mem::take(&mut self.queue);
-        let mut buf = std::mem::take(&mut self.buf);
-        let (shared, written_tx) = (self.shared.clone(), self.written_tx.clone());
-        let (written_before, appended_at) = (self.written, Instant::now());
-        let received = self.received;
+        let job = GroupWrite {
+            dir: options.dir.clone(),
+            segment,
+            buf: std::mem::take(&mut self.buf),
+            group: std::mem::take(&mut self.queue),
+            params,
+            shared: self.shared.clone(),
+            written_tx: self.written_tx.clone(),
+            appended_at: Instant::now(),
+            received: self.received,
+        };
         let io_start = std::time::Instant::now();
-        // The appenders are answered from the blocking thread as soon as
-        // the group is durable (after the shared state says so): one hop
-        // less on the way back, and their wake-ups spread over the
-        // runtime's workers.
-        let joined = tokio::task::spawn_blocking(move || {
-            match write_frames(&dir, &mut segment, &mut buf, &mut group, params) {
-                Ok(outcome) => {
-                    publish(&shared, &written_tx, written_before, &outcome, appended_at);
-                    // A sender counts its request just after sending it:
-                    // the task may have received it first.
-                    let waiting = shared
-                        .requests_sent
-                        .load(Ordering::Relaxed)
-                        .saturating_sub(received);
-                    let (rest, answered) = answer(group, &outcome, params.cap);
-                    (
-                        segment,
-                        buf,
-                        rest,
-                        Ok((outcome, answered + waiting as usize)),
-                    )
-                }
-                Err(e) => (segment, buf, group, Err(e)),
-            }
-        })
-        .await;
+        let joined = tokio::task::spawn_blocking(move || job.run()).await;
         self.last_io = io_start.elapsed();
-        let (segment, buf, group, result) = match joined {
-            Ok(parts) => parts,
+        let returned = match joined {
+            Ok(returned) => returned,
             Err(e) => {
                 // The group's reply senders are gone with the task: its
                 // appenders see `WalError::Closed`.
@@ -368,10 +345,11 @@ impl WriterTask {
                 return false;
             }
         };
-        self.segment = Some(segment);
-        self.buf = buf;
-        let (outcome, in_flight) = match result {
-            Ok(done) => done,
+        self.segment = Some(returned.segment);
+        self.buf = returned.buf;
+        let group = returned.unanswered;
+        let GroupWritten { outcome, in_flight } = match returned.written {
+            Ok(written) => written,
             Err(e) => {
                 self.fail(&e);
                 for p in group {
