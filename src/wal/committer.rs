@@ -209,6 +209,13 @@ fn persist_commit(shared: &WalShared, file: &mut PositionFile, upto: u64) -> Per
     }
     let victims = {
         let mut st = shared.lock();
+        // A commit never goes past the written end: the reader refuses one
+        // beyond the records it returned, which were all written.
+        debug_assert!(
+            upto <= st.written,
+            "commit {upto} past written {}",
+            st.written
+        );
         st.committed = st.committed.max(upto);
         let committed = st.committed;
         st.prune_marks(committed);

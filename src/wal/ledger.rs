@@ -82,6 +82,7 @@ pub(crate) struct WalLedger {
 
 impl WalShared {
     pub(crate) fn new(options: WalOptions, ledger: WalLedger) -> Self {
+        ledger.debug_check();
         Self {
             options,
             ledger: Mutex::new(ledger),
@@ -100,6 +101,48 @@ impl WalShared {
 }
 
 impl WalLedger {
+    /// Checks, in debug builds, the invariants the writer and the reader
+    /// rely on; called after every change.
+    pub(crate) fn debug_check(&self) {
+        // Nothing is synced that is not written.
+        debug_assert!(
+            self.synced <= self.written,
+            "synced {} past written {}",
+            self.synced,
+            self.written
+        );
+        // A commit never goes past the written end: the reader commits only
+        // records it has read, and it reads only written ones.
+        debug_assert!(
+            self.committed <= self.written,
+            "committed {} past written {}",
+            self.committed,
+            self.written
+        );
+        // The active segment is the newest one, and its first lsn is
+        // written or the next to be.
+        debug_assert_eq!(
+            self.segments.last_key_value().map(|(&first, _)| first),
+            Some(self.active),
+            "the active segment is not the newest"
+        );
+        debug_assert!(self.active <= self.written);
+        // What the cap is checked against is exactly the registry's total.
+        debug_assert_eq!(
+            self.bytes_on_disk,
+            self.segments.values().sum::<u64>(),
+            "bytes on disk differ from the sum of the segment sizes"
+        );
+        // Marks ascend by lsn: `appended_at` searches them by halving.
+        debug_assert!(
+            self.marks
+                .iter()
+                .zip(self.marks.iter().skip(1))
+                .all(|(a, b)| a.first < b.first),
+            "append marks out of order"
+        );
+    }
+
     /// First lsn of the segment that holds `lsn`.
     pub(crate) fn segment_containing(&self, lsn: u64) -> Option<u64> {
         self.segments.range(..=lsn).next_back().map(|(&f, _)| f)
@@ -128,11 +171,14 @@ impl WalLedger {
                 }
             }
         }
+        self.debug_check();
         out
     }
 
     /// Records that lsns from `first` were appended at `at`.
     pub(crate) fn mark(&mut self, first: u64, at: Instant) {
+        // Marks are made in lsn order (one per group, at its first lsn).
+        debug_assert!(self.marks.back().is_none_or(|m| m.first < first));
         if self.marks.len() < MAX_MARKS {
             self.marks.push_back(AppendMark { first, at });
         }
@@ -161,12 +207,14 @@ impl WalLedger {
 mod tests {
     use super::*;
 
+    /// A ledger whose last segment is the active one, written up to its
+    /// first lsn.
     fn ledger(segments: &[(u64, u64)], active: u64) -> WalLedger {
         WalLedger {
             segments: segments.iter().copied().collect(),
             active,
             bytes_on_disk: segments.iter().map(|s| s.1).sum(),
-            written: 0,
+            written: active,
             synced: 0,
             committed: 0,
             payload_appended: 0,

@@ -181,6 +181,10 @@ pub(crate) fn recover(options: &WalOptions) -> Result<RecoveredLog, WalError> {
     }
     backlog_payload = backlog_payload.saturating_sub(payload_before);
 
+    // Reading resumes at or before the end: a committed position past the
+    // last record was handled above by starting a new segment at it.
+    debug_assert!(committed <= next_lsn);
+    debug_assert!(reader_segment <= committed);
     recovery.uncommitted_records = next_lsn - committed;
     if recovery.uncommitted_records > 0 || recovery.truncated_tail_bytes > 0 {
         tracing::info!(

@@ -227,7 +227,12 @@ impl WalReader {
         }
         self.returned.extend(batch.lens);
         self.last_positions = batch.positions;
+        // Reading only moves forward (a rewind is what moves it back), and
+        // never past the written end: only published records are read.
+        debug_assert!(batch.next >= self.next);
+        debug_assert!(batch.next <= self.shared.lock().written);
         self.next = batch.next;
+        self.debug_check();
         Ok(batch.records)
     }
 
@@ -244,6 +249,7 @@ impl WalReader {
             self.consumed_payload = self.consumed_payload.saturating_sub(u64::from(len));
         }
         self.next = from;
+        self.debug_check();
         self.cursor = None;
         // Into the last batch (the usual case: its tail is handed back),
         // the record's frame is known: no scan from the segment's top.
@@ -307,6 +313,7 @@ impl WalReader {
             let records = (upto - self.committed) as usize;
             self.returned.drain(..records.min(self.returned.len()));
             self.committed = upto;
+            self.debug_check();
         }
         if advanced || earlier_failure.is_some() {
             // A failed position is retried with this request.
@@ -365,6 +372,24 @@ impl WalReader {
     /// reported once.
     pub fn quarantined(&self) -> &[QuarantinedFrame] {
         &self.quarantined
+    }
+
+    /// Checks, in debug builds, what rewinding and committing rely on.
+    fn debug_check(&self) {
+        // Nothing is committed that was not returned.
+        debug_assert!(self.committed <= self.next);
+        // One payload length per lsn in `[committed, next)`: rewinding and
+        // committing index into it by lsn.
+        debug_assert_eq!(
+            self.returned.len() as u64,
+            self.next - self.committed,
+            "payload lengths out of step with the lsns returned"
+        );
+        // Rewinding finds a position by halving.
+        debug_assert!(
+            self.last_positions.windows(2).all(|w| w[0].lsn < w[1].lsn),
+            "frame positions out of order"
+        );
     }
 }
 

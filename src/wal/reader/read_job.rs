@@ -153,6 +153,8 @@ impl ReadJob {
                 }
             }
             let Some(c) = cursor.as_mut() else { break };
+            // The cursor is in the segment holding `lsn` (at its frame).
+            debug_assert!(c.first <= lsn && boundary.is_none_or(|b| lsn < b));
             match c.peek_len()? {
                 Ok(len) => {
                     if !batch.spans.is_empty() && bytes + u64::from(len) > self.max_bytes {
@@ -175,6 +177,8 @@ impl ReadJob {
                     let end = batch.data.len();
                     let len = (end - start) as u32;
                     bytes += u64::from(len);
+                    // The lsns of a batch strictly increase.
+                    debug_assert!(batch.spans.last().is_none_or(|s| s.lsn < lsn));
                     batch.positions.push(FramePosition {
                         lsn,
                         segment,
@@ -199,6 +203,9 @@ impl ReadJob {
                 }
             }
         }
+        // One payload length per lsn consumed, skipped ones included: the
+        // reader's rewind and commit arithmetic counts on it.
+        debug_assert_eq!(batch.lens.len() as u64, batch.next - self.next);
         let data = Bytes::from(std::mem::take(&mut batch.data));
         batch.records = batch
             .spans
@@ -220,6 +227,7 @@ impl ReadJob {
             })?;
             (first, st.segments.get(&first).copied().unwrap_or(0))
         };
+        debug_assert!(first <= lsn);
         let mut reader = SegmentReader::open(self.dir(), first, published)?;
         if let Some(start) = self.start.filter(|s| s.lsn == lsn && s.segment == first) {
             if let Some(offset) = start.offset {
@@ -304,6 +312,9 @@ impl ReadJob {
                 format!("{reason} (in the active segment: cannot step over)"),
             );
         };
+        // The next segment starts after every lsn of the damaged one, so
+        // stepping over its rest moves forward.
+        debug_assert!(next_first > lsn);
         let copied = copy_aside(self.dir(), file, offset, None)?;
         report(batch, file, offset, lsn..next_first, reason, copied);
         let skipped = next_first.saturating_sub(lsn);

@@ -14,7 +14,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::durable_fs;
-use crate::wal::format::{encode_segment_header, segment_name};
+use crate::wal::format::{encode_segment_header, parse_segment_name, segment_name};
 use crate::wal::{Lsn, WalError};
 
 /// Zero-filled bytes a preallocation writes ahead of the frames at most.
@@ -82,6 +82,7 @@ impl ActiveSegment {
     /// frames, on disk.
     pub(crate) fn seal(&mut self) -> Result<(), WalError> {
         self.trim()?;
+        debug_assert_eq!(self.allocated, self.size);
         self.sync()
     }
 
@@ -129,6 +130,13 @@ pub(crate) fn open_active(
         .write(true)
         .open(path)
         .map_err(|e| WalError::io("open segment", path, e))?;
+    // A segment's file is named after its first lsn.
+    debug_assert_eq!(
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(parse_segment_name),
+        Some(Lsn(first))
+    );
     Ok(ActiveSegment {
         file,
         path: path.to_path_buf(),

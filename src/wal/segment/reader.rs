@@ -52,6 +52,8 @@ impl Read for PublishedFile {
         }
         let n = self.file.read(&mut buf[..want])?;
         self.pos += n as u64;
+        // Never a byte past the published end.
+        debug_assert!(self.pos <= self.limit);
         Ok(n)
     }
 }
@@ -209,6 +211,9 @@ impl SegmentReader {
         }
         let offset = self.offset;
         self.offset += header.frame_len();
+        // A frame read whole lies within the published bytes (the limit
+        // only grows, so bytes buffered earlier are within it too).
+        debug_assert!(self.offset <= self.reader.get_ref().limit);
         if header.payload_ok(&out[start..]) {
             Ok(Ok(()))
         } else {

@@ -175,6 +175,16 @@ impl GroupWrite {
         } = self;
         match write_frames(&dir, &mut segment, &mut buf, &mut group, params) {
             Ok(outcome) => {
+                // The ledger is told exactly the bytes the active segment
+                // holds, never more: readers read a segment up to what the
+                // ledger says (past it may lie preallocated zeros).
+                debug_assert_eq!(
+                    outcome.sizes.last(),
+                    Some(&SegmentSize {
+                        first: segment.first,
+                        bytes: segment.size,
+                    })
+                );
                 publish(&shared, &written_tx, params.lsn, &outcome, appended_at);
                 // A sender counts its request just after sending it: the
                 // task may have received it first.
@@ -214,7 +224,20 @@ fn publish(
 ) {
     {
         let mut st = shared.lock();
+        // Only the writer task moves `written`, one group at a time: the
+        // ledger is where the previous group left it, and lsns only grow.
+        debug_assert_eq!(st.written, written_before);
+        debug_assert!(outcome.next_lsn >= written_before);
         for size in &outcome.sizes {
+            // A segment's published length only grows: frames are only
+            // appended, and a segment is never rewritten.
+            debug_assert!(
+                st.segments
+                    .get(&size.first)
+                    .is_none_or(|&old| old <= size.bytes),
+                "segment {} shrank",
+                size.first
+            );
             st.segments.insert(size.first, size.bytes);
         }
         if let Some(active) = outcome.sizes.last() {
@@ -231,6 +254,7 @@ fn publish(
         if outcome.synced {
             st.synced = outcome.next_lsn;
         }
+        st.debug_check();
     }
     written_tx.send_replace(outcome.next_lsn);
 }
@@ -253,6 +277,9 @@ fn answer(group: VecDeque<QueuedRequest>, outcome: &GroupWriteOutcome, cap: u64)
                 if let Some(bytes) = full {
                     let _ = reply.send(Err(WalError::Full { bytes, cap }));
                 } else if done == batch.len() {
+                    // An append is answered only once all its records are
+                    // written, at consecutive lsns from its first.
+                    debug_assert!(first.is_none_or(|f| f + batch.len() as u64 <= outcome.next_lsn));
                     answered += 1;
                     let _ = reply.send(Ok(Lsn(first.unwrap_or(outcome.next_lsn))));
                 } else {
@@ -313,6 +340,8 @@ fn write_frames(
     };
     let mut lsn = p.lsn;
     let mut sync_requested = false;
+    // The active segment holds the lsns from its first one up to `lsn`.
+    debug_assert!(segment.first <= lsn);
     buf.clear();
     'group: for pending in group.iter_mut() {
         match pending {
@@ -352,19 +381,32 @@ fn write_frames(
                             bytes: segment.size,
                         });
                         *segment = create_segment(dir, lsn)?;
+                        // A segment is named after the lsn of its first
+                        // frame, which is the next one written.
+                        debug_assert_eq!(segment.first, lsn);
                         out.bytes_added += SEGMENT_HEADER_LEN;
                     }
                     if out.bytes_added + frame > budget {
                         out.blocked = true;
                         break 'group;
                     }
+                    // A frame never spans segments: it fits the active one
+                    // (a record larger than a fresh segment's room is
+                    // refused by the handle, see `max_record_bytes`).
+                    debug_assert!(segment.size + buf.len() as u64 + frame <= p.segment_bytes);
                     // The appender framed it: copied as it is.
                     let end = *done_bytes + frame as usize;
                     buf.extend_from_slice(&batch.frames()[*done_bytes..end]);
                     *done_bytes = end;
                     out.bytes_added += frame;
+                    // Never past the cap.
+                    debug_assert!(out.bytes_added <= budget);
                     out.payload_added += u64::from(len);
-                    first.get_or_insert(lsn);
+                    let first_lsn = *first.get_or_insert(lsn);
+                    // The records of one append get consecutive lsns, also
+                    // when it is written over several groups (what is left
+                    // of it goes first in the next one).
+                    debug_assert_eq!(first_lsn + *done as u64, lsn);
                     lsn += 1;
                     *done += 1;
                     if buf.len() >= WRITE_BUFFER_BYTES {
@@ -372,6 +414,8 @@ fn write_frames(
                         buf.clear();
                     }
                 }
+                // Every frame of a finished append was copied, none twice.
+                debug_assert_eq!(*done_bytes, batch.frames().len());
             }
         }
     }
@@ -401,6 +445,8 @@ fn write_frames(
         first: segment.first,
         bytes: segment.size,
     });
+    // Segments written to come in lsn order, each a new one.
+    debug_assert!(out.sizes.windows(2).all(|w| w[0].first < w[1].first));
     out.next_lsn = lsn;
     Ok(out)
 }

@@ -230,12 +230,15 @@ impl WriterTask {
         .await;
         match result {
             Ok((_, Ok(fresh))) => {
+                // The new segment starts at the next lsn to be written.
+                debug_assert_eq!(fresh.first, self.written);
                 {
                     let mut st = self.shared.lock();
                     st.segments.insert(fresh.first, fresh.size);
                     st.bytes_on_disk += fresh.size;
                     st.active = fresh.first;
                     st.fdatasyncs += 1;
+                    st.debug_check();
                 }
                 self.segment = Some(fresh);
                 self.delete_committed_segments().await;
@@ -359,6 +362,8 @@ impl WriterTask {
             }
         };
         self.last_in_flight = in_flight;
+        // Lsns only grow.
+        debug_assert!(outcome.next_lsn >= self.written);
         self.written = outcome.next_lsn;
         if outcome.synced {
             self.synced = outcome.next_lsn;
@@ -401,8 +406,12 @@ impl WriterTask {
                     Ok(()) => {
                         self.synced = self.written;
                         let mut st = self.shared.lock();
+                        // No group is in flight: the task's `written` is
+                        // the ledger's.
+                        debug_assert_eq!(st.written, self.written);
                         st.synced = self.written;
                         st.fdatasyncs += 1;
+                        st.debug_check();
                     }
                     Err(e) => self.fail(&e),
                 }
