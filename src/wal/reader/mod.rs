@@ -19,9 +19,9 @@
 //!
 //! Not guaranteed: under
 //! [`OnCorruption::Quarantine`](super::OnCorruption::Quarantine) damaged
-//! frames are skipped, so the lsns returned then have gaps. A record committed with
-//! [`WalReader::start_commit`] but not yet persisted is delivered again
-//! after a crash (at least once, never lost).
+//! frames are skipped, so the lsns returned then have gaps. A record
+//! committed with [`WalReader::start_commit`] but not yet persisted is
+//! delivered again after a crash (at least once, never lost).
 
 mod read_job;
 

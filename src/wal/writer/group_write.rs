@@ -14,10 +14,10 @@
 //!   writing any of it.
 //! - Records are copied as the appender framed them ([`WalBatch`]), in
 //!   queue order, at consecutive lsns.
-//! - Under [`Fsync::Always`](crate::wal::Fsync::Always), and when a sync was
-//!   requested, the group is fdatasynced before anyone is answered; the
-//!   shared state and the reader learn of the group before its appenders
-//!   are answered.
+//! - Under [`Fsync::Always`](crate::wal::Fsync::Always) (when the group
+//!   wrote records), or when a sync was requested, the group is
+//!   fdatasynced before anyone is answered; the shared state and the reader
+//!   learn of the group before its appenders are answered.
 //!
 //! Not guaranteed: preallocation (zero fill ahead of the frames, so that the
 //! fdatasync after a group writes data only) is an optimization; when it
@@ -51,6 +51,7 @@ pub(super) enum QueuedRequest {
         done: usize,
         /// Bytes of the frames already written.
         done_bytes: usize,
+        /// Lsn of its first record, once written.
         first: Option<u64>,
         /// Set when the request cannot fit under `WhenFull::Error`: the
         /// bytes on disk it would have brought.
