@@ -28,26 +28,44 @@ use tokio::sync::watch;
 use super::format::{
     encode_position_file, encode_position_slot, position_slot_offset, StoredPosition, POSITION_FILE,
 };
-use super::shared::Shared;
-use super::writer::delete_segments;
+use super::ledger::WalShared;
+use super::segment::delete_segments;
 use super::{Lsn, WalError};
 use crate::durable_fs;
 
 /// What the committer has persisted, published to the reader.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Persisted {
+pub(crate) struct PersistedPosition {
     /// Every lsn below is durably committed.
     pub(crate) lsn: u64,
-    /// The last failed attempt: the position it tried to persist and why.
-    pub(crate) failed: Option<(u64, Arc<WalError>)>,
+    /// The last failed attempt, if the position has not been persisted
+    /// since.
+    pub(crate) failed: Option<FailedPersist>,
+}
+
+/// A persist of the committed position that failed.
+#[derive(Debug, Clone)]
+pub(crate) struct FailedPersist {
+    /// The position it tried to persist.
+    pub(crate) upto: u64,
+    pub(crate) error: Arc<WalError>,
+}
+
+/// The two steps of a persist, each with its result.
+struct PersistSteps {
+    /// Writing and fdatasyncing the position.
+    position: Result<(), WalError>,
+    /// Deleting the segments it covers (tried only once the position is
+    /// durable).
+    deletion: Result<(), WalError>,
 }
 
 pub(crate) struct CommitterTask {
-    shared: Arc<Shared>,
+    shared: Arc<WalShared>,
     /// Keeps the directory claimed until the last commit is persisted.
     _guard: Arc<super::dir_guard::DirGuard>,
     requested: watch::Receiver<u64>,
-    persisted: watch::Sender<Persisted>,
+    persisted: watch::Sender<PersistedPosition>,
     /// Moved to the blocking thread for each persist and back.
     position: Option<PositionFile>,
 }
@@ -97,9 +115,9 @@ impl PositionFile {
 impl CommitterTask {
     /// `found`: the committed-position file as recovery read it.
     pub(crate) fn new(
-        shared: Arc<Shared>,
+        shared: Arc<WalShared>,
         requested: watch::Receiver<u64>,
-        persisted: watch::Sender<Persisted>,
+        persisted: watch::Sender<PersistedPosition>,
         guard: Arc<super::dir_guard::DirGuard>,
         found: Option<StoredPosition>,
     ) -> Self {
@@ -130,14 +148,14 @@ impl CommitterTask {
             };
             let shared = self.shared.clone();
             let joined = tokio::task::spawn_blocking(move || {
-                let results = persist_commit(&shared, &mut file, target);
-                (file, results)
+                let steps = persist_commit(&shared, &mut file, target);
+                (file, steps)
             })
             .await;
-            let (position, deletion) = match joined {
-                Ok((file, results)) => {
+            let PersistSteps { position, deletion } = match joined {
+                Ok((file, steps)) => {
                     self.position = Some(file);
-                    results
+                    steps
                 }
                 // The file's state is unknown: it is opened afresh and
                 // replaced whole at the next persist.
@@ -147,7 +165,10 @@ impl CommitterTask {
                         file: None,
                         seq: 0,
                     });
-                    (Err(super::error::join_error(e)), Ok(()))
+                    PersistSteps {
+                        position: Err(super::error::join_error(e)),
+                        deletion: Ok(()),
+                    }
                 }
             };
             match position {
@@ -160,8 +181,12 @@ impl CommitterTask {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, upto = target, "WAL: persisting the committed position failed");
-                    self.persisted
-                        .send_modify(|p| p.failed = Some((target, Arc::new(e))));
+                    self.persisted.send_modify(|p| {
+                        p.failed = Some(FailedPersist {
+                            upto: target,
+                            error: Arc::new(e),
+                        })
+                    });
                 }
             }
             if let Err(e) = deletion {
@@ -174,25 +199,36 @@ impl CommitterTask {
 }
 
 /// Writes the committed position, then deletes the segments it covers.
-/// Returns the result of each step.
-fn persist_commit(
-    shared: &Shared,
-    file: &mut PositionFile,
-    upto: u64,
-) -> (Result<(), WalError>, Result<(), WalError>) {
+fn persist_commit(shared: &WalShared, file: &mut PositionFile, upto: u64) -> PersistSteps {
     let dir = shared.options.dir.as_path();
     if let Err(e) = file.persist(dir, upto) {
-        return (Err(e), Ok(()));
+        return PersistSteps {
+            position: Err(e),
+            deletion: Ok(()),
+        };
     }
     let victims = {
         let mut st = shared.lock();
+        // A commit never goes past the written end: the reader refuses one
+        // beyond the records it returned, which were all written.
+        debug_assert!(
+            upto <= st.written,
+            "commit {upto} past written {}",
+            st.written
+        );
         st.committed = st.committed.max(upto);
         let committed = st.committed;
         st.prune_marks(committed);
         st.take_segments_below(committed)
     };
     if victims.is_empty() {
-        return (Ok(()), Ok(()));
+        return PersistSteps {
+            position: Ok(()),
+            deletion: Ok(()),
+        };
     }
-    (Ok(()), delete_segments(dir, &victims))
+    PersistSteps {
+        position: Ok(()),
+        deletion: delete_segments(dir, &victims),
+    }
 }

@@ -206,8 +206,15 @@ fn word64(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(w)
 }
 
+/// One valid committed-position slot.
+#[derive(Debug, Clone, Copy)]
+struct PositionSlot {
+    seq: u64,
+    lsn: Lsn,
+}
+
 /// Decodes one slot: `Ok(None)` for a slot never written (all zero).
-fn decode_position_slot(slot: &[u8]) -> Result<Option<(u64, Lsn)>, String> {
+fn decode_position_slot(slot: &[u8]) -> Result<Option<PositionSlot>, String> {
     if slot.iter().all(|&b| b == 0) {
         return Ok(None);
     }
@@ -217,7 +224,10 @@ fn decode_position_slot(slot: &[u8]) -> Result<Option<(u64, Lsn)>, String> {
     if word32(slot, 24) != crc32c::crc32c(&slot[..24]) {
         return Err("checksum mismatch".to_owned());
     }
-    Ok(Some((word64(slot, 8), Lsn(word64(slot, 16)))))
+    Ok(Some(PositionSlot {
+        seq: word64(slot, 8),
+        lsn: Lsn(word64(slot, 16)),
+    }))
 }
 
 /// Decodes the committed-position file: the valid slot with the higher
@@ -251,9 +261,9 @@ pub(crate) fn decode_position(bytes: &[u8]) -> Result<StoredPosition, String> {
     let newest = slots
         .iter()
         .filter_map(|s| s.as_ref().ok().copied().flatten())
-        .max_by_key(|&(seq, _)| seq);
+        .max_by_key(|slot| slot.seq);
     match (newest, &slots) {
-        (Some((seq, lsn)), [a, b]) => {
+        (Some(PositionSlot { seq, lsn }), [a, b]) => {
             if let Some(reason) = a.as_ref().err().or(b.as_ref().err()) {
                 tracing::warn!(
                     reason = reason.as_str(),

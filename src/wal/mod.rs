@@ -110,13 +110,13 @@ mod committer;
 mod dir_guard;
 mod error;
 mod format;
+mod ledger;
 mod lsn;
 mod options;
 mod quarantine;
 mod reader;
 mod recovery;
 mod segment;
-mod shared;
 mod writer;
 
 use std::collections::VecDeque;
@@ -128,8 +128,11 @@ use tokio::time::Instant;
 pub use batch::WalBatch;
 pub use error::WalError;
 pub use lsn::Lsn;
+// The former name stays valid (deprecated) so that the public path does not break.
+#[allow(deprecated)]
+pub use options::DEFAULT_MAX_BYTES;
 pub use options::{
-    Fsync, OnCorruption, WalOptions, WhenFull, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES,
+    Fsync, OnCorruption, WalOptions, WhenFull, DEFAULT_MAX_WAL_BYTES, DEFAULT_SEGMENT_BYTES,
     MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
 };
 pub use quarantine::QuarantinedFrame;
@@ -137,7 +140,7 @@ pub use reader::{Backlog, WalReader, WalRecord};
 pub use recovery::Recovery;
 pub use writer::{WalStats, WalWriter};
 
-use shared::{Shared, State};
+use ledger::{AppendMark, WalLedger, WalShared};
 use writer::WriterTask;
 
 /// Opens write-ahead logs.
@@ -167,9 +170,12 @@ impl Wal {
         let bytes_on_disk = recovered.segments.values().sum();
         let mut marks = VecDeque::new();
         if recovered.next_lsn > recovered.committed {
-            marks.push_back((recovered.committed, Instant::now()));
+            marks.push_back(AppendMark {
+                first: recovered.committed,
+                at: Instant::now(),
+            });
         }
-        let state = State {
+        let ledger = WalLedger {
             active: recovered.active.first,
             segments: recovered.segments,
             bytes_on_disk,
@@ -181,7 +187,7 @@ impl Wal {
             group_writes: 0,
             fdatasyncs: 0,
         };
-        let shared = Arc::new(Shared::new(options, state));
+        let shared = Arc::new(WalShared::new(options, ledger));
         let (tx, rx) = mpsc::unbounded_channel();
         let (written_tx, written_rx) = watch::channel(recovered.next_lsn);
         let task = WriterTask::new(
@@ -194,7 +200,7 @@ impl Wal {
         );
         tokio::spawn(task.run());
         let (commit_tx, commit_rx) = watch::channel(recovered.committed);
-        let (persisted_tx, persisted_rx) = watch::channel(committer::Persisted {
+        let (persisted_tx, persisted_rx) = watch::channel(committer::PersistedPosition {
             lsn: recovered.committed,
             failed: None,
         });

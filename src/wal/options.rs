@@ -61,8 +61,18 @@ pub enum WhenFull {
 
 /// Default size of one segment file: 16 MiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 16 << 20;
-/// Default cap on the bytes of all segment files: 1 GiB.
-pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+/// Default cap on the bytes of all segment files
+/// ([`WalOptions::max_bytes`]): 1 GiB.
+pub const DEFAULT_MAX_WAL_BYTES: u64 = 1 << 30;
+/// The former name of [`DEFAULT_MAX_WAL_BYTES`], the log's 1 GiB cap. Not
+/// to be confused with
+/// [`sink::DEFAULT_MAX_BYTES`](crate::sink::DEFAULT_MAX_BYTES), the default
+/// size of one delivered batch.
+#[deprecated(
+    note = "renamed `DEFAULT_MAX_WAL_BYTES` (the cap on the log's bytes); \
+                     `sink::DEFAULT_MAX_BYTES` is the default batch size"
+)]
+pub const DEFAULT_MAX_BYTES: u64 = DEFAULT_MAX_WAL_BYTES;
 /// Largest allowed segment size: frame lengths are 32-bit.
 pub const MAX_SEGMENT_BYTES: u64 = u32::MAX as u64;
 /// Smallest allowed segment size.
@@ -94,13 +104,14 @@ pub struct WalOptions {
 
 impl WalOptions {
     /// Options for a log in directory `dir` (created when missing), with
-    /// 16 MiB segments, a 1 GiB cap, `Fsync::Interval(10 ms)`,
+    /// 16 MiB segments ([`DEFAULT_SEGMENT_BYTES`]), a 1 GiB cap
+    /// ([`DEFAULT_MAX_WAL_BYTES`]), `Fsync::Interval(10 ms)`,
     /// `OnCorruption::Fail` and `WhenFull::Wait`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
             segment_bytes: DEFAULT_SEGMENT_BYTES,
-            max_bytes: DEFAULT_MAX_BYTES,
+            max_bytes: DEFAULT_MAX_WAL_BYTES,
             fsync: Fsync::default(),
             on_corruption: OnCorruption::default(),
             when_full: WhenFull::default(),
@@ -115,8 +126,9 @@ impl WalOptions {
         self
     }
 
-    /// Cap on the bytes of all segment files on disk (default 1 GiB). Space
-    /// is freed when a commit deletes whole segments.
+    /// Cap on the bytes of all segment files on disk (default 1 GiB,
+    /// [`DEFAULT_MAX_WAL_BYTES`]). Space is freed when a commit deletes
+    /// whole segments.
     pub fn max_bytes(mut self, n: u64) -> Self {
         self.max_bytes = n;
         self
@@ -167,5 +179,20 @@ impl WalOptions {
         self.segment_bytes
             .min(self.max_bytes)
             .saturating_sub(SEGMENT_HEADER_LEN + FRAME_HEADER_LEN)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(deprecated)]
+    fn the_former_name_of_the_default_cap_still_means_the_cap() {
+        assert_eq!(crate::wal::DEFAULT_MAX_BYTES, DEFAULT_MAX_WAL_BYTES);
+        assert_eq!(
+            WalOptions::new("wal").get_max_bytes(),
+            crate::wal::DEFAULT_MAX_WAL_BYTES
+        );
     }
 }

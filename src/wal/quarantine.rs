@@ -38,15 +38,23 @@ pub struct QuarantinedFrame {
     pub moved_to: PathBuf,
 }
 
+/// Damaged bytes copied into the quarantine directory.
+#[derive(Debug)]
+pub(crate) struct CopiedAside {
+    /// The file written.
+    pub(crate) moved_to: PathBuf,
+    /// How many bytes were copied.
+    pub(crate) bytes: u64,
+}
+
 /// Copies `len` bytes (or everything to the end when `None`) of `segment`
-/// starting at `offset` into the quarantine directory of `dir`; returns the
-/// file written and the number of bytes copied.
+/// starting at `offset` into the quarantine directory of `dir`.
 pub(crate) fn copy_aside(
     dir: &Path,
     segment: &Path,
     offset: u64,
     len: Option<u64>,
-) -> Result<(PathBuf, u64), WalError> {
+) -> Result<CopiedAside, WalError> {
     let qdir = dir.join(QUARANTINE_DIR);
     durable_fs::create_dir_all_durable(&qdir)?;
     let stem = segment
@@ -74,7 +82,10 @@ pub(crate) fn copy_aside(
     out.sync_all()
         .map_err(|e| WalError::io("fsync", &target, e))?;
     durable_fs::sync_dir(&qdir)?;
-    Ok((target, copied))
+    Ok(CopiedAside {
+        moved_to: target,
+        bytes: copied,
+    })
 }
 
 /// Moves a whole segment file into the quarantine directory (used when its

@@ -51,7 +51,7 @@ pub(crate) struct ReaderStart {
 }
 
 /// Everything the open log starts from.
-pub(crate) struct Recovered {
+pub(crate) struct RecoveredLog {
     pub(crate) segments: BTreeMap<u64, u64>,
     pub(crate) active: ActiveSegment,
     pub(crate) next_lsn: u64,
@@ -65,7 +65,7 @@ pub(crate) struct Recovered {
 }
 
 /// Opens (creating when missing) and recovers the log in `options.dir`.
-pub(crate) fn recover(options: &WalOptions) -> Result<Recovered, WalError> {
+pub(crate) fn recover(options: &WalOptions) -> Result<RecoveredLog, WalError> {
     let dir = options.dir.as_path();
     durable_fs::create_dir_all_durable(dir)?;
     let position_path = dir.join(POSITION_FILE);
@@ -79,7 +79,7 @@ pub(crate) fn recover(options: &WalOptions) -> Result<Recovered, WalError> {
         let start = stored_position.map_or(0, |p| p.lsn.0);
         let active = create_segment(dir, start)?;
         segments.insert(start, active.size);
-        return Ok(Recovered {
+        return Ok(RecoveredLog {
             segments,
             active,
             next_lsn: start,
@@ -108,7 +108,10 @@ pub(crate) fn recover(options: &WalOptions) -> Result<Recovered, WalError> {
         committed = first_existing;
     }
 
-    let (mut active, mut next_lsn) = recover_last_segment(options, &mut segments, &mut recovery)?;
+    let RecoveredTail {
+        mut active,
+        mut next_lsn,
+    } = recover_last_segment(options, &mut segments, &mut recovery)?;
 
     if committed > next_lsn {
         // The position file is durable but unsynced records at the end were
@@ -178,6 +181,10 @@ pub(crate) fn recover(options: &WalOptions) -> Result<Recovered, WalError> {
     }
     backlog_payload = backlog_payload.saturating_sub(payload_before);
 
+    // Reading resumes at or before the end: a committed position past the
+    // last record was handled above by starting a new segment at it.
+    debug_assert!(committed <= next_lsn);
+    debug_assert!(reader_segment <= committed);
     recovery.uncommitted_records = next_lsn - committed;
     if recovery.uncommitted_records > 0 || recovery.truncated_tail_bytes > 0 {
         tracing::info!(
@@ -188,7 +195,7 @@ pub(crate) fn recover(options: &WalOptions) -> Result<Recovered, WalError> {
             "WAL recovered"
         );
     }
-    Ok(Recovered {
+    Ok(RecoveredLog {
         segments,
         active,
         next_lsn,
@@ -204,14 +211,20 @@ pub(crate) fn recover(options: &WalOptions) -> Result<Recovered, WalError> {
     })
 }
 
+/// The last segment, repaired and open for appending.
+struct RecoveredTail {
+    active: ActiveSegment,
+    /// The lsn the next appended record gets.
+    next_lsn: u64,
+}
+
 /// Repairs the last segment and opens it for appending: a torn tail is cut
 /// off; damage that a crash cannot explain is an error, or is quarantined.
-/// Returns the active segment and the next lsn.
 fn recover_last_segment(
     options: &WalOptions,
     segments: &mut BTreeMap<u64, u64>,
     recovery: &mut Recovery,
-) -> Result<(ActiveSegment, u64), WalError> {
+) -> Result<RecoveredTail, WalError> {
     let dir = options.dir.as_path();
     let Some((&first, &len)) = segments.last_key_value() else {
         return Err(WalError::Failed {
@@ -229,7 +242,10 @@ fn recover_last_segment(
         remove_if_present(&path)?;
         let active = create_segment(dir, first)?;
         segments.insert(first, active.size);
-        return Ok((active, first));
+        return Ok(RecoveredTail {
+            active,
+            next_lsn: first,
+        });
     }
     if let Err(reason) = check_header(&path) {
         match options.on_corruption {
@@ -245,7 +261,10 @@ fn recover_last_segment(
                 report(recovery, &path, 0, len, first, &reason, moved_to);
                 let active = create_segment(dir, first)?;
                 segments.insert(first, active.size);
-                return Ok((active, first));
+                return Ok(RecoveredTail {
+                    active,
+                    next_lsn: first,
+                });
             }
         }
     }
@@ -253,11 +272,17 @@ fn recover_last_segment(
     let scan = scan_frames(&path, len, u64::MAX)?;
     let next = first + scan.frames;
     match scan.end_kind {
-        ScanEnd::Clean => Ok((open_active(&path, first, len, len)?, next)),
+        ScanEnd::Clean => Ok(RecoveredTail {
+            active: open_active(&path, first, len, len)?,
+            next_lsn: next,
+        }),
         ScanEnd::ZeroFill => {
             // Preallocated space (see `segment`): new frames go there.
             segments.insert(first, scan.end);
-            Ok((open_active(&path, first, scan.end, len)?, next))
+            Ok(RecoveredTail {
+                active: open_active(&path, first, scan.end, len)?,
+                next_lsn: next,
+            })
         }
         ScanEnd::Torn(reason) => {
             let cut = len - scan.end;
@@ -279,7 +304,10 @@ fn recover_last_segment(
             drop(file);
             recovery.truncated_tail_bytes += cut;
             segments.insert(first, scan.end);
-            Ok((open_active(&path, first, scan.end, scan.end)?, next))
+            Ok(RecoveredTail {
+                active: open_active(&path, first, scan.end, scan.end)?,
+                next_lsn: next,
+            })
         }
         ScanEnd::BadHeader(reason) => match options.on_corruption {
             OnCorruption::Fail => Err(WalError::Corrupt {
@@ -300,16 +328,30 @@ fn recover_last_segment(
                 );
                 let active = create_segment(dir, first)?;
                 segments.insert(first, active.size);
-                Ok((active, first))
+                Ok(RecoveredTail {
+                    active,
+                    next_lsn: first,
+                })
             }
             OnCorruption::Quarantine => {
                 // Leave the damaged segment as it is (sealed); the reader
                 // steps over its damaged rest. New records go to a new one.
-                let (moved_to, copied) = copy_aside(dir, &path, scan.end, None)?;
-                report(recovery, &path, scan.end, copied, next, &reason, moved_to);
+                let copied = copy_aside(dir, &path, scan.end, None)?;
+                report(
+                    recovery,
+                    &path,
+                    scan.end,
+                    copied.bytes,
+                    next,
+                    &reason,
+                    copied.moved_to,
+                );
                 let active = create_segment(dir, next)?;
                 segments.insert(next, active.size);
-                Ok((active, next))
+                Ok(RecoveredTail {
+                    active,
+                    next_lsn: next,
+                })
             }
         },
     }

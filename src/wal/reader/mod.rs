@@ -1,27 +1,45 @@
-//! The read side: [`WalReader`] returns appended records in Lsn order, read
-//! back from the segment files, and commits delivered ones.
+//! The read side's handle: [`WalReader`], the single consumer of a log,
+//! returns appended records in Lsn order and commits delivered ones;
+//! [`Backlog`] and [`WalRecord`] are what it reports and returns.
 //!
-//! Reading holds one segment open with a bounded buffer
-//! ([`READ_BUFFER_BYTES`](super::segment::READ_BUFFER_BYTES)); memory does
-//! not grow with the backlog. Each frame's checksum is verified as it is
-//! read, which is where damage in segments that recovery did not scan is
-//! found.
+//! Guarantees:
+//!
+//! - Records come back in Lsn order, each once, continuing after the
+//!   previously returned ones; [`WalReader::rewind`] hands back records not
+//!   yet committed, and nothing else can make one come back before a
+//!   restart.
+//! - A commit never goes past the records returned so far
+//!   ([`WalError::CommitBeyondReturned`]), and once durable it is never
+//!   undone: a crash afterwards starts reading at that position.
+//! - Reading holds one segment open with a bounded buffer
+//!   ([`READ_BUFFER_BYTES`](super::segment::READ_BUFFER_BYTES)); memory does
+//!   not grow with the backlog. Each frame's checksum is verified as it is
+//!   read, which is where damage in segments that recovery did not scan is
+//!   found (see [`read_job`]).
+//!
+//! Not guaranteed: under
+//! [`OnCorruption::Quarantine`](super::OnCorruption::Quarantine) damaged
+//! frames are skipped, so the lsns returned then have gaps. A record
+//! committed with [`WalReader::start_commit`] but not yet persisted is
+//! delivered again after a crash (at least once, never lost).
+
+mod read_job;
 
 use std::collections::{HashSet, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::committer::Persisted;
+use super::committer::PersistedPosition;
 use super::error::join_error;
-use super::quarantine::copy_aside;
+use super::ledger::WalShared;
 use super::recovery::ReaderStart;
-use super::segment::{Damage, SegmentReader};
-use super::shared::Shared;
-use super::{Lsn, OnCorruption, QuarantinedFrame, WalError};
+use super::segment::SegmentReader;
+use super::{Lsn, QuarantinedFrame, WalError};
+use read_job::{FramePosition, ReadJob};
 
 /// Records appended and not yet returned by [`WalReader::next_batch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,12 +74,12 @@ pub struct WalRecord {
 /// its segment); a reader that commits what it delivers stays bounded
 /// whatever the backlog on disk.
 pub struct WalReader {
-    shared: Arc<Shared>,
+    shared: Arc<WalShared>,
     written_rx: watch::Receiver<u64>,
     /// Positions for the committer task to persist.
     commit_tx: watch::Sender<u64>,
     /// What the committer task has persisted.
-    persisted_rx: watch::Receiver<Persisted>,
+    persisted_rx: watch::Receiver<PersistedPosition>,
     /// Open segment positioned at the frame of `next`, if any.
     cursor: Option<SegmentReader>,
     /// Where the next read starts, when known without scanning its segment
@@ -70,7 +88,7 @@ pub struct WalReader {
     start: Option<ReaderStart>,
     /// Segment and byte offset of every record of the last batch returned
     /// that was read without damage, by lsn (for cheap rewinds).
-    last_positions: Vec<(u64, u64, u64)>,
+    last_positions: Vec<FramePosition>,
     /// Next lsn to return.
     next: u64,
     /// Every lsn below is committed.
@@ -96,10 +114,10 @@ impl std::fmt::Debug for WalReader {
 
 impl WalReader {
     pub(crate) fn new(
-        shared: Arc<Shared>,
+        shared: Arc<WalShared>,
         written_rx: watch::Receiver<u64>,
         commit_tx: watch::Sender<u64>,
-        persisted_rx: watch::Receiver<Persisted>,
+        persisted_rx: watch::Receiver<PersistedPosition>,
         start: ReaderStart,
         recovered_quarantine: &[QuarantinedFrame],
     ) -> Self {
@@ -163,9 +181,10 @@ impl WalReader {
     ///
     /// Records are read from the segment files, verifying each frame's
     /// checksum. A damaged frame is [`WalError::Corrupt`] (with
-    /// [`OnCorruption::Fail`]; records before it are returned first, the
-    /// error comes with the next call and again on every later call), or is
-    /// quarantined and skipped (with [`OnCorruption::Quarantine`], see
+    /// [`OnCorruption::Fail`](super::OnCorruption::Fail); records before it
+    /// are returned first, the error comes with the next call and again on
+    /// every later call), or is quarantined and skipped (with
+    /// [`OnCorruption::Quarantine`](super::OnCorruption::Quarantine), see
     /// [`quarantined`](Self::quarantined)).
     ///
     /// Cancel safety: if the future is dropped, no record counts as
@@ -208,7 +227,12 @@ impl WalReader {
         }
         self.returned.extend(batch.lens);
         self.last_positions = batch.positions;
+        // Reading only moves forward (a rewind is what moves it back), and
+        // never past the written end: only published records are read.
+        debug_assert!(batch.next >= self.next);
+        debug_assert!(batch.next <= self.shared.lock().written);
         self.next = batch.next;
+        self.debug_check();
         Ok(batch.records)
     }
 
@@ -225,21 +249,15 @@ impl WalReader {
             self.consumed_payload = self.consumed_payload.saturating_sub(u64::from(len));
         }
         self.next = from;
+        self.debug_check();
         self.cursor = None;
         // Into the last batch (the usual case: its tail is handed back),
         // the record's frame is known: no scan from the segment's top.
         self.start = self
             .last_positions
-            .binary_search_by_key(&from, |&(lsn, _, _)| lsn)
+            .binary_search_by_key(&from, |p| p.lsn)
             .ok()
-            .map(|i| {
-                let (lsn, segment, offset) = self.last_positions[i];
-                ReaderStart {
-                    lsn,
-                    segment,
-                    offset: Some(offset),
-                }
-            });
+            .map(|i| ReaderStart::from(self.last_positions[i]));
     }
 
     /// Persists that every record with lsn < `upto` is delivered, and
@@ -289,12 +307,13 @@ impl WalReader {
             .borrow()
             .failed
             .as_ref()
-            .map(|(_, e)| e.duplicate());
+            .map(|f| f.error.duplicate());
         let advanced = upto > self.committed;
         if advanced {
             let records = (upto - self.committed) as usize;
             self.returned.drain(..records.min(self.returned.len()));
             self.committed = upto;
+            self.debug_check();
         }
         if advanced || earlier_failure.is_some() {
             // A failed position is retried with this request.
@@ -318,9 +337,9 @@ impl WalReader {
                 if persisted.lsn >= upto.0 {
                     return Ok(());
                 }
-                if let Some((target, e)) = &persisted.failed {
-                    if *target >= upto.0 {
-                        return Err(e.duplicate());
+                if let Some(failed) = &persisted.failed {
+                    if failed.upto >= upto.0 {
+                        return Err(failed.error.duplicate());
                     }
                 }
             }
@@ -354,266 +373,23 @@ impl WalReader {
     pub fn quarantined(&self) -> &[QuarantinedFrame] {
         &self.quarantined
     }
-}
 
-/// What one blocking read produced.
-struct Batch {
-    /// Built from `data` and `spans` when the read ends (empty until then).
-    records: Vec<WalRecord>,
-    /// Payloads of the records read, back to back.
-    data: Vec<u8>,
-    /// (lsn, start, end in `data`) of every record read.
-    spans: Vec<(u64, usize, usize)>,
-    quarantined: Vec<QuarantinedFrame>,
-    /// Payload length of every lsn consumed (0 for skipped ones).
-    lens: Vec<u32>,
-    /// (lsn, segment, frame offset) of every record read without damage.
-    positions: Vec<(u64, u64, u64)>,
-    next: u64,
-}
-
-/// The blocking part of `next_batch`.
-struct ReadJob {
-    shared: Arc<Shared>,
-    start: Option<ReaderStart>,
-    next: u64,
-    written: u64,
-    max_records: usize,
-    max_bytes: u64,
-}
-
-/// How reading goes on after damage.
-enum AfterDamage {
-    /// Stepped over it; go on reading at the (new) lsn.
-    Continue,
-    /// Stop here and return what was read.
-    Stop,
-}
-
-impl ReadJob {
-    fn dir(&self) -> &Path {
-        &self.shared.options.dir
-    }
-
-    fn run(&self, cursor: &mut Option<SegmentReader>) -> Result<Batch, WalError> {
-        // Sized once: the batch is bounded by the request and the backlog.
-        let expected = (self.written - self.next)
-            .min(self.max_records as u64)
-            .min(1 << 16) as usize;
-        let mut batch = Batch {
-            records: Vec::new(),
-            // Grows by doubling from a guess of ~128 bytes per record.
-            data: Vec::with_capacity((expected * 128).min(self.max_bytes as usize)),
-            spans: Vec::with_capacity(expected),
-            quarantined: Vec::new(),
-            lens: Vec::with_capacity(expected),
-            positions: Vec::with_capacity(expected),
-            next: self.next,
-        };
-        let mut bytes = 0u64;
-        // First lsn of the segment after the cursor's. Segment boundaries
-        // never change, and a segment created after `written` was published
-        // starts at or above it, so it is looked up once per segment.
-        let mut boundary = None;
-        if let Some(c) = cursor.as_mut() {
-            let st = self.shared.lock();
-            boundary = st.segment_after(c.first);
-            if let Some(&published) = st.segments.get(&c.first) {
-                c.set_limit(published);
-            }
-        }
-        while batch.spans.len() < self.max_records && batch.next < self.written {
-            let lsn = batch.next;
-            // Move to the segment holding `lsn` when the cursor is not there.
-            let switch = cursor.is_none() || boundary.is_some_and(|b| lsn >= b);
-            if switch {
-                *cursor = None;
-                match self.open_at(lsn) {
-                    Ok(c) => {
-                        boundary = self.shared.lock().segment_after(c.first);
-                        *cursor = Some(c);
-                    }
-                    Err(WalError::Corrupt {
-                        file,
-                        offset,
-                        reason,
-                    }) => match self.on_rest_damage(&mut batch, &file, offset, reason)? {
-                        AfterDamage::Continue => continue,
-                        AfterDamage::Stop => break,
-                    },
-                    Err(e) => return Err(e),
-                }
-            }
-            let Some(c) = cursor.as_mut() else { break };
-            match c.peek_len()? {
-                Ok(len) => {
-                    if !batch.spans.is_empty() && bytes + u64::from(len) > self.max_bytes {
-                        break;
-                    }
-                }
-                Err(damage) => {
-                    let file = c.path.clone();
-                    *cursor = None;
-                    match self.on_damage(&mut batch, &file, damage)? {
-                        AfterDamage::Continue => continue,
-                        AfterDamage::Stop => break,
-                    }
-                }
-            }
-            let (segment, offset) = (c.first, c.offset);
-            let start = batch.data.len();
-            match c.next_frame(&mut batch.data)? {
-                Ok(()) => {
-                    let end = batch.data.len();
-                    let len = (end - start) as u32;
-                    bytes += u64::from(len);
-                    batch.positions.push((lsn, segment, offset));
-                    batch.spans.push((lsn, start, end));
-                    batch.lens.push(len);
-                    batch.next += 1;
-                }
-                Err(damage) => {
-                    let file = c.path.clone();
-                    if matches!(damage, Damage::Rest { .. })
-                        || self.shared.options.on_corruption == OnCorruption::Fail
-                    {
-                        // The cursor is no longer at the frame of `batch.next`.
-                        *cursor = None;
-                    }
-                    match self.on_damage(&mut batch, &file, damage)? {
-                        AfterDamage::Continue => continue,
-                        AfterDamage::Stop => break,
-                    }
-                }
-            }
-        }
-        let data = Bytes::from(std::mem::take(&mut batch.data));
-        batch.records = batch
-            .spans
-            .drain(..)
-            .map(|(lsn, start, end)| WalRecord {
-                lsn: Lsn(lsn),
-                payload: data.slice(start..end),
-            })
-            .collect();
-        Ok(batch)
-    }
-
-    /// Opens the segment holding `lsn` and positions it at that frame.
-    fn open_at(&self, lsn: u64) -> Result<SegmentReader, WalError> {
-        let (first, published) = {
-            let st = self.shared.lock();
-            let first = st.segment_containing(lsn).ok_or_else(|| WalError::Failed {
-                reason: format!("internal: no segment holds lsn {lsn}"),
-            })?;
-            (first, st.segments.get(&first).copied().unwrap_or(0))
-        };
-        let mut reader = SegmentReader::open(self.dir(), first, published)?;
-        if let Some(start) = self.start.filter(|s| s.lsn == lsn && s.segment == first) {
-            if let Some(offset) = start.offset {
-                reader.seek_to(offset)?;
-                return Ok(reader);
-            }
-        }
-        let mut at = first;
-        while at < lsn {
-            match reader.skip_frame()? {
-                Ok(_) => at += 1,
-                Err(damage) => {
-                    let (offset, reason) = match damage {
-                        Damage::Rest { offset, reason } => (offset, reason),
-                        Damage::Payload { offset, .. } => {
-                            (offset, "payload checksum mismatch".to_owned())
-                        }
-                    };
-                    return Err(WalError::Corrupt {
-                        file: reader.path.clone(),
-                        offset,
-                        reason,
-                    });
-                }
-            }
-        }
-        Ok(reader)
-    }
-
-    fn on_damage(
-        &self,
-        batch: &mut Batch,
-        file: &Path,
-        damage: Damage,
-    ) -> Result<AfterDamage, WalError> {
-        match damage {
-            Damage::Rest { offset, reason } => self.on_rest_damage(batch, file, offset, reason),
-            Damage::Payload {
-                offset,
-                frame_len,
-                len,
-            } => {
-                let reason = "payload checksum mismatch".to_owned();
-                if self.shared.options.on_corruption == OnCorruption::Fail {
-                    return fail(batch, file, offset, reason);
-                }
-                let (moved_to, copied) = copy_aside(self.dir(), file, offset, Some(frame_len))?;
-                let lsn = batch.next;
-                report(
-                    batch,
-                    file,
-                    offset,
-                    copied,
-                    (lsn, lsn + 1),
-                    reason,
-                    moved_to,
-                );
-                batch.lens.push(len);
-                batch.next += 1;
-                Ok(AfterDamage::Continue)
-            }
-        }
-    }
-
-    /// Damage after which the rest of the segment cannot be framed: under
-    /// quarantine, copy the rest aside and go on at the next segment.
-    fn on_rest_damage(
-        &self,
-        batch: &mut Batch,
-        file: &Path,
-        offset: u64,
-        reason: String,
-    ) -> Result<AfterDamage, WalError> {
-        if self.shared.options.on_corruption == OnCorruption::Fail {
-            return fail(batch, file, offset, reason);
-        }
-        let lsn = batch.next;
-        let next_segment = {
-            let st = self.shared.lock();
-            st.segment_containing(lsn).and_then(|f| st.segment_after(f))
-        };
-        let Some(next_first) = next_segment else {
-            // Damage in the segment being appended to: nothing to step to.
-            return fail(
-                batch,
-                file,
-                offset,
-                format!("{reason} (in the active segment: cannot step over)"),
-            );
-        };
-        let (moved_to, copied) = copy_aside(self.dir(), file, offset, None)?;
-        report(
-            batch,
-            file,
-            offset,
-            copied,
-            (lsn, next_first),
-            reason,
-            moved_to,
+    /// Checks, in debug builds, what rewinding and committing rely on.
+    fn debug_check(&self) {
+        // Nothing is committed that was not returned.
+        debug_assert!(self.committed <= self.next);
+        // One payload length per lsn in `[committed, next)`: rewinding and
+        // committing index into it by lsn.
+        debug_assert_eq!(
+            self.returned.len() as u64,
+            self.next - self.committed,
+            "payload lengths out of step with the lsns returned"
         );
-        let skipped = next_first.saturating_sub(lsn);
-        batch
-            .lens
-            .extend(std::iter::repeat_n(0u32, skipped as usize));
-        batch.next = next_first.max(lsn);
-        Ok(AfterDamage::Continue)
+        // Rewinding finds a position by halving.
+        debug_assert!(
+            self.last_positions.windows(2).all(|w| w[0].lsn < w[1].lsn),
+            "frame positions out of order"
+        );
     }
 }
 
@@ -625,47 +401,4 @@ impl Drop for WalReader {
             .store(true, std::sync::atomic::Ordering::SeqCst);
         self.shared.space_freed.notify_one();
     }
-}
-
-/// Under `OnCorruption::Fail`: return what was read, or the error when
-/// nothing was.
-fn fail(batch: &Batch, file: &Path, offset: u64, reason: String) -> Result<AfterDamage, WalError> {
-    if batch.spans.is_empty() {
-        Err(WalError::Corrupt {
-            file: file.to_path_buf(),
-            offset,
-            reason,
-        })
-    } else {
-        Ok(AfterDamage::Stop)
-    }
-}
-
-fn report(
-    batch: &mut Batch,
-    file: &Path,
-    offset: u64,
-    bytes: u64,
-    lsns: (u64, u64),
-    reason: String,
-    moved_to: PathBuf,
-) {
-    tracing::error!(
-        file = %file.display(),
-        offset,
-        bytes,
-        first_lsn = lsns.0,
-        end_lsn = lsns.1,
-        moved_to = %moved_to.display(),
-        %reason,
-        "WAL: damaged frame quarantined and skipped"
-    );
-    batch.quarantined.push(QuarantinedFrame {
-        file: file.to_path_buf(),
-        offset,
-        bytes,
-        lsns: (Lsn(lsns.0), Lsn(lsns.1)),
-        reason,
-        moved_to,
-    });
 }
