@@ -54,6 +54,29 @@ def resolve(module, path):
     return None
 
 
+def expand_use(tree):
+    """`a::{b, c::{d, e}}` -> ["a::b", "a::c::d", "a::c::e"]."""
+    tree = re.sub(r"\s+", "", tree)
+    brace = tree.find("{")
+    if brace < 0:
+        return [tree.split(" as ")[0]] if tree else []
+    prefix, inner = tree[:brace], tree[brace + 1 : tree.rfind("}")]
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(inner):
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(inner[start:i])
+            start = i + 1
+    parts.append(inner[start:])
+    out = []
+    for part in parts:
+        if part in ("", "self"):
+            out.append(prefix.rstrip(":"))
+            continue
+        out.extend(prefix + sub for sub in expand_use(part))
+    return out
+
+
 def strip_tests(text):
     """Drops `#[cfg(test)] mod … { … }` blocks (by brace counting)."""
     out, i = [], 0
@@ -83,7 +106,10 @@ def edges():
             text = re.sub(r"//.*", "", text)
             children = set(re.findall(r"^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;", text, re.M))
             targets = set()
-            for use in re.findall(r"\b((?:crate|super|self)(?:::\w+)+)", text):
+            paths = re.findall(r"\b((?:crate|super|self)(?:::\w+)+)", text)
+            for tree in re.findall(r"\buse\s+((?:crate|super|self)::[^;]*\{[^;]*);", text):
+                paths.extend(p.replace("asself", "") for p in expand_use(tree))
+            for use in paths:
                 parts = use.split("::")
                 if parts[0] == "self" and len(parts) > 1 and parts[1] in children:
                     continue

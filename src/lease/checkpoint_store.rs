@@ -16,47 +16,62 @@
 //! - Loads of a held lease answer from memory (the worker wrote it last);
 //!   of any other lease, from the table.
 
+use std::sync::Arc;
+
 use super::drain::{self, DrainReason};
 use super::metrics::LeaseCounters;
 use super::record::LeaseCheckpoint;
+use super::shared::WorkerShared;
 use super::table::LeaseTable;
-use super::worker::LeaseWorker;
 use super::write::LeaseWrite;
 use crate::checkpoint::{CheckpointError, CheckpointStore, Position};
 use crate::error::Error;
 
-/// The checkpoint store of a [`LeaseWorker`]; see the [module docs](self).
-#[derive(Debug)]
+/// The checkpoint store of a [`LeaseWorker`](super::LeaseWorker); see the
+/// [module docs](self).
+///
+/// It does not keep the worker running: dropping every `LeaseWorker`
+/// handle stops the worker (as a crash does), and saves through this store
+/// are fenced once its leases are lost.
 pub struct LeaseCheckpointStore<T: LeaseTable> {
-    worker: LeaseWorker<T>,
+    shared: Arc<WorkerShared<T>>,
 }
 
 impl<T: LeaseTable> Clone for LeaseCheckpointStore<T> {
     fn clone(&self) -> Self {
         Self {
-            worker: self.worker.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
 
+impl<T: LeaseTable> std::fmt::Debug for LeaseCheckpointStore<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseCheckpointStore")
+            .field("worker", &self.shared.id)
+            .field("table", &self.shared.table.name())
+            .finish()
+    }
+}
+
 impl<T: LeaseTable> LeaseCheckpointStore<T> {
-    pub(crate) fn new(worker: LeaseWorker<T>) -> Self {
-        Self { worker }
+    pub(crate) fn new(shared: Arc<WorkerShared<T>>) -> Self {
+        Self { shared }
     }
 
-    /// The worker whose leases are written.
-    pub fn worker(&self) -> &LeaseWorker<T> {
-        &self.worker
+    /// The name of the worker whose leases are written.
+    pub fn worker_id(&self) -> &str {
+        &self.shared.id
     }
 
     fn store_name(&self) -> String {
-        format!("lease table {}", self.worker.table().name())
+        format!("lease table {}", self.shared.table.name())
     }
 }
 
 impl<T: LeaseTable> CheckpointStore for LeaseCheckpointStore<T> {
     async fn load(&self, partition: &str) -> Result<Option<Position>, CheckpointError> {
-        let shared = &self.worker.shared;
+        let shared = &self.shared;
         if let Some(held) = shared.held(partition) {
             return Ok(held.state.lock().await.lease.checkpoint.position().cloned());
         }
@@ -68,7 +83,7 @@ impl<T: LeaseTable> CheckpointStore for LeaseCheckpointStore<T> {
     }
 
     async fn save(&self, partition: &str, position: &Position) -> Result<(), CheckpointError> {
-        let shared = &self.worker.shared;
+        let shared = &self.shared;
         let fenced = |reason: String| CheckpointError::Fenced {
             partition: partition.to_owned(),
             reason,
@@ -82,7 +97,7 @@ impl<T: LeaseTable> CheckpointStore for LeaseCheckpointStore<T> {
         let mut attempt = 0u32;
         loop {
             let write = LeaseWrite::Checkpoint(LeaseCheckpoint::At(position.clone()));
-            match shared.write_held(&held, write).await {
+            match drain::write_held(shared, &held, write).await {
                 Ok(_) => {
                     LeaseCounters::add(&shared.counters.checkpoints);
                     if *position == Position::End {

@@ -23,8 +23,9 @@ use tokio::time::Instant;
 
 use super::held::{HeldLease, StopReport};
 use super::metrics::LeaseCounters;
+use super::record::Lease;
+use super::shared::WorkerShared;
 use super::table::LeaseTable;
-use super::worker::WorkerShared;
 use super::write::LeaseWrite;
 use crate::error::Error;
 
@@ -38,6 +39,20 @@ pub(crate) enum DrainReason {
     Handoff,
     /// This worker is stopping.
     Shutdown,
+}
+
+/// A write to a held lease that starts the drain for a handoff request
+/// found on the way; see `WorkerShared::write_held`.
+pub(crate) async fn write_held<T: LeaseTable>(
+    shared: &Arc<WorkerShared<T>>,
+    held: &Arc<HeldLease>,
+    write: LeaseWrite,
+) -> Result<Lease, Error> {
+    let written = shared.write_held(held, write).await?;
+    if written.handoff_requested {
+        begin(shared, held, DrainReason::Handoff);
+    }
+    Ok(written.lease)
 }
 
 /// Starts draining `held` unless it is draining already.
@@ -118,7 +133,8 @@ pub(crate) async fn release<T: LeaseTable>(
     let mut attempt = 0u32;
     loop {
         match shared.write_held(held, LeaseWrite::Release).await {
-            Ok(lease) => {
+            Ok(written) => {
+                let lease = written.lease;
                 held.give_up().await;
                 shared.forget(held);
                 let counter = match reason {

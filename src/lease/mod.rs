@@ -67,7 +67,7 @@
 //! | [`AcquiredLease`], [`AcquiredLeases`] | `acquired.rs` | leases handed to the consumer |
 //! | [`LeaseCheckpointStore`] | `checkpoint_store.rs` | checkpoints through held leases |
 //! | [`LeaseMetrics`] | `metrics.rs` | what a worker did |
-//! | | `held.rs`, `renewer.rs`, `taker.rs`, `drain.rs`, `balance.rs`, `expiry.rs` | how: held writes, renewals, scans, drains, balance, expiry |
+//! | | `shared.rs`, `held.rs`, `renewer.rs`, `taker.rs`, `drain.rs`, `balance.rs`, `expiry.rs` | how: shared state, held writes, renewals, scans, drains, balance, expiry |
 
 mod acquired;
 mod balance;
@@ -81,6 +81,7 @@ mod memory_table;
 mod metrics;
 mod record;
 mod renewer;
+mod shared;
 mod table;
 mod taker;
 mod worker;

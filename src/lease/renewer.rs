@@ -19,10 +19,11 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tokio::time::Instant;
 
+use super::drain;
 use super::held::HeldLease;
 use super::metrics::LeaseCounters;
+use super::shared::WorkerShared;
 use super::table::LeaseTable;
-use super::worker::WorkerShared;
 use super::write::LeaseWrite;
 use crate::error::Error;
 
@@ -48,7 +49,7 @@ pub(crate) async fn run<T: LeaseTable>(shared: Arc<WorkerShared<T>>) {
 
 async fn renew<T: LeaseTable>(shared: &Arc<WorkerShared<T>>, held: Arc<HeldLease>) {
     let started = Instant::now();
-    match shared.write_held(&held, LeaseWrite::Renew).await {
+    match drain::write_held(shared, &held, LeaseWrite::Renew).await {
         Ok(_) => shared.counters.renewed(started.elapsed()),
         // Lost (handled by write_held) or already given up.
         Err(Error::Checkpoint(_)) => LeaseCounters::add(&shared.counters.renew_failures),

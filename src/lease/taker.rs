@@ -31,13 +31,15 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::time::Instant;
 
+use super::acquired::AcquiredLease;
 use super::balance::{self, BalanceInput};
 use super::drain::{self, DrainReason};
 use super::expiry::CounterObservations;
+use super::held::StopReport;
 use super::metrics::LeaseCounters;
 use super::record::Lease;
+use super::shared::{lock, Acquisition, WorkerShared};
 use super::table::LeaseTable;
-use super::worker::{lock, Acquisition, WorkerShared};
 use super::write::LeaseWrite;
 
 /// Takes in flight at once.
@@ -166,7 +168,7 @@ async fn follow_requests<T: LeaseTable>(
         };
         if let Ok(lease) = shared.write_unheld(&key, lease.counter, write).await {
             lock(&shared.requests).remove(&key);
-            shared.acquire(lease, how);
+            acquire(shared, lease, how);
         }
     }
 }
@@ -193,7 +195,7 @@ async fn reclaim_own<T: LeaseTable>(
         };
         if let Ok(written) = shared.write_unheld(&lease.key, lease.counter, write).await {
             if keep {
-                shared.acquire(written, Acquisition::Reclaimed);
+                acquire(shared, written, Acquisition::Reclaimed);
             } else {
                 LeaseCounters::add(&shared.counters.released);
                 tracing::info!(worker = %shared.id, lease = %lease.key, "released a lease this worker's name owned but did not hold");
@@ -247,7 +249,7 @@ async fn rebalance<T: LeaseTable>(
             };
             let write = LeaseWrite::Take { owner: me.to_owned() };
             match shared.write_unheld(&lease.key, lease.counter, write).await {
-                Ok(taken) => shared.acquire(taken, how),
+                Ok(taken) => acquire(shared, taken, how),
                 Err(err) => {
                     tracing::debug!(worker = %shared.id, lease = %lease.key, error = %err, "take lost the race")
                 }
@@ -277,6 +279,34 @@ async fn rebalance<T: LeaseTable>(
                 "handoff requested"
             );
         }
+    }
+}
+
+/// Adds a lease just written by this worker to the held set and hands it
+/// to the consumer (or, when nobody reads leases any more, gives it back).
+fn acquire<T: LeaseTable>(shared: &Arc<WorkerShared<T>>, lease: Lease, how: Acquisition) {
+    let Some(held) = shared.hold(&lease) else {
+        return;
+    };
+    let counters = &shared.counters;
+    let counter = match how {
+        Acquisition::Unowned | Acquisition::Reclaimed => &counters.taken_unowned,
+        Acquisition::Expired => &counters.taken_expired,
+        Acquisition::Handoff => &counters.handoffs_received,
+        Acquisition::ForcedHandoff => &counters.handoffs_forced,
+    };
+    LeaseCounters::add(counter);
+    tracing::info!(
+        worker = %shared.id,
+        lease = %lease.key,
+        how = how.as_str(),
+        counter = lease.counter,
+        checkpoint = %lease.checkpoint,
+        "lease acquired"
+    );
+    if !shared.hand_over(AcquiredLease::new(held.clone(), lease)) {
+        held.report_stop(StopReport::Unknown);
+        drain::begin(shared, &held, DrainReason::Shutdown);
     }
 }
 

@@ -18,7 +18,8 @@ use super::format::{
 };
 use super::quarantine::{copy_aside, move_segment_aside};
 use super::segment::{
-    create_segment, open_active, rest_is_zero, scan_frames, ActiveSegment, ScanEnd,
+    create_segment, open_active, remove_if_present, rest_is_zero, scan_frames, ActiveSegment,
+    ScanEnd,
 };
 use super::{Lsn, OnCorruption, QuarantinedFrame, WalError, WalOptions};
 use crate::durable_fs;
@@ -435,13 +436,5 @@ fn read_position(path: &Path) -> Result<Option<StoredPosition>, WalError> {
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(WalError::io("read", path, e)),
-    }
-}
-
-pub(crate) fn remove_if_present(path: &Path) -> Result<(), WalError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(WalError::io("remove", path, e)),
     }
 }

@@ -23,19 +23,18 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::failure::classify;
 use super::iterator::{InitialPosition, StartAt};
+use super::shard_list::list_shards;
 use super::shard_reader::{ShardOutcome, ShardReader};
 use super::shard_stream::ShardStream;
 use super::Shared;
 use crate::checkpoint::{CheckpointError, CheckpointStore, PartitionControl, Position};
-use crate::kinesis::StreamTarget;
 use crate::Error;
 
 /// What the coordinator tells the merged stream.
 pub(crate) enum Discovery {
     /// A shard started; merge its records.
-    Shard(ShardStream),
+    Shard(Box<ShardStream>),
     /// Listing shards or reading checkpoints failed for good.
     Failed(Error),
 }
@@ -120,71 +119,22 @@ impl<S: CheckpointStore> Coordinator<S> {
     }
 
     async fn list_shards(&mut self) -> Result<(), Error> {
-        let client = &self.shared.client;
-        let mut next_token: Option<String> = None;
-        let mut transient = 0u32;
-        let mut throttled = 0u32;
-        loop {
-            let mut request = client.list_shards();
-            request = match &next_token {
-                // With a token, the stream must not be named again.
-                Some(token) => request.next_token(token),
-                None => match &self.shared.stream {
-                    StreamTarget::Arn(arn) => request.stream_arn(arn),
-                    StreamTarget::Name(name) => request.stream_name(name),
-                },
-            };
-            let page = match request.send().await {
-                Ok(page) => page,
-                Err(err) => {
-                    let config = &self.shared.config;
-                    let delay = match classify(&err) {
-                        super::failure::Failure::Throttled => {
-                            throttled += 1;
-                            config.throttle_backoff.backoff(throttled - 1)
-                        }
-                        super::failure::Failure::Transient
-                            if config.retry.allows_another(transient + 1) =>
-                        {
-                            transient += 1;
-                            config.retry.backoff(transient - 1)
-                        }
-                        _ => return Err(Error::target(self.shared.stream.to_string(), err)),
-                    };
-                    tokio::time::sleep(delay).await;
-                    continue;
+        for shard in list_shards(&self.shared).await? {
+            match self.shards.get_mut(&shard.id) {
+                Some(info) => info.closed |= shard.closed,
+                None => {
+                    self.shards.insert(
+                        shard.id,
+                        ShardInfo {
+                            parents: shard.parents,
+                            closed: shard.closed,
+                            state: State::Pending,
+                        },
+                    );
                 }
-            };
-            for shard in page.shards() {
-                let id: Arc<str> = Arc::from(shard.shard_id());
-                let closed = shard
-                    .sequence_number_range()
-                    .and_then(|r| r.ending_sequence_number())
-                    .is_some();
-                match self.shards.get_mut(&id) {
-                    Some(info) => info.closed |= closed,
-                    None => {
-                        let parents = [shard.parent_shard_id(), shard.adjacent_parent_shard_id()]
-                            .into_iter()
-                            .flatten()
-                            .map(Arc::from)
-                            .collect();
-                        self.shards.insert(
-                            id,
-                            ShardInfo {
-                                parents,
-                                closed,
-                                state: State::Pending,
-                            },
-                        );
-                    }
-                }
-            }
-            match page.next_token() {
-                Some(token) => next_token = Some(token.to_owned()),
-                None => return Ok(()),
             }
         }
+        Ok(())
     }
 
     /// Starts every pending shard whose parents are done, repeating until
@@ -291,6 +241,6 @@ impl<S: CheckpointStore> Coordinator<S> {
         });
         let _ = self
             .out
-            .send(Discovery::Shard(ShardStream::new(control, rx)));
+            .send(Discovery::Shard(Box::new(ShardStream::new(control, rx))));
     }
 }

@@ -86,7 +86,7 @@ impl Stream for KinesisStream {
         }
         while !this.discoveries_done {
             match this.discoveries.poll_recv(cx) {
-                Poll::Ready(Some(Discovery::Shard(shard))) => this.shards.push(shard),
+                Poll::Ready(Some(Discovery::Shard(shard))) => this.shards.push(*shard),
                 Poll::Ready(Some(Discovery::Failed(err))) => return Poll::Ready(Some(Err(err))),
                 Poll::Ready(None) => this.discoveries_done = true,
                 Poll::Pending => break,

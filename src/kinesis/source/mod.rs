@@ -49,9 +49,11 @@
 
 mod failure;
 mod iterator;
+mod leased;
 mod lineage;
 mod merge;
 mod records;
+mod shard_list;
 mod shard_reader;
 mod shard_stream;
 
@@ -61,8 +63,10 @@ use std::time::Duration;
 use crate::checkpoint::{CheckpointStore, CheckpointToken};
 use crate::kinesis::limits::{MAX_GET_RECORDS_CALLS_PER_SEC, MAX_GET_RECORDS_COUNT};
 use crate::kinesis::{KinesisRecord, StreamTarget};
+use crate::lease::{LeaseCheckpointStore, LeaseTable, LeaseWorker};
 use crate::retry::RetryPolicy;
 use crate::Error;
+use leased::LeaseDriver;
 
 pub use iterator::InitialPosition;
 pub use merge::KinesisStream;
@@ -121,6 +125,7 @@ pub struct KinesisSource<S> {
     stream: StreamTarget,
     store: S,
     config: SourceConfig,
+    leases: Option<Arc<dyn LeaseDriver>>,
 }
 
 /// Tunables of a [`KinesisSource`].
@@ -183,6 +188,7 @@ impl<S: CheckpointStore> KinesisSource<S> {
             stream: stream.into(),
             store,
             config: SourceConfig::default(),
+            leases: None,
         }
     }
 
@@ -278,10 +284,39 @@ impl<S: CheckpointStore> KinesisSource<S> {
             stream: self.stream,
             store: self.store,
             config: self.config,
+            leases: self.leases,
         });
-        KinesisStream::new(Box::new(move |out| {
-            tokio::spawn(lineage::Coordinator::new(shared, out).run())
+        KinesisStream::new(Box::new(move |out| match shared.leases.clone() {
+            Some(driver) => tokio::spawn(leased::LeasedCoordinator::new(shared, driver, out).run()),
+            None => tokio::spawn(lineage::Coordinator::new(shared, out).run()),
         }))
+    }
+}
+
+impl<T: LeaseTable> KinesisSource<LeaseCheckpointStore<T>> {
+    /// A source reading the shards whose leases `worker` holds, with a
+    /// client built from `sdk_config`: several workers on one lease table
+    /// share the stream's shards (see [`crate::lease`]). Checkpoint with
+    /// `worker.checkpoint_store()`; stop with `worker.shutdown()`, and the
+    /// stream ends once every shard is handed back.
+    pub fn leased(
+        sdk_config: &aws_config::SdkConfig,
+        stream: impl Into<StreamTarget>,
+        worker: LeaseWorker<T>,
+    ) -> Self {
+        Self::leased_from_client(aws_sdk_kinesis::Client::new(sdk_config), stream, worker)
+    }
+
+    /// A leased source using an existing client; see [`leased`](Self::leased).
+    pub fn leased_from_client(
+        client: aws_sdk_kinesis::Client,
+        stream: impl Into<StreamTarget>,
+        worker: LeaseWorker<T>,
+    ) -> Self {
+        let store = worker.checkpoint_store();
+        let mut source = Self::from_client(client, stream, store);
+        source.leases = Some(Arc::new(worker));
+        source
     }
 }
 
@@ -291,6 +326,8 @@ pub(crate) struct Shared<S> {
     pub(crate) stream: StreamTarget,
     pub(crate) store: S,
     pub(crate) config: SourceConfig,
+    /// The lease worker, in leased mode.
+    pub(crate) leases: Option<Arc<dyn LeaseDriver>>,
 }
 
 impl<S> Shared<S> {

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use super::failure::{classify, Failure};
 use super::iterator::StartAt;
 use super::records::{unpack, UserRecord};
+use super::shard_list::{list_shards, ListedShard};
 use super::Shared;
 use crate::aws::failure::HasStatus;
 use crate::checkpoint::{CheckpointStore, CheckpointToken, PartitionControl, Position};
@@ -84,7 +85,8 @@ impl<S: CheckpointStore> ShardReader<S> {
         }
     }
 
-    /// Reads the shard until it is finished, fenced, failed or abandoned.
+    /// Reads the shard until it is finished, stopped (fenced or drained),
+    /// failed or abandoned.
     pub(crate) async fn run(mut self) -> ShardOutcome {
         match self.read().await {
             Ok(outcome) => outcome,
@@ -98,7 +100,7 @@ impl<S: CheckpointStore> ShardReader<S> {
 
     async fn read(&mut self) -> Result<ShardOutcome, Error> {
         loop {
-            if self.control.is_fenced() {
+            if self.control.is_stopped() {
                 return Ok(ShardOutcome::Stopped);
             }
             // Room for one more response first: back-pressure reaches
@@ -108,7 +110,7 @@ impl<S: CheckpointStore> ShardReader<S> {
                     Ok(permit) => permit,
                     Err(_) => return Ok(ShardOutcome::Stopped),
                 },
-                () = self.control.fenced() => return Ok(ShardOutcome::Stopped),
+                () = self.control.stopped() => return Ok(ShardOutcome::Stopped),
             };
             let iterator = match self.iterator.take() {
                 Some(iterator) => iterator,
@@ -122,6 +124,7 @@ impl<S: CheckpointStore> ShardReader<S> {
             let GetRecordsOutput {
                 records,
                 next_shard_iterator,
+                child_shards,
                 ..
             } = output;
             let was_empty = records.is_empty();
@@ -133,10 +136,11 @@ impl<S: CheckpointStore> ShardReader<S> {
             }
             match next_shard_iterator {
                 Some(next) => self.iterator = Some(next),
-                None => return self.finish().await,
+                None => return self.finish(child_shards).await,
             }
             if was_empty {
-                self.sleep_or_fenced(self.shared.config.idle_interval).await;
+                self.sleep_or_stopped(self.shared.config.idle_interval)
+                    .await;
             }
         }
     }
@@ -269,25 +273,28 @@ impl<S: CheckpointStore> ShardReader<S> {
             }
             Failure::Fatal => return Err(Error::target(self.shared.target(&self.shard), err)),
         };
-        self.sleep_or_fenced(delay).await;
+        self.sleep_or_stopped(delay).await;
         Ok(())
     }
 
-    async fn sleep_or_fenced(&self, delay: std::time::Duration) {
+    async fn sleep_or_stopped(&self, delay: std::time::Duration) {
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            () = self.control.fenced() => {}
+            () = self.control.stopped() => {}
         }
     }
 
     /// The shard is closed: once the store's checkpoint covers the last
     /// delivered record, save `End`.
-    async fn finish(&mut self) -> Result<ShardOutcome, Error> {
+    async fn finish(
+        &mut self,
+        children: Option<Vec<aws_sdk_kinesis::types::ChildShard>>,
+    ) -> Result<ShardOutcome, Error> {
         let store = &self.shared.store;
         let mut failures = 0u32;
         if let Some(last) = self.last_delivered.clone() {
             loop {
-                if self.control.is_fenced() {
+                if self.control.is_stopped() {
                     return Ok(ShardOutcome::Stopped);
                 }
                 match store.load(&self.shard).await {
@@ -302,8 +309,43 @@ impl<S: CheckpointStore> ShardReader<S> {
                 }
                 tokio::select! {
                     () = tokio::time::sleep(self.shared.config.idle_interval) => {}
-                    () = self.control.fenced() => return Ok(ShardOutcome::Stopped),
+                    () = self.control.stopped() => return Ok(ShardOutcome::Stopped),
                     () = self.tx.closed() => return Ok(ShardOutcome::Stopped),
+                }
+            }
+        }
+        if let Some(leases) = &self.shared.leases {
+            // The children's leases exist before the parent is finished, so
+            // whoever sees the parent finished finds them.
+            let mut failures = 0u32;
+            loop {
+                if self.control.is_stopped() {
+                    return Ok(ShardOutcome::Stopped);
+                }
+                let listed = match &children {
+                    Some(children) => children.iter().map(ListedShard::from_child).collect(),
+                    // No `ChildShards` in the answer (older endpoints):
+                    // the children are the listed shards naming this one.
+                    None => list_shards(&self.shared)
+                        .await?
+                        .into_iter()
+                        .filter(|s| s.parents.iter().any(|p| **p == *self.shard))
+                        .collect(),
+                };
+                match leases.shard_ended(&self.shard, listed).await {
+                    Ok(()) => break,
+                    Err(err) if err.is_fenced() => {
+                        self.control.fence();
+                        return Ok(ShardOutcome::Stopped);
+                    }
+                    Err(err) => {
+                        failures += 1;
+                        if !self.shared.config.retry.allows_another(failures) {
+                            return Err(err);
+                        }
+                        self.sleep_or_stopped(self.shared.config.retry.backoff(failures - 1))
+                            .await;
+                    }
                 }
             }
         }
@@ -323,7 +365,7 @@ impl<S: CheckpointStore> ShardReader<S> {
                     if !self.shared.config.retry.allows_another(failures) {
                         return Err(err.into());
                     }
-                    self.sleep_or_fenced(self.shared.config.retry.backoff(failures - 1))
+                    self.sleep_or_stopped(self.shared.config.retry.backoff(failures - 1))
                         .await;
                 }
             }

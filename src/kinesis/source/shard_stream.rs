@@ -1,8 +1,13 @@
 //! One shard's records as the merged stream sees them: the chunks its
 //! reader sends, yielded one record at a time.
 //!
-//! A shard whose partition was fenced stops yielding at once and drops what
-//! it had buffered: those records belong to the lease's new owner.
+//! A shard whose partition is fenced or draining stops yielding at once and
+//! drops what it had fetched but not yielded: those records belong to the
+//! lease's next holder, which reads them from the checkpoint. For a leased
+//! shard, the count of records yielded goes back to the lease worker when
+//! the shard's records end (or when the merged stream is dropped: then
+//! without a count), so that it releases the lease once they are
+//! checkpointed.
 
 use std::task::{Context, Poll};
 
@@ -12,6 +17,7 @@ use super::shard_reader::Chunk;
 use super::Item;
 use crate::checkpoint::{CheckpointToken, PartitionControl};
 use crate::kinesis::KinesisRecord;
+use crate::lease::AcquiredLease;
 use crate::Error;
 
 /// One shard's records, as the merged stream sees them.
@@ -19,6 +25,10 @@ pub(crate) struct ShardStream {
     control: PartitionControl,
     rx: mpsc::Receiver<Result<Chunk, Error>>,
     current: std::vec::IntoIter<(KinesisRecord, CheckpointToken)>,
+    /// Records yielded (the next token's `seq`).
+    yielded: u64,
+    /// The lease the shard is read under, told the count at the end.
+    lease: Option<AcquiredLease>,
 }
 
 impl ShardStream {
@@ -32,17 +42,27 @@ impl ShardStream {
             control,
             rx,
             current: Vec::new().into_iter(),
+            yielded: 0,
+            lease: None,
         }
     }
 
+    /// This shard read under `lease`.
+    pub(crate) fn with_lease(mut self, lease: AcquiredLease) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Item>> {
-        if self.control.is_fenced() {
-            // Lost the lease: what is buffered belongs to the new owner.
+        if self.control.is_stopped() {
+            // Lost or being handed over: what is buffered belongs to the
+            // next holder.
             self.current = Vec::new().into_iter();
             self.rx.close();
-            return Poll::Ready(None);
+            return self.end();
         }
         if let Some(item) = self.current.next() {
+            self.yielded += 1;
             return Poll::Ready(Some(Ok(item)));
         }
         loop {
@@ -50,13 +70,22 @@ impl ShardStream {
                 Poll::Ready(Some(Ok(chunk))) => {
                     self.current = chunk.into_iter();
                     if let Some(item) = self.current.next() {
+                        self.yielded += 1;
                         return Poll::Ready(Some(Ok(item)));
                     }
                 }
                 Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(err))),
-                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(None) => return self.end(),
                 Poll::Pending => return Poll::Pending,
             }
         }
+    }
+
+    /// The shard's records end: the lease learns how many were yielded.
+    fn end(&mut self) -> Poll<Option<Item>> {
+        if let Some(lease) = self.lease.take() {
+            lease.stopped(self.yielded);
+        }
+        Poll::Ready(None)
     }
 }

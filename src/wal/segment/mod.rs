@@ -37,13 +37,23 @@ pub(crate) use scan::{rest_is_zero, scan_frames, ScanEnd};
 pub(crate) const READ_BUFFER_BYTES: usize = 256 << 10;
 
 /// Deletes the given segments' files and fsyncs the directory.
+/// Removes `path`; a file already gone is fine (a crash may have removed
+/// it, or never created it).
+pub(crate) fn remove_if_present(path: &std::path::Path) -> Result<(), WalError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(WalError::io("remove", path, e)),
+    }
+}
+
 pub(crate) fn delete_segments(
     dir: &std::path::Path,
     victims: &[SegmentSize],
 ) -> Result<(), WalError> {
     for victim in victims {
         let path = dir.join(segment_name(Lsn(victim.first)));
-        super::recovery::remove_if_present(&path)?;
+        remove_if_present(&path)?;
     }
     crate::durable_fs::sync_dir(dir)?;
     Ok(())
