@@ -15,12 +15,13 @@
 //!
 //! Run: `CARGO_TARGET_DIR=/work/targets/bench cargo bench --all-features --bench cloudwatch_logs`
 
-#[path = "../tests/support/emulators.rs"]
-#[allow(dead_code)]
-mod emulators;
+#[path = "../tests/support/mod.rs"]
+mod test_support;
+use test_support::cloudwatch_logs::now_ms;
+use test_support::emulators;
 
 use std::hint::black_box;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use aws_sdk_cloudwatchlogs::Client;
@@ -40,13 +41,6 @@ use unistream::sink::{WalConfig, WalSinkExt};
 #[allow(dead_code)]
 mod support;
 use support::runtime;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// `n` events of ~100-byte messages over the last `span_ms`, in order or
 /// scrambled.

@@ -45,9 +45,9 @@ use unistream::wal::Fsync;
 mod support;
 use support::{bench_dir, process_cpu_time, runtime};
 
-#[path = "../tests/support/emulators.rs"]
-#[allow(dead_code)]
-mod emulators;
+#[path = "../tests/support/mod.rs"]
+mod test_support;
+use test_support::emulators;
 
 /// Wall and CPU time spent per bench id, over all of criterion's calls.
 static SPENT: std::sync::Mutex<Vec<(String, u64, Duration, Duration)>> =

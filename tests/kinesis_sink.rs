@@ -5,13 +5,13 @@
 //! schedules are exact.
 #![cfg(feature = "kinesis")]
 
-mod kinesis_fake;
+mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::SinkExt;
-use kinesis_fake::{by_key, Call, FakeKinesis, Fault};
+use support::kinesis::fake_write_stream::{by_key, Call, FakeWriteStream, Fault};
 use tokio::time::Instant;
 use unistream::kinesis::aggregation::deaggregate;
 use unistream::kinesis::limits::{MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_COUNT, MAX_RECORD_BYTES};
@@ -34,7 +34,7 @@ fn records(count: usize, keys: usize, size: usize) -> Vec<KinesisRecord> {
         .collect()
 }
 
-fn builder(fake: &FakeKinesis) -> KinesisSinkBuilder {
+fn builder(fake: &FakeWriteStream) -> KinesisSinkBuilder {
     KinesisSink::builder(fake.client(), "orders").retry_policy(
         RetryPolicy::new()
             .max_attempts(30)
@@ -51,7 +51,7 @@ fn roll(record: &KinesisRecord, call: usize) -> u64 {
 
 /// Every record of `sent` stored exactly once, and each key's records in
 /// the order sent.
-fn assert_all_stored_once_in_order(fake: &FakeKinesis, sent: &[KinesisRecord]) {
+fn assert_all_stored_once_in_order(fake: &FakeWriteStream, sent: &[KinesisRecord]) {
     let stored = fake.stored();
     assert_eq!(stored.len(), sent.len(), "stored count");
     let unique: HashSet<_> = stored.iter().map(|r| r.data.clone()).collect();
@@ -71,7 +71,7 @@ fn calls_with_two_records_of_one_key(calls: &[Call]) -> usize {
 
 #[tokio::test(start_paused = true)]
 async fn a_batch_of_501_records_takes_two_calls() {
-    let fake = FakeKinesis::new(4);
+    let fake = FakeWriteStream::new(4);
     let mut sink = builder(&fake).no_rate_limit().build();
     let batch = records(501, 501, 10);
     sink.send(batch.clone()).await.unwrap();
@@ -82,7 +82,7 @@ async fn a_batch_of_501_records_takes_two_calls() {
 
 #[tokio::test(start_paused = true)]
 async fn a_batch_over_5_mib_is_split() {
-    let fake = FakeKinesis::new(2);
+    let fake = FakeWriteStream::new(2);
     let mut sink = builder(&fake).no_rate_limit().build();
     let batch = records(12, 12, 900_000);
     sink.send(batch.clone()).await.unwrap();
@@ -99,7 +99,7 @@ async fn a_batch_over_5_mib_is_split() {
 
 #[tokio::test(start_paused = true)]
 async fn invalid_records_are_rejected_with_a_typed_reason_and_never_sent() {
-    let fake = FakeKinesis::new(1);
+    let fake = FakeWriteStream::new(1);
     let mut sink = builder(&fake).build();
     let oversize = KinesisRecord::new(vec![b'x'; MAX_RECORD_BYTES], "k");
     let batch = vec![
@@ -148,7 +148,7 @@ async fn invalid_records_are_rejected_with_a_typed_reason_and_never_sent() {
 async fn partial_failures_retry_only_the_failed_records_and_keep_key_order() {
     let failures = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = failures.clone();
-    let fake = FakeKinesis::new(4).with_faults(move |call, records| {
+    let fake = FakeWriteStream::new(4).with_faults(move |call, records| {
         let codes: Vec<_> = records
             .iter()
             .map(|r| match roll(r, call) {
@@ -189,7 +189,7 @@ async fn partial_failures_retry_only_the_failed_records_and_keep_key_order() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_record_holds_back_the_later_records_of_its_key() {
-    let fake = FakeKinesis::new(2).with_faults(|call, records| {
+    let fake = FakeWriteStream::new(2).with_faults(|call, records| {
         Fault::Records(
             records
                 .iter()
@@ -233,7 +233,7 @@ async fn a_failed_record_holds_back_the_later_records_of_its_key() {
 
 #[tokio::test(start_paused = true)]
 async fn unordered_mode_fills_calls_freely() {
-    let fake = FakeKinesis::new(1);
+    let fake = FakeWriteStream::new(1);
     let mut sink = builder(&fake).ordered(false).build();
     let batch = records(500, 1, 20);
     sink.send(batch.clone()).await.unwrap();
@@ -243,7 +243,7 @@ async fn unordered_mode_fills_calls_freely() {
 
 #[tokio::test(start_paused = true)]
 async fn throttling_on_every_other_call_loses_nothing() {
-    let fake = FakeKinesis::new(4).with_faults(|call, records| {
+    let fake = FakeWriteStream::new(4).with_faults(|call, records| {
         if call % 2 == 1 {
             Fault::ThrottleCall
         } else {
@@ -277,7 +277,7 @@ async fn throttling_on_every_other_call_loses_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn a_permanent_failure_is_rejected_with_its_reason_after_the_policy() {
-    let fake = FakeKinesis::new(2).with_faults(|_, records| {
+    let fake = FakeWriteStream::new(2).with_faults(|_, records| {
         Fault::Records(
             records
                 .iter()
@@ -329,7 +329,7 @@ async fn a_permanent_failure_is_rejected_with_its_reason_after_the_policy() {
 
 #[tokio::test(start_paused = true)]
 async fn a_service_500_is_retried() {
-    let fake = FakeKinesis::new(2).with_faults(|call, _| {
+    let fake = FakeWriteStream::new(2).with_faults(|call, _| {
         if call == 0 {
             Fault::Http500
         } else {
@@ -347,7 +347,7 @@ async fn a_service_500_is_retried() {
 #[tokio::test(start_paused = true)]
 async fn a_transient_failure_outlasting_the_policy_fails_the_batch_and_a_resend_resumes() {
     // Five keys: five records per call in ordered mode. Calls 2 and 3 fail.
-    let fake = FakeKinesis::new(2).with_faults(|call, _| {
+    let fake = FakeWriteStream::new(2).with_faults(|call, _| {
         if (2..4).contains(&call) {
             Fault::Http500
         } else {
@@ -375,7 +375,7 @@ async fn a_transient_failure_outlasting_the_policy_fails_the_batch_and_a_resend_
 
 #[tokio::test(start_paused = true)]
 async fn another_batch_after_a_failure_starts_afresh() {
-    let fake = FakeKinesis::new(1).with_faults(|call, _| {
+    let fake = FakeWriteStream::new(1).with_faults(|call, _| {
         if (1..3).contains(&call) {
             Fault::Http500
         } else {
@@ -401,7 +401,7 @@ async fn another_batch_after_a_failure_starts_afresh() {
 
 #[tokio::test(start_paused = true)]
 async fn every_fault_at_once_loses_nothing_and_keeps_key_order() {
-    let fake = FakeKinesis::new(4).with_faults(|call, records| match call % 6 {
+    let fake = FakeWriteStream::new(4).with_faults(|call, records| match call % 6 {
         1 => Fault::ThrottleCall,
         4 => Fault::Http500,
         _ => Fault::Records(
@@ -479,7 +479,7 @@ fn assert_shard_windows(calls: &[Call]) {
 
 #[tokio::test(start_paused = true)]
 async fn one_shard_never_receives_more_than_1000_records_a_second() {
-    let fake = FakeKinesis::new(2);
+    let fake = FakeWriteStream::new(2);
     let mut sink = builder(&fake).build();
     let batch = records(8000, 40, 100);
     let start = Instant::now();
@@ -505,7 +505,7 @@ async fn one_shard_never_receives_more_than_1000_records_a_second() {
 
 #[tokio::test(start_paused = true)]
 async fn one_shard_never_receives_more_than_1_mib_a_second() {
-    let fake = FakeKinesis::new(1);
+    let fake = FakeWriteStream::new(1);
     let mut sink = builder(&fake).build();
     // 10 kB records: the byte limit binds first (about 100 per second).
     let batch = records(600, 60, 10_000);
@@ -549,7 +549,7 @@ fn shared_shard_throttling() -> impl FnMut(usize, &[KinesisRecord]) -> Fault + S
 async fn adaptive_pacing_settles_below_a_shared_shards_capacity() {
     let mut throttles = Vec::new();
     for adaptive in [true, false] {
-        let fake = FakeKinesis::new(1).with_faults(shared_shard_throttling());
+        let fake = FakeWriteStream::new(1).with_faults(shared_shard_throttling());
         let mut sink = builder(&fake)
             .rate_limit(ShardRateLimit::default().adaptive(adaptive))
             .build();
@@ -569,7 +569,7 @@ async fn adaptive_pacing_settles_below_a_shared_shards_capacity() {
 
 #[tokio::test(start_paused = true)]
 async fn a_reshard_is_noticed_and_the_shard_map_reloaded() {
-    let fake = FakeKinesis::new(1);
+    let fake = FakeWriteStream::new(1);
     let mut sink = builder(&fake).build();
     sink.send(records(200, 200, 10)).await.unwrap();
     assert_eq!(fake.list_shards_calls(), 1);
@@ -594,7 +594,7 @@ async fn a_reshard_is_noticed_and_the_shard_map_reloaded() {
 
 #[tokio::test(start_paused = true)]
 async fn aggregation_packs_records_by_shard_and_keeps_key_order_through_failures() {
-    let fake = FakeKinesis::new(4).with_faults(|call, records| {
+    let fake = FakeWriteStream::new(4).with_faults(|call, records| {
         Fault::Records(
             records
                 .iter()
@@ -626,7 +626,7 @@ async fn aggregation_packs_records_by_shard_and_keeps_key_order_through_failures
 async fn a_large_batch_aggregated_by_two_threads_keeps_every_guarantee() {
     // 20,000 records in one batch: over the size from which the shards'
     // aggregates are built by two threads.
-    let fake = FakeKinesis::new(16).with_faults(|call, records| {
+    let fake = FakeWriteStream::new(16).with_faults(|call, records| {
         Fault::Records(
             records
                 .iter()
@@ -651,7 +651,7 @@ async fn a_large_batch_aggregated_by_two_threads_keeps_every_guarantee() {
 /// `max_bytes`, on the shard its own key maps to, each key's records in the
 /// order sent. Returns the number of Kinesis records stored.
 fn assert_aggregated_on_their_shards(
-    fake: &FakeKinesis,
+    fake: &FakeWriteStream,
     sent: &[KinesisRecord],
     max_bytes: usize,
 ) -> usize {
@@ -687,7 +687,7 @@ async fn through_buffered_wal_faults_end_in_the_dead_letter_sink_or_the_stream()
     use unistream::sink::{MemorySink, WalConfig, WalSinkExt};
     use unistream::DeadLetter;
 
-    let fake = FakeKinesis::new(4).with_faults(|call, records| match call % 5 {
+    let fake = FakeWriteStream::new(4).with_faults(|call, records| match call % 5 {
         1 => Fault::ThrottleCall,
         3 => Fault::Http500,
         _ => Fault::Records(

@@ -1,33 +1,31 @@
-//! An in-process Kinesis stream behind a real `aws_sdk_kinesis::Client`,
-//! for fault injection.
+//! An in-process Kinesis stream taking `PutRecords` behind a real
+//! `aws_sdk_kinesis::Client`, for fault injection into producers.
 //!
 //! The client is the SDK's own, with `aws-smithy-mocks` intercepting
 //! `PutRecords` and `ListShards` (no network): every request is serialized
-//! by the SDK as usual, then answered by [`FakeKinesis`], which routes each
-//! record to a shard by its hash key exactly as Kinesis does, stores it,
-//! logs what each shard received and when (`tokio::time`, so paused-time
-//! tests see exact schedules), and applies the test's fault plan. Nothing
-//! in the library knows it is being tested.
-#![allow(dead_code)]
+//! by the SDK as usual, then answered by [`FakeWriteStream`], which routes
+//! each record to a shard by its hash key exactly as Kinesis does, stores
+//! it, logs what each shard received and when (`tokio::time`, so
+//! paused-time tests see exact schedules), and applies the test's fault
+//! plan. Nothing in the library knows it is being tested. It does not
+//! serve reads: see [`super::fake_read_stream`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::operation::list_shards::ListShardsOutput;
 use aws_sdk_kinesis::operation::put_records::{PutRecordsError, PutRecordsInput, PutRecordsOutput};
 use aws_sdk_kinesis::types::error::ProvisionedThroughputExceededException;
 use aws_sdk_kinesis::types::{HashKeyRange, PutRecordsResultEntry, SequenceNumberRange, Shard};
 use aws_sdk_kinesis::Client;
-use aws_smithy_mocks::{
-    create_mock_http_client, mock, MockResponse, MockResponseInterceptor, RuleMode,
-};
+use aws_smithy_mocks::{mock, MockResponse};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
-use aws_smithy_types::retry::RetryConfig;
 use tokio::time::Instant;
 use unistream::kinesis::{HashKey, KinesisRecord};
+
+use super::{mocked_client, shard_id};
 
 /// What the fake does with one `PutRecords` call.
 #[derive(Debug, Clone)]
@@ -81,7 +79,7 @@ struct State {
 
 /// A fake stream (see the module documentation).
 #[derive(Clone)]
-pub struct FakeKinesis {
+pub struct FakeWriteStream {
     state: Arc<Mutex<State>>,
 }
 
@@ -100,7 +98,7 @@ fn even_ranges(count: u32) -> Vec<(u128, u128)> {
         .collect()
 }
 
-impl FakeKinesis {
+impl FakeWriteStream {
     /// A stream of `shards` shards splitting the key space evenly, storing
     /// everything.
     pub fn new(shards: u32) -> Self {
@@ -108,7 +106,7 @@ impl FakeKinesis {
             .into_iter()
             .enumerate()
             .map(|(i, (start, end))| FakeShard {
-                id: format!("shardId-{i:012}"),
+                id: shard_id(i),
                 start,
                 end,
                 open: true,
@@ -143,27 +141,13 @@ impl FakeKinesis {
     pub fn client(&self) -> Client {
         let put = {
             let fake = self.clone();
-            mock!(aws_sdk_kinesis::Client::put_records)
-                .then_compute_response(move |input| fake.put_records(input))
+            mock!(Client::put_records).then_compute_response(move |input| fake.put_records(input))
         };
         let list = {
             let fake = self.clone();
-            mock!(aws_sdk_kinesis::Client::list_shards)
-                .then_compute_output(move |_| fake.list_shards())
+            mock!(Client::list_shards).then_compute_output(move |_| fake.list_shards())
         };
-        let interceptor = MockResponseInterceptor::new()
-            .rule_mode(RuleMode::MatchAny)
-            .with_rule(&put)
-            .with_rule(&list);
-        let config = aws_sdk_kinesis::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-            .http_client(create_mock_http_client())
-            .interceptor(interceptor)
-            .retry_config(RetryConfig::disabled())
-            .build();
-        Client::from_conf(config)
+        mocked_client(&[&put, &list])
     }
 
     /// Splits every open shard in two (closing the parents), as a reshard.
@@ -176,7 +160,7 @@ impl FakeKinesis {
             let mid = shard.start + (shard.end - shard.start) / 2;
             for (start, end) in [(shard.start, mid), (mid + 1, shard.end)] {
                 children.push(FakeShard {
-                    id: format!("shardId-{next:012}"),
+                    id: shard_id(next),
                     start,
                     end,
                     open: true,
