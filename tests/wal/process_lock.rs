@@ -2,9 +2,11 @@
 //! error, and the lock goes with its holder, even when that is killed.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use unistream::wal::{Wal, WalError, WalOptions};
+
+use crate::support::child;
 
 const CHILD_ENV: &str = "UNISTREAM_WAL_LOCK_CHILD_DIR";
 const CHILD_TEST: &str = "child_holds_the_log_open";
@@ -13,8 +15,7 @@ const OPENED: &str = "log-opened-by-child";
 #[tokio::test]
 async fn a_log_open_in_another_process_is_refused_until_that_process_dies() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", CHILD_TEST, "--ignored", "--nocapture"])
+    let mut child = child::command(module_path!(), CHILD_TEST)
         .env(CHILD_ENV, dir.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -44,7 +45,7 @@ async fn a_log_open_in_another_process_is_refused_until_that_process_dies() {
 /// The child half: opens the log, appends one record, says so, and keeps
 /// the log open until killed (or until its stdin closes).
 #[tokio::test]
-#[ignore = "child process of the wal_process_lock test"]
+#[ignore = "child process of a_log_open_in_another_process_is_refused_until_that_process_dies"]
 async fn child_holds_the_log_open() {
     let Some(dir) = std::env::var_os(CHILD_ENV) else {
         return;

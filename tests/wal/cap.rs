@@ -5,11 +5,9 @@ use std::time::Duration;
 
 use unistream::wal::{Fsync, Lsn, Wal, WalError, WalOptions, WalReader, WhenFull};
 
-/// 13-byte payloads: 25-byte frames; 116-byte segments hold 4 frames.
-fn payload(i: u64) -> Vec<u8> {
-    format!("record-{i:06}").into_bytes()
-}
+use crate::support::wal::payload;
 
+/// 116-byte segments: with [`payload`]'s 25-byte frames, 4 frames each.
 fn options(dir: &std::path::Path, cap: u64, when_full: WhenFull) -> WalOptions {
     WalOptions::new(dir)
         .segment_bytes(116)

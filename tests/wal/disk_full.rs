@@ -4,9 +4,9 @@
 //! nothing acknowledged is lost, and a reopen without the limit recovers
 //! and goes on.
 
-use std::process::Command;
-
 use unistream::wal::{Fsync, Lsn, Wal, WalError, WalOptions};
+
+use crate::support::child;
 
 const CHILD_ENV: &str = "UNISTREAM_WAL_DISK_FULL_CHILD_DIR";
 const CHILD_TEST: &str = "child_appends_until_the_disk_is_full";
@@ -29,8 +29,7 @@ fn options(dir: &std::path::Path) -> WalOptions {
 #[tokio::test]
 async fn a_full_disk_fails_appends_with_typed_errors_and_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", CHILD_TEST, "--ignored", "--nocapture"])
+    let out = child::command(module_path!(), CHILD_TEST)
         .env(CHILD_ENV, dir.path())
         .output()
         .unwrap();
@@ -85,7 +84,7 @@ async fn a_full_disk_fails_appends_with_typed_errors_and_loses_nothing_acknowled
 /// The child half: limits the size of its files, then appends one record
 /// at a time until an append fails, and prints what happened.
 #[tokio::test]
-#[ignore = "child process of the wal_disk_full test"]
+#[ignore = "child process of a_full_disk_fails_appends_with_typed_errors_and_loses_nothing_acknowledged"]
 async fn child_appends_until_the_disk_is_full() {
     let Some(dir) = std::env::var_os(CHILD_ENV) else {
         return;

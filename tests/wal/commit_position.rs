@@ -8,8 +8,7 @@ use std::path::Path;
 
 use unistream::wal::{Fsync, Lsn, Wal, WalError, WalOptions, WalReader};
 
-mod support;
-use support::wal::{drain, lsns, payload};
+use crate::support::wal::{drain, lsns, payload};
 
 /// Bytes of the file: a slot at 0 and one at 4096, 28 bytes each.
 const FILE_LEN: u64 = 4096 + 28;

@@ -9,8 +9,7 @@ use std::path::Path;
 
 use unistream::wal::{Fsync, Lsn, OnCorruption, Wal, WalError, WalOptions};
 
-mod support;
-use support::wal::{drain, flip_byte, lsns, payload, segment_path};
+use crate::support::wal::{drain, flip_byte, lsns, payload, segment_path};
 
 /// `record-000000`: 13-byte payloads, 25-byte frames after a 16-byte
 /// segment header.

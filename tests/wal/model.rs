@@ -18,6 +18,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use unistream::wal::{Fsync, Lsn, Wal, WalOptions, WalReader};
 
+use crate::support::seed;
+
 const SEGMENT_BYTES: u64 = 160;
 
 #[derive(Debug, Clone)]
@@ -296,7 +298,11 @@ async fn drain_and_check(reader: &mut WalReader, model: &Model) -> Result<(), Te
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+    #![proptest_config(seed::proptest_config(
+        module_path!(),
+        "wal_agrees_with_the_model",
+        ProptestConfig { cases: 256, .. ProptestConfig::default() },
+    ))]
 
     #[test]
     fn wal_agrees_with_the_model(fsync in fsync_policy(), ops in prop::collection::vec(op(), 1..60)) {

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use unistream::wal::{Fsync, Lsn, Wal, WalError, WalOptions, WalReader, WalRecord};
 
+use crate::support::wal::payload;
+
 fn payloads(range: std::ops::Range<u32>) -> Vec<Vec<u8>> {
-    range
-        .map(|i| format!("record-{i:06}").into_bytes())
-        .collect()
+    range.map(|i| payload(i.into())).collect()
 }
 
 /// Reads until nothing is left, in batches of at most `n` records.

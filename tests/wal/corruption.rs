@@ -7,8 +7,7 @@ use std::path::Path;
 
 use unistream::wal::{Fsync, Lsn, OnCorruption, Wal, WalError, WalOptions};
 
-mod support;
-use support::wal::{drain, flip_byte, lsns, payload, segment_path};
+use crate::support::wal::{drain, flip_byte, lsns, payload, segment_path};
 
 /// 13-byte payloads: 25-byte frames. With 116-byte segments, 4 frames per
 /// segment: frame k of a segment starts at 16 + 25 k.
