@@ -11,6 +11,7 @@
 //! - [`seed`]: seeds of the random tests, printed and taken back.
 //! - [`emulators`]: the local AWS emulators, started on first use.
 //! - [`wal`]: reading and damaging write-ahead-log segment files.
+//! - [`retry`]: a retry policy with an exact schedule.
 //! - `kinesis`: in-process Kinesis fakes and streams on the emulators.
 //! - `cloudwatch_logs`: reading CloudWatch Logs back from the emulator.
 #![allow(dead_code)]
@@ -21,5 +22,6 @@ pub mod cloudwatch_logs;
 pub mod emulators;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
+pub mod retry;
 pub mod seed;
 pub mod wal;

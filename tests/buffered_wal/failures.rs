@@ -11,7 +11,9 @@ use futures::{stream, Sink, SinkExt, StreamExt};
 use tokio::time::Instant;
 use unistream::sink::{DeliveryStopped, MemorySink, WalConfig, WalSinkExt};
 use unistream::wal::Lsn;
-use unistream::{DeadLetter, Error, RawCodec, RetryPolicy};
+use unistream::{DeadLetter, Error, RawCodec};
+
+use crate::support::retry::deterministic;
 
 /// A target that notes the (virtual) time of every delivery attempt.
 struct Timed<T> {
@@ -34,14 +36,6 @@ impl<T> Sink<Vec<T>> for Timed<T> {
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         Pin::new(&mut self.inner).poll_close(cx)
     }
-}
-
-fn deterministic(attempts: u32) -> RetryPolicy {
-    RetryPolicy::new()
-        .max_attempts(attempts)
-        .initial_backoff(Duration::from_millis(100))
-        .multiplier(2.0)
-        .jitter(false)
 }
 
 fn offsets(times: &[Instant]) -> Vec<Duration> {
