@@ -6,12 +6,15 @@
 //! older than the one seen after the previous kill.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use unistream::checkpoint::{CheckpointStore, JsonFileCheckpointStore, Position};
 
+use crate::support::{child, seed};
+
 const CHILD_ENV: &str = "UNISTREAM_JSON_STORE_CRASH_PATH";
+const CHILD_TEST: &str = "json_store_child";
 const PARTITIONS: usize = 10;
 const KILLS: usize = 30;
 
@@ -26,15 +29,18 @@ fn json_store_document_is_old_or_new_after_kills_during_saves() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut last_step = 0u64;
     let mut advanced = 0;
+    let mut rng = seed::rng(
+        module_path!(),
+        "json_store_document_is_old_or_new_after_kills_during_saves",
+    );
     for kill in 0..KILLS {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "json_store_child", "--ignored", "--nocapture"])
+        let mut child = child::command(module_path!(), CHILD_TEST)
             .env(CHILD_ENV, &path)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(fastrand::u64(20..120)));
+        std::thread::sleep(Duration::from_millis(rng.u64(20..120)));
         assert!(
             child.try_wait().unwrap().is_none(),
             "the child saves forever; it must still be running at kill {kill}"

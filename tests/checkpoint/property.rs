@@ -14,6 +14,8 @@ use unistream::checkpoint::{
 };
 use unistream::source::MemorySource;
 
+use crate::support::seed;
+
 type Processed = Arc<Mutex<HashSet<(String, u64)>>>;
 
 /// A store that checks every save against the processed set, then saves
@@ -130,7 +132,11 @@ fn run_case(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(seed::proptest_config(
+        module_path!(),
+        "saved_position_never_passes_an_unprocessed_record",
+        ProptestConfig { cases: 128, ..ProptestConfig::default() },
+    ))]
 
     #[test]
     fn saved_position_never_passes_an_unprocessed_record(
