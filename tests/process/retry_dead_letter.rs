@@ -12,15 +12,9 @@ use unistream::checkpoint::{CheckpointStreamExt, MemoryCheckpointStore, Position
 use unistream::process::{ProcessStreamExt, Processed};
 use unistream::sink::MemorySink;
 use unistream::source::MemorySource;
-use unistream::{DeadLetter, Error, RetryPolicy};
+use unistream::{DeadLetter, Error};
 
-fn policy(attempts: u32) -> RetryPolicy {
-    RetryPolicy::new()
-        .max_attempts(attempts)
-        .initial_backoff(Duration::from_millis(100))
-        .multiplier(2.0)
-        .jitter(false)
-}
+use crate::support::retry::deterministic;
 
 #[tokio::test(start_paused = true)]
 async fn a_failing_handler_is_retried_after_the_policy_backoff() {
@@ -28,7 +22,7 @@ async fn a_failing_handler_is_retried_after_the_policy_backoff() {
     let attempts: Arc<Mutex<Vec<(u32, Duration)>>> = Arc::default();
     let log = attempts.clone();
     let outcomes: Vec<Processed<u32>> = MemorySource::new([("p", vec![7u32, 8])])
-        .retry_each(policy(5), move |record| {
+        .retry_each(deterministic(5), move |record| {
             let log = log.clone();
             async move {
                 let mut log = log.lock().unwrap();
@@ -65,7 +59,7 @@ async fn a_record_that_exhausts_its_attempts_is_dead_lettered_before_its_token_i
     let start = Instant::now();
     let mut tokens = Box::pin(
         MemorySource::new([("p", vec![1, -2, 3])])
-            .retry_each(policy(3), |n: i32| async move {
+            .retry_each(deterministic(3), |n: i32| async move {
                 if n < 0 {
                     Err(Error::handler(format!("cannot handle {n}")))
                 } else {
@@ -107,7 +101,7 @@ async fn a_failing_dead_letter_sink_fails_the_stream_and_the_token_is_never_chec
     dead_handle.fail_next(1);
     let store = MemoryCheckpointStore::new();
     let results: Vec<Result<Position, Error>> = MemorySource::new([("p", vec![1, 2, -3, 4])])
-        .retry_each(policy(2), |n: i32| async move {
+        .retry_each(deterministic(2), |n: i32| async move {
             if n < 0 {
                 Err(Error::handler("negative"))
             } else {
@@ -147,7 +141,7 @@ async fn upstream_errors_pass_through_retry_and_dead_letter() {
             unistream::CheckpointToken::new("p", Position::Offset(2), 1),
         )),
     ])
-    .retry_each(policy(1), |_| async { Ok::<_, Error>(()) })
+    .retry_each(deterministic(1), |_| async { Ok::<_, Error>(()) })
     .dead_letter(dead)
     .map_ok(|t| t.seq())
     .collect()

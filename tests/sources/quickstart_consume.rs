@@ -1,7 +1,7 @@
 //! Runs the quickstart's consumer half (`examples/quickstart/consume.rs`)
 //! on a file written by `FileSink`, and checks what it leaves behind.
 
-#[path = "../examples/quickstart/consume.rs"]
+#[path = "../../examples/quickstart/consume.rs"]
 mod consume;
 
 use futures::SinkExt;
