@@ -11,21 +11,20 @@
 //!   `persist` returned. Processing is at least once (a crash between the
 //!   two writes makes X pending again), but once `marked X` is in the log,
 //!   no later `processed X` may follow.
-#![cfg(all(feature = "dynamodb", feature = "s3"))]
-
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::emulators::{moto, sdk_config, unique_name};
 use unistream::checkpoint::{DynamoDbCheckpointStore, DynamoDbS3CheckpointStore, RecordStatus};
 use unistream::{CheckpointStore, Position};
 
+use crate::support::emulators::{moto, s3_client, sdk_config, sdk_config_at, unique_name};
+use crate::support::{child, seed};
+
 const CHILD_ENV: &str = "UNISTREAM_CRASH_DYNAMODB_S3";
+const CHILD_TEST: &str = "child_batch_consumer";
 const PARTITION: &str = "shardId-000000000000";
 const TOTAL: u64 = 400;
 const BATCH: u64 = 25;
@@ -71,12 +70,11 @@ async fn store(
     table: &str,
     bucket: &str,
 ) -> DynamoDbS3CheckpointStore {
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(conf)
-            .force_path_style(true)
-            .build(),
-    );
-    DynamoDbS3CheckpointStore::from_clients(DynamoDbCheckpointStore::new(conf, table), s3, bucket)
+    DynamoDbS3CheckpointStore::from_clients(
+        DynamoDbCheckpointStore::new(conf, table),
+        s3_client(conf),
+        bucket,
+    )
 }
 
 /// Appends one line and fsyncs it.
@@ -94,15 +92,7 @@ fn log(path: &Path, line: &str) {
 #[ignore = "child process of batch_consumer_killed_mid_batch_loses_nothing_and_never_redoes_a_durable_success"]
 async fn child_batch_consumer() {
     let params = Params::decode(&std::env::var(CHILD_ENV).expect("run by the crash test only"));
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::Credentials::new(
-            "test", "test", None, None, "static",
-        ))
-        .endpoint_url(&params.endpoint)
-        .empty_test_environment()
-        .load()
-        .await;
+    let conf = sdk_config_at(&params.endpoint).await;
     let store = store(&conf, &params.table, &params.bucket).await;
     let journal = params.dir.join("journal");
     let dead = params.dir.join("dead");
@@ -207,16 +197,12 @@ async fn batch_consumer_killed_mid_batch_loses_nothing_and_never_redoes_a_durabl
     let bucket = unique_name("crash-batches").to_lowercase();
     let store = store(&conf, &table, &bucket).await;
     store.create_table_if_missing().await.unwrap();
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&conf)
-            .force_path_style(true)
-            .build(),
-    )
-    .create_bucket()
-    .bucket(&bucket)
-    .send()
-    .await
-    .unwrap();
+    s3_client(&conf)
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let params = Params {
         endpoint: emulator.endpoint(),
@@ -226,16 +212,14 @@ async fn batch_consumer_killed_mid_batch_loses_nothing_and_never_redoes_a_durabl
     }
     .encode();
 
+    let mut rng = seed::rng(
+        module_path!(),
+        "batch_consumer_killed_mid_batch_loses_nothing_and_never_redoes_a_durable_success",
+    );
     let mut kills = 0;
     let started = Instant::now();
     loop {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "child_batch_consumer",
-                "--ignored",
-                "--nocapture",
-            ])
+        let mut child = child::command(module_path!(), CHILD_TEST)
             .env(CHILD_ENV, &params)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("child.err")).unwrap())
@@ -247,7 +231,7 @@ async fn batch_consumer_killed_mid_batch_loses_nothing_and_never_redoes_a_durabl
             // is done), plus a random delay so the kill hits every phase:
             // processing, the S3 put, the pointer move, finishing a batch.
             let processed_before = processed_lines(dir.path());
-            let more = fastrand::usize(2..=12);
+            let more = rng.usize(2..=12);
             let deadline = Instant::now() + Duration::from_secs(60);
             while processed_lines(dir.path()) < processed_before + more
                 && child.try_wait().unwrap().is_none()
@@ -258,7 +242,7 @@ async fn batch_consumer_killed_mid_batch_loses_nothing_and_never_redoes_a_durabl
                 );
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            tokio::time::sleep(Duration::from_millis(fastrand::u64(0..40))).await;
+            tokio::time::sleep(Duration::from_millis(rng.u64(0..40))).await;
             if child.try_wait().unwrap().is_none() {
                 child.kill().unwrap();
                 child.wait().unwrap();

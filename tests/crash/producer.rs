@@ -1,22 +1,25 @@
 //! A real crash test of `buffered_wal`: a child process (this test binary,
 //! re-executed) sends numbered records through `buffered_wal` into a
 //! `FileSink` (with `Fsync::Always`, and again with the default
-//! `Fsync::Interval`) and prints every number it got an `Ok` for; the parent kills it with SIGKILL at random moments, over and over,
+//! `Fsync::Interval`) and prints every number it got an `Ok` for; the
+//! parent kills it with SIGKILL at random moments, over and over,
 //! restarting it after the highest number it saw acknowledged. After a last
 //! run that closes cleanly, the target file must hold every acknowledged
 //! number, in order, with duplicates only where a crash happened.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use futures::SinkExt;
 use unistream::sink::{FileSink, WalConfig, WalSinkExt};
 use unistream::wal::Fsync;
 
-/// Parameters of a child run:
-/// `<dir>;<first number>;<last number or "none">;<"always" or "interval">`.
+use crate::support::{child, seed};
+
+/// Parameters of a child run: `<dir>;<first number>;<last number or
+/// "none">;<"always" or "interval">;<seed of its group sizes>`.
 const CHILD_ENV: &str = "UNISTREAM_CRASH_PRODUCER_CHILD";
 const CHILD_TEST: &str = "crash_producer_child";
 const KILLS: usize = 32;
@@ -28,7 +31,11 @@ const MAX_RECORDS: usize = 20;
 fn crash_producer_loses_nothing() {
     // Each commit is durable before the next batch: a crash re-sends at
     // most one batch from the log.
-    crash_and_check("always", Some(MAX_RECORDS as u64));
+    crash_and_check(
+        "crash_producer_loses_nothing",
+        "always",
+        Some(MAX_RECORDS as u64),
+    );
 }
 
 #[test]
@@ -37,18 +44,24 @@ fn crash_producer_with_interval_fsync_loses_nothing() {
     // process), so nothing acknowledged is lost under `Fsync::Interval`
     // either; the commit position is persisted about every 10 ms, so a
     // re-send can span several batches (no fixed bound to check).
-    crash_and_check("interval", None);
+    crash_and_check(
+        "crash_producer_with_interval_fsync_loses_nothing",
+        "interval",
+        None,
+    );
 }
 
-fn crash_and_check(fsync: &str, max_resent: Option<u64>) {
+/// The kill loop of the test `test`: kill moments and the children's
+/// group sizes come from its printed seed.
+fn crash_and_check(test: &str, fsync: &str, max_resent: Option<u64>) {
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = fastrand::Rng::with_seed(std::process::id().into());
+    let mut rng = seed::rng(module_path!(), test);
     let mut max_acknowledged: Option<u64> = None;
     let mut rounds_with_acks = 0;
 
     for _ in 0..KILLS {
         let first = max_acknowledged.map_or(0, |m| m + 1);
-        let child = spawn_child(dir.path(), first, None, fsync);
+        let child = spawn_child(dir.path(), first, None, fsync, rng.u64(..));
         let delay = Duration::from_millis(rng.u64(20..300));
         let (acks, _) = run_child(child, Some(delay));
         if let Some(&last) = acks.last() {
@@ -67,7 +80,8 @@ fn crash_and_check(fsync: &str, max_resent: Option<u64>) {
 
     let first = max_acknowledged.map_or(0, |m| m + 1);
     let last = first + FINAL_RECORDS - 1;
-    let (acks, closed) = run_child(spawn_child(dir.path(), first, Some(last), fsync), None);
+    let final_run = spawn_child(dir.path(), first, Some(last), fsync, rng.u64(..));
+    let (acks, closed) = run_child(final_run, None);
     assert!(closed, "the final run did not close cleanly");
     assert_eq!(acks, (first..=last).collect::<Vec<_>>());
 
@@ -131,19 +145,13 @@ fn check_delivery(delivered: &[u64], last: u64, crashes: usize, max_resent: Opti
     );
 }
 
-fn spawn_child(dir: &Path, first: u64, last: Option<u64>, fsync: &str) -> Child {
+fn spawn_child(dir: &Path, first: u64, last: Option<u64>, fsync: &str, seed: u64) -> Child {
     let last = last.map_or("none".to_string(), |l| l.to_string());
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            CHILD_TEST,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    child::command(module_path!(), CHILD_TEST)
+        .arg("--test-threads=1")
         .env(
             CHILD_ENV,
-            format!("{};{first};{last};{fsync}", dir.display()),
+            format!("{};{first};{last};{fsync};{seed}", dir.display()),
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -196,6 +204,7 @@ async fn crash_producer_child() {
         "always" => Fsync::Always,
         _ => Fsync::Interval(Duration::from_millis(10)),
     };
+    let seed: u64 = parts.next().unwrap().parse().unwrap();
 
     let target = FileSink::<u64>::open(dir.join("out.jsonl")).await.unwrap();
     let mut sink = target
@@ -209,7 +218,7 @@ async fn crash_producer_child() {
         .await
         .unwrap();
 
-    let mut rng = fastrand::Rng::new();
+    let mut rng = fastrand::Rng::with_seed(seed);
     let mut next = first;
     loop {
         // Groups of 1 to 10 records acknowledged by one flush.

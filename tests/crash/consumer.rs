@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use futures::{SinkExt, TryStreamExt};
@@ -20,7 +20,10 @@ use unistream::checkpoint::{CheckpointStreamExt, JsonFileCheckpointStore};
 use unistream::sink::FileSink;
 use unistream::source::FileSource;
 
+use crate::support::{child, seed};
+
 const CHILD_ENV: &str = "UNISTREAM_CRASH_CONSUMER_DIR";
+const CHILD_TEST: &str = "consumer_child";
 const RUN_ENV: &str = "UNISTREAM_CRASH_CONSUMER_RUN";
 const RECORDS: u64 = 100_000;
 const N: usize = 250;
@@ -41,8 +44,7 @@ fn log_path(dir: &Path, run: usize) -> PathBuf {
 }
 
 fn spawn_child(dir: &Path, run: usize) -> Child {
-    Command::new(std::env::current_exe().expect("test binary path"))
-        .args(["--exact", "consumer_child", "--ignored", "--nocapture"])
+    child::command(module_path!(), CHILD_TEST)
         .env(CHILD_ENV, dir)
         .env(RUN_ENV, run.to_string())
         .stdout(Stdio::null())
@@ -81,12 +83,16 @@ fn consumer_killed_at_random_moments_reprocesses_at_most_n() {
         sink.close().await.unwrap();
     });
 
+    let mut rng = seed::rng(
+        module_path!(),
+        "consumer_killed_at_random_moments_reprocesses_at_most_n",
+    );
     let mut kills = 0;
     let mut run = 0;
     loop {
         let mut child = spawn_child(dir.path(), run);
         if kills < KILLS {
-            std::thread::sleep(Duration::from_millis(fastrand::u64(15..150)));
+            std::thread::sleep(Duration::from_millis(rng.u64(15..150)));
             if child.try_wait().unwrap().is_none() {
                 child.kill().unwrap();
                 child.wait().unwrap();
