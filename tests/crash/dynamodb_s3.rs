@@ -11,6 +11,7 @@
 //!   `persist` returned. Processing is at least once (a crash between the
 //!   two writes makes X pending again), but once `marked X` is in the log,
 //!   no later `processed X` may follow.
+
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};

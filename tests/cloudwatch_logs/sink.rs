@@ -1,62 +1,22 @@
 //! `CloudWatchLogsSink` against moto's CloudWatch Logs: volume, ordering,
 //! splitting, rejection, setup. Every test reads back what it wrote with
 //! `GetLogEvents`.
-#![cfg(feature = "cloudwatch-logs")]
-
-mod support;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_cloudwatchlogs::Client;
 use aws_smithy_mocks::{mock, MockResponseInterceptor, RuleMode};
 use futures::SinkExt;
-use support::emulators::{moto, sdk_config, unique_name};
 use unistream::cloudwatch_logs::limits::{MAX_BATCH_SPAN, MAX_REQUEST_BYTES};
 use unistream::cloudwatch_logs::{CloudWatchLogsSink, LogEvent};
 use unistream::Error;
 
-const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 24 * HOUR_MS;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use crate::support::cloudwatch_logs::{now_ms, read_back, DAY_MS, HOUR_MS};
+use crate::support::emulators::{moto, sdk_config, unique_name};
 
 async fn client() -> Client {
     Client::new(&sdk_config(moto()).await)
-}
-
-/// Every event of the stream, oldest first, paginating with
-/// `nextForwardToken` until it repeats.
-async fn read_back(client: &Client, group: &str, stream: &str) -> Vec<LogEvent> {
-    let mut events = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = client
-            .get_log_events()
-            .log_group_name(group)
-            .log_stream_name(stream)
-            .start_from_head(true)
-            .set_next_token(token.clone())
-            .send()
-            .await
-            .expect("GetLogEvents");
-        events.extend(page.events().iter().map(|e| {
-            LogEvent::new(
-                e.timestamp().expect("timestamp"),
-                e.message().expect("message"),
-            )
-        }));
-        let next = page.next_forward_token().map(str::to_owned);
-        if next.is_none() || next == token {
-            return events;
-        }
-        token = next;
-    }
 }
 
 /// A client whose `PutLogEvents` inputs are recorded on their way to moto:

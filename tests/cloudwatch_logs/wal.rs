@@ -1,55 +1,18 @@
 //! `CloudWatchLogsSink` composed with `buffered_wal` against moto: every
 //! acknowledged event is stored in order or dead-lettered with its reason.
-#![cfg(feature = "cloudwatch-logs")]
 
-mod support;
-
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_cloudwatchlogs::Client;
 use futures::{stream, StreamExt};
-use support::emulators::{moto, sdk_config, unique_name};
 use unistream::cloudwatch_logs::limits::MAX_REQUEST_BYTES;
 use unistream::cloudwatch_logs::{CloudWatchLogsSink, LogEvent};
 use unistream::sink::{MemorySink, WalConfig, WalSinkExt};
 use unistream::{DeadLetter, RetryPolicy};
 
-const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 24 * HOUR_MS;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-async fn read_back(client: &Client, group: &str, stream: &str) -> Vec<LogEvent> {
-    let mut events = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = client
-            .get_log_events()
-            .log_group_name(group)
-            .log_stream_name(stream)
-            .start_from_head(true)
-            .set_next_token(token.clone())
-            .send()
-            .await
-            .expect("GetLogEvents");
-        events.extend(page.events().iter().map(|e| {
-            LogEvent::new(
-                e.timestamp().expect("timestamp"),
-                e.message().expect("message"),
-            )
-        }));
-        let next = page.next_forward_token().map(str::to_owned);
-        if next.is_none() || next == token {
-            return events;
-        }
-        token = next;
-    }
-}
+use crate::support::cloudwatch_logs::{now_ms, read_back, DAY_MS, HOUR_MS};
+use crate::support::emulators::{moto, sdk_config, sdk_config_at, unique_name};
+use crate::support::{child, seed};
 
 #[tokio::test]
 async fn fifty_thousand_events_through_buffered_wal_stored_or_dead_lettered() {
@@ -117,6 +80,7 @@ async fn fifty_thousand_events_through_buffered_wal_stored_or_dead_lettered() {
 
 /// Parameters the crash test hands to its child process.
 const CHILD_ENV: &str = "UNISTREAM_CW_CRASH_CHILD";
+const CHILD_TEST: &str = "child_ships_until_killed";
 
 /// A shipping process killed with SIGKILL at a random moment loses no event
 /// it acknowledged: reopening its log delivers the rest.
@@ -130,14 +94,12 @@ async fn a_killed_shipper_loses_no_acknowledged_event() {
     let base = now_ms() - 60_000;
 
     // The child acknowledges in flushes of 100 events and prints each.
-    let kill_after = 1_000 + fastrand::u64(0..2_000);
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_ships_until_killed",
-            "--ignored",
-            "--nocapture",
-        ])
+    let mut rng = seed::rng(
+        module_path!(),
+        "a_killed_shipper_loses_no_acknowledged_event",
+    );
+    let kill_after = 1_000 + rng.u64(0..2_000);
+    let mut child = child::command(module_path!(), CHILD_TEST)
         .env(
             CHILD_ENV,
             format!(
@@ -202,7 +164,6 @@ async fn a_killed_shipper_loses_no_acknowledged_event() {
 #[tokio::test]
 #[ignore = "child process of a_killed_shipper_loses_no_acknowledged_event"]
 async fn child_ships_until_killed() {
-    use aws_config::{BehaviorVersion, Region};
     use futures::SinkExt;
     use unistream::wal::Fsync;
 
@@ -212,15 +173,7 @@ async fn child_ships_until_killed() {
         panic!("bad parameters {params:?}");
     };
     let base: i64 = base.parse().unwrap();
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::Credentials::new(
-            "test", "test", None, None, "static",
-        ))
-        .endpoint_url(endpoint)
-        .empty_test_environment()
-        .load()
-        .await;
+    let config = sdk_config_at(endpoint).await;
     let target = CloudWatchLogsSink::builder(&config, group, stream_name)
         .create_missing(true)
         .build()

@@ -3,7 +3,6 @@
 //! `rejectedLogEventsInfo` with exact indices, requests refused as invalid.
 //! The mocked service records what it "stores", so each test checks that
 //! nothing is lost and nothing is stored twice.
-#![cfg(feature = "cloudwatch-logs")]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
