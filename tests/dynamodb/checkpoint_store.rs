@@ -1,15 +1,13 @@
 //! `DynamoDbCheckpointStore` against moto's DynamoDB: the KCL item layout,
 //! sentinels, and fencing of stale writers.
-#![cfg(feature = "dynamodb")]
-
-mod support;
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use support::emulators::{moto, sdk_config, unique_name};
 use unistream::checkpoint::{CheckpointError, DynamoDbCheckpointStore};
 use unistream::{CheckpointStore, Position};
+
+use crate::support::emulators::{moto, sdk_config, unique_name};
 
 async fn table() -> (aws_config::SdkConfig, String) {
     let conf = sdk_config(moto()).await;

@@ -1,12 +1,10 @@
 //! `DynamoDbS3CheckpointStore` on moto: the batch life cycle, what a restart
 //! sees, refusals that protect the checkpoint, and fencing.
-#![cfg(all(feature = "dynamodb", feature = "s3"))]
 
-mod support;
-
-use support::emulators::{moto, sdk_config, unique_name};
 use unistream::checkpoint::{DynamoDbCheckpointStore, DynamoDbS3CheckpointStore, RecordStatus};
 use unistream::{CheckpointStore, Position};
+
+use crate::support::emulators::{moto, s3_client, sdk_config, unique_name};
 
 struct Env {
     conf: aws_config::SdkConfig,
@@ -17,11 +15,7 @@ struct Env {
 
 async fn env() -> Env {
     let conf = sdk_config(moto()).await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&conf)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3_client(&conf);
     let bucket = unique_name("batches").to_lowercase();
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
     let env = Env {
