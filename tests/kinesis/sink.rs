@@ -3,15 +3,11 @@
 //! failures, service errors, ordering, pacing, resharding, aggregation.
 //! Every test runs in paused time, so back-offs and pacing cost nothing and
 //! schedules are exact.
-#![cfg(feature = "kinesis")]
-
-mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::SinkExt;
-use support::kinesis::fake_write_stream::{by_key, Call, FakeWriteStream, Fault};
 use tokio::time::Instant;
 use unistream::kinesis::aggregation::deaggregate;
 use unistream::kinesis::limits::{MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_COUNT, MAX_RECORD_BYTES};
@@ -20,6 +16,8 @@ use unistream::kinesis::{
     ShardRateLimit,
 };
 use unistream::{Error, RetryPolicy};
+
+use crate::support::kinesis::fake_write_stream::{by_key, Call, FakeWriteStream, Fault};
 
 /// `count` records over `keys` keys; data names key and sequence, so order
 /// and identity can be checked from the data alone.

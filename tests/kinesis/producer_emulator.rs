@@ -1,49 +1,20 @@
 //! `KinesisSink` + `buffered_wal` against real Kinesis emulators (moto,
 //! kinesis-mock) on loopback: everything sent is read back with the raw SDK,
 //! shard by shard, with per-key order kept.
-#![cfg(feature = "kinesis")]
-
-mod support;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
+use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_kinesis::Client;
 use futures::{stream, StreamExt};
-use support::emulators::{kinesis_mock, moto, sdk_config, unique_name, Emulator};
 use unistream::kinesis::aggregation::deaggregate;
 use unistream::kinesis::{KinesisCodec, KinesisRecord, KinesisSink};
 use unistream::sink::{MemorySink, WalConfig, WalSinkExt};
 use unistream::{DeadLetter, RetryPolicy};
 
-async fn create_stream(client: &Client, shards: i32) -> String {
-    let name = unique_name("producer");
-    client
-        .create_stream()
-        .stream_name(&name)
-        .shard_count(shards)
-        .send()
-        .await
-        .unwrap();
-    for _ in 0..100 {
-        let summary = client
-            .describe_stream_summary()
-            .stream_name(&name)
-            .send()
-            .await
-            .unwrap();
-        if summary
-            .stream_description_summary()
-            .map(|s| s.stream_status())
-            == Some(&StreamStatus::Active)
-        {
-            return name;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("stream {name} never became active");
-}
+use crate::support::emulators::{kinesis_mock, moto, sdk_config, unique_name, Emulator};
+use crate::support::kinesis::emulator_stream::create_stream;
 
 /// Every record of every shard, read from the start with the raw SDK.
 async fn read_back(client: &Client, stream: &str) -> Vec<(String, KinesisRecord)> {
@@ -150,7 +121,8 @@ async fn run_through_wal(
 ) {
     let conf = sdk_config(emulator).await;
     let client = Client::new(&conf);
-    let stream = create_stream(&client, shards).await;
+    let stream = unique_name("producer");
+    create_stream(&client, &stream, shards).await;
     let dir = tempfile::tempdir().unwrap();
     let sink = KinesisSink::builder(client.clone(), stream.as_str())
         .aggregation(aggregation)
@@ -239,7 +211,8 @@ async fn an_invalid_record_goes_to_the_dead_letter_sink_and_the_rest_to_moto() {
     sent.insert(150, bad.clone());
     let conf = sdk_config(moto()).await;
     let client = Client::new(&conf);
-    let stream = create_stream(&client, 1).await;
+    let stream = unique_name("producer");
+    create_stream(&client, &stream, 1).await;
     let dir = tempfile::tempdir().unwrap();
     let dead = MemorySink::<DeadLetter<KinesisRecord>>::new();
     let dead_letters = dead.handle();

@@ -2,20 +2,18 @@
 //! rules: injected expired iterators, throttling and 500s lose nothing;
 //! fatal errors name the shard; fetching is paced and bounded. Time is
 //! paused, so backoffs and pacing are exact and instant.
-#![cfg(feature = "kinesis")]
-
-mod support;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use support::kinesis::fake_read_stream::{seq_of, FakeReadStream, Fault};
-use support::kinesis::shard_id;
 use unistream::checkpoint::MemoryCheckpointStore;
 use unistream::kinesis::KinesisSource;
 use unistream::{Error, Position};
+
+use crate::support::kinesis::fake_read_stream::{seq_of, FakeReadStream, Fault};
+use crate::support::kinesis::shard_id;
 
 #[tokio::test(start_paused = true)]
 async fn expired_iterators_throttling_and_server_errors_lose_nothing() {

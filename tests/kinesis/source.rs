@@ -2,9 +2,6 @@
 //! stream and restart from checkpoints (moto), fencing, and resharding with
 //! parent-before-child order and `SHARD_END` (kinesis-mock, the emulator
 //! that signals shard end).
-#![cfg(all(feature = "kinesis", feature = "dynamodb"))]
-
-mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
@@ -13,41 +10,12 @@ use std::time::Duration;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use futures::{Stream, TryStreamExt};
-use support::emulators::{kinesis_mock, moto, sdk_config, unique_name};
 use unistream::checkpoint::{CheckpointStreamExt, DynamoDbCheckpointStore, MemoryCheckpointStore};
 use unistream::kinesis::{KinesisRecord, KinesisSource};
 use unistream::{CheckpointStore, CheckpointToken, Error, Position};
 
-async fn create_stream(client: &aws_sdk_kinesis::Client, name: &str, shards: i32) {
-    client
-        .create_stream()
-        .stream_name(name)
-        .shard_count(shards)
-        .send()
-        .await
-        .unwrap();
-    wait_active(client, name).await;
-}
-
-async fn wait_active(client: &aws_sdk_kinesis::Client, name: &str) {
-    for _ in 0..200 {
-        let summary = client
-            .describe_stream_summary()
-            .stream_name(name)
-            .send()
-            .await
-            .unwrap();
-        if summary
-            .stream_description_summary()
-            .map(|s| s.stream_status().as_str())
-            == Some("ACTIVE")
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("stream {name} never became ACTIVE");
-}
+use crate::support::emulators::{kinesis_mock, moto, sdk_config, unique_name};
+use crate::support::kinesis::emulator_stream::{create_stream, wait_active};
 
 /// Writes records whose data is the decimal id, 500 per call.
 async fn put_ids(client: &aws_sdk_kinesis::Client, stream: &str, ids: std::ops::Range<u64>) {

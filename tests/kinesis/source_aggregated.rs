@@ -2,17 +2,16 @@
 //! back from `KinesisSource` one user record at a time, with sub-sequence
 //! positions, and a restart from a checkpoint inside an aggregate resumes at
 //! the next user record (moto).
-#![cfg(feature = "kinesis")]
-
-mod support;
 
 use std::time::Duration;
 
 use futures::{SinkExt, TryStreamExt};
-use support::emulators::{moto, sdk_config, unique_name};
 use unistream::checkpoint::MemoryCheckpointStore;
 use unistream::kinesis::{KinesisRecord, KinesisSink, KinesisSource, KinesisStream};
 use unistream::{CheckpointStore, CheckpointToken, Position};
+
+use crate::support::emulators::{moto, sdk_config, unique_name};
+use crate::support::kinesis::emulator_stream::create_stream;
 
 async fn next(stream: &mut KinesisStream) -> (KinesisRecord, CheckpointToken) {
     tokio::time::timeout(Duration::from_secs(30), stream.try_next())
@@ -34,13 +33,7 @@ async fn aggregates_come_back_one_by_one_and_resume_inside() {
     let conf = sdk_config(moto()).await;
     let client = aws_sdk_kinesis::Client::new(&conf);
     let name = unique_name("aggregated");
-    client
-        .create_stream()
-        .stream_name(&name)
-        .shard_count(1)
-        .send()
-        .await
-        .unwrap();
+    create_stream(&client, &name, 1).await;
 
     let mut sink = KinesisSink::builder(client.clone(), name.as_str())
         .aggregation(true)

@@ -1,9 +1,6 @@
 //! The emulator harness itself: each emulator starts, answers, and is shared.
-#![cfg(feature = "kinesis")]
 
-mod support;
-
-use support::emulators::{kinesis_mock, moto, sdk_config, unique_name};
+use crate::support::emulators::{kinesis_mock, moto, sdk_config, unique_name};
 
 #[tokio::test]
 async fn moto_serves_kinesis() {
