@@ -32,6 +32,7 @@ use support::{process_cpu_time, runtime};
 #[path = "../tests/support/mod.rs"]
 mod test_support;
 use test_support::emulators;
+use test_support::kinesis::emulator_stream::create_stream;
 use test_support::kinesis::fake_read_stream::FakeReadStream;
 
 const SHARDS: usize = 20;
@@ -113,13 +114,7 @@ async fn emulator_stream() -> (Client, String) {
     let conf = emulators::sdk_config(emulators::moto()).await;
     let client = Client::new(&conf);
     let name = emulators::unique_name("bench");
-    client
-        .create_stream()
-        .stream_name(&name)
-        .shard_count(1)
-        .send()
-        .await
-        .unwrap();
+    create_stream(&client, &name, 1).await;
     // The sink paces to 1,000 records/s per shard and retries throttled
     // records, so every record lands.
     let mut sink = KinesisSink::from_client(client.clone(), name.as_str());

@@ -19,16 +19,15 @@ use aws_sdk_cloudwatchlogs::Client;
 use aws_smithy_mocks::{
     create_mock_http_client, mock, MockResponse, MockResponseInterceptor, Rule, RuleMode,
 };
-use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
-};
-use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::client::http::HttpConnectorFuture;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use futures::SinkExt;
 use unistream::cloudwatch_logs::{CloudWatchLogsSink, LogEvent};
 use unistream::{Error, RetryPolicy};
+
+use crate::support::http_client::AnsweringHttpClient;
 
 const NOW_MS: i64 = 1_800_000_000_000;
 
@@ -180,37 +179,24 @@ async fn exhausted_retries_fail_the_batch_and_the_sink_stays_usable() {
 }
 
 /// An HTTP client whose first call hangs for a minute; later calls answer
-/// `{}` (an empty `PutLogEvents` output) at once.
-#[derive(Debug, Clone, Default)]
-struct HangsOnce {
-    calls: Arc<AtomicUsize>,
-}
-
-impl HttpConnector for HangsOnce {
-    fn call(&self, _request: HttpRequest) -> HttpConnectorFuture {
-        let first = self.calls.fetch_add(1, Ordering::SeqCst) == 0;
+/// `{}` (an empty `PutLogEvents` output) at once. Counts its calls in
+/// `calls`.
+fn hangs_once(calls: Arc<AtomicUsize>) -> AnsweringHttpClient {
+    AnsweringHttpClient::new(move |_request| {
+        let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
         HttpConnectorFuture::new(async move {
             if first {
                 tokio::time::sleep(Duration::from_secs(60)).await;
             }
             Ok(http(200, "{}"))
         })
-    }
-}
-
-impl HttpClient for HangsOnce {
-    fn http_connector(
-        &self,
-        _settings: &HttpConnectorSettings,
-        _components: &RuntimeComponents,
-    ) -> SharedHttpConnector {
-        SharedHttpConnector::new(self.clone())
-    }
+    })
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_request_that_hangs_times_out_and_is_retried() {
-    let http_client = HangsOnce::default();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let http_client = hangs_once(calls.clone());
     let conf = aws_sdk_cloudwatchlogs::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -234,7 +220,7 @@ async fn a_request_that_hangs_times_out_and_is_retried() {
             .unwrap();
     let started = tokio::time::Instant::now();
     sink.send(scrambled(3)).await.unwrap();
-    assert_eq!(http_client.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(started.elapsed(), Duration::from_millis(5_050));
 }
 
