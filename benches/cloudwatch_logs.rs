@@ -15,20 +15,19 @@
 //!
 //! Run: `CARGO_TARGET_DIR=/work/targets/bench cargo bench --all-features --bench cloudwatch_logs`
 
-#[path = "../tests/support/emulators.rs"]
-#[allow(dead_code)]
-mod emulators;
+#[path = "../tests/support/mod.rs"]
+mod test_support;
+use test_support::cloudwatch_logs::now_ms;
+use test_support::emulators;
+use test_support::http_client::AnsweringHttpClient;
 
 use std::hint::black_box;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use aws_sdk_cloudwatchlogs::Client;
-use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
-};
-use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::client::http::HttpConnectorFuture;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -40,13 +39,6 @@ use unistream::sink::{WalConfig, WalSinkExt};
 #[allow(dead_code)]
 mod support;
 use support::runtime;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// `n` events of ~100-byte messages over the last `span_ms`, in order or
 /// scrambled.
@@ -254,26 +246,13 @@ fn alternating_ratio(moto: &Moto) {
 
 /// An HTTP client that answers every request at once with `200 {}` (an
 /// empty `PutLogEvents` output): the SDK still serializes, signs and parses.
-#[derive(Debug, Clone)]
-struct InstantOk;
-
-impl HttpConnector for InstantOk {
-    fn call(&self, _request: HttpRequest) -> HttpConnectorFuture {
+fn instant_ok() -> AnsweringHttpClient {
+    AnsweringHttpClient::new(|_request| {
         HttpConnectorFuture::ready(Ok(HttpResponse::new(
             StatusCode::try_from(200).expect("valid status"),
             SdkBody::from("{}"),
         )))
-    }
-}
-
-impl HttpClient for InstantOk {
-    fn http_connector(
-        &self,
-        _settings: &HttpConnectorSettings,
-        _components: &RuntimeComponents,
-    ) -> SharedHttpConnector {
-        SharedHttpConnector::new(self.clone())
-    }
+    })
 }
 
 /// The sink's own cost, without moto's noise: the same comparison as
@@ -289,7 +268,7 @@ fn without_network(c: &mut Criterion) {
         .credentials_provider(aws_credential_types::Credentials::new(
             "test", "test", None, None, "bench",
         ))
-        .http_client(InstantOk)
+        .http_client(instant_ok())
         .build();
     let client = Client::from_conf(conf);
     let batch = events(20_000, 60_000, true);

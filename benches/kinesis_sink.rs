@@ -45,9 +45,10 @@ use unistream::wal::Fsync;
 mod support;
 use support::{bench_dir, process_cpu_time, runtime};
 
-#[path = "../tests/support/emulators.rs"]
-#[allow(dead_code)]
-mod emulators;
+#[path = "../tests/support/mod.rs"]
+mod test_support;
+use test_support::emulators;
+use test_support::kinesis::emulator_stream::create_stream;
 
 /// Wall and CPU time spent per bench id, over all of criterion's calls.
 static SPENT: std::sync::Mutex<Vec<(String, u64, Duration, Duration)>> =
@@ -315,30 +316,11 @@ fn moto_record(i: u64) -> KinesisRecord {
     KinesisRecord::new(data, format!("k{i}"))
 }
 
+/// A new 8-shard stream on moto, active.
 async fn fresh_stream(client: &Client) -> String {
     let name = emulators::unique_name("bench");
-    client
-        .create_stream()
-        .stream_name(&name)
-        .shard_count(8)
-        .send()
-        .await
-        .expect("create stream");
-    loop {
-        let summary = client
-            .describe_stream_summary()
-            .stream_name(&name)
-            .send()
-            .await
-            .expect("describe");
-        if summary
-            .stream_description_summary()
-            .is_some_and(|s| s.stream_status().as_str() == "ACTIVE")
-        {
-            return name;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    create_stream(client, &name, 8).await;
+    name
 }
 
 #[derive(Clone, Copy)]

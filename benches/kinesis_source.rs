@@ -13,22 +13,11 @@
 //!   versus `KinesisSource` (records converted, tokens made). Target ratio
 //!   source/raw ≥ 0.9.
 
-#[path = "../tests/support/emulators.rs"]
-#[allow(dead_code)]
-mod emulators;
-
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_credential_types::Credentials;
-use aws_sdk_kinesis::operation::get_records::GetRecordsOutput;
-use aws_sdk_kinesis::operation::get_shard_iterator::GetShardIteratorOutput;
-use aws_sdk_kinesis::operation::list_shards::ListShardsOutput;
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{Record, SequenceNumberRange, Shard, ShardIteratorType};
+use aws_sdk_kinesis::types::{Record, ShardIteratorType};
 use aws_sdk_kinesis::Client;
-use aws_smithy_mocks::{mock, MockResponseInterceptor, RuleMode};
-use aws_smithy_types::retry::RetryConfig;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures::future::ready;
 use futures::{SinkExt, StreamExt, TryStreamExt};
@@ -40,9 +29,17 @@ use unistream::kinesis::{KinesisRecord, KinesisSink, KinesisSource};
 mod support;
 use support::{process_cpu_time, runtime};
 
+#[path = "../tests/support/mod.rs"]
+mod test_support;
+use test_support::emulators;
+use test_support::kinesis::emulator_stream::create_stream;
+use test_support::kinesis::fake_read_stream::FakeReadStream;
+
 const SHARDS: usize = 20;
 const PER_CALL: usize = 10_000;
 
+/// A client of `SHARDS` in-process shards answering every `GetRecords`
+/// at once with the same `PER_CALL` records of 100 bytes.
 fn mocked_client() -> Client {
     let canned: Vec<Record> = (0..PER_CALL)
         .map(|i| {
@@ -56,51 +53,7 @@ fn mocked_client() -> Client {
                 .unwrap()
         })
         .collect();
-    let list = mock!(Client::list_shards).then_compute_output(|_| {
-        let shards = (0..SHARDS)
-            .map(|s| {
-                Shard::builder()
-                    .shard_id(format!("shardId-{s:012}"))
-                    .sequence_number_range(
-                        SequenceNumberRange::builder()
-                            .starting_sequence_number("0")
-                            .build()
-                            .unwrap(),
-                    )
-                    .build()
-                    .unwrap()
-            })
-            .collect::<Vec<_>>();
-        ListShardsOutput::builder().set_shards(Some(shards)).build()
-    });
-    let iterators = mock!(Client::get_shard_iterator).then_compute_output(|req| {
-        GetShardIteratorOutput::builder()
-            .shard_iterator(req.shard_id().unwrap_or("s"))
-            .build()
-    });
-    let records = mock!(Client::get_records).then_compute_output(move |req| {
-        GetRecordsOutput::builder()
-            .set_records(Some(canned.clone()))
-            .next_shard_iterator(req.shard_iterator().unwrap_or("s"))
-            .millis_behind_latest(0)
-            .build()
-            .unwrap()
-    });
-    let interceptor = MockResponseInterceptor::new()
-        .rule_mode(RuleMode::MatchAny)
-        .with_rule(&list)
-        .with_rule(&iterators)
-        .with_rule(&records);
-    Client::from_conf(
-        aws_sdk_kinesis::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-            .http_client(aws_smithy_mocks::create_mock_http_client())
-            .interceptor(interceptor)
-            .retry_config(RetryConfig::disabled())
-            .build(),
-    )
+    FakeReadStream::canned(SHARDS, canned).client()
 }
 
 fn mocked(c: &mut Criterion) {
@@ -161,13 +114,7 @@ async fn emulator_stream() -> (Client, String) {
     let conf = emulators::sdk_config(emulators::moto()).await;
     let client = Client::new(&conf);
     let name = emulators::unique_name("bench");
-    client
-        .create_stream()
-        .stream_name(&name)
-        .shard_count(1)
-        .send()
-        .await
-        .unwrap();
+    create_stream(&client, &name, 1).await;
     // The sink paces to 1,000 records/s per shard and retries throttled
     // records, so every record lands.
     let mut sink = KinesisSink::from_client(client.clone(), name.as_str());

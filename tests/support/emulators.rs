@@ -102,16 +102,39 @@ pub fn unique_name(prefix: &str) -> String {
     feature = "s3"
 ))]
 pub async fn sdk_config(emulator: &Emulator) -> aws_config::SdkConfig {
+    sdk_config_at(&emulator.endpoint()).await
+}
+
+/// The same as [`sdk_config`] for an emulator known by its endpoint only:
+/// in a child process, which gets the endpoint from its parent.
+#[cfg(any(
+    feature = "kinesis",
+    feature = "cloudwatch-logs",
+    feature = "dynamodb",
+    feature = "s3"
+))]
+pub async fn sdk_config_at(endpoint: &str) -> aws_config::SdkConfig {
     use aws_config::{BehaviorVersion, Region};
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(aws_credential_types::Credentials::new(
             "test", "test", None, None, "static",
         ))
-        .endpoint_url(emulator.endpoint())
+        .endpoint_url(endpoint)
         .empty_test_environment()
         .load()
         .await
+}
+
+/// An S3 client for `conf` (an emulator's), addressing buckets by path:
+/// the emulator has no per-bucket host names.
+#[cfg(feature = "s3")]
+pub fn s3_client(conf: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(conf)
+            .force_path_style(true)
+            .build(),
+    )
 }
 
 fn emulators_dir() -> PathBuf {

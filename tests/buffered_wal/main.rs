@@ -1,0 +1,16 @@
+//! `buffered_wal`, the durable buffer in front of a sink: one test binary,
+//! one module per topic.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+/// A stuck target and a small log cap.
+mod backpressure;
+/// Batching by count, bytes and age; `close`.
+mod batching;
+/// An acknowledged record is in the log, synced per the policy.
+mod durability;
+/// Retries, dead letters, failing dead-letter destinations.
+mod failures;
+/// Delivery across restarts.
+mod recovery;

@@ -1,0 +1,22 @@
+//! Kinesis (feature `kinesis`): `KinesisSink` and `KinesisSource` against
+//! in-process fakes and against the emulators (moto, kinesis-mock). One
+//! test binary (one of each emulator for all), one module per topic.
+#![cfg(feature = "kinesis")]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+/// The emulator harness itself.
+mod emulators;
+/// `KinesisSink` behind `buffered_wal`, against the emulators.
+mod producer_emulator;
+/// `KinesisSink` against the write fake: limits, failures, pacing, resharding.
+mod sink;
+/// `KinesisSource` against the emulators: consumption, restarts, fencing,
+/// resharding (with DynamoDB checkpoints, so also feature `dynamodb`).
+#[cfg(feature = "dynamodb")]
+mod source;
+/// KPL aggregates read back one user record at a time (moto).
+mod source_aggregated;
+/// `KinesisSource` against the read fake: injected faults and pacing.
+mod source_faults;

@@ -1,0 +1,46 @@
+//! Streams on the Kinesis emulators (moto, kinesis-mock): created, or
+//! resharded, and waited for until they are `ACTIVE`, so that a test's
+//! first write never meets a stream still being set up.
+
+use std::time::Duration;
+
+use aws_sdk_kinesis::types::StreamStatus;
+use aws_sdk_kinesis::Client;
+
+/// Polls of [`wait_active`], 50 ms apart: 10 s in all.
+const POLLS: usize = 200;
+
+/// Creates the stream `name` of `shards` shards and waits until it is
+/// active.
+pub async fn create_stream(client: &Client, name: &str, shards: i32) {
+    client
+        .create_stream()
+        .stream_name(name)
+        .shard_count(shards)
+        .send()
+        .await
+        .unwrap();
+    wait_active(client, name).await;
+}
+
+/// Waits until the stream `name` is `ACTIVE` (after a create or a
+/// reshard); panics after 10 s.
+pub async fn wait_active(client: &Client, name: &str) {
+    for _ in 0..POLLS {
+        let summary = client
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await
+            .unwrap();
+        if summary
+            .stream_description_summary()
+            .map(|s| s.stream_status())
+            == Some(&StreamStatus::Active)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("stream {name} never became ACTIVE");
+}
