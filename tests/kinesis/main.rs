@@ -20,3 +20,5 @@ mod source;
 mod source_aggregated;
 /// `KinesisSource` against the read fake: injected faults and pacing.
 mod source_faults;
+/// `KinesisSource::leased`: workers sharing a stream (kinesis-mock).
+mod source_leased;
