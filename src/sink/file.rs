@@ -37,7 +37,7 @@ use crate::error::{Error, RejectedRecord};
 /// A `Sink<Vec<T>>` appending JSON lines to a file, fsynced per batch.
 pub struct FileSink<T> {
     path: Arc<Path>,
-    state: State,
+    state: FileSinkState,
     /// Encoded lines of the batch not yet written.
     buffer: Vec<u8>,
     /// Records of the current batch that could not be encoded.
@@ -45,7 +45,7 @@ pub struct FileSink<T> {
     _records: PhantomData<fn(T)>,
 }
 
-enum State {
+enum FileSinkState {
     Idle {
         file: File,
         len: u64,
@@ -66,7 +66,7 @@ impl<T> FileSink<T> {
             .map_err(|e| Error::io("open", &path, std::io::Error::other(e)))??;
         Ok(Self {
             path: Arc::from(path),
-            state: State::Idle { file, len },
+            state: FileSinkState::Idle { file, len },
             buffer: Vec::new(),
             rejected: Vec::new(),
             _records: PhantomData,
@@ -81,22 +81,22 @@ impl<T> FileSink<T> {
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         loop {
             match &mut self.state {
-                State::Broken => {
+                FileSinkState::Broken => {
                     return Poll::Ready(Err(Error::io(
                         "write to",
                         &*self.path,
                         std::io::Error::other("file sink lost its file after a failed write task"),
                     )))
                 }
-                State::Writing(task) => {
+                FileSinkState::Writing(task) => {
                     let joined = futures::ready!(Pin::new(task).poll(cx));
                     match joined {
                         Ok((file, len, result)) => {
-                            self.state = State::Idle { file, len };
+                            self.state = FileSinkState::Idle { file, len };
                             result?;
                         }
                         Err(join) => {
-                            self.state = State::Broken;
+                            self.state = FileSinkState::Broken;
                             return Poll::Ready(Err(Error::io(
                                 "write to",
                                 &*self.path,
@@ -105,7 +105,7 @@ impl<T> FileSink<T> {
                         }
                     }
                 }
-                State::Idle { .. } if self.buffer.is_empty() => {
+                FileSinkState::Idle { .. } if self.buffer.is_empty() => {
                     let rejected = std::mem::take(&mut self.rejected);
                     return Poll::Ready(if rejected.is_empty() {
                         Ok(())
@@ -113,15 +113,15 @@ impl<T> FileSink<T> {
                         Err(Error::Rejected(rejected))
                     });
                 }
-                State::Idle { .. } => {
-                    let State::Idle { file, len } =
-                        std::mem::replace(&mut self.state, State::Broken)
+                FileSinkState::Idle { .. } => {
+                    let FileSinkState::Idle { file, len } =
+                        std::mem::replace(&mut self.state, FileSinkState::Broken)
                     else {
                         unreachable!("matched Idle above")
                     };
                     let bytes = std::mem::take(&mut self.buffer);
                     let path = self.path.clone();
-                    self.state = State::Writing(tokio::task::spawn_blocking(move || {
+                    self.state = FileSinkState::Writing(tokio::task::spawn_blocking(move || {
                         append_durably(file, len, &bytes, &path)
                     }));
                 }

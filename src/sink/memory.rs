@@ -43,23 +43,23 @@ type Gate = Pin<Box<dyn Future<Output = ()> + Send>>;
 ///
 /// Clones share the stored batches and the fault settings.
 pub struct MemorySink<T> {
-    shared: Arc<Shared<T>>,
+    shared: Arc<MemorySinkShared<T>>,
     pending: Option<Vec<T>>,
     gate: Option<Gate>,
 }
 
 /// Inspects a [`MemorySink`] and injects faults into it.
 pub struct MemorySinkHandle<T> {
-    shared: Arc<Shared<T>>,
+    shared: Arc<MemorySinkShared<T>>,
 }
 
-struct Shared<T> {
-    state: Mutex<State<T>>,
+struct MemorySinkShared<T> {
+    state: Mutex<MemorySinkState<T>>,
     delivered: watch::Sender<usize>,
     stalled: watch::Sender<bool>,
 }
 
-struct State<T> {
+struct MemorySinkState<T> {
     batches: Vec<Vec<T>>,
     records: usize,
     attempts: u64,
@@ -70,8 +70,8 @@ struct State<T> {
     reject: Option<RejectFn<T>>,
 }
 
-impl<T> Shared<T> {
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
+impl<T> MemorySinkShared<T> {
+    fn lock(&self) -> MutexGuard<'_, MemorySinkState<T>> {
         // A panic while holding this lock cannot leave the state torn (every
         // update is a single assignment or push), so poisoning is ignored.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -81,8 +81,8 @@ impl<T> Shared<T> {
 impl<T> MemorySink<T> {
     /// An empty sink that accepts everything.
     pub fn new() -> Self {
-        let shared = Shared {
-            state: Mutex::new(State {
+        let shared = MemorySinkShared {
+            state: Mutex::new(MemorySinkState {
                 batches: Vec::new(),
                 records: 0,
                 attempts: 0,
@@ -161,7 +161,7 @@ impl<T> MemorySink<T> {
             if !latency.is_zero() {
                 tokio::time::sleep(latency).await;
             }
-            // The sender lives in `Shared`, which this sink keeps alive, so
+            // The sender lives in `MemorySinkShared`, which this sink keeps alive, so
             // the channel cannot close while we wait.
             let _ = stalled.wait_for(|stalled| !*stalled).await;
         }))
@@ -337,7 +337,7 @@ impl<T> MemorySinkHandle<T> {
     /// Waits until at least `n` records were delivered in total.
     pub async fn wait_for_records(&self, n: usize) {
         let mut delivered = self.shared.delivered.subscribe();
-        // The sender lives in `Shared`, which this handle keeps alive.
+        // The sender lives in `MemorySinkShared`, which this handle keeps alive.
         let _ = delivered.wait_for(|count| *count >= n).await;
     }
 }

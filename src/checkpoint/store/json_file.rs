@@ -67,11 +67,11 @@ const FORMAT_VERSION: u32 = 1;
 /// several workers.
 #[derive(Debug, Clone)]
 pub struct JsonFileCheckpointStore {
-    inner: Arc<Inner>,
+    inner: Arc<JsonFileStoreInner>,
 }
 
 #[derive(Debug)]
-struct Inner {
+struct JsonFileStoreInner {
     path: PathBuf,
     /// The document as last read or written; `None` until first used. Held
     /// for the whole of a write, which serializes saves.
@@ -88,7 +88,7 @@ impl JsonFileCheckpointStore {
     /// A store in the file `path` (read on first use, created on first save).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(JsonFileStoreInner {
                 path: path.into(),
                 document: Mutex::new(None),
             }),
@@ -108,7 +108,7 @@ impl JsonFileCheckpointStore {
 
     async fn blocking<R, F>(&self, f: F) -> Result<R, CheckpointError>
     where
-        F: FnOnce(&Inner) -> Result<R, CheckpointError> + Send + 'static,
+        F: FnOnce(&JsonFileStoreInner) -> Result<R, CheckpointError> + Send + 'static,
         R: Send + 'static,
     {
         let inner = self.inner.clone();
@@ -118,7 +118,7 @@ impl JsonFileCheckpointStore {
     }
 }
 
-impl Inner {
+impl JsonFileStoreInner {
     fn store_name(&self) -> String {
         self.path.display().to_string()
     }

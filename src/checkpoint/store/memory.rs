@@ -37,11 +37,11 @@ const STORE_NAME: &str = "memory";
 /// [`saves`]: MemoryCheckpointStore::saves
 #[derive(Debug, Clone, Default)]
 pub struct MemoryCheckpointStore {
-    shared: Arc<Mutex<State>>,
+    shared: Arc<Mutex<MemoryStoreState>>,
 }
 
 #[derive(Debug, Default)]
-struct State {
+struct MemoryStoreState {
     positions: BTreeMap<String, Position>,
     saves: Vec<(String, Position)>,
     save_calls: u64,
@@ -69,7 +69,7 @@ impl MemoryCheckpointStore {
         store
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, MemoryStoreState> {
         // Every update below is applied whole under the lock, so a panic
         // elsewhere cannot leave the state torn: poisoning is ignored.
         self.shared.lock().unwrap_or_else(|e| e.into_inner())

@@ -38,7 +38,7 @@ use super::lineage::Discovery;
 use super::shard_list::{list_shards, ListedShard};
 use super::shard_reader::ShardReader;
 use super::shard_stream::ShardStream;
-use super::Shared;
+use super::SourceShared;
 use crate::checkpoint::{CheckpointStore, Position};
 use crate::lease::{
     AcquiredLease, AcquiredLeases, Created, Lease, LeaseCheckpoint, LeaseTable, LeaseWorker,
@@ -173,7 +173,7 @@ fn in_lineage_order(shards: &[ListedShard]) -> Vec<&ListedShard> {
 /// The leased coordinator: starts a reader per acquired lease, keeps the
 /// table's leases in step with the stream's shards.
 pub(crate) struct LeasedCoordinator<S> {
-    shared: Arc<Shared<S>>,
+    shared: Arc<SourceShared<S>>,
     driver: Arc<dyn LeaseDriver>,
     out: mpsc::UnboundedSender<Discovery>,
     tasks: JoinSet<()>,
@@ -181,7 +181,7 @@ pub(crate) struct LeasedCoordinator<S> {
 
 impl<S: CheckpointStore> LeasedCoordinator<S> {
     pub(crate) fn new(
-        shared: Arc<Shared<S>>,
+        shared: Arc<SourceShared<S>>,
         driver: Arc<dyn LeaseDriver>,
         out: mpsc::UnboundedSender<Discovery>,
     ) -> Self {

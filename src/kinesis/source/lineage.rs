@@ -27,7 +27,7 @@ use super::iterator::{InitialPosition, StartAt};
 use super::shard_list::list_shards;
 use super::shard_reader::{ShardOutcome, ShardReader};
 use super::shard_stream::ShardStream;
-use super::Shared;
+use super::SourceShared;
 use crate::checkpoint::{CheckpointError, CheckpointStore, PartitionControl, Position};
 use crate::Error;
 
@@ -40,7 +40,7 @@ pub(crate) enum Discovery {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
+enum ShardState {
     /// Listed, not started: waiting for parents.
     Pending,
     Running,
@@ -55,11 +55,11 @@ enum State {
 struct ShardInfo {
     parents: Vec<Arc<str>>,
     closed: bool,
-    state: State,
+    state: ShardState,
 }
 
 pub(crate) struct Coordinator<S> {
-    shared: Arc<Shared<S>>,
+    shared: Arc<SourceShared<S>>,
     shards: BTreeMap<Arc<str>, ShardInfo>,
     out: mpsc::UnboundedSender<Discovery>,
     events_tx: mpsc::UnboundedSender<(Arc<str>, ShardOutcome)>,
@@ -69,7 +69,7 @@ pub(crate) struct Coordinator<S> {
 }
 
 impl<S: CheckpointStore> Coordinator<S> {
-    pub(crate) fn new(shared: Arc<Shared<S>>, out: mpsc::UnboundedSender<Discovery>) -> Self {
+    pub(crate) fn new(shared: Arc<SourceShared<S>>, out: mpsc::UnboundedSender<Discovery>) -> Self {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         Self {
             shared,
@@ -106,8 +106,8 @@ impl<S: CheckpointStore> Coordinator<S> {
                 Some((shard, outcome)) = self.events_rx.recv() => {
                     if let Some(info) = self.shards.get_mut(&shard) {
                         info.state = match outcome {
-                            ShardOutcome::Finished => State::Finished,
-                            ShardOutcome::Stopped => State::Stopped,
+                            ShardOutcome::Finished => ShardState::Finished,
+                            ShardOutcome::Stopped => ShardState::Stopped,
                         };
                     }
                     // A finished shard's children may not be listed yet.
@@ -128,7 +128,7 @@ impl<S: CheckpointStore> Coordinator<S> {
                         ShardInfo {
                             parents: shard.parents,
                             closed: shard.closed,
-                            state: State::Pending,
+                            state: ShardState::Pending,
                         },
                     );
                 }
@@ -145,7 +145,7 @@ impl<S: CheckpointStore> Coordinator<S> {
             let pending: Vec<Arc<str>> = self
                 .shards
                 .iter()
-                .filter(|(_, info)| info.state == State::Pending)
+                .filter(|(_, info)| info.state == ShardState::Pending)
                 .map(|(id, _)| id.clone())
                 .collect();
             for id in pending {
@@ -157,12 +157,12 @@ impl<S: CheckpointStore> Coordinator<S> {
                         continue; // expired parent: done long ago
                     };
                     match state {
-                        State::Finished => lineage_read = true,
-                        State::Skipped => {}
-                        State::Running => ready = false,
-                        State::Pending | State::Stopped => {
+                        ShardState::Finished => lineage_read = true,
+                        ShardState::Skipped => {}
+                        ShardState::Running => ready = false,
+                        ShardState::Pending | ShardState::Stopped => {
                             if self.load(parent).await? == Some(Position::End) {
-                                self.set_state(parent, State::Finished);
+                                self.set_state(parent, ShardState::Finished);
                                 lineage_read = true;
                                 changed = true;
                             } else {
@@ -176,7 +176,7 @@ impl<S: CheckpointStore> Coordinator<S> {
                 }
                 let start = match self.load(&id).await? {
                     Some(Position::End) => {
-                        self.set_state(&id, State::Finished);
+                        self.set_state(&id, ShardState::Finished);
                         changed = true;
                         continue;
                     }
@@ -189,7 +189,7 @@ impl<S: CheckpointStore> Coordinator<S> {
                     None => match self.shared.config.initial_position {
                         InitialPosition::Latest if lineage_read => StartAt::TrimHorizon,
                         InitialPosition::Latest if self.shards[&id].closed => {
-                            self.set_state(&id, State::Skipped);
+                            self.set_state(&id, ShardState::Skipped);
                             changed = true;
                             continue;
                         }
@@ -205,7 +205,7 @@ impl<S: CheckpointStore> Coordinator<S> {
         }
     }
 
-    fn set_state(&mut self, id: &Arc<str>, state: State) {
+    fn set_state(&mut self, id: &Arc<str>, state: ShardState) {
         if let Some(info) = self.shards.get_mut(id) {
             info.state = state;
         }
@@ -229,7 +229,7 @@ impl<S: CheckpointStore> Coordinator<S> {
 
     fn start(&mut self, id: Arc<str>, start: StartAt) {
         tracing::debug!(shard = %id, ?start, "starting kinesis shard");
-        self.set_state(&id, State::Running);
+        self.set_state(&id, ShardState::Running);
         let (tx, rx) = mpsc::channel(self.shared.config.prefetch_batches);
         let control = PartitionControl::new();
         let reader = ShardReader::new(self.shared.clone(), id.clone(), control.clone(), tx, start);

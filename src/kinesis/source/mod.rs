@@ -279,7 +279,7 @@ impl<S: CheckpointStore> KinesisSource<S> {
     /// first polled, which must happen inside a Tokio runtime; dropping it
     /// stops every shard task.
     pub fn stream(self) -> KinesisStream {
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(SourceShared {
             client: self.client,
             stream: self.stream,
             store: self.store,
@@ -321,7 +321,7 @@ impl<T: LeaseTable> KinesisSource<LeaseCheckpointStore<T>> {
 }
 
 /// What the coordinator and the shard tasks share.
-pub(crate) struct Shared<S> {
+pub(crate) struct SourceShared<S> {
     pub(crate) client: aws_sdk_kinesis::Client,
     pub(crate) stream: StreamTarget,
     pub(crate) store: S,
@@ -330,7 +330,7 @@ pub(crate) struct Shared<S> {
     pub(crate) leases: Option<Arc<dyn LeaseDriver>>,
 }
 
-impl<S> Shared<S> {
+impl<S> SourceShared<S> {
     /// `"kinesis stream NAME shard ID"`, the target named in errors.
     pub(crate) fn target(&self, shard: &str) -> String {
         format!("{} shard {shard}", self.stream)

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use super::failure::{classify, Failure};
-use super::Shared;
+use super::SourceShared;
 use crate::kinesis::StreamTarget;
 use crate::lease::HashRange;
 use crate::Error;
@@ -48,7 +48,7 @@ impl ListedShard {
 
 /// Every shard of the source's stream, in the order `ListShards` returns
 /// them (creation order: parents before children).
-pub(crate) async fn list_shards<S>(shared: &Shared<S>) -> Result<Vec<ListedShard>, Error> {
+pub(crate) async fn list_shards<S>(shared: &SourceShared<S>) -> Result<Vec<ListedShard>, Error> {
     let client = &shared.client;
     let config = &shared.config;
     let mut shards = Vec::new();

@@ -28,7 +28,7 @@ use super::failure::{classify, Failure};
 use super::iterator::StartAt;
 use super::records::{unpack, UserRecord};
 use super::shard_list::{list_shards, ListedShard};
-use super::Shared;
+use super::SourceShared;
 use crate::aws::failure::HasStatus;
 use crate::checkpoint::{CheckpointStore, CheckpointToken, PartitionControl, Position};
 use crate::kinesis::{KinesisRecord, StreamTarget};
@@ -47,7 +47,7 @@ pub(crate) enum ShardOutcome {
 }
 
 pub(crate) struct ShardReader<S> {
-    shared: Arc<Shared<S>>,
+    shared: Arc<SourceShared<S>>,
     shard: Arc<str>,
     control: PartitionControl,
     tx: mpsc::Sender<Result<Chunk, Error>>,
@@ -65,7 +65,7 @@ pub(crate) struct ShardReader<S> {
 
 impl<S: CheckpointStore> ShardReader<S> {
     pub(crate) fn new(
-        shared: Arc<Shared<S>>,
+        shared: Arc<SourceShared<S>>,
         shard: Arc<str>,
         control: PartitionControl,
         tx: mpsc::Sender<Result<Chunk, Error>>,

@@ -64,7 +64,7 @@ use crate::wal::{Lsn, WalReader, WalRecord};
 
 use super::config::Batching;
 use super::dead_letter::BoxDeadLetterSink;
-use super::shared::Shared;
+use super::shared::DeliveryShared;
 
 /// How often the delivered position is committed while batches keep coming,
 /// under `Fsync::Never` (under `Fsync::Interval(d)`: every `d`).
@@ -95,7 +95,7 @@ pub(super) struct Delivery<T, S, C> {
     pub(super) codec: C,
     pub(super) batching: Batching,
     pub(super) retry: RetryPolicy,
-    pub(super) shared: Arc<Shared>,
+    pub(super) shared: Arc<DeliveryShared>,
     /// Records below this position were recovered from a previous run and
     /// are delivered without waiting for a batch to fill.
     pub(super) recovered_upto: u64,
@@ -118,7 +118,7 @@ enum Next {
 }
 
 /// How a delivery ended.
-enum Outcome {
+enum DeliveryOutcome {
     Delivered,
     Rejected(Vec<RejectedRecord>),
     Exhausted(Error),
@@ -297,7 +297,7 @@ where
         let read_ahead = self.next_batch_full();
         let deliver = async {
             if decoded.is_empty() {
-                Ok((Outcome::Delivered, 0))
+                Ok((DeliveryOutcome::Delivered, 0))
             } else {
                 deliver_with_retry(
                     &mut self.target,
@@ -333,8 +333,8 @@ where
 
         let mut given_up_error = None;
         match outcome {
-            Outcome::Delivered => {}
-            Outcome::Rejected(rejected) => {
+            DeliveryOutcome::Delivered => {}
+            DeliveryOutcome::Rejected(rejected) => {
                 for r in &rejected {
                     let Some(&i) = in_batch.get(r.index) else {
                         return Err(Error::target(
@@ -355,7 +355,7 @@ where
                 }
                 given_up_error = Some(Error::Rejected(rejected));
             }
-            Outcome::Exhausted(error) => {
+            DeliveryOutcome::Exhausted(error) => {
                 let reason = format!("gave up after {attempts} attempt(s): {error}");
                 for &i in &in_batch {
                     let record = self.codec.decode(&records[i].payload)?;
@@ -435,7 +435,7 @@ async fn deliver_with_retry<T, S, C>(
     first: Vec<T>,
     records: &[WalRecord],
     in_batch: &[usize],
-) -> Result<(Outcome, u32), Error>
+) -> Result<(DeliveryOutcome, u32), Error>
 where
     S: Sink<Vec<T>>,
     S::Error: Into<Error>,
@@ -455,14 +455,16 @@ where
         };
         attempts = attempts.saturating_add(1);
         match target.send(items).await.map_err(Into::into) {
-            Ok(()) => return Ok((Outcome::Delivered, attempts)),
-            Err(Error::Rejected(rejected)) => return Ok((Outcome::Rejected(rejected), attempts)),
+            Ok(()) => return Ok((DeliveryOutcome::Delivered, attempts)),
+            Err(Error::Rejected(rejected)) => {
+                return Ok((DeliveryOutcome::Rejected(rejected), attempts))
+            }
             Err(error) if retry.allows_another(attempts) => {
                 let delay = retry.backoff(attempts - 1);
                 tracing::warn!(%error, attempts, ?delay, "delivery failed; retrying");
                 tokio::time::sleep(delay).await;
             }
-            Err(error) => return Ok((Outcome::Exhausted(error), attempts)),
+            Err(error) => return Ok((DeliveryOutcome::Exhausted(error), attempts)),
         }
     }
 }

@@ -92,7 +92,7 @@ pub use ext::WalSinkExt;
 pub use shared::DeliveryStopped;
 
 use delivery::Delivery;
-use shared::{Shared, TaskGuard, Waiting};
+use shared::{DeliveryShared, TaskGuard, Waiting};
 
 /// A handle appends its local buffer to the log once it holds this many
 /// records (or `max_records`, if larger; or `max_bytes`). One append is one
@@ -132,7 +132,7 @@ type Append = Pin<Box<dyn Future<Output = Result<Lsn, WalError>> + Send>>;
 pub struct BufferedWal<T, C = JsonCodec> {
     writer: WalWriter,
     codec: C,
-    shared: Arc<Shared>,
+    shared: Arc<DeliveryShared>,
     /// Aborts the delivery task when the last handle goes away.
     _guard: Arc<TaskGuard>,
     recovery: Arc<Recovery>,
@@ -197,7 +197,7 @@ where
                 "delivering records left undelivered by a previous run first"
             );
         }
-        let shared = Arc::new(Shared::new(reader.committed().0));
+        let shared = Arc::new(DeliveryShared::new(reader.committed().0));
         let delivery = Delivery {
             reader,
             target: Box::pin(target),

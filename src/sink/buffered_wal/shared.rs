@@ -35,7 +35,7 @@ pub(super) struct Progress {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum TaskState {
     Running,
-    /// Stopped by an error (kept in [`Shared`] until taken).
+    /// Stopped by an error (kept in [`DeliveryShared`] until taken).
     Stopped,
     /// Finished after closing the target: the last handle closed.
     Closed,
@@ -65,7 +65,7 @@ impl DeliveryStopped {
     }
 }
 
-pub(super) struct Shared {
+pub(super) struct DeliveryShared {
     /// Wakes the delivery task: records were appended, or a handle now
     /// waits for delivery (close). `notify_one` keeps a permit when the task
     /// is busy, so no wake-up is lost.
@@ -85,7 +85,7 @@ pub(super) struct Shared {
     cause: Mutex<Option<String>>,
 }
 
-impl Shared {
+impl DeliveryShared {
     pub(super) fn new(committed: u64) -> Self {
         Self {
             wake: Notify::new(),

@@ -2,11 +2,13 @@
 //! up to which every token is seen — every `n` tokens, every `interval`, at
 //! the end and before an error is passed on — never past an unseen token.
 //! The rules are documented on [`CheckpointBatched`], where users read them.
+//!
+//! One concept, the combinator's poll loop and its saves, past 500 lines
+//! for its user documentation (a hundred lines on the type); the partition
+//! table it keeps is in `partitions.rs`.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,20 +18,20 @@ use futures::stream::{Fuse, FusedStream, IntoStream, Stream, StreamExt, TryStrea
 use pin_project::pin_project;
 use tokio::time::{Instant, Sleep};
 
-use super::control::{ControlHub, PartitionControl};
+use super::control::ControlHub;
 use super::position::Position;
 use super::store::{CheckpointError, CheckpointStore};
 use super::token::{AsCheckpointToken, CheckpointToken};
 use super::tracker::PositionTracker;
 use crate::error::Error;
 
+mod partitions;
+
+use partitions::Partitions;
+
 /// Tokens waiting behind a gap from which (and at every doubling) a
 /// warning is logged.
 const WAITING_WARN_FROM: usize = 1 << 14;
-
-/// Up to this many partitions, a token's partition is found by comparing
-/// addresses one by one rather than through the hash map.
-const LINEAR_SCAN_PARTITIONS: usize = 8;
 
 /// While upstream keeps yielding, the interval deadline is looked at once
 /// per this many tokens.
@@ -164,130 +166,6 @@ struct Covered {
     seen: u64,
     /// Tokens from `seq` 0 that `position` covers (the tracker's next seq).
     tokens: u64,
-}
-
-#[derive(Default)]
-struct Partitions {
-    states: Vec<PartitionState>,
-    /// By the address of the partition name's `Arc` as the source shares it
-    /// (the state holds a clone, so the address cannot be reused while it is
-    /// in this map): a lookup without hashing or comparing the name.
-    by_address: HashMap<usize, usize, BuildHasherDefault<AddressHasher>>,
-    /// By name, for sources that make a new `Arc` per token.
-    by_name: HashMap<Arc<str>, usize>,
-    /// The partition of the previous token.
-    last: usize,
-}
-
-/// Hashes an address (a `usize`) with one multiplication.
-#[derive(Default)]
-struct AddressHasher(u64);
-
-impl Hasher for AddressHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_usize(&mut self, value: usize) {
-        // Allocations are 8-aligned: the low bits carry no information.
-        self.0 = ((value as u64) >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-struct PartitionState {
-    name: Arc<str>,
-    tracker: PositionTracker,
-    control: Option<PartitionControl>,
-    /// Tokens seen in this run.
-    seen: u64,
-    /// `seen` when the last save of this partition started.
-    started: u64,
-    /// `seen` covered by the last completed save.
-    durable_seen: u64,
-    /// The position handed to the last save (in flight or done).
-    saved: Option<Position>,
-    /// The position of the last completed save.
-    durable: Option<Position>,
-    fenced: bool,
-}
-
-impl PartitionState {
-    fn new(name: Arc<str>) -> Self {
-        Self {
-            name,
-            tracker: PositionTracker::new(),
-            control: None,
-            seen: 0,
-            started: 0,
-            durable_seen: 0,
-            saved: None,
-            durable: None,
-            fenced: false,
-        }
-    }
-
-    /// The safe position when it is ahead of what was handed to a save.
-    fn unsaved(&self) -> Option<&Position> {
-        if self.fenced {
-            return None;
-        }
-        match self.tracker.safe_position() {
-            Some(safe) if Some(safe) != self.saved.as_ref() => Some(safe),
-            _ => None,
-        }
-    }
-}
-
-fn address_of(name: &Arc<str>) -> usize {
-    Arc::as_ptr(name).cast::<u8>() as usize
-}
-
-impl Partitions {
-    #[inline]
-    fn index_of(&mut self, token: &CheckpointToken) -> usize {
-        let name = token.partition_arc();
-        if let Some(state) = self.states.get(self.last) {
-            if Arc::ptr_eq(&state.name, name) {
-                return self.last;
-            }
-        }
-        // A few partitions: comparing addresses beats hashing one.
-        let found = if self.states.len() <= LINEAR_SCAN_PARTITIONS {
-            self.states.iter().position(|s| Arc::ptr_eq(&s.name, name))
-        } else {
-            self.by_address.get(&address_of(name)).copied()
-        };
-        let index = match found {
-            Some(index) => index,
-            None => self.index_by_name(name),
-        };
-        self.last = index;
-        index
-    }
-
-    #[cold]
-    fn index_by_name(&mut self, name: &Arc<str>) -> usize {
-        match self.by_name.get(&**name) {
-            Some(index) => *index,
-            None => {
-                let index = self.states.len();
-                self.states.push(PartitionState::new(name.clone()));
-                self.by_name.insert(name.clone(), index);
-                self.by_address.insert(address_of(name), index);
-                index
-            }
-        }
-    }
-
-    fn any_fenced(&self) -> bool {
-        self.states.iter().any(|s| s.fenced)
-    }
 }
 
 impl<St, S> CheckpointBatched<St, S>
