@@ -22,7 +22,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 use unistream::checkpoint::{CheckpointStore, Position};
@@ -66,8 +65,9 @@ pub struct Reading {
 pub struct Redelivery {
     pub partition: String,
     pub offset: u64,
-    /// The worker delivering it again.
+    /// The worker delivering it again, and when its reading began.
     pub by: String,
+    pub by_from: Instant,
     /// The worker of the latest earlier reading that delivered it, and
     /// when that reading began and ended.
     pub earlier: String,
@@ -258,6 +258,7 @@ impl Ledger {
                     partition: key.to_owned(),
                     offset,
                     by: worker.clone(),
+                    by_from: readings[reading].from,
                     earlier: earlier.worker.clone(),
                     earlier_from: earlier.from,
                     earlier_to: earlier.to,
@@ -372,35 +373,50 @@ fn longer(a: Option<Overlap>, b: Option<Overlap>) -> Option<Overlap> {
 
 /// Pauses a consumer (a frozen process) and resumes it. Clones share the
 /// gate.
-#[derive(Debug, Clone)]
+///
+/// A `Notify`, not a `watch`: a watch channel wakes its waiters in a random
+/// order, which would make the partitions of a thawed consumer resume in a
+/// different order from run to run, and a seed no longer replay exactly.
+#[derive(Debug, Clone, Default)]
 pub struct PauseGate {
-    paused: Arc<watch::Sender<bool>>,
+    inner: Arc<PauseState>,
 }
 
-impl Default for PauseGate {
-    fn default() -> Self {
-        Self {
-            paused: Arc::new(watch::Sender::new(false)),
-        }
-    }
+#[derive(Debug, Default)]
+struct PauseState {
+    paused: std::sync::atomic::AtomicBool,
+    changed: tokio::sync::Notify,
 }
 
 impl PauseGate {
     pub fn pause(&self) {
-        self.paused.send_replace(true);
+        self.set(true);
     }
 
     pub fn resume(&self) {
-        self.paused.send_replace(false);
+        self.set(false);
+    }
+
+    fn set(&self, paused: bool) {
+        self.inner
+            .paused
+            .store(paused, std::sync::atomic::Ordering::SeqCst);
+        self.inner.changed.notify_waiters();
     }
 
     pub fn is_paused(&self) -> bool {
-        *self.paused.borrow()
+        self.inner.paused.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     async fn wait_for(&self, paused: bool) {
-        let mut rx = self.paused.subscribe();
-        let _ = rx.wait_for(|p| *p == paused).await;
+        loop {
+            // Created before the check: a change between the two wakes it.
+            let changed = self.inner.changed.notified();
+            if self.is_paused() == paused {
+                return;
+            }
+            changed.await;
+        }
     }
 }
 

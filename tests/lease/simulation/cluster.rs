@@ -21,7 +21,10 @@
 //!   and where the balance rules move nothing more).
 //!
 //! A violation panics at once with the seed and the simulated time, so
-//! `UNISTREAM_SEED=<seed>` replays the failing run exactly.
+//! `UNISTREAM_SEED=<seed>` replays the failing run exactly, and
+//! `UNISTREAM_SIM_LOG=unistream=debug` traces it in simulated time. (A
+//! seed replays across processes and within one: nothing in a run depends
+//! on wall time or on an unseeded random choice.)
 //!
 //! What it does not model: a worker's own tasks pausing (a frozen worker's
 //! coordinator keeps its clock; only its consumer stops and its table is
@@ -48,6 +51,33 @@ pub const STEP: Duration = Duration::from_millis(100);
 /// The environment variable that picks the seed of a run.
 pub const SEED_VAR: &str = "UNISTREAM_SEED";
 
+/// The environment variable that turns on a trace of a run on stderr: its
+/// value is a `tracing` filter (`unistream=debug` shows every decision of
+/// every worker and the scenario's events), its timestamps simulated time.
+pub const TRACE_VAR: &str = "UNISTREAM_SIM_LOG";
+
+/// Installs the trace [`TRACE_VAR`] asks for (once per process; times
+/// count from the first cluster).
+fn install_trace() {
+    struct SimulatedTime(Instant);
+    impl tracing_subscriber::fmt::time::FormatTime for SimulatedTime {
+        fn format_time(
+            &self,
+            w: &mut tracing_subscriber::fmt::format::Writer<'_>,
+        ) -> std::fmt::Result {
+            write!(w, "{:>10.3}s", self.0.elapsed().as_secs_f64())
+        }
+    }
+    if let Ok(filter) = std::env::var(TRACE_VAR) {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_timer(SimulatedTime(Instant::now()))
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+}
+
 /// The seeds to run: the one in [`SEED_VAR`] alone when set, else `fixed`.
 pub fn seeds(fixed: &[u64]) -> Vec<u64> {
     match std::env::var(SEED_VAR) {
@@ -67,8 +97,10 @@ pub type SimTable = FaultyLeaseTable<MemoryLeaseTable>;
 pub struct ClusterSettings {
     pub seed: u64,
     pub leases: usize,
-    /// Every worker's configuration (each gets its own seed).
+    /// Every worker's configuration (each gets its own seed, and
+    /// `lease_duration`).
     pub config: LeaseConfig,
+    pub lease_duration: Duration,
     /// Every consumer's behaviour (each gets its own pause gate).
     pub consumer: ConsumerBehaviour,
     /// What every worker's table does when no fault is injected: the
@@ -77,13 +109,14 @@ pub struct ClusterSettings {
 }
 
 impl ClusterSettings {
-    /// `leases` leases, default timings, a record a second checkpointed
-    /// every 5, and 2–10 ms per table request.
+    /// `leases` leases, default timings (lease duration 10 s), a record a
+    /// second checkpointed every 5, and 2–10 ms per table request.
     pub fn new(seed: u64, leases: usize) -> Self {
         Self {
             seed,
             leases,
             config: LeaseConfig::new(),
+            lease_duration: Duration::from_secs(10),
             consumer: ConsumerBehaviour {
                 record_every: Duration::from_secs(1),
                 checkpoint_every: 5,
@@ -170,10 +203,14 @@ pub enum RedeliveryCause {
     /// The earlier reader crashed.
     Crash,
     /// The earlier reader's lease was taken without its consent (expired
-    /// or a forced handoff) while it had faults: cut off, failing or slow.
+    /// or a forced handoff) while it had faults: cut off, failing or slow;
+    /// it has stopped reading.
     LostLease,
     /// The earlier reader was frozen and its lease taken meanwhile.
     Frozen,
+    /// Both read at once: one had lost the lease (cut off or frozen) and
+    /// not yet noticed by its own clock.
+    StaleReader,
 }
 
 /// Requests and counters of every live worker, at one moment.
@@ -228,9 +265,10 @@ impl Cluster {
                 LeaseCheckpoint::TrimHorizon,
             ));
         }
+        install_trace();
         eprintln!(
-            "lease simulation: seed {} ({}={} reruns it), {} leases",
-            settings.seed, SEED_VAR, settings.seed, settings.leases
+            "lease simulation: seed {} ({}={} reruns it, {}=unistream=debug traces it), {} leases",
+            settings.seed, SEED_VAR, settings.seed, TRACE_VAR, settings.leases
         );
         Self {
             rng: fastrand::Rng::with_seed(settings.seed),
@@ -260,7 +298,12 @@ impl Cluster {
         let name = name.into();
         let table = FaultyLeaseTable::new(self.table.clone(), self.rng.u64(..));
         table.set_faults(self.settings.base_faults.clone());
-        let config = self.settings.config.clone().seed(self.rng.u64(..));
+        let config = self
+            .settings
+            .config
+            .clone()
+            .lease_duration(self.settings.lease_duration)
+            .seed(self.rng.u64(..));
         let worker = LeaseWorker::start(table.clone(), name.clone(), config);
         let pause = PauseGate::default();
         let behaviour = ConsumerBehaviour {
@@ -489,22 +532,34 @@ impl Cluster {
 
     /// Why `again` may happen, `None` when nothing explains it.
     fn cause(&self, again: &Redelivery) -> Option<RedeliveryCause> {
-        // A fault of the earlier reader while it read.
-        let (from, to) = (
-            again.earlier_from,
-            again.earlier_to.unwrap_or_else(Instant::now),
-        );
-        let faulty = self
-            .members
-            .iter()
-            .filter(|m| m.name == again.earlier)
-            .any(|m| m.faults.overlap(from, to));
+        let now = Instant::now();
+        let faulty = |worker: &str, from: Instant, to: Instant| {
+            self.members
+                .iter()
+                .filter(|m| m.name == worker)
+                .any(|m| m.faults.overlap(from, to))
+        };
+        // The earlier reader answers for the lease until the next one took
+        // it (a fault after it stopped reading, while its last checkpoint
+        // or its release was still to be written, counts too).
+        let taken = again.by_from.max(again.earlier_to.unwrap_or(now));
+        let earlier_faulty = faulty(&again.earlier, again.earlier_from, taken);
         match again.earlier_end {
             Some(ReadingEnd::Crashed) => Some(RedeliveryCause::Crash),
-            // Still reading: a worker cut off that has not yet given the
-            // lease up by its own clock (how long is the overlap check's).
-            None | Some(ReadingEnd::Fenced) if faulty => Some(RedeliveryCause::LostLease),
-            Some(ReadingEnd::Paused) if faulty => Some(RedeliveryCause::Frozen),
+            Some(ReadingEnd::Fenced) if earlier_faulty => Some(RedeliveryCause::LostLease),
+            Some(ReadingEnd::Paused) if earlier_faulty => Some(RedeliveryCause::Frozen),
+            // Both still reading: one of them has lost the lease without
+            // knowing yet (cut off, or thawed before its own clock ran
+            // out). It had a fault within a lease duration before it began
+            // this reading; how long the two overlap is the overlap check's.
+            None => {
+                let since = |from: Instant| {
+                    from.checked_sub(self.settings.lease_duration)
+                        .unwrap_or(self.started)
+                };
+                (earlier_faulty || faulty(&again.by, since(again.by_from), now))
+                    .then_some(RedeliveryCause::StaleReader)
+            }
             _ => None,
         }
     }

@@ -279,6 +279,7 @@ pub async fn faults(settings: ClusterSettings, workers: usize, window: Duration)
                 "joined started".to_owned()
             }
         };
+        tracing::info!(target: "unistream::simulation", "{line}");
         timeline.push(format!("{:>6.1} s  {line}", when.as_secs_f64()));
     }
     // Healed soon after the last event, while the cluster still moves.
