@@ -13,6 +13,10 @@
 //!   fenced at once (the source stops, the checkpointer stops), it leaves
 //!   the held set, and no later write is attempted.
 //!
+//! A successful [`Release`](LeaseWrite::Release) marks the lease gone and
+//! fences it before the lock is let go: a renewal or checkpoint queued
+//! behind the release finds it gone and writes nothing.
+//!
 //! A lease also becomes lost when its renewals fail for a whole lease
 //! duration (by this worker's clock, from the start of the last successful
 //! write): by then another worker may have judged it expired.
@@ -147,6 +151,14 @@ impl HeldLease {
                     self.known_counter.store(lease.counter, Ordering::Release);
                     state.lease = lease.clone();
                     state.renewed_at = started;
+                    if matches!(write, LeaseWrite::Release) {
+                        // Gone in the same critical section as the write: a
+                        // renewal or checkpoint queued on the lock behind
+                        // the release must not write a lease that is no
+                        // longer ours.
+                        state.gone = true;
+                        self.control.fence();
+                    }
                     return Ok(Written {
                         lease,
                         handoff_requested,
@@ -193,5 +205,48 @@ impl HeldLease {
         let mut state = self.state.lock().await;
         state.gone = true;
         self.control.fence();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::lease::{FaultyLeaseTable, LeaseCheckpoint, LeaseFaults, MemoryLeaseTable};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_queued_behind_a_release_does_not_reach_the_table() {
+        let memory = MemoryLeaseTable::new("t");
+        let mut lease = Lease::new("k", LeaseCheckpoint::TrimHorizon);
+        lease.owner = Some("a".into());
+        memory.put(lease.clone());
+        let table = FaultyLeaseTable::new(memory.clone(), 1);
+        table.set_faults(LeaseFaults {
+            latency: Duration::from_millis(10),
+            ..LeaseFaults::default()
+        });
+        let held = Arc::new(HeldLease::new(lease, PartitionControl::new()));
+        let write = |write: LeaseWrite| {
+            let (held, table) = (held.clone(), table.clone());
+            tokio::spawn(async move { held.write(&table, "a", write).await })
+        };
+        // The release holds the lease's lock through its request; a renewal
+        // (the renewer's tick meeting a drain's release) queues behind it.
+        let release = write(LeaseWrite::Release);
+        tokio::task::yield_now().await;
+        let renewal = write(LeaseWrite::Renew);
+        let released = release.await.unwrap().unwrap();
+        assert_eq!(released.lease.owner, None);
+        assert!(held.control.is_fenced(), "released means fenced at once");
+        let renewal = renewal.await.unwrap();
+        assert!(matches!(renewal, Err(HeldWriteError::Gone)), "{renewal:?}");
+        let now = &memory.snapshot()[0];
+        assert_eq!(
+            (now.counter, now.owner.as_deref()),
+            (1, None),
+            "only the release was written"
+        );
     }
 }
