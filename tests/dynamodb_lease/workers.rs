@@ -275,6 +275,7 @@ async fn after_a_crash_the_other_worker_takes_the_leases_once_they_expire() {
     })
     .await;
     let failover = crashed.elapsed();
+    println!("a's leases taken {failover:?} after the crash");
     // a renewed at most one renew interval (lease / 3) before the crash,
     // and b waits a whole lease duration from when it saw that renewal.
     assert!(
