@@ -3,18 +3,14 @@
 //!
 //! # Item layout
 //!
-//! One item per partition (shard), with the KCL 2.x attribute names, so the
-//! table can be inspected with KCL tooling:
-//!
-//! | attribute | type | meaning |
-//! |---|---|---|
-//! | `leaseKey` | S (hash key) | the shard id |
-//! | `leaseOwner` | S | the owner name of the last writer |
-//! | `leaseCounter` | N | incremented by every write |
-//! | `checkpoint` | S | a sequence number, or `TRIM_HORIZON`, `LATEST`, `AT_TIMESTAMP`, `SHARD_END` |
-//! | `checkpointSubSequenceNumber` | N | the user record inside a KPL aggregate |
-//! | `ownerSwitchesSinceCheckpoint` | N | reset to 0 by a checkpoint |
-//! | `parentShardId`, `childShardIds` | SS | lineage, written by [`set_lineage`](DynamoDbCheckpointStore::set_lineage) |
+//! One item per partition (shard) in the KCL's layout (tabled in the
+//! [`dynamodb`](super) module docs), read with the same codec as the lease
+//! coordinator's [`DynamoDbLeaseTable`](super::DynamoDbLeaseTable). A save
+//! writes `leaseOwner` (this store's owner name), `leaseCounter`,
+//! `checkpoint`, `checkpointSubSequenceNumber` and
+//! `ownerSwitchesSinceCheckpoint` (0);
+//! [`set_lineage`](DynamoDbCheckpointStore::set_lineage) writes
+//! `parentShardId` and `childShardIds`. Other attributes are kept.
 //!
 //! # Fencing
 //!
@@ -33,7 +29,8 @@
 //!
 //! Lease expiry, renewal and balancing between workers (the KCL's lease
 //! coordinator): ownership here is "whoever wrote last and has not been
-//! overtaken".
+//! overtaken". For those, run a [`LeaseWorker`](crate::lease::LeaseWorker)
+//! on a [`DynamoDbLeaseTable`](super::DynamoDbLeaseTable).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,10 +38,37 @@ use std::sync::{Arc, Mutex};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
-use super::lease_item::{self, attr, Lease};
+use super::item_update::ItemUpdate;
+use super::lease_item::{self, attr, Item, ItemError};
 use super::table::create_lease_table_if_missing;
 use crate::aws::sdk_error::SdkErrorBox;
 use crate::checkpoint::{CheckpointError, CheckpointStore, Position};
+use crate::lease::LeaseCheckpoint;
+
+/// A lease item as [`DynamoDbCheckpointStore`] reads it (read with the
+/// crate's one lease item codec; the lease coordinator's view of the same
+/// item is [`crate::lease::Lease`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Lease {
+    /// The partition (shard id).
+    pub key: String,
+    /// The last writer's owner name.
+    pub owner: Option<String>,
+    /// The lease counter (0 when the item has none).
+    pub counter: u64,
+    /// The checkpoint: `None` for no checkpoint or a sentinel other than
+    /// `SHARD_END` (`TRIM_HORIZON`, `LATEST`, `AT_TIMESTAMP`).
+    pub position: Option<Position>,
+    /// The raw `checkpoint` attribute (a sequence number or a sentinel).
+    pub checkpoint: Option<String>,
+    /// `ownerSwitchesSinceCheckpoint`.
+    pub owner_switches_since_checkpoint: u64,
+    /// `parentShardId`, sorted.
+    pub parent_shard_ids: Vec<String>,
+    /// `childShardIds`, sorted.
+    pub child_shard_ids: Vec<String>,
+}
 
 /// Checkpoints in a KCL-compatible DynamoDB lease table; see the
 /// [module docs](self).
@@ -142,7 +166,9 @@ impl DynamoDbCheckpointStore {
     /// Creates the table (hash key `leaseKey`, on-demand billing) unless it
     /// exists, and waits until it is `ACTIVE`.
     pub async fn create_table_if_missing(&self) -> Result<(), CheckpointError> {
-        create_lease_table_if_missing(&self.inner.client, &self.inner.table).await
+        create_lease_table_if_missing(&self.inner.client, &self.inner.table)
+            .await
+            .map_err(|e| CheckpointError::backend(self.store_name(), e))
     }
 
     /// Reads `partition`'s lease item (strongly consistent). Remembers its
@@ -150,7 +176,7 @@ impl DynamoDbCheckpointStore {
     pub async fn lease(&self, partition: &str) -> Result<Option<Lease>, CheckpointError> {
         let item = self.get_item(partition).await?;
         let lease = item
-            .map(|item| lease_item::parse_lease(&self.store_name(), partition, &item))
+            .map(|item| self.parse_lease(partition, &item))
             .transpose()?;
         let claim = match &lease {
             Some(lease) => Claim::Counter(lease.counter),
@@ -179,10 +205,9 @@ impl DynamoDbCheckpointStore {
         let mut set = Vec::new();
         let mut remove = Vec::new();
         for (name, ids) in [(attr::PARENTS, parents), (attr::CHILDREN, children)] {
-            if ids.is_empty() {
-                remove.push(name);
-            } else {
-                set.push((name, AttributeValue::Ss(ids.to_vec())));
+            match lease_item::set_value(ids) {
+                Some(value) => set.push((name, value)),
+                None => remove.push(name),
             }
         }
         self.write(partition, set, &remove).await
@@ -197,10 +222,7 @@ impl DynamoDbCheckpointStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(crate) async fn get_item(
-        &self,
-        partition: &str,
-    ) -> Result<Option<HashMap<String, AttributeValue>>, CheckpointError> {
+    pub(crate) async fn get_item(&self, partition: &str) -> Result<Option<Item>, CheckpointError> {
         let out = self
             .inner
             .client
@@ -216,10 +238,7 @@ impl DynamoDbCheckpointStore {
 
     /// Reads the item and remembers its counter (first read only); the raw
     /// item for stores layered on this one.
-    pub(crate) async fn load_item(
-        &self,
-        partition: &str,
-    ) -> Result<Option<HashMap<String, AttributeValue>>, CheckpointError> {
+    pub(crate) async fn load_item(&self, partition: &str) -> Result<Option<Item>, CheckpointError> {
         let item = self.get_item(partition).await?;
         let claim = match &item {
             Some(item) => Claim::Counter(self.counter_of(partition, item)?),
@@ -229,20 +248,47 @@ impl DynamoDbCheckpointStore {
         Ok(item)
     }
 
-    fn counter_of(
-        &self,
-        partition: &str,
-        item: &HashMap<String, AttributeValue>,
-    ) -> Result<u64, CheckpointError> {
-        lease_item::counter_of(&self.store_name(), partition, item)
+    fn corrupt(&self, partition: &str, err: ItemError) -> CheckpointError {
+        CheckpointError::Corrupt {
+            store: self.store_name(),
+            reason: format!("item {partition}: {err}"),
+        }
     }
 
+    /// The item's counter; 0 when it has none (an item this store has not
+    /// written yet).
+    fn counter_of(&self, partition: &str, item: &Item) -> Result<u64, CheckpointError> {
+        lease_item::counter(item)
+            .map(|counter| counter.unwrap_or(0))
+            .map_err(|e| self.corrupt(partition, e))
+    }
+
+    /// The item's checkpointed position: `None` without a checkpoint or at
+    /// a start sentinel.
     pub(crate) fn position_of(
         &self,
         partition: &str,
-        item: &HashMap<String, AttributeValue>,
+        item: &Item,
     ) -> Result<Option<Position>, CheckpointError> {
-        lease_item::position_of(&self.store_name(), partition, item)
+        lease_item::checkpoint(item)
+            .map(|checkpoint| checkpoint.and_then(|c| c.position().cloned()))
+            .map_err(|e| self.corrupt(partition, e))
+    }
+
+    fn parse_lease(&self, partition: &str, item: &Item) -> Result<Lease, CheckpointError> {
+        let corrupt = |e| self.corrupt(partition, e);
+        let checkpoint = lease_item::string(item, attr::CHECKPOINT).map_err(corrupt)?;
+        let lease = lease_item::fields(item).map_err(corrupt)?;
+        Ok(Lease {
+            key: partition.to_owned(),
+            owner: lease.owner,
+            counter: lease.counter.unwrap_or(0),
+            position: lease.checkpoint.and_then(|c| c.position().cloned()),
+            checkpoint,
+            owner_switches_since_checkpoint: lease.owner_switches_since_checkpoint,
+            parent_shard_ids: lease.parents,
+            child_shard_ids: lease.children,
+        })
     }
 
     /// The attributes a checkpoint at `position` sets.
@@ -251,7 +297,14 @@ impl DynamoDbCheckpointStore {
         partition: &str,
         position: &Position,
     ) -> Result<Vec<(&'static str, AttributeValue)>, CheckpointError> {
-        lease_item::checkpoint_attrs(&self.store_name(), partition, position)
+        let (checkpoint, sub) =
+            lease_item::checkpoint_values(partition, &LeaseCheckpoint::At(position.clone()))
+                .map_err(|e| CheckpointError::backend(self.store_name(), e))?;
+        Ok(vec![
+            (attr::CHECKPOINT, checkpoint),
+            (attr::SUB_SEQUENCE, sub),
+            (attr::OWNER_SWITCHES, AttributeValue::N("0".to_owned())),
+        ])
     }
 
     /// Writes `set` and removes `remove` on `partition`'s item, conditional
@@ -308,44 +361,26 @@ impl DynamoDbCheckpointStore {
                 })
             }
             Claim::Counter(expected) => {
-                let mut update = String::from("SET #counter = :next, #owner = :owner");
-                let mut request = client
+                let mut update = ItemUpdate::new();
+                update
+                    .require_equal(attr::COUNTER, AttributeValue::N(expected.to_string()))
+                    .set(attr::COUNTER, AttributeValue::N(next.to_string()))
+                    .set(attr::OWNER, AttributeValue::S(self.inner.owner.clone()));
+                for (name, value) in set {
+                    update.set(name, value);
+                }
+                for name in remove {
+                    update.remove(name);
+                }
+                let request = client
                     .update_item()
                     .table_name(&self.inner.table)
                     .key(attr::KEY, AttributeValue::S(partition.to_owned()))
-                    .condition_expression("#counter = :expected")
-                    .expression_attribute_names("#counter", attr::COUNTER)
-                    .expression_attribute_names("#owner", attr::OWNER)
-                    .expression_attribute_values(":next", AttributeValue::N(next.to_string()))
-                    .expression_attribute_values(
-                        ":expected",
-                        AttributeValue::N(expected.to_string()),
-                    )
-                    .expression_attribute_values(
-                        ":owner",
-                        AttributeValue::S(self.inner.owner.clone()),
-                    )
                     .return_values_on_condition_check_failure(
                         ReturnValuesOnConditionCheckFailure::AllOld,
                     );
-                for (i, (name, value)) in set.into_iter().enumerate() {
-                    update.push_str(&format!(", #s{i} = :s{i}"));
-                    request = request
-                        .expression_attribute_names(format!("#s{i}"), name)
-                        .expression_attribute_values(format!(":s{i}"), value);
-                }
-                if !remove.is_empty() {
-                    update.push_str(" REMOVE ");
-                    for (i, name) in remove.iter().enumerate() {
-                        if i > 0 {
-                            update.push_str(", ");
-                        }
-                        update.push_str(&format!("#r{i}"));
-                        request = request.expression_attribute_names(format!("#r{i}"), *name);
-                    }
-                }
-                request
-                    .update_expression(update)
+                update
+                    .apply_to(request)
                     .send()
                     .await
                     .map(|_| ())

@@ -2,7 +2,8 @@
 //! billing, as the KCL creates it. Creation by several workers at once is
 //! fine (`ResourceInUseException` means someone else created it); the call
 //! returns once the table is `ACTIVE`, or fails after
-//! [`TABLE_ACTIVE_TIMEOUT`].
+//! [`TABLE_ACTIVE_TIMEOUT`]. Each store wraps the failure in its own error
+//! type.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use aws_sdk_dynamodb::types::{
 
 use super::lease_item::attr;
 use crate::aws::sdk_error::SdkErrorBox;
-use crate::checkpoint::CheckpointError;
+use crate::BoxError;
 
 /// How long [`create_lease_table_if_missing`] waits for the table to become
 /// `ACTIVE`.
@@ -23,9 +24,7 @@ const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
 pub(crate) async fn create_lease_table_if_missing(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
-) -> Result<(), CheckpointError> {
-    let store_name = format!("dynamodb table {table}");
-    let backend = |err: crate::BoxError| CheckpointError::backend(store_name.clone(), err);
+) -> Result<(), BoxError> {
     let exists = match client.describe_table().table_name(table).send().await {
         Ok(_) => true,
         Err(err)
@@ -35,7 +34,7 @@ pub(crate) async fn create_lease_table_if_missing(
         {
             false
         }
-        Err(err) => return Err(backend(SdkErrorBox::new(err).into())),
+        Err(err) => return Err(SdkErrorBox::new(err).into()),
     };
     if !exists {
         let created = client
@@ -46,14 +45,14 @@ pub(crate) async fn create_lease_table_if_missing(
                     .attribute_name(attr::KEY)
                     .attribute_type(ScalarAttributeType::S)
                     .build()
-                    .map_err(|e| backend(e.into()))?,
+                    .map_err(BoxError::from)?,
             )
             .key_schema(
                 KeySchemaElement::builder()
                     .attribute_name(attr::KEY)
                     .key_type(KeyType::Hash)
                     .build()
-                    .map_err(|e| backend(e.into()))?,
+                    .map_err(BoxError::from)?,
             )
             .billing_mode(BillingMode::PayPerRequest)
             .send()
@@ -65,7 +64,7 @@ pub(crate) async fn create_lease_table_if_missing(
                 if err
                     .as_service_error()
                     .is_some_and(|e| e.is_resource_in_use_exception()) => {}
-            Err(err) => return Err(backend(SdkErrorBox::new(err).into())),
+            Err(err) => return Err(SdkErrorBox::new(err).into()),
         }
     }
     let deadline = tokio::time::Instant::now() + TABLE_ACTIVE_TIMEOUT;
@@ -75,16 +74,16 @@ pub(crate) async fn create_lease_table_if_missing(
             .table_name(table)
             .send()
             .await
-            .map_err(|e| backend(SdkErrorBox::new(e).into()))?;
+            .map_err(SdkErrorBox::new)?;
         let status = described.table().and_then(|t| t.table_status());
         if status == Some(&TableStatus::Active) {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(CheckpointError::backend(
-                store_name.clone(),
-                format!("table not ACTIVE after {TABLE_ACTIVE_TIMEOUT:?} (status {status:?})"),
-            ));
+            return Err(format!(
+                "table {table} not ACTIVE after {TABLE_ACTIVE_TIMEOUT:?} (status {status:?})"
+            )
+            .into());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
