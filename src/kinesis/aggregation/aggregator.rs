@@ -58,9 +58,9 @@ use crate::kinesis::KinesisRecord;
 pub struct Aggregator {
     max_bytes: usize,
     /// Protobuf field 1 (partition-key table), encoded as keys are added.
-    partition_keys: KeyTable,
+    partition_keys: EncodedKeyTable,
     /// Protobuf field 2 (explicit-hash-key table).
-    explicit_hash_keys: KeyTable,
+    explicit_hash_keys: EncodedKeyTable,
     /// Protobuf field 3 entries (records).
     records: Vec<u8>,
     count: usize,
@@ -83,8 +83,8 @@ impl Aggregator {
     pub fn new(max_bytes: usize) -> Self {
         Self {
             max_bytes: max_bytes.min(MAX_RECORD_BYTES),
-            partition_keys: KeyTable::new(1),
-            explicit_hash_keys: KeyTable::new(2),
+            partition_keys: EncodedKeyTable::new(1),
+            explicit_hash_keys: EncodedKeyTable::new(2),
             records: Vec::new(),
             count: 0,
             first: None,
@@ -187,7 +187,7 @@ impl Aggregator {
             .explicit_hash_key
             .as_deref()
             .map(|key| (key, self.explicit_hash_keys.lookup(key)));
-        if let Some((key, Lookup { index: None, .. })) = explicit_hash_key {
+        if let Some((key, KeyLookup { index: None, .. })) = explicit_hash_key {
             added += table_entry_len(key.len());
         }
         let partition_key_index = partition_key.index_or_next(&self.partition_keys);
@@ -214,7 +214,7 @@ impl Aggregator {
             self.partition_keys
                 .push(partition_key.hash, &record.partition_key);
         }
-        if let Some((key, Lookup { index: None, hash })) = explicit_hash_key {
+        if let Some((key, KeyLookup { index: None, hash })) = explicit_hash_key {
             self.explicit_hash_keys.push(hash, key);
         }
         let out = &mut self.records;
@@ -278,7 +278,7 @@ impl Aggregator {
 /// once. The index holds positions, not copies of the keys: adding a key
 /// costs no allocation beyond the growth of the encoded field.
 #[derive(Debug)]
-struct KeyTable {
+struct EncodedKeyTable {
     field: u32,
     /// The field's entries (tag, length, key bytes), in table order.
     encoded: Vec<u8>,
@@ -289,21 +289,21 @@ struct KeyTable {
     hasher: DefaultHashBuilder,
 }
 
-/// Where a key is in a [`KeyTable`], if it is there.
+/// Where a key is in an [`EncodedKeyTable`], if it is there.
 #[derive(Debug, Clone, Copy)]
-struct Lookup {
+struct KeyLookup {
     hash: u64,
     index: Option<u64>,
 }
 
-impl Lookup {
+impl KeyLookup {
     /// The key's index: where it is, or where it goes when added.
-    fn index_or_next(self, table: &KeyTable) -> u64 {
+    fn index_or_next(self, table: &EncodedKeyTable) -> u64 {
         self.index.unwrap_or(table.spans.len() as u64)
     }
 }
 
-impl KeyTable {
+impl EncodedKeyTable {
     fn new(field: u32) -> Self {
         Self {
             field,
@@ -324,13 +324,13 @@ impl KeyTable {
         &self.encoded[start..end]
     }
 
-    fn lookup(&self, key: &str) -> Lookup {
+    fn lookup(&self, key: &str) -> KeyLookup {
         let hash = self.hasher.hash_one(key);
         let index = self
             .index
             .find(hash, |&(h, i)| h == hash && self.key(i) == key.as_bytes())
             .map(|&(_, i)| i);
-        Lookup { hash, index }
+        KeyLookup { hash, index }
     }
 
     /// Appends `key` (not in the table yet; `hash` from [`lookup`]).

@@ -64,7 +64,11 @@ impl Codec<KinesisRecord> for KinesisCodec {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<KinesisRecord, CodecError> {
-        let (partition_key, explicit_hash_key, data) = decode_parts(bytes)?;
+        let DecodedParts {
+            partition_key,
+            explicit_hash_key,
+            data,
+        } = decode_parts(bytes)?;
         Ok(KinesisRecord {
             data: Bytes::copy_from_slice(data),
             partition_key,
@@ -80,7 +84,11 @@ impl Codec<KinesisRecord> for KinesisCodec {
         inputs
             .into_iter()
             .map(|input| {
-                let (partition_key, explicit_hash_key, data) = decode_parts(input)?;
+                let DecodedParts {
+                    partition_key,
+                    explicit_hash_key,
+                    data,
+                } = decode_parts(input)?;
                 Ok(KinesisRecord {
                     data: input.slice_ref(data),
                     partition_key,
@@ -91,8 +99,15 @@ impl Codec<KinesisRecord> for KinesisCodec {
     }
 }
 
+/// The keys of an encoded record, and its data still in the input.
+struct DecodedParts<'a> {
+    partition_key: String,
+    explicit_hash_key: Option<String>,
+    data: &'a [u8],
+}
+
 /// The keys and the data of an encoded record.
-fn decode_parts(bytes: &[u8]) -> Result<(String, Option<String>, &[u8]), CodecError> {
+fn decode_parts(bytes: &[u8]) -> Result<DecodedParts<'_>, CodecError> {
     let mut rest = bytes;
     let version = take(&mut rest, 1)?[0];
     if version != VERSION {
@@ -108,7 +123,11 @@ fn decode_parts(bytes: &[u8]) -> Result<(String, Option<String>, &[u8]), CodecEr
         0 => None,
         n => Some(utf8(take(&mut rest, n - 1)?, "explicit hash key")?),
     };
-    Ok((partition_key, explicit_hash_key, rest))
+    Ok(DecodedParts {
+        partition_key,
+        explicit_hash_key,
+        data: rest,
+    })
 }
 
 fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], CodecError> {

@@ -23,6 +23,14 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 
 pub(crate) use crate::aws::failure::{classify_code, FailureKind, HasStatus};
 
+/// A failed `PutRecords` call, told apart: its kind, and a description for
+/// logs and dead letters.
+#[derive(Debug)]
+pub(crate) struct ClassifiedFailure {
+    pub kind: FailureKind,
+    pub reason: String,
+}
+
 /// The kind of a failed `PutRecords` call, and a description for logs and
 /// dead letters.
 ///
@@ -30,9 +38,7 @@ pub(crate) use crate::aws::failure::{classify_code, FailureKind, HasStatus};
 /// response carried its code), then the crate-wide rule
 /// ([`classify_sdk_error`](crate::aws::failure::classify_sdk_error)): code,
 /// then HTTP status.
-pub(crate) fn classify_put_records_error<R>(
-    err: &SdkError<PutRecordsError, R>,
-) -> (FailureKind, String)
+pub(crate) fn classify_put_records_error<R>(err: &SdkError<PutRecordsError, R>) -> ClassifiedFailure
 where
     R: std::fmt::Debug + HasStatus,
 {
@@ -56,7 +62,10 @@ where
         _ => None,
     };
     let kind = modeled.unwrap_or_else(|| crate::aws::failure::classify_sdk_error(err));
-    (kind, describe_sdk_error(err))
+    ClassifiedFailure {
+        kind,
+        reason: describe_sdk_error(err),
+    }
 }
 
 /// The whole error chain of an SDK error, on one line.
@@ -95,13 +104,13 @@ mod tests {
             ProvisionedThroughputExceededException::builder().build(),
         );
         assert_eq!(
-            classify_put_records_error(&service_error(throttled, 418)).0,
+            classify_put_records_error(&service_error(throttled, 418)).kind,
             FailureKind::Throttled
         );
         let denied =
             PutRecordsError::AccessDeniedException(AccessDeniedException::builder().build());
         assert_eq!(
-            classify_put_records_error(&service_error(denied, 400)).0,
+            classify_put_records_error(&service_error(denied, 400)).kind,
             FailureKind::Permanent
         );
         // Unmodeled: by code, then by status.
@@ -113,7 +122,7 @@ mod tests {
             PutRecordsError::generic(meta.build())
         };
         let kind =
-            |code, status| classify_put_records_error(&service_error(generic(code), status)).0;
+            |code, status| classify_put_records_error(&service_error(generic(code), status)).kind;
         assert_eq!(
             kind(Some("ValidationException"), 400),
             FailureKind::Permanent
@@ -129,7 +138,7 @@ mod tests {
 
         let timeout: SdkError<PutRecordsError, HttpResponse> =
             SdkError::timeout_error("took too long");
-        let (kind, reason) = classify_put_records_error(&timeout);
+        let ClassifiedFailure { kind, reason } = classify_put_records_error(&timeout);
         assert_eq!(kind, FailureKind::Transient);
         assert!(reason.contains("took too long"), "{reason}");
     }

@@ -37,13 +37,13 @@ use std::time::Duration;
 use futures::Sink;
 
 use super::metrics::KinesisMetricsHandle;
-use super::put::{Options, Progress, Shared};
+use super::put::{put_batch, PutOutcome, PutProgress, SinkOptions, SinkShared};
 use super::rate_limit::ShardRateLimit;
 use crate::kinesis::limits::MAX_RECORD_BYTES;
 use crate::kinesis::{KinesisRecord, StreamTarget};
 use crate::{Error, RetryPolicy};
 
-type PutFuture = Pin<Box<dyn Future<Output = (Result<(), Error>, Option<Progress>)> + Send>>;
+type PutFuture = Pin<Box<dyn Future<Output = PutOutcome> + Send>>;
 
 /// A `Sink<Vec<KinesisRecord>>` putting each batch into a Kinesis stream.
 ///
@@ -77,10 +77,10 @@ type PutFuture = Pin<Box<dyn Future<Output = (Result<(), Error>, Option<Progress
 /// ```
 #[must_use = "sinks do nothing unless polled"]
 pub struct KinesisSink {
-    shared: Arc<Shared>,
+    shared: Arc<SinkShared>,
     in_flight: Option<PutFuture>,
     /// How far the last batch got, when it failed.
-    progress: Option<Progress>,
+    progress: Option<PutProgress>,
 }
 
 impl KinesisSink {
@@ -115,7 +115,7 @@ impl KinesisSink {
     }
 
     /// A sink over `shared` with no batch in flight.
-    fn from_shared(shared: Arc<Shared>) -> Self {
+    fn from_shared(shared: Arc<SinkShared>) -> Self {
         Self {
             shared,
             in_flight: None,
@@ -128,7 +128,7 @@ impl KinesisSink {
         let Some(future) = self.in_flight.as_mut() else {
             return Poll::Ready(Ok(()));
         };
-        let (result, progress) = futures::ready!(future.as_mut().poll(cx));
+        let PutOutcome { result, progress } = futures::ready!(future.as_mut().poll(cx));
         self.in_flight = None;
         self.progress = progress;
         Poll::Ready(result)
@@ -172,7 +172,7 @@ impl Sink<Vec<KinesisRecord>> for KinesisSink {
         }
         if !batch.is_empty() {
             let previous = this.progress.take();
-            this.in_flight = Some(Box::pin(this.shared.clone().put_batch(batch, previous)));
+            this.in_flight = Some(Box::pin(put_batch(this.shared.clone(), batch, previous)));
         }
         Ok(())
     }
@@ -294,14 +294,14 @@ impl KinesisSinkBuilder {
 
     /// The sink.
     pub fn build(self) -> KinesisSink {
-        let options = Options {
+        let options = SinkOptions {
             ordered: self.ordered,
             aggregation: self.aggregation.then_some(self.max_aggregate_bytes),
             retry: self.retry,
             rate_limit: self.rate_limit,
             shard_map_refresh: self.shard_map_refresh,
         };
-        KinesisSink::from_shared(Arc::new(Shared::new(
+        KinesisSink::from_shared(Arc::new(SinkShared::new(
             self.client,
             self.target,
             options,

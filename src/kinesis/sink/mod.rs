@@ -4,7 +4,7 @@
 //! | file | concept |
 //! |---|---|
 //! | `kinesis_sink.rs` | the `Sink` (one batch in flight, resumption of a failed batch) and its builder |
-//! | `put` | delivering one batch: entries, calls, partial failures, ordering |
+//! | `put/` | delivering one batch: shared state, entries and aggregation, call planning, calls and partial failures, resumable progress |
 //! | `shard_map.rs` | predicting a record's shard from `ListShards` |
 //! | [`rate_limit`] | per-shard pacing |
 //! | `validation.rs` | the records Kinesis can never accept |

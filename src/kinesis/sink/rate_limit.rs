@@ -110,6 +110,13 @@ impl Portion {
     }
 }
 
+/// What one call sends to `shard`.
+#[derive(Debug, Clone)]
+pub(crate) struct ShardPortion {
+    pub shard: Arc<str>,
+    pub portion: Portion,
+}
+
 /// The sliding windows of every shard a producer writes to.
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
@@ -171,15 +178,15 @@ impl RateLimiter {
     /// Reserves room for a call sending `portions` and returns when it may
     /// be sent (`now` or later). Each portion must come from
     /// [`call_has_room`](RateLimiter::call_has_room) checks.
-    pub(crate) fn reserve(&mut self, now: Instant, portions: &[(Arc<str>, Portion)]) -> Instant {
+    pub(crate) fn reserve(&mut self, now: Instant, portions: &[ShardPortion]) -> Instant {
         let mut ready = now;
-        for (shard, portion) in portions {
+        for ShardPortion { shard, portion } in portions {
             let allowance = self.allowance(shard);
             let window = self.shards.entry(shard.clone()).or_default();
             window.prune(now);
             ready = ready.max(window.earliest(now, *portion, allowance));
         }
-        for (shard, portion) in portions {
+        for ShardPortion { shard, portion } in portions {
             if let Some(window) = self.shards.get_mut(shard) {
                 window.sent.push_back((ready, *portion));
                 window.records += u64::from(portion.records);
@@ -269,6 +276,13 @@ mod tests {
         Portion { records, bytes }
     }
 
+    fn to(shard: &Arc<str>, portion: Portion) -> ShardPortion {
+        ShardPortion {
+            shard: shard.clone(),
+            portion,
+        }
+    }
+
     /// Every window `(t - 1 s, t]` ending at a send holds at most the limits.
     fn assert_windows(sends: &[(Instant, Portion)], records: u64, bytes: u64) {
         for &(end, _) in sends {
@@ -293,7 +307,7 @@ mod tests {
         // A producer pushing 300 records (300 KiB) per call as fast as allowed.
         for _ in 0..40 {
             let p = portion(300, 300 * 1024);
-            let at = limiter.reserve(now, &[(s.clone(), p)]);
+            let at = limiter.reserve(now, &[to(&s, p)]);
             assert!(at >= now);
             sends.push((at, p));
             now = at;
@@ -314,7 +328,7 @@ mod tests {
         let mut sends = Vec::new();
         for _ in 0..10 {
             let p = portion(1, 600 * 1024);
-            sends.push((limiter.reserve(start, &[(s.clone(), p)]), p));
+            sends.push((limiter.reserve(start, &[to(&s, p)]), p));
         }
         assert_windows(&sends, 1000, 1024 * 1024);
         // 600 KiB each: only one per second fits.
@@ -326,18 +340,12 @@ mod tests {
         let start = Instant::now();
         let mut limiter = RateLimiter::new(ShardRateLimit::default());
         let (a, b) = (shard("a"), shard("b"));
-        assert_eq!(
-            limiter.reserve(start, &[(a.clone(), portion(1000, 10))]),
-            start
-        );
-        let later = limiter.reserve(
-            start,
-            &[(a.clone(), portion(1, 1)), (b.clone(), portion(1, 1))],
-        );
+        assert_eq!(limiter.reserve(start, &[to(&a, portion(1000, 10))]), start);
+        let later = limiter.reserve(start, &[to(&a, portion(1, 1)), to(&b, portion(1, 1))]);
         assert_eq!(later, start + WINDOW);
         // b is recorded at the joint time; it still has room then.
         assert_eq!(
-            limiter.reserve(start, &[(b.clone(), portion(998, 1))]),
+            limiter.reserve(start, &[to(&b, portion(998, 1))]),
             start + WINDOW
         );
     }
@@ -346,7 +354,7 @@ mod tests {
     fn throttling_halves_and_success_recovers() {
         let mut limiter = RateLimiter::new(ShardRateLimit::default());
         let s = shard("s");
-        limiter.reserve(Instant::now(), &[(s.clone(), portion(1, 1))]);
+        limiter.reserve(Instant::now(), &[to(&s, portion(1, 1))]);
         limiter.on_throttle("s");
         limiter.on_throttle("s");
         assert_eq!(limiter.allowance("s").records, 250);
@@ -360,7 +368,7 @@ mod tests {
         assert_eq!(limiter.allowance("s"), portion(1000, 1024 * 1024));
 
         let mut fixed = RateLimiter::new(ShardRateLimit::default().adaptive(false));
-        fixed.reserve(Instant::now(), &[(s.clone(), portion(1, 1))]);
+        fixed.reserve(Instant::now(), &[to(&s, portion(1, 1))]);
         fixed.on_throttle("s");
         assert_eq!(fixed.allowance("s").records, 1000);
     }

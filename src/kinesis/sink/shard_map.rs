@@ -84,9 +84,9 @@ impl ShardMap {
         Ok(Self { ranges, buckets })
     }
 
-    /// The index and id of the open shard whose range holds `key`, if any
-    /// (a reshard in progress can leave a gap).
-    pub(crate) fn shard_for(&self, key: HashKey) -> Option<(usize, &Arc<str>)> {
+    /// The open shard whose range holds `key`, if any (a reshard in
+    /// progress can leave a gap).
+    pub(crate) fn shard_for(&self, key: HashKey) -> Option<PredictedShard<'_>> {
         let bucket = (key.value() >> (128 - BUCKET_BITS)) as usize;
         let mut index = *self.buckets.get(bucket)? as usize;
         let mut steps = 0;
@@ -105,7 +105,10 @@ impl ShardMap {
             }
         }
         let range = self.ranges.get(index)?;
-        (range.start <= key && key <= range.end).then_some((index, &range.id))
+        (range.start <= key && key <= range.end).then_some(PredictedShard {
+            index,
+            id: &range.id,
+        })
     }
 
     /// Whether `id` is an open shard of the map.
@@ -117,6 +120,14 @@ impl ShardMap {
     pub(crate) fn len(&self) -> usize {
         self.ranges.len()
     }
+}
+
+/// The shard a hash key maps to, by [`ShardMap::shard_for`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PredictedShard<'a> {
+    /// Position of the shard in the map (stable for one map).
+    pub index: usize,
+    pub id: &'a Arc<str>,
 }
 
 /// A shard whose hash-key range does not parse.
@@ -195,7 +206,7 @@ mod tests {
         assert_eq!(map.len(), 2);
         let id = |k: u128| {
             map.shard_for(HashKey::from(k))
-                .map(|(_, id)| id.to_string())
+                .map(|shard| shard.id.to_string())
         };
         assert_eq!(id(0).as_deref(), Some("lower"));
         assert_eq!(id(half).as_deref(), Some("lower"));
@@ -254,7 +265,7 @@ mod tests {
             for key in keys {
                 let key = HashKey::from(key);
                 assert_eq!(
-                    map.shard_for(key).map(|(i, _)| i),
+                    map.shard_for(key).map(|shard| shard.index),
                     reference(&map, key),
                     "{} shards, key {key}",
                     map.len()
@@ -268,7 +279,10 @@ mod tests {
         let map = ShardMap::from_shards(&[shard("mid", 100, 200, false)]).unwrap();
         assert!(map.shard_for(HashKey::from(99)).is_none());
         assert!(map.shard_for(HashKey::from(201)).is_none());
-        assert_eq!(map.shard_for(HashKey::from(150)).map(|(i, _)| i), Some(0));
+        assert_eq!(
+            map.shard_for(HashKey::from(150)).map(|shard| shard.index),
+            Some(0)
+        );
         assert!(ShardMap::default().shard_for(HashKey::MIN).is_none());
     }
 

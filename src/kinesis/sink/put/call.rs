@@ -1,0 +1,259 @@
+//! One `PutRecords` call and what its answer does to the queue: entries
+//! that succeeded leave it; failed ones stay for a later call, are rejected,
+//! or make the batch fail.
+//!
+//! Guarantees: only the entries that failed are sent again — never one a
+//! call stored; each failed entry counts an attempt, and once the
+//! [`RetryPolicy`](crate::RetryPolicy) has no attempt left, a *permanent*
+//! failure rejects its records (by their index in the batch, with the
+//! service's reason) while a *transient* one (throttling, internal errors,
+//! a failed call) fails the batch. A call that failed as a whole — an error,
+//! or an answer whose length does not match the request — fails each of its
+//! entries the same way. Records that land on another shard than predicted
+//! mark the shard map stale.
+//!
+//! Does not: wait (back-off and pacing are the delivery loop's), nor choose
+//! the entries (`plan.rs`); it trusts the plan to respect the call limits,
+//! which it checks in debug builds.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use aws_smithy_types::Blob;
+use tokio::time::Instant;
+
+use crate::kinesis::limits::{MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_COUNT};
+use crate::kinesis::sink::failure::{
+    classify_code, classify_put_records_error, ClassifiedFailure, FailureKind,
+};
+use crate::kinesis::sink::shard_map::ShardMap;
+use crate::{Error, RejectedRecord};
+
+use super::PutRun;
+
+/// What one call did to the queue.
+#[derive(Default)]
+pub(super) struct CallOutcome {
+    pub(super) any_failed: bool,
+    pub(super) throttled_shards: HashSet<Arc<str>>,
+    /// A transient failure that exhausted the policy: the batch fails.
+    pub(super) exhausted: Option<String>,
+}
+
+impl PutRun<'_> {
+    /// Makes one `PutRecords` call with the `chosen` entries and applies
+    /// the answer to the queue.
+    pub(super) async fn call(
+        &mut self,
+        chosen: &[usize],
+        map: &ShardMap,
+    ) -> Result<CallOutcome, Error> {
+        let shared = self.shared;
+        let mut request = Vec::with_capacity(chosen.len());
+        let mut predicted = Vec::with_capacity(chosen.len());
+        let mut call_bytes = 0u64;
+        for &i in chosen {
+            let Some(entry) = &self.queue[i] else {
+                continue;
+            };
+            let record = entry.record(&self.progress.batch);
+            call_bytes += record.billed_bytes() as u64;
+            predicted.push(map.shard_for(entry.hash_key).map(|shard| shard.id.clone()));
+            let built = PutRecordsRequestEntry::builder()
+                // Shares the record's buffer instead of copying it.
+                .data(Blob::from_maybe_shared(record.data.clone()))
+                .partition_key(record.partition_key.clone())
+                .set_explicit_hash_key(record.explicit_hash_key.clone())
+                .build()
+                // Only a missing data or partition key fails, and both are set.
+                .map_err(|e| Error::target(shared.label.clone(), e))?;
+            request.push(built);
+        }
+        // What Kinesis accepts in one call; the plan keeps within it.
+        debug_assert!(
+            request.len() <= MAX_PUT_RECORDS_COUNT && call_bytes <= MAX_PUT_RECORDS_BYTES as u64
+        );
+
+        let started = Instant::now();
+        let result = shared
+            .client
+            .put_records()
+            .set_stream_name(shared.target.name().map(str::to_owned))
+            .set_stream_arn(shared.target.arn().map(str::to_owned))
+            .set_records(Some(request))
+            .send()
+            .await;
+        let latency = started.elapsed();
+        shared.metrics.update(|m| {
+            m.put_records_calls += 1;
+            m.latency_us.saturating_record(latency.as_micros() as u64);
+            m.call_records.saturating_record(chosen.len() as u64);
+            m.call_bytes.saturating_record(call_bytes);
+        });
+
+        let mut outcome = CallOutcome::default();
+        match result {
+            Ok(output) if output.records().len() == chosen.len() => {
+                let mut sent = 0u64;
+                let mut kinesis_sent = 0u64;
+                let mut mispredicted = 0u64;
+                for (k, (&i, result)) in chosen.iter().zip(output.records()).enumerate() {
+                    match result.error_code() {
+                        None => {
+                            if let Some(entry) = self.finish_entry(i) {
+                                sent += entry.indices.count();
+                                kinesis_sent += 1;
+                            }
+                            if let (Some(actual), Some(expected)) =
+                                (result.shard_id(), &predicted[k])
+                            {
+                                if actual != &**expected {
+                                    mispredicted += 1;
+                                }
+                            }
+                        }
+                        Some(code) => {
+                            let kind = classify_code(code);
+                            let reason = match result.error_message() {
+                                Some(message) => format!("{code}: {message}"),
+                                None => code.to_owned(),
+                            };
+                            self.fail(i, predicted[k].as_ref(), kind, &reason, &mut outcome);
+                        }
+                    }
+                }
+                if mispredicted > 0 {
+                    tracing::info!(
+                        target: "unistream::kinesis",
+                        stream = %shared.label, mispredicted,
+                        "records landed on other shards than predicted; reloading the shard map"
+                    );
+                    shared.shard_map_state().stale = true;
+                }
+                shared.metrics.update(|m| {
+                    m.records_sent += sent;
+                    m.kinesis_records_sent += kinesis_sent;
+                    m.shard_mispredictions += mispredicted;
+                });
+            }
+            Ok(output) => {
+                let reason = format!(
+                    "PutRecords answered {} results for {} records",
+                    output.records().len(),
+                    chosen.len()
+                );
+                self.fail_call(
+                    chosen,
+                    &predicted,
+                    FailureKind::Transient,
+                    &reason,
+                    &mut outcome,
+                );
+            }
+            Err(err) => {
+                let ClassifiedFailure { kind, reason } = classify_put_records_error(&err);
+                let reason = format!("PutRecords failed: {reason}");
+                self.fail_call(chosen, &predicted, kind, &reason, &mut outcome);
+            }
+        }
+        if outcome.any_failed {
+            tracing::debug!(
+                target: "unistream::kinesis",
+                stream = %shared.label, records = chosen.len(),
+                throttled_shards = outcome.throttled_shards.len(),
+                "PutRecords had failures"
+            );
+        }
+        Ok(outcome)
+    }
+
+    /// Every entry of a call that failed as a whole.
+    fn fail_call(
+        &mut self,
+        chosen: &[usize],
+        predicted: &[Option<Arc<str>>],
+        kind: FailureKind,
+        reason: &str,
+        outcome: &mut CallOutcome,
+    ) {
+        let shared = self.shared;
+        tracing::warn!(
+            target: "unistream::kinesis",
+            stream = %shared.label, records = chosen.len(), ?kind, %reason,
+            "PutRecords call failed"
+        );
+        shared.metrics.update(|m| {
+            m.put_records_call_failures += 1;
+            if kind == FailureKind::Throttled {
+                m.throttles += 1;
+            }
+        });
+        for (k, &i) in chosen.iter().enumerate() {
+            // A throttled call counts once above, not once per record.
+            let kind = if kind == FailureKind::Throttled {
+                if let Some(shard) = &predicted[k] {
+                    outcome.throttled_shards.insert(shard.clone());
+                }
+                FailureKind::Transient
+            } else {
+                kind
+            };
+            self.fail(i, None, kind, reason, outcome);
+        }
+    }
+
+    /// One entry failed: retry it later, reject it, or give up on the batch.
+    fn fail(
+        &mut self,
+        i: usize,
+        predicted: Option<&Arc<str>>,
+        kind: FailureKind,
+        reason: &str,
+        outcome: &mut CallOutcome,
+    ) {
+        let shared = self.shared;
+        outcome.any_failed = true;
+        let Some(entry) = self.queue[i].as_mut() else {
+            return;
+        };
+        entry.attempts += 1;
+        let attempts = entry.attempts;
+        let users = entry.indices.count();
+        if kind == FailureKind::Throttled {
+            if let Some(shard) = predicted {
+                outcome.throttled_shards.insert(shard.clone());
+            }
+        }
+        let retry = shared.options.retry.allows_another(attempts);
+        shared.metrics.update(|m| {
+            m.records_failed += users;
+            if kind == FailureKind::Throttled {
+                m.throttles += 1;
+            }
+            if retry {
+                m.records_retried += users;
+            }
+        });
+        if retry {
+            return;
+        }
+        if kind.is_permanent() {
+            tracing::warn!(
+                target: "unistream::kinesis",
+                stream = %shared.label, records = users, attempts, %reason,
+                "records failed permanently; reporting them as rejected"
+            );
+            if let Some(entry) = self.finish_entry(i) {
+                let reason = format!("{reason} (after {attempts} attempt(s))");
+                for &index in entry.indices.as_slice() {
+                    self.progress
+                        .rejected
+                        .push(RejectedRecord::new(index, reason.clone()));
+                }
+            }
+        } else if outcome.exhausted.is_none() {
+            outcome.exhausted = Some(reason.to_owned());
+        }
+    }
+}
