@@ -20,5 +20,8 @@ mod source;
 mod source_aggregated;
 /// `KinesisSource` against the read fake: injected faults and pacing.
 mod source_faults;
+/// A KCL-written lease table taken over and resumed (moto).
+#[cfg(feature = "dynamodb")]
+mod source_kcl_table;
 /// `KinesisSource::leased`: workers sharing a stream (kinesis-mock).
 mod source_leased;

@@ -1,0 +1,368 @@
+//! The parent's side: a stream on kinesis-mock, a lease table on moto,
+//! worker processes started, stopped, killed, frozen and resumed, a
+//! producer of numbered records, and what the workers logged.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use unistream::checkpoint::{Position, SequenceNumber};
+use unistream::dynamodb::DynamoDbLeaseTable;
+use unistream::lease::{Lease, LeaseCheckpoint, LeaseTable};
+
+pub use super::worker::now_millis;
+use super::worker::{Timings, WorkerEnv};
+use crate::support::child;
+use crate::support::emulators::{kinesis_mock, moto, sdk_config, unique_name};
+use crate::support::kinesis::emulator_stream::{create_stream, wait_active};
+
+/// One record handled by a worker process, as it logged it.
+#[derive(Debug, Clone)]
+pub struct Handled {
+    pub millis: u64,
+    pub worker: String,
+    pub shard: String,
+    pub sequence: SequenceNumber,
+    pub id: u64,
+}
+
+/// A stream, its lease table and the worker processes reading it.
+pub struct Cluster {
+    pub stream: String,
+    pub kinesis: aws_sdk_kinesis::Client,
+    pub table: DynamoDbLeaseTable,
+    table_name: String,
+    dir: tempfile::TempDir,
+    workers: Mutex<HashMap<String, Child>>,
+    seed: u64,
+    timings: Timings,
+    started: AtomicU64,
+}
+
+impl Cluster {
+    /// A new stream of `shards` shards and a new lease table; no workers.
+    pub async fn new(prefix: &str, shards: i32, seed: u64) -> Self {
+        Self::with_timings(prefix, shards, seed, Timings::Short).await
+    }
+
+    /// [`new`](Self::new), the workers running with `timings`.
+    pub async fn with_timings(prefix: &str, shards: i32, seed: u64, timings: Timings) -> Self {
+        let kinesis = aws_sdk_kinesis::Client::new(&sdk_config(kinesis_mock()).await);
+        let stream = unique_name(prefix);
+        create_stream(&kinesis, &stream, shards).await;
+        wait_active(&kinesis, &stream).await;
+        let table_name = unique_name(&format!("{prefix}-leases"));
+        let table = DynamoDbLeaseTable::new(&sdk_config(moto()).await, table_name.as_str());
+        table.create_table_if_missing().await.unwrap();
+        Self {
+            stream,
+            kinesis,
+            table,
+            table_name,
+            dir: tempfile::tempdir().unwrap(),
+            workers: Mutex::new(HashMap::new()),
+            seed,
+            timings,
+            started: AtomicU64::new(0),
+        }
+    }
+
+    /// Starts a worker process named `worker` (a name may be reused after
+    /// its process is gone: a restart under the same name).
+    pub fn start(&self, worker: &str) {
+        let mut workers = self.workers.lock().unwrap();
+        assert!(!workers.contains_key(worker), "{worker} already runs");
+        let started = self.started.fetch_add(1, Ordering::SeqCst) + 1;
+        let env = WorkerEnv {
+            worker: worker.to_owned(),
+            stream: self.stream.clone(),
+            table: self.table_name.clone(),
+            kinesis_endpoint: kinesis_mock().endpoint(),
+            dynamodb_endpoint: moto().endpoint(),
+            dir: self.dir.path().to_owned(),
+            seed: self.seed.wrapping_add(started),
+            timings: self.timings,
+        };
+        let module = module_path!().replace("::cluster", "::worker");
+        let mut command = child::command(&module, "lease_worker_process");
+        command
+            .envs(env.vars())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let process = command.spawn().expect("start a worker process");
+        workers.insert(worker.to_owned(), process);
+    }
+
+    /// The names of the running workers.
+    pub fn running(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.workers.lock().unwrap().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// SIGKILL: the process is gone when this returns.
+    pub fn kill(&self, worker: &str) {
+        let mut process = self.take(worker);
+        process.kill().unwrap();
+        process.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits (up to `limit`) for the graceful stop; panics
+    /// unless the process exited with success.
+    pub async fn stop(&self, worker: &str, limit: Duration) {
+        let mut process = self.take(worker);
+        signal(&process, libc::SIGTERM);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = process.try_wait().unwrap() {
+                assert!(status.success(), "{worker} stopped with {status}");
+                return;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{worker} did not stop within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGSTOP: the process is frozen (its clocks run on).
+    pub fn freeze(&self, worker: &str) {
+        signal(&self.workers.lock().unwrap()[worker], libc::SIGSTOP);
+    }
+
+    /// SIGCONT.
+    pub fn resume(&self, worker: &str) {
+        signal(&self.workers.lock().unwrap()[worker], libc::SIGCONT);
+    }
+
+    /// Panics if a worker process ended without being told to.
+    pub fn check_alive(&self) {
+        for (name, process) in self.workers.lock().unwrap().iter_mut() {
+            if let Some(status) = process.try_wait().unwrap() {
+                panic!("worker {name} ended on its own: {status}");
+            }
+        }
+    }
+
+    fn take(&self, worker: &str) -> Child {
+        self.workers
+            .lock()
+            .unwrap()
+            .remove(worker)
+            .unwrap_or_else(|| panic!("{worker} is not running"))
+    }
+
+    /// Every lease in the table.
+    pub async fn leases(&self) -> Vec<Lease> {
+        self.table.list().await.unwrap()
+    }
+
+    /// The leases each owner holds (unowned leases under `""`).
+    pub async fn owners(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for lease in self.leases().await {
+            out.entry(lease.owner.clone().unwrap_or_default())
+                .or_default()
+                .push(lease.key);
+        }
+        out
+    }
+
+    /// Every record every worker process logged, in log order per process.
+    pub fn handled(&self) -> Vec<Handled> {
+        read_logs(self.dir.path())
+    }
+
+    /// The `Debug` text of the metrics of every worker process that
+    /// stopped gracefully, by file name.
+    pub fn metrics(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for entry in std::fs::read_dir(self.dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "metrics") {
+                let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+                out.insert(name, std::fs::read_to_string(&path).unwrap());
+            }
+        }
+        out
+    }
+
+    /// A producer of records numbered from 0, `per_second` of them, with
+    /// random partition keys (so every shard gets some).
+    pub fn produce(&self, per_second: u64) -> Producer {
+        Producer::start(self.kinesis.clone(), self.stream.clone(), per_second)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let workers = self.workers.get_mut().unwrap_or_else(|e| e.into_inner());
+        for process in workers.values_mut() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+}
+
+fn signal(process: &Child, signal: libc::c_int) {
+    // SAFETY: `kill` has no memory effects; the pid is our own child, not
+    // yet waited for (so not reused).
+    let rc = unsafe { libc::kill(process.id() as libc::pid_t, signal) };
+    assert_eq!(rc, 0, "kill({}, {signal})", process.id());
+}
+
+fn read_logs(dir: &Path) -> Vec<Handled> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "log") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines() {
+            // A SIGKILL can only cut the last line of a file, and only
+            // before its newline: `lines` then yields the cut part.
+            let parts: Vec<&str> = line.split(' ').collect();
+            let [millis, worker, shard, sequence, id] = parts[..] else {
+                assert!(
+                    !text.ends_with('\n') && text.ends_with(line),
+                    "{path:?}: a malformed line {line:?} before the end"
+                );
+                continue;
+            };
+            let (Ok(millis), Ok(id)) = (millis.parse(), id.parse()) else {
+                continue;
+            };
+            out.push(Handled {
+                millis,
+                worker: worker.to_owned(),
+                shard: shard.to_owned(),
+                sequence: SequenceNumber::new(sequence),
+                id,
+            });
+        }
+    }
+    out
+}
+
+/// Puts numbered records until stopped.
+pub struct Producer {
+    produced: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+    stop: Arc<tokio::sync::Notify>,
+}
+
+impl Producer {
+    fn start(client: aws_sdk_kinesis::Client, stream: String, per_second: u64) -> Self {
+        let produced = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let batch = (per_second / 10).max(1);
+        let task = tokio::spawn({
+            let produced = produced.clone();
+            let stop = stop.clone();
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(100));
+                let mut next = 0u64;
+                loop {
+                    tokio::select! {
+                        _ = stop.notified() => return,
+                        _ = tick.tick() => {}
+                    }
+                    let entries: Vec<PutRecordsRequestEntry> = (next..next + batch)
+                        .map(|id| {
+                            PutRecordsRequestEntry::builder()
+                                .data(Blob::new(id.to_string()))
+                                .partition_key(format!("key-{}", fastrand::u64(..)))
+                                .build()
+                                .unwrap()
+                        })
+                        .collect();
+                    let out = client
+                        .put_records()
+                        .stream_name(&stream)
+                        .set_records(Some(entries))
+                        .send()
+                        .await
+                        .expect("put records");
+                    assert_eq!(out.failed_record_count(), Some(0), "a record not put");
+                    next += batch;
+                    produced.store(next, Ordering::SeqCst);
+                }
+            }
+        });
+        Self {
+            produced,
+            task,
+            stop,
+        }
+    }
+
+    /// Stops and returns how many records were put (ids `0..n`).
+    pub async fn finish(self) -> u64 {
+        self.stop.notify_one();
+        self.task.await.expect("producer task");
+        self.produced.load(Ordering::SeqCst)
+    }
+}
+
+/// Waits until `done` holds, checking every 200 ms, panicking with `what`
+/// after `limit`.
+pub async fn until<F: std::future::Future<Output = bool>>(
+    limit: Duration,
+    what: &str,
+    mut done: impl FnMut() -> F,
+) -> Duration {
+    let start = Instant::now();
+    while !done().await {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    start.elapsed()
+}
+
+/// Ids `0..produced` that no worker handled.
+pub fn missing(handled: &[Handled], produced: u64) -> Vec<u64> {
+    let seen: BTreeSet<u64> = handled.iter().map(|h| h.id).collect();
+    (0..produced).filter(|id| !seen.contains(id)).collect()
+}
+
+/// Ids handled more than once, with how often.
+pub fn redelivered(handled: &[Handled]) -> BTreeMap<u64, usize> {
+    let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
+    for h in handled {
+        *counts.entry(h.id).or_default() += 1;
+    }
+    counts.retain(|_, n| *n > 1);
+    counts
+}
+
+/// The sequence number a lease's checkpoint is at, if it is inside the
+/// shard (not at its start or end).
+pub fn checkpoint_sequence(lease: &Lease) -> Option<SequenceNumber> {
+    match &lease.checkpoint {
+        LeaseCheckpoint::At(Position::Sequence { sequence, .. }) => Some(sequence.clone()),
+        _ => None,
+    }
+}
+
+/// True when every running worker holds `target ± 1` leases and no lease
+/// is unowned or held by anyone else.
+pub fn balanced(owners: &BTreeMap<String, Vec<String>>, running: &[String], leases: usize) -> bool {
+    let target = leases.div_ceil(running.len().max(1));
+    let held: usize = running
+        .iter()
+        .map(|w| owners.get(w).map_or(0, Vec::len))
+        .sum();
+    held == leases
+        && running.iter().all(|w| {
+            let n = owners.get(w).map_or(0, Vec::len);
+            n + 1 >= target && n <= target + 1
+        })
+}

@@ -1,0 +1,177 @@
+//! Moving leases when a worker process goes: after a SIGKILL the others
+//! take its leases once they expire and re-deliver only what came after
+//! the moved leases' last checkpoints; after a graceful stop (SIGTERM) and
+//! when a fourth worker joins, leases move without any record processed
+//! twice, and the balance is restored.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use unistream::checkpoint::SequenceNumber;
+
+use super::cluster::{balanced, checkpoint_sequence, missing, redelivered, until, Cluster};
+use super::worker::{LEASE_DURATION, SCAN_INTERVAL};
+use crate::support::seed::seed;
+
+const SHARDS: usize = 12;
+
+/// Three workers started and balanced, records flowing.
+async fn balanced_cluster(prefix: &str, seed: u64) -> (Cluster, super::cluster::Producer) {
+    let cluster = Cluster::new(prefix, SHARDS as i32, seed).await;
+    let producer = cluster.produce(200);
+    for worker in ["a", "b", "c"] {
+        cluster.start(worker);
+    }
+    let running = cluster.running();
+    until(Duration::from_secs(90), "balanced", || async {
+        cluster.check_alive();
+        balanced(&cluster.owners().await, &running, SHARDS)
+    })
+    .await;
+    (cluster, producer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_shards_are_read_again_from_their_checkpoints() {
+    let seed = seed(
+        module_path!(),
+        "a_killed_workers_shards_are_read_again_from_their_checkpoints",
+    );
+    let (cluster, producer) = balanced_cluster("sigkill", seed).await;
+    // Let every worker checkpoint a few times.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    cluster.kill("c");
+    let killed = Instant::now();
+    // What the others will resume from: the checkpoints of c's leases as
+    // the table holds them once c is gone.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let moved: BTreeMap<String, Option<SequenceNumber>> = cluster
+        .leases()
+        .await
+        .into_iter()
+        .filter(|lease| lease.owner.as_deref() == Some("c"))
+        .map(|lease| (lease.key.clone(), checkpoint_sequence(&lease)))
+        .collect();
+    assert!(!moved.is_empty(), "c held no lease when killed");
+
+    let running = cluster.running();
+    until(Duration::from_secs(30), "c's leases taken", || async {
+        cluster.check_alive();
+        let owners = cluster.owners().await;
+        !owners.contains_key("c") && balanced(&owners, &running, SHARDS)
+    })
+    .await;
+    let failover = killed.elapsed();
+    println!(
+        "c's {} leases taken {failover:?} after the SIGKILL",
+        moved.len()
+    );
+    assert!(
+        failover >= LEASE_DURATION - LEASE_DURATION / 3,
+        "taken {failover:?} after the kill: before c's leases expired"
+    );
+
+    let produced = producer.finish().await;
+    until(
+        Duration::from_secs(60),
+        "every record processed",
+        || async { missing(&cluster.handled(), produced).is_empty() },
+    )
+    .await;
+    let handled = cluster.handled();
+    let again = redelivered(&handled);
+    let moved_shards: BTreeSet<&String> = moved.keys().collect();
+    for h in handled.iter().filter(|h| again.contains_key(&h.id)) {
+        assert!(
+            moved_shards.contains(&h.shard),
+            "record {} of {} (not one of c's shards) processed twice",
+            h.id,
+            h.shard
+        );
+        if let Some(checkpoint) = &moved[&h.shard] {
+            assert!(
+                h.sequence > *checkpoint,
+                "record {} at {} of {} processed twice, though its lease's checkpoint {checkpoint} covered it",
+                h.id,
+                h.sequence,
+                h.shard
+            );
+        }
+    }
+    println!(
+        "{} of {produced} records processed twice, all after the moved checkpoints",
+        again.len()
+    );
+    for worker in running {
+        cluster.stop(&worker, Duration::from_secs(30)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_and_a_new_worker_move_leases_without_redelivery() {
+    let seed = seed(
+        module_path!(),
+        "a_graceful_stop_and_a_new_worker_move_leases_without_redelivery",
+    );
+    let (cluster, producer) = balanced_cluster("graceful", seed).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let stopping = Instant::now();
+    cluster.stop("b", Duration::from_secs(30)).await;
+    let stopped = stopping.elapsed();
+    let running = cluster.running();
+    let failover = until(Duration::from_secs(30), "b's leases taken", || async {
+        cluster.check_alive();
+        let owners = cluster.owners().await;
+        !owners.contains_key("b") && !owners.contains_key("") && balanced(&owners, &running, SHARDS)
+    })
+    .await;
+    println!(
+        "b stopped in {stopped:?}; its leases held by the others {failover:?} later \
+         (lease {LEASE_DURATION:?}, scan {SCAN_INTERVAL:?})"
+    );
+    assert!(
+        failover < LEASE_DURATION,
+        "released leases taken only after {failover:?}: as slowly as expired ones"
+    );
+
+    cluster.start("d");
+    let running = cluster.running();
+    until(Duration::from_secs(90), "balanced with d", || async {
+        cluster.check_alive();
+        balanced(&cluster.owners().await, &running, SHARDS)
+    })
+    .await;
+    let owners = cluster.owners().await;
+    assert!(owners.get("d").map_or(0, Vec::len) >= 3, "{owners:?}");
+
+    let produced = producer.finish().await;
+    until(
+        Duration::from_secs(60),
+        "every record processed",
+        || async { missing(&cluster.handled(), produced).is_empty() },
+    )
+    .await;
+    let handled = cluster.handled();
+    let again = redelivered(&handled);
+    assert!(
+        again.is_empty(),
+        "{} of {produced} records processed twice: {:?}",
+        again.len(),
+        again.iter().take(10).collect::<Vec<_>>()
+    );
+    assert!(
+        handled.iter().any(|h| h.worker == "d"),
+        "d processed nothing"
+    );
+    for worker in running {
+        cluster.stop(&worker, Duration::from_secs(30)).await;
+    }
+    let metrics = cluster.metrics();
+    let b = metrics
+        .iter()
+        .find(|(name, _)| name.starts_with("b-"))
+        .expect("b's metrics");
+    println!("b: {}", b.1);
+}

@@ -1,0 +1,118 @@
+//! A worker frozen (SIGSTOP) past its lease duration, then resumed: the
+//! others have taken its leases meanwhile; once it runs again its renewals
+//! are fenced and it stops those shards within one renew interval, so it
+//! does not process them alongside their new owners beyond that.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::cluster::{balanced, missing, now_millis, redelivered, until, Cluster};
+use super::worker::{LEASE_DURATION, RENEW_INTERVAL};
+use crate::support::seed::seed;
+
+const SHARDS: usize = 12;
+
+/// Scheduling slack on a loaded machine, beyond the one renew interval the
+/// rule allows.
+const SLACK: Duration = Duration::from_millis(700);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_worker_is_fenced_and_stops_its_moved_shards_when_it_resumes() {
+    let seed = seed(
+        module_path!(),
+        "a_frozen_worker_is_fenced_and_stops_its_moved_shards_when_it_resumes",
+    );
+    let cluster = Cluster::new("frozen", SHARDS as i32, seed).await;
+    let producer = cluster.produce(200);
+    for worker in ["a", "b", "c"] {
+        cluster.start(worker);
+    }
+    let all = cluster.running();
+    until(Duration::from_secs(90), "balanced", || async {
+        cluster.check_alive();
+        balanced(&cluster.owners().await, &all, SHARDS)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let frozen_leases: BTreeSet<String> = cluster
+        .owners()
+        .await
+        .remove("c")
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    cluster.freeze("c");
+    let others = ["a".to_owned(), "b".to_owned()];
+    until(Duration::from_secs(30), "c's leases taken", || async {
+        let owners = cluster.owners().await;
+        frozen_leases.iter().all(|key| {
+            owners
+                .iter()
+                .any(|(owner, keys)| others.contains(owner) && keys.contains(key))
+        })
+    })
+    .await;
+    // Well past the lease duration, records flowing to the new owners.
+    tokio::time::sleep(LEASE_DURATION / 2).await;
+    cluster.resume("c");
+    let resumed = now_millis();
+    tokio::time::sleep(4 * RENEW_INTERVAL).await;
+    cluster.check_alive();
+
+    let produced = producer.finish().await;
+    until(
+        Duration::from_secs(60),
+        "every record processed",
+        || async { missing(&cluster.handled(), produced).is_empty() },
+    )
+    .await;
+    let handled = cluster.handled();
+    let again = redelivered(&handled);
+    let deadline = resumed + (RENEW_INTERVAL + SLACK).as_millis() as u64;
+    let late: Vec<_> = handled
+        .iter()
+        .filter(|h| {
+            h.worker == "c"
+                && frozen_leases.contains(&h.shard)
+                && h.millis > deadline
+                && again.contains_key(&h.id)
+        })
+        .collect();
+    assert!(
+        late.is_empty(),
+        "c processed {} records of its moved shards alongside their new owners \
+         more than {RENEW_INTERVAL:?} after it resumed: {:?}",
+        late.len(),
+        late.iter().take(5).collect::<Vec<_>>()
+    );
+    let window = handled
+        .iter()
+        .filter(|h| h.worker == "c" && frozen_leases.contains(&h.shard) && h.millis >= resumed)
+        .count();
+    println!(
+        "after resuming, c processed {window} records of its {} moved shards before it stopped them",
+        frozen_leases.len()
+    );
+    for worker in cluster.running() {
+        cluster.stop(&worker, Duration::from_secs(30)).await;
+    }
+    let metrics = cluster.metrics();
+    let c = metrics
+        .iter()
+        .find(|(name, _)| name.starts_with("c-"))
+        .expect("c's metrics")
+        .1;
+    println!("c: {c}");
+    let lost: u64 = c
+        .split("lost: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .expect("lost in c's metrics");
+    assert!(
+        lost >= frozen_leases.len() as u64,
+        "c lost {lost} leases, not the {} taken while it was frozen",
+        frozen_leases.len()
+    );
+}
