@@ -27,6 +27,8 @@ use std::task::Waker;
 
 use futures::task::AtomicWaker;
 
+use super::fencing::FencingToken;
+
 /// What a partition's control says the source may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PartitionState {
@@ -63,6 +65,8 @@ struct ControlInner {
     /// so that 0 means "nothing saved yet".
     durable_tokens: AtomicU64,
     hub: Arc<ControlHub>,
+    /// The lease the partition is read under, for leased partitions.
+    fencing: Option<FencingToken>,
 }
 
 /// Where the partitions of one source raise checkpoint requests: one flag
@@ -105,7 +109,21 @@ impl PartitionControl {
         Self::with_hub(self.inner.hub.clone())
     }
 
+    /// A [`sibling`](Self::sibling) for a partition read under a lease.
+    pub fn leased_sibling(&self, fencing: FencingToken) -> Self {
+        Self::with_hub_and_fencing(self.inner.hub.clone(), Some(fencing))
+    }
+
+    /// The lease the partition is read under, when it is leased.
+    pub fn fencing(&self) -> Option<&FencingToken> {
+        self.inner.fencing.as_ref()
+    }
+
     fn with_hub(hub: Arc<ControlHub>) -> Self {
+        Self::with_hub_and_fencing(hub, None)
+    }
+
+    fn with_hub_and_fencing(hub: Arc<ControlHub>, fencing: Option<FencingToken>) -> Self {
         Self {
             inner: Arc::new(ControlInner {
                 state: AtomicU8::new(ACTIVE),
@@ -113,6 +131,7 @@ impl PartitionControl {
                 checkpoint_wanted: AtomicBool::new(false),
                 durable_tokens: AtomicU64::new(0),
                 hub,
+                fencing,
             }),
         }
     }

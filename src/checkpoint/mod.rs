@@ -10,6 +10,7 @@
 //! | [`Position`], [`SequenceNumber`] | `position.rs` | where a record sits in its partition |
 //! | [`CheckpointToken`], [`AsCheckpointToken`] | `token.rs` | a record's partition, position and delivery order |
 //! | [`PartitionControl`] | `control.rs` | the switch that stops a source's partition when its lease is lost |
+//! | [`FencingToken`] | `fencing.rs` | the lease a leased partition's records were read under, for fenced external writes |
 //! | [`CheckpointStore`], [`CheckpointError`] | `store/` | the store contract (load, save, save_many, fencing) |
 //! | [`MemoryCheckpointStore`] | `store/memory.rs` | in memory, with inspection and fault injection, for tests |
 //! | [`JsonFileCheckpointStore`] | `store/json_file.rs` | one JSON file for many partitions, replaced atomically |
@@ -20,6 +21,7 @@
 mod batched;
 mod control;
 mod ext;
+mod fencing;
 mod position;
 mod store;
 mod token;
@@ -28,6 +30,7 @@ mod tracker;
 pub use batched::CheckpointBatched;
 pub use control::PartitionControl;
 pub use ext::CheckpointStreamExt;
+pub use fencing::FencingToken;
 pub use position::{Position, SequenceNumber};
 pub use store::{CheckpointError, CheckpointStore, JsonFileCheckpointStore, MemoryCheckpointStore};
 pub use token::{AsCheckpointToken, CheckpointToken};

@@ -70,6 +70,13 @@ impl CheckpointToken {
         self.seq
     }
 
+    /// The lease this record was read under, for a leased partition: make
+    /// external writes of its effects conditional on it (see
+    /// [`FencingToken`](super::FencingToken)).
+    pub fn fencing(&self) -> Option<&super::FencingToken> {
+        self.control.as_ref().and_then(PartitionControl::fencing)
+    }
+
     /// The partition's control switch, when the source attached one.
     #[inline]
     pub fn control(&self) -> Option<&PartitionControl> {

@@ -77,6 +77,32 @@ impl CounterObservations {
     }
 }
 
+impl CounterObservations {
+    /// The first instant after `now` at which a lease of another owner in
+    /// `leases` (as last read) expires if its counter stays where it is:
+    /// when to read the table again to take it without waiting for the
+    /// next scan. Leases already expired, unowned or held by `me` do not
+    /// count. Holders that renew move their deadlines on at every read, so
+    /// in a healthy table this is never reached before the next scan.
+    pub(crate) fn next_expiry(
+        &self,
+        leases: &[Lease],
+        me: &str,
+        now: Instant,
+        duration: Duration,
+    ) -> Option<Instant> {
+        leases
+            .iter()
+            .filter(|lease| lease.owner.is_some() && lease.holder() != Some(me))
+            .filter_map(|lease| match self.seen.get(&lease.key) {
+                Some(seen) if seen.counter == lease.counter => Some(seen.since + duration),
+                _ => None,
+            })
+            .filter(|deadline| *deadline > now)
+            .min()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +130,44 @@ mod tests {
         assert!(!seen.is_expired(&lease(2), Instant::now(), duration));
         tokio::time::advance(Duration::from_secs(10)).await;
         assert!(seen.is_expired(&lease(2), Instant::now(), duration));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_next_expiry_is_the_earliest_deadline_of_another_owners_standing_lease() {
+        let duration = Duration::from_secs(10);
+        let mut seen = CounterObservations::default();
+        let mine = {
+            let mut lease = lease(1);
+            lease.key = "mine".into();
+            lease.owner = Some("me".into());
+            lease
+        };
+        let unowned = {
+            let mut lease = lease(1);
+            lease.key = "free".into();
+            lease.owner = None;
+            lease
+        };
+        let start = Instant::now();
+        seen.observe(&[lease(1), mine.clone(), unowned.clone()], start);
+        let all = [lease(1), mine, unowned];
+        assert_eq!(
+            seen.next_expiry(&all, "me", start, duration),
+            Some(start + duration)
+        );
+        // Renewed: the deadline moves on from the read that saw it.
+        tokio::time::advance(Duration::from_secs(3)).await;
+        seen.observe(&[lease(2)], Instant::now());
+        assert_eq!(
+            seen.next_expiry(&[lease(2)], "me", Instant::now(), duration),
+            Some(Instant::now() + duration)
+        );
+        // Past its deadline it is no longer a future wake-up.
+        tokio::time::advance(duration).await;
+        assert_eq!(
+            seen.next_expiry(&[lease(2)], "me", Instant::now(), duration),
+            None
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -52,8 +52,11 @@
 //!   acting on what it held for the moment it resumes: its first write after
 //!   resuming fails its condition and fences the partition, so it may yield
 //!   what it had already fetched in that moment, not more. Effects that
-//!   must never run twice need the fencing epoch ([`AcquiredLease::epoch`])
-//!   checked where they land.
+//!   must never run twice need the fencing epoch checked where they land:
+//!   every record's token carries it
+//!   ([`CheckpointToken::fencing`](crate::checkpoint::CheckpointToken::fencing),
+//!   also [`AcquiredLease::epoch`]); see
+//!   [`FencingToken`](crate::checkpoint::FencingToken) for the pattern.
 //!
 //! | item | file | what it is |
 //! |---|---|---|

@@ -19,7 +19,7 @@ use super::metrics::LeaseCounters;
 use super::record::Lease;
 use super::table::{LeaseError, LeaseTable};
 use super::write::LeaseWrite;
-use crate::checkpoint::PartitionControl;
+use crate::checkpoint::{FencingToken, PartitionControl};
 use crate::error::Error;
 
 /// How a lease came to this worker.
@@ -150,7 +150,11 @@ impl<T: LeaseTable> WorkerShared<T> {
     /// Adds a lease just written by this worker to the held set; `None`
     /// when it is held already.
     pub(crate) fn hold(&self, lease: &Lease) -> Option<Arc<HeldLease>> {
-        let held = Arc::new(HeldLease::new(lease.clone(), self.root_control.sibling()));
+        let fencing = FencingToken::new(lease.key.as_str(), self.id.clone(), lease.counter);
+        let held = Arc::new(HeldLease::new(
+            lease.clone(),
+            self.root_control.leased_sibling(fencing),
+        ));
         let mut map = lock(&self.held);
         if map.contains_key(lease.key.as_str()) {
             return None;

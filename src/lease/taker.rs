@@ -1,6 +1,12 @@
 //! The taker: every scan interval (with ±10 % jitter, so workers started
 //! together do not read in step), one read of the whole table, then:
 //!
+//! The next scan comes earlier when a lease of another worker will expire
+//! before it (its counter standing still since this worker read it): the
+//! taker reads the table just after that deadline, so a crashed worker's
+//! leases move a lease duration after this worker last saw them renewed,
+//! not up to a scan interval later.
+//!
 //! 1. **Losses and handoff requests** of held leases: a lease whose counter
 //!    moved past what this worker wrote is held by someone else now (lost:
 //!    fenced at once), or, still ours, has a handoff requested (drained).
@@ -45,6 +51,10 @@ use super::write::LeaseWrite;
 /// Takes in flight at once.
 const TAKE_CONCURRENCY: usize = 16;
 
+/// How long after a lease's expiry deadline the taker reads the table (so
+/// the read finds it expired by this worker's clock).
+const EXPIRY_MARGIN: Duration = Duration::from_millis(10);
+
 /// How often the stop sequence looks whether every lease is released.
 const STOP_POLL: Duration = Duration::from_millis(20);
 
@@ -56,11 +66,14 @@ pub(crate) async fn run<T: LeaseTable>(shared: Arc<WorkerShared<T>>) {
             stop(&shared).await;
             return;
         }
-        scan(&shared, &mut observations).await;
-        let pause = shared
+        let next_expiry = scan(&shared, &mut observations).await;
+        let mut pause = shared
             .config
             .scan_interval
             .mul_f64(0.9 + 0.2 * shared.random());
+        if let Some(deadline) = next_expiry {
+            pause = pause.min(deadline.saturating_duration_since(Instant::now()) + EXPIRY_MARGIN);
+        }
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
             _ = stopping.wait_for(|stopping| *stopping) => {}
@@ -68,16 +81,18 @@ pub(crate) async fn run<T: LeaseTable>(shared: Arc<WorkerShared<T>>) {
     }
 }
 
+/// One scan; returns when the next lease of another worker expires if
+/// nobody renews it (see the module docs).
 async fn scan<T: LeaseTable>(
     shared: &Arc<WorkerShared<T>>,
     observations: &mut CounterObservations,
-) {
+) -> Option<Instant> {
     shared.count_request();
     let leases = match shared.table.list().await {
         Ok(leases) => leases,
         Err(err) => {
             tracing::debug!(worker = %shared.id, error = %err, "lease table scan failed");
-            return;
+            return None;
         }
     };
     LeaseCounters::add(&shared.counters.scans);
@@ -94,7 +109,14 @@ async fn scan<T: LeaseTable>(
     if !shared.is_stopping() {
         rebalance(shared, &leases, &by_key, observations, now).await;
     }
+    let next_expiry = observations.next_expiry(
+        &leases,
+        &shared.id,
+        Instant::now(),
+        shared.config.lease_duration,
+    );
     shared.set_last_scan(leases);
+    next_expiry
 }
 
 /// Step 1: held leases someone else wrote.

@@ -5,5 +5,6 @@
 
 mod checkpointer;
 mod consumer;
+mod fencing;
 mod simulation;
 mod timing;

@@ -64,7 +64,18 @@ impl Cluster {
             kinesis,
             table,
             table_name,
-            dir: tempfile::tempdir().unwrap(),
+            dir: {
+                let dir = tempfile::tempdir().unwrap();
+                if std::env::var_os("UNISTREAM_WORKER_LOG").is_some() {
+                    // Kept for reading the workers' traces afterwards.
+                    let mut dir = dir;
+                    dir.disable_cleanup(true);
+                    println!("worker logs and traces in {}", dir.path().display());
+                    dir
+                } else {
+                    dir
+                }
+            },
             workers: Mutex::new(HashMap::new()),
             seed,
             timings,

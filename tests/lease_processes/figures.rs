@@ -17,7 +17,13 @@ use super::worker::Timings;
 use crate::support::seed::seed;
 
 const SHARDS: usize = 12;
-const TRIALS: usize = 3;
+/// Trials of each kind (`UNISTREAM_FAILOVER_TRIALS`, default 3).
+fn trials() -> usize {
+    std::env::var("UNISTREAM_FAILOVER_TRIALS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "minutes long: run by scripts/lease-failover.sh"]
@@ -30,7 +36,8 @@ async fn failover_with_default_timings() {
         cluster.start(name);
     }
     let mut figures = Vec::new();
-    for trial in 0..2 * TRIALS {
+    let trials = trials();
+    for trial in 0..2 * trials {
         let running = cluster.running();
         let took = until(Duration::from_secs(240), "balanced", || async {
             cluster.check_alive();
@@ -48,7 +55,7 @@ async fn failover_with_default_timings() {
             .unwrap_or_default()
             .into_iter()
             .collect();
-        let graceful = trial < TRIALS;
+        let graceful = trial < trials;
         let signalled = now_millis();
         if graceful {
             cluster.stop(&victim, Duration::from_secs(60)).await;

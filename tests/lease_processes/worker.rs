@@ -130,6 +130,20 @@ fn lease_worker_process() {
 }
 
 async fn run(env: WorkerEnv) {
+    // `UNISTREAM_WORKER_LOG=<filter>` (e.g. `unistream=debug`): the
+    // crate's tracing events go to `<worker>-<pid>.trace` beside the logs.
+    if let Ok(filter) = std::env::var("UNISTREAM_WORKER_LOG") {
+        let file = std::fs::File::create(
+            env.dir
+                .join(format!("{}-{}.trace", env.worker, std::process::id())),
+        )
+        .expect("create the trace file");
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::sync::Mutex::new(file))
+            .with_ansi(false)
+            .init();
+    }
     let parent = std::os::unix::process::parent_id();
     tokio::spawn(async move {
         // Orphaned (the parent test was killed): stop at once.
