@@ -82,7 +82,10 @@ async fn a_replaced_holders_tokens_are_refused_by_a_fenced_store() {
     // a, not yet aware, writes an effect of a record it still had.
     let refused = store.write(&token_a, 3);
     assert!(refused.is_err(), "a stale holder's write went through");
-    assert_eq!(store.effects, vec![("a".to_owned(), 1), ("b".to_owned(), 2)]);
+    assert_eq!(
+        store.effects,
+        vec![("a".to_owned(), 1), ("b".to_owned(), 2)]
+    );
 
     // Tokens of unleased partitions carry none.
     assert!(CheckpointToken::new("p", Position::Offset(0), 0)

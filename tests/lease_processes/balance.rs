@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::cluster::{balanced, missing, redelivered, until, Cluster};
+use super::cluster::{redelivered, Cluster};
 use crate::support::seed::seed;
 
 const SHARDS: usize = 12;
@@ -23,26 +23,16 @@ async fn three_workers_converge_to_four_leases_each_and_process_every_record() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let running = cluster.running();
-    let took = until(Duration::from_secs(90), "balanced", || async {
-        cluster.check_alive();
-        balanced(&cluster.owners().await, &running, SHARDS)
-    })
-    .await;
+    let took = cluster
+        .until_balanced(SHARDS, Duration::from_secs(90))
+        .await;
     println!("balanced {took:?} after the third worker started");
     let owners = cluster.owners().await;
     for worker in &running {
         let held = owners.get(worker).map_or(0, Vec::len);
         assert!((3..=5).contains(&held), "{worker} holds {held}: {owners:?}");
     }
-    let produced = producer.finish().await;
-    until(
-        Duration::from_secs(60),
-        "every record processed",
-        || async { missing(&cluster.handled(), produced).is_empty() },
-    )
-    .await;
-    let handled = cluster.handled();
-    assert!(missing(&handled, produced).is_empty());
+    let (produced, handled) = cluster.drain(producer, Duration::from_secs(60)).await;
     let again = redelivered(&handled);
     assert!(
         again.is_empty(),

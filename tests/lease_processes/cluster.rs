@@ -83,6 +83,20 @@ impl Cluster {
         }
     }
 
+    /// [`new`](Self::new) with records produced at 200 a second and
+    /// workers `a`, `b` and `c` started and balanced.
+    pub async fn three_balanced(prefix: &str, shards: usize, seed: u64) -> (Self, Producer) {
+        let cluster = Self::new(prefix, shards as i32, seed).await;
+        let producer = cluster.produce(200);
+        for worker in ["a", "b", "c"] {
+            cluster.start(worker);
+        }
+        cluster
+            .until_balanced(shards, Duration::from_secs(90))
+            .await;
+        (cluster, producer)
+    }
+
     /// Starts a worker process named `worker` (a name may be reused after
     /// its process is gone: a restart under the same name).
     pub fn start(&self, worker: &str) {
@@ -203,6 +217,29 @@ impl Cluster {
             }
         }
         out
+    }
+
+    /// Waits (up to `limit`) until the running workers hold `leases`
+    /// leases in balance (see [`balanced`]); returns how long it took.
+    pub async fn until_balanced(&self, leases: usize, limit: Duration) -> Duration {
+        let running = self.running();
+        until(limit, "balanced", || async {
+            self.check_alive();
+            balanced(&self.owners().await, &running, leases)
+        })
+        .await
+    }
+
+    /// Stops `producer`, waits (up to `limit`) until every record it put
+    /// was handled, and returns how many it put and everything handled.
+    pub async fn drain(&self, producer: Producer, limit: Duration) -> (u64, Vec<Handled>) {
+        let produced = producer.finish().await;
+        until(limit, "every record processed", || async {
+            self.check_alive();
+            missing(&self.handled(), produced).is_empty()
+        })
+        .await;
+        (produced, self.handled())
     }
 
     /// A producer of records numbered from 0, `per_second` of them, with

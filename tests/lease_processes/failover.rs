@@ -9,27 +9,11 @@ use std::time::{Duration, Instant};
 
 use unistream::checkpoint::SequenceNumber;
 
-use super::cluster::{balanced, checkpoint_sequence, missing, redelivered, until, Cluster};
+use super::cluster::{balanced, checkpoint_sequence, redelivered, until, Cluster};
 use super::worker::{LEASE_DURATION, SCAN_INTERVAL};
 use crate::support::seed::seed;
 
 const SHARDS: usize = 12;
-
-/// Three workers started and balanced, records flowing.
-async fn balanced_cluster(prefix: &str, seed: u64) -> (Cluster, super::cluster::Producer) {
-    let cluster = Cluster::new(prefix, SHARDS as i32, seed).await;
-    let producer = cluster.produce(200);
-    for worker in ["a", "b", "c"] {
-        cluster.start(worker);
-    }
-    let running = cluster.running();
-    until(Duration::from_secs(90), "balanced", || async {
-        cluster.check_alive();
-        balanced(&cluster.owners().await, &running, SHARDS)
-    })
-    .await;
-    (cluster, producer)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_workers_shards_are_read_again_from_their_checkpoints() {
@@ -37,7 +21,7 @@ async fn a_killed_workers_shards_are_read_again_from_their_checkpoints() {
         module_path!(),
         "a_killed_workers_shards_are_read_again_from_their_checkpoints",
     );
-    let (cluster, producer) = balanced_cluster("sigkill", seed).await;
+    let (cluster, producer) = Cluster::three_balanced("sigkill", SHARDS, seed).await;
     // Let every worker checkpoint a few times.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -72,14 +56,7 @@ async fn a_killed_workers_shards_are_read_again_from_their_checkpoints() {
         "taken {failover:?} after the kill: before c's leases expired"
     );
 
-    let produced = producer.finish().await;
-    until(
-        Duration::from_secs(60),
-        "every record processed",
-        || async { missing(&cluster.handled(), produced).is_empty() },
-    )
-    .await;
-    let handled = cluster.handled();
+    let (produced, handled) = cluster.drain(producer, Duration::from_secs(60)).await;
     let again = redelivered(&handled);
     let moved_shards: BTreeSet<&String> = moved.keys().collect();
     for h in handled.iter().filter(|h| again.contains_key(&h.id)) {
@@ -114,7 +91,7 @@ async fn a_graceful_stop_and_a_new_worker_move_leases_without_redelivery() {
         module_path!(),
         "a_graceful_stop_and_a_new_worker_move_leases_without_redelivery",
     );
-    let (cluster, producer) = balanced_cluster("graceful", seed).await;
+    let (cluster, producer) = Cluster::three_balanced("graceful", SHARDS, seed).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let stopping = Instant::now();
@@ -138,22 +115,13 @@ async fn a_graceful_stop_and_a_new_worker_move_leases_without_redelivery() {
 
     cluster.start("d");
     let running = cluster.running();
-    until(Duration::from_secs(90), "balanced with d", || async {
-        cluster.check_alive();
-        balanced(&cluster.owners().await, &running, SHARDS)
-    })
-    .await;
+    cluster
+        .until_balanced(SHARDS, Duration::from_secs(90))
+        .await;
     let owners = cluster.owners().await;
     assert!(owners.get("d").map_or(0, Vec::len) >= 3, "{owners:?}");
 
-    let produced = producer.finish().await;
-    until(
-        Duration::from_secs(60),
-        "every record processed",
-        || async { missing(&cluster.handled(), produced).is_empty() },
-    )
-    .await;
-    let handled = cluster.handled();
+    let (produced, handled) = cluster.drain(producer, Duration::from_secs(60)).await;
     let again = redelivered(&handled);
     assert!(
         again.is_empty(),

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::cluster::{balanced, missing, now_millis, redelivered, until, Cluster};
+use super::cluster::{now_millis, redelivered, until, Cluster};
 use super::worker::{LEASE_DURATION, RENEW_INTERVAL};
 use crate::support::seed::seed;
 
@@ -22,17 +22,7 @@ async fn a_frozen_worker_is_fenced_and_stops_its_moved_shards_when_it_resumes() 
         module_path!(),
         "a_frozen_worker_is_fenced_and_stops_its_moved_shards_when_it_resumes",
     );
-    let cluster = Cluster::new("frozen", SHARDS as i32, seed).await;
-    let producer = cluster.produce(200);
-    for worker in ["a", "b", "c"] {
-        cluster.start(worker);
-    }
-    let all = cluster.running();
-    until(Duration::from_secs(90), "balanced", || async {
-        cluster.check_alive();
-        balanced(&cluster.owners().await, &all, SHARDS)
-    })
-    .await;
+    let (cluster, producer) = Cluster::three_balanced("frozen", SHARDS, seed).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let frozen_leases: BTreeSet<String> = cluster
@@ -60,14 +50,7 @@ async fn a_frozen_worker_is_fenced_and_stops_its_moved_shards_when_it_resumes() 
     tokio::time::sleep(4 * RENEW_INTERVAL).await;
     cluster.check_alive();
 
-    let produced = producer.finish().await;
-    until(
-        Duration::from_secs(60),
-        "every record processed",
-        || async { missing(&cluster.handled(), produced).is_empty() },
-    )
-    .await;
-    let handled = cluster.handled();
+    let (_, handled) = cluster.drain(producer, Duration::from_secs(60)).await;
     let again = redelivered(&handled);
     let deadline = resumed + (RENEW_INTERVAL + SLACK).as_millis() as u64;
     let late: Vec<_> = handled

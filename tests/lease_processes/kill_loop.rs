@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::cluster::{missing, redelivered, until, Cluster};
+use super::cluster::{redelivered, Cluster};
 use crate::support::seed::rng;
 
 const SHARDS: i32 = 12;
@@ -38,17 +38,9 @@ async fn a_hundred_random_kills_and_restarts_lose_no_record() {
         cluster.start(&names[slot]);
     }
     println!("{KILLS} kills in {:?}", start.elapsed());
-    let produced = producer.finish().await;
-    let took = until(
-        Duration::from_secs(120),
-        "every record processed",
-        || async {
-            cluster.check_alive();
-            missing(&cluster.handled(), produced).is_empty()
-        },
-    )
-    .await;
-    let handled = cluster.handled();
+    let draining = std::time::Instant::now();
+    let (produced, handled) = cluster.drain(producer, Duration::from_secs(120)).await;
+    let took = draining.elapsed();
     println!(
         "all {produced} records processed {took:?} after the last restart; {} processed more than once",
         redelivered(&handled).len()

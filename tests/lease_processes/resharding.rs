@@ -10,7 +10,7 @@ use std::time::Duration;
 use unistream::checkpoint::Position;
 use unistream::lease::LeaseCheckpoint;
 
-use super::cluster::{balanced, missing, until, Cluster, Handled};
+use super::cluster::{until, Cluster, Handled};
 use crate::support::kinesis::emulator_stream::wait_active;
 use crate::support::seed::seed;
 
@@ -22,17 +22,8 @@ async fn parents_finish_before_children_across_workers_after_a_split_and_a_merge
         module_path!(),
         "parents_finish_before_children_across_workers_after_a_split_and_a_merge",
     );
-    let cluster = Cluster::new("reshard", SHARDS as i32, seed).await;
-    let producer = cluster.produce(200);
-    for worker in ["a", "b", "c"] {
-        cluster.start(worker);
-    }
+    let (cluster, producer) = Cluster::three_balanced("reshard", SHARDS, seed).await;
     let running = cluster.running();
-    until(Duration::from_secs(90), "balanced", || async {
-        cluster.check_alive();
-        balanced(&cluster.owners().await, &running, SHARDS)
-    })
-    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let client = cluster.kinesis.clone();
@@ -76,16 +67,7 @@ async fn parents_finish_before_children_across_workers_after_a_split_and_a_merge
     wait_active(&client, &cluster.stream).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let produced = producer.finish().await;
-    until(
-        Duration::from_secs(90),
-        "every record processed",
-        || async {
-            cluster.check_alive();
-            missing(&cluster.handled(), produced).is_empty()
-        },
-    )
-    .await;
+    cluster.drain(producer, Duration::from_secs(90)).await;
     // The children's leases exist and every parent is at SHARD_END.
     let waited = until(Duration::from_secs(30), "parents at SHARD_END", || async {
         let leases = cluster.leases().await;

@@ -133,10 +133,11 @@ async fn run(env: WorkerEnv) {
     // `UNISTREAM_WORKER_LOG=<filter>` (e.g. `unistream=debug`): the
     // crate's tracing events go to `<worker>-<pid>.trace` beside the logs.
     if let Ok(filter) = std::env::var("UNISTREAM_WORKER_LOG") {
-        let file = std::fs::File::create(
-            env.dir
-                .join(format!("{}-{}.trace", env.worker, std::process::id())),
-        )
+        let file = std::fs::File::create(env.dir.join(format!(
+            "{}-{}.trace",
+            env.worker,
+            std::process::id()
+        )))
         .expect("create the trace file");
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))

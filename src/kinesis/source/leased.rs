@@ -206,10 +206,12 @@ impl<S: CheckpointStore> LeasedCoordinator<S> {
         let mut acquired = self.driver.acquired()?;
         // The first listing must work: a missing stream is an error now,
         // not a silent wait.
-        self.sync_shards().await?;
-        let mut refresh = tokio::time::interval(self.shared.config.shard_refresh_interval);
-        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        refresh.tick().await;
+        sync_shards(&self.shared, &*self.driver).await?;
+        // Later syncs run beside the acquisitions (a slow listing or table
+        // must not hold back the start of an acquired lease); dropping the
+        // set stops them.
+        let mut syncing = JoinSet::new();
+        syncing.spawn(sync_periodically(self.shared.clone(), self.driver.clone()));
         loop {
             while self.tasks.try_join_next().is_some() {}
             tokio::select! {
@@ -217,26 +219,9 @@ impl<S: CheckpointStore> LeasedCoordinator<S> {
                     Some(lease) => self.start(lease),
                     None => return Ok(()),
                 },
-                _ = refresh.tick() => {
-                    if let Err(err) = self.sync_shards().await {
-                        tracing::warn!(stream = %self.shared.stream, error = %err, "shard sync failed; retrying at the next refresh");
-                    }
-                }
                 () = self.out.closed() => return Ok(()),
             }
         }
-    }
-
-    async fn sync_shards(&self) -> Result<(), Error> {
-        let shards = list_shards(&self.shared).await?;
-        let created = self
-            .driver
-            .create_missing(&shards, self.shared.config.initial_position)
-            .await?;
-        if created > 0 {
-            tracing::info!(stream = %self.shared.stream, created, "leases created for new shards");
-        }
-        Ok(())
     }
 
     fn start(&mut self, lease: AcquiredLease) {
@@ -271,6 +256,37 @@ impl<S: CheckpointStore> LeasedCoordinator<S> {
         let _ = self.out.send(Discovery::Shard(Box::new(
             ShardStream::new(control, rx).with_lease(lease),
         )));
+    }
+}
+
+/// Creates leases for the listed shards that have none.
+async fn sync_shards<S: CheckpointStore>(
+    shared: &SourceShared<S>,
+    driver: &dyn LeaseDriver,
+) -> Result<(), Error> {
+    let shards = list_shards(shared).await?;
+    let created = driver
+        .create_missing(&shards, shared.config.initial_position)
+        .await?;
+    if created > 0 {
+        tracing::info!(stream = %shared.stream, created, "leases created for new shards");
+    }
+    Ok(())
+}
+
+/// [`sync_shards`] every shard refresh interval, until stopped.
+async fn sync_periodically<S: CheckpointStore>(
+    shared: Arc<SourceShared<S>>,
+    driver: Arc<dyn LeaseDriver>,
+) {
+    let mut refresh = tokio::time::interval(shared.config.shard_refresh_interval);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    refresh.tick().await;
+    loop {
+        refresh.tick().await;
+        if let Err(err) = sync_shards(&shared, &*driver).await {
+            tracing::warn!(stream = %shared.stream, error = %err, "shard sync failed; retrying at the next refresh");
+        }
     }
 }
 
