@@ -340,3 +340,119 @@ impl<B> fmt::Debug for BatchTargetSink<B> {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::SinkExt;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    fn indices(err: Error) -> Vec<usize> {
+        match err {
+            Error::Rejected(rejected) => rejected.iter().map(|r| r.index).collect(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn stays_usable_after_an_error_and_takes_the_same_batch_again() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let mut sink = batch_target({
+            let calls = calls.clone();
+            move |batch: Vec<u32>| {
+                let call = calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    match call {
+                        0 => Err(Error::target("test", "first call fails")),
+                        _ => {
+                            assert_eq!(batch, vec![1, 2]);
+                            Ok(())
+                        }
+                    }
+                }
+            }
+        });
+        assert!(matches!(
+            sink.send(vec![1, 2]).await,
+            Err(Error::Target { .. })
+        ));
+        sink.send(vec![1, 2]).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn rejections_are_sorted_deduplicated_and_checked_against_the_batch() {
+        let mut sink = batch_target(|batch: Vec<usize>| async move {
+            // Rejects the indices the batch names.
+            Err(Error::Rejected(
+                batch
+                    .iter()
+                    .map(|&i| RejectedRecord::new(i, "no"))
+                    .collect(),
+            ))
+        });
+        let err = sink.send(vec![2, 0, 2]).await.unwrap_err();
+        assert_eq!(indices(err), vec![0, 2]);
+        // An index outside the batch is the target's bug, not a rejection.
+        let err = sink.send(vec![5, 0]).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Target { .. }) && err.to_string().contains("index 5"),
+            "{err:?}"
+        );
+        // No index: delivered.
+        sink.send(vec![]).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_a_typed_error_from_then_on() {
+        let mut sink = batch_target(|batch: Vec<u32>| async move {
+            assert!(batch.is_empty(), "target bug");
+            Ok(())
+        });
+        for _ in 0..2 {
+            match sink.send(vec![1]).await.unwrap_err() {
+                Error::BrokenTarget(BrokenTarget::Panicked { message }) => {
+                    assert!(message.contains("target bug"), "{message}")
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(sink.close().await.is_err());
+    }
+
+    struct Counting {
+        sent: Vec<u32>,
+        closes: Arc<AtomicU32>,
+    }
+
+    impl BatchTarget for Counting {
+        type Item = u32;
+
+        async fn send(&mut self, batch: Vec<u32>) -> Result<(), Error> {
+            tokio::task::yield_now().await;
+            self.sent.extend(batch);
+            Ok(())
+        }
+
+        async fn close(&mut self) -> Result<(), Error> {
+            self.closes.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn close_waits_for_the_batch_in_flight_and_closes_once() {
+        let closes = Arc::new(AtomicU32::new(0));
+        let mut sink = BatchTargetSink::new(Counting {
+            sent: Vec::new(),
+            closes: closes.clone(),
+        });
+        sink.feed(vec![1, 2]).await.unwrap(); // in flight, not flushed
+        assert!(sink.get_ref().is_none());
+        sink.close().await.unwrap();
+        sink.close().await.unwrap();
+        assert_eq!(closes.load(Ordering::SeqCst), 1);
+        assert_eq!(sink.get_ref().map(|t| t.sent.clone()), Some(vec![1, 2]));
+    }
+}
