@@ -12,6 +12,10 @@
 //! delivered a batch *except* some records it can never accept reports
 //! [`Error::Rejected`], naming those records by their index in the batch, so
 //! that the caller dead-letters exactly them and treats the rest as delivered.
+//! [`sink::batch_target`](crate::sink::batch_target) makes such a sink from
+//! one `async` closure. A sink that cannot be used after an error (such as
+//! `futures::sink::unfold`) breaks the protocol; the write-ahead-log adapter
+//! then stops with [`Error::BrokenTarget`] instead of retrying.
 
 use std::fmt;
 use std::path::PathBuf;

@@ -314,7 +314,7 @@ where
                     partition = %state.name,
                     waiting,
                     missing_seq = state.tracker.next_seq(),
-                    "checkpoint held back: tokens wait for one that never arrived (was a token dropped or filtered out?)"
+                    "checkpoint held back: tokens wait for one that never arrived (was a token dropped or filtered out? try_filter_checkpointed keeps the tokens of skipped records)"
                 );
             }
         }
