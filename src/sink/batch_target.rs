@@ -18,13 +18,13 @@
 //!   batch is complete when `poll_flush` (or `send(..).await`) returns.
 //!   `poll_ready` waits for the batch in flight.
 //! - **Rejection by index.** The future may return
-//!   [`Error::Rejected`](crate::Error::Rejected) naming records by their
+//!   [`Error::Rejected`] naming records by their
 //!   index in the batch it was given: the indices are passed on sorted and
 //!   without duplicates; an index outside the batch is reported as an
-//!   [`Error::Target`](crate::Error::Target) instead (the batch is not
+//!   [`Error::Target`] instead (the batch is not
 //!   taken as delivered), and an empty rejection counts as delivered.
 //! - **No panic escapes.** A panicking future is caught and reported as
-//!   [`Error::BrokenTarget`](crate::Error::BrokenTarget): the target was
+//!   [`Error::BrokenTarget`]: the target was
 //!   inside it, so every later call reports the same error.
 //! - `poll_close` waits for the batch in flight, then runs
 //!   [`BatchTarget::close`] once.
