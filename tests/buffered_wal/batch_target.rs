@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{stream, SinkExt, StreamExt};
-use unistream::sink::{batch_target, MemorySink, WalConfig, WalSinkExt};
+use unistream::sink::{
+    batch_target, BatchTarget, BatchTargetSink, MemorySink, WalConfig, WalSinkExt,
+};
 use unistream::wal::{Fsync, Lsn};
 use unistream::{BrokenTarget, DeadLetter, Error, RejectedRecord};
 
@@ -135,6 +137,12 @@ async fn an_unfold_target_that_ends_after_an_error_stops_with_a_clear_error_and_
         message.contains("ended after an error") && message.contains("batch_target"),
         "{message}"
     );
+    // Later calls repeat the cause.
+    let again = sink.send(3).await.unwrap_err();
+    assert!(
+        again.to_string().contains("ended after an error"),
+        "{again}"
+    );
     // Not retried once broken, nothing committed or given up on.
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(sink.wal_stats().committed_lsn, Lsn(0));
@@ -231,4 +239,63 @@ async fn a_panicking_closure_target_stops_delivery_without_a_panic_in_the_task()
         "{:?}",
         delivered.records()
     );
+}
+
+/// A target with setup and state: a JSON-lines table file, opened once,
+/// whose every other write fails before anything is written.
+struct TableFile {
+    file: tokio::fs::File,
+    writes: u32,
+}
+
+impl BatchTarget for TableFile {
+    type Item = u64;
+
+    async fn send(&mut self, batch: Vec<u64>) -> Result<(), Error> {
+        use tokio::io::AsyncWriteExt;
+        self.writes += 1;
+        if self.writes % 2 == 1 {
+            return Err(Error::target("table file", "disk busy"));
+        }
+        let lines: String = batch.iter().map(|x| format!("{x}\n")).collect();
+        self.file
+            .write_all(lines.as_bytes())
+            .await
+            .map_err(|e| Error::target("table file", e))?;
+        self.file
+            .sync_data()
+            .await
+            .map_err(|e| Error::target("table file", e))
+    }
+
+    async fn close(&mut self) -> Result<(), Error> {
+        self.file
+            .sync_all()
+            .await
+            .map_err(|e| Error::target("table file", e))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stateful_batch_target_is_retried_on_the_same_state_and_gets_everything_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("table.jsonl");
+    let file = tokio::fs::File::create(&table).await.unwrap();
+    let target = BatchTargetSink::new(TableFile { file, writes: 0 });
+    let sink = target
+        .buffered_wal(
+            WalConfig::new(dir.path().join("wal"))
+                .max_records(7)
+                .retry(deterministic(3)),
+        )
+        .await
+        .unwrap();
+    stream::iter(0..50u64).map(Ok).forward(sink).await.unwrap();
+
+    let lines: Vec<u64> = std::fs::read_to_string(&table)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(lines, (0..50).collect::<Vec<_>>());
 }
