@@ -22,7 +22,13 @@ pub trait CheckpointStreamExt: TryStream {
     /// token, `value` for `(value, token)`).
     ///
     /// See [`CheckpointBatched`] for the exact rules (out-of-order tokens,
-    /// fenced partitions, what happens to errors).
+    /// fenced partitions, what happens to errors). Every token must arrive:
+    /// skip records with
+    /// [`try_filter_checkpointed`](Self::try_filter_checkpointed), not
+    /// `try_filter`. When the input ends with tokens held back behind one
+    /// that never arrived, a warning names the partitions,
+    /// [`CheckpointBatched::held_back`] lists them, and
+    /// [`CheckpointBatched::fail_on_held_back`] makes it an error.
     ///
     /// ```
     /// use std::time::Duration;
