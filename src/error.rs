@@ -12,6 +12,10 @@
 //! delivered a batch *except* some records it can never accept reports
 //! [`Error::Rejected`], naming those records by their index in the batch, so
 //! that the caller dead-letters exactly them and treats the rest as delivered.
+//! [`sink::batch_target`](crate::sink::batch_target) makes such a sink from
+//! one `async` closure. A sink that cannot be used after an error (such as
+//! `futures::sink::unfold`) breaks the protocol; the write-ahead-log adapter
+//! then stops with [`Error::BrokenTarget`] instead of retrying.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -78,6 +82,13 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// The target broke the batch-sink protocol (it panicked, or ended
+    /// itself after an error) and cannot be used any more. Not retried: a
+    /// write-ahead log in front of it stops delivering, commits nothing and
+    /// keeps the records for the next open with a fixed target.
+    #[error(transparent)]
+    BrokenTarget(#[from] BrokenTarget),
+
     /// The handle was closed (by `close`) and takes no more records. Other
     /// handles of the same sink may still be open.
     #[error("{what} was closed: {hint}")]
@@ -130,11 +141,7 @@ impl Error {
     /// The error of a background task that ended by `panic`: its message
     /// when it has one.
     pub(crate) fn panicked(task: &'static str, panic: &(dyn std::any::Any + Send)) -> Self {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".to_string());
+        let message = BrokenTarget::panic_message(panic);
         Error::Panicked { task, message }
     }
 
@@ -168,6 +175,53 @@ impl From<crate::durable_fs::FsError> for Error {
             path: e.path,
             source: e.source,
         }
+    }
+}
+
+/// How a target broke the batch-sink protocol, so that it cannot be used
+/// any more (see [`Error::BrokenTarget`]).
+///
+/// The protocol (see the [module documentation](crate::Error)) asks a
+/// target to stay usable after a failed batch, because the same batch is
+/// sent again. A `Sink` that ends itself after an error, such as
+/// `futures::sink::unfold` (whose next `start_send` panics), cannot be
+/// retried; [`batch_target`](crate::sink::batch_target) makes a target from
+/// an `async` closure that follows the protocol.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokenTarget {
+    /// The target failed a batch, then panicked when it was given the next
+    /// one (the same batch again, or the one after a rejection): it ended
+    /// itself after the error.
+    #[error(
+        "the target ended after an error: a Sink that cannot be used after an error (such as \
+         futures::sink::unfold) cannot be retried - use unistream::sink::batch_target \
+         (the error: {error}; the next call panicked: {panic})"
+    )]
+    EndedAfterError {
+        /// The error the target returned before it ended.
+        error: String,
+        /// The message of the panic on the call that followed.
+        panic: String,
+    },
+
+    /// The target panicked (a bug in the target); what it was doing is lost
+    /// and its state is unknown.
+    #[error("the target panicked: {message}")]
+    Panicked {
+        /// The panic's message.
+        message: String,
+    },
+}
+
+impl BrokenTarget {
+    /// The message of a caught panic: its text when it has one.
+    pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+        panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string())
     }
 }
 

@@ -60,5 +60,5 @@ pub mod dynamodb;
 pub use checkpoint::{CheckpointStore, CheckpointStreamExt, CheckpointToken, Position};
 pub use codec::{Codec, JsonCodec, RawCodec};
 pub use dead_letter::DeadLetter;
-pub use error::{BoxError, Error, RejectedRecord, Result};
+pub use error::{BoxError, BrokenTarget, Error, RejectedRecord, Result};
 pub use retry::RetryPolicy;

@@ -1,10 +1,13 @@
-//! The extension trait that adds checkpointing to streams of tokens.
+//! The extension trait that adds checkpointing to streams of tokens:
+//! `checkpoint_batched` and `try_filter_checkpointed`.
 
+use std::future::Future;
 use std::time::Duration;
 
 use futures::TryStream;
 
 use super::batched::CheckpointBatched;
+use super::filter::TryFilterCheckpointed;
 use super::store::CheckpointStore;
 use super::token::AsCheckpointToken;
 use crate::error::Error;
@@ -19,7 +22,13 @@ pub trait CheckpointStreamExt: TryStream {
     /// token, `value` for `(value, token)`).
     ///
     /// See [`CheckpointBatched`] for the exact rules (out-of-order tokens,
-    /// fenced partitions, what happens to errors).
+    /// fenced partitions, what happens to errors). Every token must arrive:
+    /// skip records with
+    /// [`try_filter_checkpointed`](Self::try_filter_checkpointed), not
+    /// `try_filter`. When the input ends with tokens held back behind one
+    /// that never arrived, a warning names the partitions,
+    /// [`CheckpointBatched::held_back`] lists them, and
+    /// [`CheckpointBatched::fail_on_held_back`] makes it an error.
     ///
     /// ```
     /// use std::time::Duration;
@@ -73,6 +82,54 @@ pub trait CheckpointStreamExt: TryStream {
             "checkpoint_batched: interval must be greater than zero"
         );
         CheckpointBatched::new(self, n as u64, interval, store)
+    }
+
+    /// `try_filter` that keeps the tokens: yields every item as
+    /// `(Some(value), token)` when `predicate` keeps it and `(None, token)`
+    /// when it skips it, so that a skipped record's token still reaches
+    /// [`checkpoint_batched`](Self::checkpoint_batched) and its position is
+    /// saved. (`try_filter` drops the token with the item, which holds the
+    /// partition's checkpoint back for the rest of the run.) Errors pass
+    /// through. See [`TryFilterCheckpointed`].
+    ///
+    /// Takes the same predicate as `try_filter`, on the whole item
+    /// (`&(record, token)`), so it replaces it in place; handle the records
+    /// with `if let Some(record)` and return every token.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use futures::{future, TryStreamExt};
+    /// use unistream::checkpoint::{CheckpointStreamExt, MemoryCheckpointStore, Position};
+    /// use unistream::source::MemorySource;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), unistream::Error> {
+    /// let store = MemoryCheckpointStore::new();
+    /// let mut handled = Vec::new();
+    /// MemorySource::new([("p0", vec![1u32, 2, 3, 4, 5])])
+    ///     .try_filter_checkpointed(|(record, _)| future::ready(record % 2 == 1))
+    ///     .map_ok(|(record, token)| {
+    ///         if let Some(record) = record {
+    ///             handled.push(record); // handle(record)
+    ///         }
+    ///         token // skipped or not, the token goes on
+    ///     })
+    ///     .checkpoint_batched(2, Duration::from_secs(60), store.clone())
+    ///     .try_collect::<()>()
+    ///     .await?;
+    /// assert_eq!(handled, vec![1, 3, 5]);
+    /// // Saved every 2 tokens, skipped records included, and at the end.
+    /// assert_eq!(store.saves().len(), 3);
+    /// assert_eq!(store.position("p0"), Some(Position::Offset(5)));
+    /// # Ok(()) }
+    /// ```
+    fn try_filter_checkpointed<Fut, F>(self, predicate: F) -> TryFilterCheckpointed<Self, Fut, F>
+    where
+        Self: Sized,
+        Self::Ok: AsCheckpointToken,
+        F: FnMut(&Self::Ok) -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        TryFilterCheckpointed::new(self, predicate)
     }
 }
 

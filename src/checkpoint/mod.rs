@@ -16,12 +16,16 @@
 //! | [`JsonFileCheckpointStore`] | `store/json_file.rs` | one JSON file for many partitions, replaced atomically |
 //! | `DynamoDbCheckpointStore`, `DynamoDbS3CheckpointStore` | `crate::dynamodb` | the KCL lease table; with the in-flight batch in S3 (features `dynamodb`, `s3`) |
 //! | [`PositionTracker`] | `tracker.rs` | the safe position of a partition when tokens arrive out of order |
-//! | [`CheckpointStreamExt`], [`CheckpointBatched`] | `ext.rs`, `batched.rs` | `.checkpoint_batched(n, interval, store)` |
+//! | [`CheckpointStreamExt`], [`CheckpointBatched`] | `ext.rs`, `batched/` | `.checkpoint_batched(n, interval, store)` |
+//! | [`HeldBackTokens`] | `held_back.rs` | a partition whose checkpoint waits for a token that never arrived |
+//! | [`TryFilterCheckpointed`] | `filter.rs` | `.try_filter_checkpointed(pred)`: skip records, keep their tokens |
 
 mod batched;
 mod control;
 mod ext;
 mod fencing;
+mod filter;
+mod held_back;
 mod position;
 mod store;
 mod token;
@@ -31,6 +35,8 @@ pub use batched::CheckpointBatched;
 pub use control::PartitionControl;
 pub use ext::CheckpointStreamExt;
 pub use fencing::FencingToken;
+pub use filter::TryFilterCheckpointed;
+pub use held_back::HeldBackTokens;
 pub use position::{Position, SequenceNumber};
 pub use store::{CheckpointError, CheckpointStore, JsonFileCheckpointStore, MemoryCheckpointStore};
 pub use token::{AsCheckpointToken, CheckpointToken};

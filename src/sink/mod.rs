@@ -5,11 +5,17 @@
 //! protocol: a failed batch leaves the sink usable and may be sent again, and
 //! records the target can never accept are reported by index through
 //! [`Error::Rejected`](crate::Error::Rejected).
+//!
+//! A new target is one `async` closure over a batch: [`batch_target`] (or
+//! one `async fn` of a [`BatchTarget`], for a target with state), which
+//! follows the protocol for it.
 
+pub mod batch_target;
 pub mod buffered_wal;
 mod file;
 mod memory;
 
+pub use batch_target::{batch_target, BatchTarget, BatchTargetSink, FnBatchTarget};
 pub use buffered_wal::{
     BufferedWal, DeadLetterTarget, DeliveryStopped, NoDeadLetter, WalConfig, WalSinkExt,
     DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS,

@@ -6,6 +6,8 @@ mod support;
 
 /// A stuck target and a small log cap.
 mod backpressure;
+/// Targets made with `batch_target`, and targets that break the protocol.
+mod batch_target;
 /// Batching by count, bytes and age; `close`.
 mod batching;
 /// An acknowledged record is in the log, synced per the policy.

@@ -11,3 +11,5 @@ mod batched;
 mod json_store_crash;
 /// Property test: a saved position never passes an unprocessed record.
 mod property;
+/// Skipping records with their tokens; tokens held back at the end.
+mod skipping;

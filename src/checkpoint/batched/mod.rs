@@ -19,6 +19,7 @@ use pin_project::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use super::control::ControlHub;
+use super::held_back::{describe, HeldBackTokens};
 use super::position::Position;
 use super::store::{CheckpointError, CheckpointStore};
 use super::token::{AsCheckpointToken, CheckpointToken};
@@ -79,7 +80,31 @@ type SaveFuture = Pin<Box<dyn Future<Output = Result<(), CheckpointError>> + Sen
 /// way (a filter that discards items, an error swallowed with its token)
 /// holds its partition's checkpoint back for the rest of the run, and the
 /// tokens behind it pile up in memory (a warning is logged from 16,384 on).
-/// To skip a record, still pass its token on.
+/// To skip a record, still pass its token on:
+/// [`try_filter_checkpointed`](super::CheckpointStreamExt::try_filter_checkpointed)
+/// is `try_filter` that does.
+///
+/// # Tokens held back at the end
+///
+/// When the input ends while tokens still wait behind one that never
+/// arrived, the final save covers each partition up to the missing token,
+/// and then:
+///
+/// - a `WARN` event is logged (target `unistream::checkpoint::batched`)
+///   with the number of tokens held back and the partitions, each with its
+///   missing `seq`;
+/// - [`held_back`](Self::held_back) lists them ([`HeldBackTokens`]), for a
+///   caller that drives the stream by reference (`(&mut stream).try_collect()`);
+/// - by default the stream then ends as usual (`None`): the saves it could
+///   make are made, and the records from the missing token on are read again
+///   after a restart. With [`fail_on_held_back`](Self::fail_on_held_back) it
+///   yields [`CheckpointError::HeldBack`] (as [`Error::Checkpoint`]) first,
+///   so that `try_collect` and `?` fail — what a pipeline that must not
+///   lose checkpoint progress silently wants.
+///
+/// A token dropped after the last one a partition delivers holds nothing
+/// back and cannot be told from a record still in flight: only its record is
+/// read again after a restart.
 ///
 /// # How much is seen again after a crash
 ///
@@ -140,6 +165,9 @@ pub struct CheckpointBatched<St: TryStream, S> {
     /// A save error to yield after the pending upstream error.
     trailing_error: Option<Error>,
     terminated: bool,
+    /// Yield [`CheckpointError::HeldBack`] at the end when tokens are held
+    /// back behind a missing one.
+    fail_on_held_back: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -193,7 +221,49 @@ where
             pending_error: None,
             trailing_error: None,
             terminated: false,
+            fail_on_held_back: false,
         }
+    }
+
+    /// Makes the end of the input with tokens held back behind a missing
+    /// one an error: after the final save the stream yields
+    /// [`Error::Checkpoint`]`(`[`CheckpointError::HeldBack`]`)`, then ends.
+    /// See [Tokens held back at the end](Self#tokens-held-back-at-the-end).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use futures::{future, TryStreamExt};
+    /// use unistream::checkpoint::{CheckpointError, CheckpointStreamExt, MemoryCheckpointStore};
+    /// use unistream::source::MemorySource;
+    /// use unistream::Error;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let store = MemoryCheckpointStore::new();
+    /// // `try_filter` drops record 2 with its token: 3 and 4 are held back.
+    /// let result = MemorySource::new([("p0", vec![1u32, 2, 3, 4])])
+    ///     .try_filter(|(record, _)| future::ready(*record != 2))
+    ///     .checkpoint_batched(10, Duration::from_secs(60), store.clone())
+    ///     .fail_on_held_back()
+    ///     .try_collect::<Vec<u32>>()
+    ///     .await;
+    /// match result {
+    ///     Err(Error::Checkpoint(CheckpointError::HeldBack { partitions })) => {
+    ///         assert_eq!((partitions[0].tokens, partitions[0].missing_seq), (2, 1));
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # }
+    /// ```
+    pub fn fail_on_held_back(mut self) -> Self {
+        self.fail_on_held_back = true;
+        self
+    }
+
+    /// The partitions whose tokens wait behind one that never arrived, in
+    /// the order they were first seen; empty when nothing is held back.
+    /// Fenced partitions are not listed.
+    pub fn held_back(&self) -> Vec<HeldBackTokens> {
+        self.partitions.held_back()
     }
 
     /// The inner stream.
@@ -244,7 +314,7 @@ where
                     partition = %state.name,
                     waiting,
                     missing_seq = state.tracker.next_seq(),
-                    "checkpoint held back: tokens wait for one that never arrived (was a token dropped or filtered out?)"
+                    "checkpoint held back: tokens wait for one that never arrived (was a token dropped or filtered out? try_filter_checkpointed keeps the tokens of skipped records)"
                 );
             }
         }
@@ -438,6 +508,27 @@ where
         }
     }
 
+    /// The input ended: tokens held back behind a missing one are logged,
+    /// and returned as an error when the stream fails on them.
+    fn report_held_back(&self) -> Option<Error> {
+        let held_back = self.partitions.held_back();
+        if held_back.is_empty() {
+            return None;
+        }
+        tracing::warn!(
+            tokens = held_back.iter().map(|h| h.tokens).sum::<usize>(),
+            partitions = %describe(&held_back),
+            "checkpoint_batched input ended with tokens held back behind tokens that never \
+             arrived (dropped or filtered out? use try_filter_checkpointed); their records are \
+             read again after a restart"
+        );
+        (*self.fail_on_held_back).then(|| {
+            Error::Checkpoint(CheckpointError::HeldBack {
+                partitions: held_back,
+            })
+        })
+    }
+
     /// A save failed: yield the failure (after a pending upstream error)
     /// and end.
     fn fail(&mut self, error: Error) -> Error {
@@ -503,7 +594,7 @@ where
                     return Poll::Ready(Some(Err(error)));
                 }
                 *this.terminated = true;
-                return Poll::Ready(None);
+                return Poll::Ready(this.report_held_back().map(Err));
             }
 
             if *this.blocked && this.saving.is_some() {

@@ -8,6 +8,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use super::super::control::PartitionControl;
+use super::super::held_back::HeldBackTokens;
 use super::super::position::Position;
 use super::super::token::CheckpointToken;
 use super::super::tracker::PositionTracker;
@@ -133,6 +134,19 @@ impl Partitions {
                 index
             }
         }
+    }
+
+    /// The partitions with tokens waiting behind a missing one.
+    pub(super) fn held_back(&self) -> Vec<HeldBackTokens> {
+        self.states
+            .iter()
+            .filter(|s| !s.fenced && s.tracker.waiting() > 0)
+            .map(|s| HeldBackTokens {
+                partition: s.name.to_string(),
+                tokens: s.tracker.waiting(),
+                missing_seq: s.tracker.next_seq(),
+            })
+            .collect()
     }
 
     pub(super) fn any_fenced(&self) -> bool {

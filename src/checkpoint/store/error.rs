@@ -24,6 +24,23 @@ pub enum CheckpointError {
         reason: String,
     },
 
+    /// `checkpoint_batched` was told to fail when its input ends with
+    /// tokens held back behind tokens that never arrived
+    /// ([`CheckpointBatched::fail_on_held_back`](crate::checkpoint::CheckpointBatched::fail_on_held_back)):
+    /// everything that could be saved is saved, these partitions' positions
+    /// stop before the missing tokens.
+    #[error(
+        "checkpoint held back: {} token(s) in {} partition(s) wait for tokens that never \
+         arrived (dropped or filtered out? use try_filter_checkpointed): {}",
+        .partitions.iter().map(|p| p.tokens).sum::<usize>(),
+        .partitions.len(),
+        crate::checkpoint::held_back::describe(.partitions)
+    )]
+    HeldBack {
+        /// The partitions held back, in the order they were first seen.
+        partitions: Vec<crate::checkpoint::HeldBackTokens>,
+    },
+
     /// The backing storage failed (I/O, network, service error). Retrying
     /// may succeed.
     #[error("checkpoint store {store} failed: {source}")]

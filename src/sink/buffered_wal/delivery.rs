@@ -42,10 +42,12 @@
 //!
 //! Any failure the task cannot resolve — a dead-letter write that fails, a
 //! record to give up on while no dead-letter destination is configured, a
-//! log error — **stops** the task: nothing more is committed, the error is
-//! handed to the user by the next call on a handle, and the undelivered
-//! records stay in the log for the next time it is opened. The task does not
-//! retry such failures itself, because only the user can fix their cause.
+//! log error, a target that broke the batch-sink protocol
+//! ([`Error::BrokenTarget`], see `target_guard`) — **stops** the task:
+//! nothing more is committed, the error is handed to the user by the next
+//! call on a handle, and the undelivered records stay in the log for the
+//! next time it is opened. The task does not retry such failures itself,
+//! because only the user can fix their cause.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -459,6 +461,8 @@ where
             Err(Error::Rejected(rejected)) => {
                 return Ok((DeliveryOutcome::Rejected(rejected), attempts))
             }
+            // The target cannot be used any more: stop, keep the records.
+            Err(error @ Error::BrokenTarget(_)) => return Err(error),
             Err(error) if retry.allows_another(attempts) => {
                 let delay = retry.backoff(attempts - 1);
                 tracing::warn!(%error, attempts, ?delay, "delivery failed; retrying");

@@ -45,7 +45,13 @@
 //!    destination is configured, nothing is committed, delivery stops and
 //!    the error surfaces from the next `poll_ready`, `poll_flush` or
 //!    `poll_close` of any handle. See the `delivery` module documentation
-//!    for the exact loop.
+//!    for the exact loop. A target that breaks the batch-sink protocol —
+//!    it panics, or ends itself after an error as `futures::sink::unfold`
+//!    does — stops delivery the same way, with
+//!    [`Error::BrokenTarget`](crate::Error::BrokenTarget) naming the cause
+//!    (never a panic in the delivery task); nothing is committed or
+//!    dead-lettered for it. [`batch_target`](crate::sink::batch_target)
+//!    makes a target that follows the protocol from an `async` closure.
 //! 6. **`close().await`** appends this handle's buffer, waits until the
 //!    delivery task delivered and committed everything appended so far (by
 //!    any handle), and — when it is the last open handle — closes the
@@ -72,6 +78,7 @@ mod dead_letter;
 mod delivery;
 mod ext;
 mod shared;
+mod target_guard;
 
 use std::fmt;
 use std::future::Future;
@@ -93,6 +100,7 @@ pub use shared::DeliveryStopped;
 
 use delivery::Delivery;
 use shared::{DeliveryShared, TaskGuard, Waiting};
+use target_guard::TargetGuard;
 
 /// A handle appends its local buffer to the log once it holds this many
 /// records (or `max_records`, if larger; or `max_bytes`). One append is one
@@ -200,7 +208,7 @@ where
         let shared = Arc::new(DeliveryShared::new(reader.committed().0));
         let delivery = Delivery {
             reader,
-            target: Box::pin(target),
+            target: Box::pin(TargetGuard::new(target)),
             dead_letter: dead_letter.into_sink(),
             codec: codec.clone(),
             batching,
