@@ -22,6 +22,7 @@ use std::path::PathBuf;
 
 use crate::checkpoint::CheckpointError;
 use crate::codec::CodecError;
+use crate::idempotency::IdempotencyError;
 use crate::lease::LeaseError;
 use crate::wal::WalError;
 
@@ -50,6 +51,11 @@ pub enum Error {
     /// A lease table failed (see [`lease`](crate::lease)).
     #[error(transparent)]
     Lease(#[from] LeaseError),
+
+    /// An idempotency store failed, or a run lost its claim (see
+    /// [`idempotency`](crate::idempotency)).
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyError),
 
     /// A file operation failed.
     #[error("{op} {}: {source}", path.display())]

@@ -41,6 +41,7 @@ pub mod codec;
 pub mod dead_letter;
 mod durable_fs;
 mod error;
+pub mod idempotency;
 pub mod lease;
 pub mod process;
 pub mod retry;

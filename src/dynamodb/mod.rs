@@ -99,10 +99,12 @@
 //! | `lease_update.rs` | each lease write as its `UpdateItem` |
 //! | `lease_table.rs` | [`DynamoDbLeaseTable`]: the lease coordinator's table |
 //! | `table.rs` | creating the lease table |
+//! | `idempotency_store.rs` | [`DynamoDbIdempotencyStore`]: idempotency records with conditional writes and a TTL |
 //! | `checkpoint_store.rs` | [`DynamoDbCheckpointStore`], [`Lease`]: conditional (fenced) checkpoint writes |
 //! | `s3_batch_store.rs` | `DynamoDbS3CheckpointStore`: a batch consumer's in-flight batch in S3 |
 
 mod checkpoint_store;
+mod idempotency_store;
 mod item_update;
 mod lease_item;
 mod lease_table;
@@ -112,6 +114,7 @@ mod s3_batch_store;
 mod table;
 
 pub use checkpoint_store::{DynamoDbCheckpointStore, Lease};
+pub use idempotency_store::DynamoDbIdempotencyStore;
 pub use lease_item::UnstorableCheckpoint;
 pub use lease_table::{DynamoDbLeaseTable, MAX_WRITE_ATTEMPTS};
 #[cfg(feature = "s3")]

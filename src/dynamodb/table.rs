@@ -25,6 +25,16 @@ pub(crate) async fn create_lease_table_if_missing(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
 ) -> Result<(), BoxError> {
+    create_table_if_missing(client, table, attr::KEY).await
+}
+
+/// Creates the table (hash key `key`, a string; on-demand billing) unless
+/// it exists, and waits until it is `ACTIVE`.
+pub(crate) async fn create_table_if_missing(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: &str,
+) -> Result<(), BoxError> {
     let exists = match client.describe_table().table_name(table).send().await {
         Ok(_) => true,
         Err(err)
@@ -42,14 +52,14 @@ pub(crate) async fn create_lease_table_if_missing(
             .table_name(table)
             .attribute_definitions(
                 AttributeDefinition::builder()
-                    .attribute_name(attr::KEY)
+                    .attribute_name(key)
                     .attribute_type(ScalarAttributeType::S)
                     .build()
                     .map_err(BoxError::from)?,
             )
             .key_schema(
                 KeySchemaElement::builder()
-                    .attribute_name(attr::KEY)
+                    .attribute_name(key)
                     .key_type(KeyType::Hash)
                     .build()
                     .map_err(BoxError::from)?,
