@@ -28,10 +28,20 @@ pub struct QuarantinedFrame {
     /// How many bytes were moved aside (one frame, or the rest of the
     /// segment when the frame boundaries are lost).
     pub bytes: u64,
-    /// Lsns skipped because of it: `[first, end)`. For the rest of a
-    /// segment found damaged while recovering the last segment, the end is
-    /// unknown and equals `first`.
+    /// Lsns of the records lost with these bytes: `[first, end)`. Reading
+    /// goes on at `end` (frames after damage are found again by
+    /// resynchronising, see the [module docs](crate::wal)); no lsn of the
+    /// range is ever given to another record.
     pub lsns: (Lsn, Lsn),
+    /// Records lost with these bytes (`end - first` of
+    /// [`lsns`](Self::lsns)): one for a damaged payload, as many as the
+    /// damaged bytes held for a damaged header.
+    pub records: u64,
+    /// Whether [`records`](Self::records) is exact. It is, except for a
+    /// damaged header in the last segment whose frames cannot be told
+    /// apart any more: then it is the most records the bytes can have held
+    /// (a frame takes at least 12 bytes), so that lsns are never reused.
+    pub records_exact: bool,
     /// What is wrong with it.
     pub reason: String,
     /// Where the bytes were copied to.

@@ -22,6 +22,7 @@
 
 mod active;
 mod reader;
+mod resync;
 mod scan;
 
 use super::format::segment_name;
@@ -30,7 +31,8 @@ use super::{Lsn, WalError};
 
 pub(crate) use active::{create_segment, open_active, ActiveSegment, PREALLOCATE_BYTES};
 pub(crate) use reader::{FrameDamage, SegmentReader};
-pub(crate) use scan::{rest_is_zero, scan_frames, ScanEnd};
+pub(crate) use resync::{map_segment, DamagedBytes, SegmentExtent};
+pub(crate) use scan::{rest_is_zero, ScanEnd};
 
 /// Size of the read buffer of a segment reader or scan. Reading (replay)
 /// memory is this plus the records of one batch, whatever the backlog.
