@@ -12,6 +12,9 @@ mod cap;
 mod commit_position;
 /// Damage on disk: torn tails, corruption, quarantine.
 mod corruption;
+/// Damage tests in both corruption modes: exact salvage and reports, no
+/// lsn reused.
+mod damage;
 /// A full disk (child process under a file-size limit).
 mod disk_full;
 /// Property test against an in-memory model of the log.

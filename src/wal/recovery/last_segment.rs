@@ -188,7 +188,7 @@ fn cut_at(path: &Path, len: u64) -> Result<(), WalError> {
 
 /// Logs and records damaged bytes moved aside at open, which held the
 /// records from lsn `first` on.
-fn report(
+pub(super) fn report(
     recovery: &mut Recovery,
     file: &Path,
     damage: &DamagedBytes,

@@ -16,6 +16,7 @@ use super::format::{
     check_segment_header, decode_position, segment_name, StoredPosition, POSITION_FILE,
     SEGMENT_HEADER_LEN,
 };
+use super::quarantine::copy_aside;
 use super::segment::{
     create_segment, map_segment, remove_if_present, ActiveSegment, SegmentExtent,
 };
@@ -197,6 +198,19 @@ pub(crate) fn recover(options: &WalOptions) -> Result<RecoveredLog, WalError> {
                 }
             };
             let map = map_segment(&path, len, extent)?;
+            if let Some(damage) = &map.damage {
+                let lost_first = reader_segment + map.head.frames;
+                let already = recovery
+                    .quarantined
+                    .iter()
+                    .any(|q| q.file == path && q.offset == damage.offset);
+                if lost_first + damage.records <= committed && !already {
+                    // Delivered records only: not needed, so not an error
+                    // in either mode, but moved aside and reported.
+                    let copied = copy_aside(dir, &path, damage.offset, Some(damage.bytes))?;
+                    last_segment::report(&mut recovery, &path, damage, lost_first, copied.moved_to);
+                }
+            }
             if let Ok(Some(found)) = map.locate(&path, len, skip)? {
                 offset = Some(found.offset);
                 payload_before = found.payload_before;
