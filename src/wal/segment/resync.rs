@@ -24,7 +24,8 @@
 //! Counting the records lost is exact in a sealed segment. In the last
 //! segment it is exact when the damaged frames can be walked from `D` to
 //! `X` (each header passes, or passes with one byte changed, or its length
-//! and payload checksum fields agree with the bytes after it); otherwise
+//! and payload checksum fields agree with the bytes after it, or its length
+//! or payload checksum field reaches exactly `X`); otherwise
 //! it is the most records the damaged bytes could have held (a frame takes
 //! at least [`FRAME_HEADER_LEN`] bytes), marked as not exact, so that no
 //! lsn a lost record had is ever given to another record.
@@ -323,7 +324,9 @@ enum WalkEnd {
 /// Walks frame by frame from `from` towards `end` through damaged bytes,
 /// stepping over each frame whose length can be trusted (its header
 /// passes, or passes with one byte changed, or its length and payload
-/// checksum fields agree with the bytes after it). `Some((frames, at))`
+/// checksum fields agree with the bytes after it, or, walking to where
+/// frames resume, its length field or payload checksum field reaches
+/// exactly there). `Some((frames, at))`
 /// when the walk ends as `how` says, after at least one frame.
 fn walk(
     file: &File,
@@ -390,6 +393,12 @@ fn fields_agree(
         }
     }
     if how == WalkEnd::At {
+        // Walking to where frames resume: a length field that reaches
+        // exactly there is the frame's (a damaged one landing exactly on
+        // the next intact frame would be a coincidence).
+        if payload_at + len == end {
+            return Ok(Some(end - at));
+        }
         let payload = read_at_most(file, path, payload_at, end - payload_at, end)?;
         if crc32c::crc32c(&payload) == payload_crc {
             return Ok(Some(end - at));
