@@ -3,10 +3,13 @@
 //! Quarantining *copies* the damaged bytes into
 //! `<log dir>/quarantine/<segment>-<offset>.bad` (mode `0600`, fsynced, the
 //! directory fsynced) and reports them; the segment file itself is never
-//! rewritten. The reader then steps over the damaged frame, or over the rest
-//! of the segment when the damage hides where the next frame starts. The
-//! same damage found again after a restart is copied to the same file name
-//! again, so quarantining is idempotent.
+//! rewritten (the last segment is only cut after its last intact frame). The
+//! reader then steps over the damaged frame, or, after a damaged header,
+//! over the damaged bytes up to the next intact frame (found by
+//! resynchronising, see the [log's guarantees](super#guarantees)), or to the
+//! next segment when none follows. The same damage found again after a
+//! restart is copied to the same file name again, so quarantining is
+//! idempotent.
 //!
 //! [`OnCorruption::Quarantine`]: super::OnCorruption::Quarantine
 

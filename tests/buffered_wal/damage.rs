@@ -68,16 +68,15 @@ async fn quarantined_ranges_are_reported_by_the_sink_and_intact_records_delivere
     flip_byte(&sealed, sealed_at + 2);
     flip_byte(&last, last_at + 6);
 
-    let err = MemorySink::<u64>::new()
+    let opened = MemorySink::<u64>::new()
         .buffered_wal(config(dir.path(), OnCorruption::Fail))
-        .await
-        .err()
-        .expect("Fail mode: needed records damaged");
-    match err {
-        Error::Wal(WalError::Corrupt { file, offset, .. }) => {
+        .await;
+    match opened {
+        Err(Error::Wal(WalError::Corrupt { file, offset, .. })) => {
             assert_eq!((file, offset), (last.clone(), last_at));
         }
-        other => panic!("expected a corrupt WAL, got {other:?}"),
+        Err(other) => panic!("expected a corrupt WAL, got {other:?}"),
+        Ok(_) => panic!("Fail mode: needed records are damaged, yet it opened"),
     }
 
     let target = MemorySink::<u64>::new();

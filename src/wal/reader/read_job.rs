@@ -13,13 +13,19 @@
 //!   records before it are returned and the read after them fails with
 //!   [`WalError::Corrupt`] naming the file and offset; under
 //!   [`OnCorruption::Quarantine`] the damaged bytes are copied aside,
-//!   reported (a [`QuarantinedFrame`] and an error event) and stepped over:
-//!   one frame for a bad payload, the rest of the segment when the frames
-//!   cannot be told apart any more.
+//!   reported (a [`QuarantinedFrame`] with the lsns and number of records
+//!   held, and an error event) and stepped over: one frame for a bad
+//!   payload; after a bad header, the bytes up to the next intact frame of
+//!   the segment (found by resynchronising; the record count of a sealed
+//!   segment makes the number of records lost exact), or the rest of the
+//!   segment when no frame follows.
+//! - Damage before the record a read starts at (committed records, not
+//!   needed) never stops it: the record's frame is found past the damage.
 //!
 //! Not guaranteed: damage in the active segment's unframeable rest cannot
 //! be stepped over (there is no next segment to go on at), so it fails even
-//! under quarantine. The batch is bounded by the request (records and
+//! under quarantine; recovery never leaves known damage in the active
+//! segment (it seals a damaged last segment and starts a new one). The batch is bounded by the request (records and
 //! bytes), except that a single record larger than the byte limit is still
 //! returned on its own.
 

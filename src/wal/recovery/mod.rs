@@ -1,11 +1,14 @@
 //! Opening a log directory: finding the segments and the committed
-//! position, repairing a torn tail, and locating where reading resumes.
+//! position, repairing the last segment ([`last_segment`]), and locating
+//! where reading resumes.
 //!
 //! Recovery reads at most two segments (the last one, to find its torn
-//! tail and the next lsn, and the one holding the committed position, to
-//! find its byte offset), so the time to open does not grow with the
-//! backlog. Earlier frames are verified lazily, when the reader reaches
-//! them.
+//! tail, its damage and the next lsn, and the one holding the committed
+//! position, to find its byte offset past any damage in committed
+//! records), so the time to open does not grow with the backlog. Earlier
+//! frames are verified lazily, when the reader reaches them. What it found
+//! is reported as a [`Recovery`]; the next lsn is above every lsn any frame
+//! had or may have had, and at or above the committed position.
 
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -1,6 +1,8 @@
 //! Segment files: the active one the writer appends to ([`active`]),
-//! scanning one's frame headers at recovery ([`scan`]), reading frames from
-//! one with a bounded buffer ([`reader`]), and deleting committed ones.
+//! scanning one's frame headers at recovery ([`scan`]), mapping one around
+//! a damaged frame header and resynchronising on the frames after it
+//! ([`resync`]), reading frames from one with a bounded buffer
+//! ([`reader`]), and deleting committed ones.
 //!
 //! Everything here is blocking file I/O; the async parts of the log run it
 //! on `tokio::task::spawn_blocking`.
