@@ -52,7 +52,7 @@ pub struct Recovery {
     /// is kept, not counted.
     pub truncated_tail_bytes: u64,
     /// Damaged bytes moved aside while recovering, with the lsns and number
-    /// of records they held ([`OnCorruption::Quarantine`], or, in either
+    /// of records they held ([`OnCorruption::Quarantine`](super::OnCorruption::Quarantine), or, in either
     /// mode, damage only in records below the committed position).
     pub quarantined: Vec<QuarantinedFrame>,
     /// Intact records found after damaged bytes in the last segment (by
