@@ -452,3 +452,86 @@ async fn damage_in_committed_frames_never_blocks_the_uncommitted_ones() {
         }
     }
 }
+
+/// A payload made of well-formed frames (what a log of logs would store).
+fn payload_of_frames() -> Vec<u8> {
+    let mut out = Vec::new();
+    for inner in [b"inner-frame-a".as_slice(), b"inner-frame-b"] {
+        let mut header = [0u8; 12];
+        header[..4].copy_from_slice(&(inner.len() as u32).to_le_bytes());
+        header[4..8].copy_from_slice(&crc32c::crc32c(inner).to_le_bytes());
+        let header_crc = crc32c::crc32c(&header[..8]);
+        header[8..].copy_from_slice(&header_crc.to_le_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(inner);
+    }
+    out
+}
+
+#[tokio::test]
+async fn frames_inside_a_damaged_records_payload_are_never_taken_for_records() {
+    // Record 1's payload is two well-formed frames; its header is damaged.
+    // In the last (only) segment, and in a sealed one (150-byte segments:
+    // records 0..3 in the first, 3 and 4 in the next).
+    for segment_bytes in [64 << 10, 150u64] {
+        for mode in MODES {
+            let dir = tempfile::tempdir().unwrap();
+            let records = vec![
+                payload(0),
+                payload_of_frames(),
+                payload(2),
+                payload(3),
+                payload(4),
+            ];
+            {
+                let opts = options(dir.path(), segment_bytes, Fsync::Never, OnCorruption::Fail);
+                let (writer, _reader, _) = Wal::open(opts).await.unwrap();
+                writer.append(records.clone()).await.unwrap();
+            }
+            let file = segment_path(dir.path(), 0);
+            let sealed = segment_path(dir.path(), 3).exists();
+            assert_eq!(sealed, segment_bytes == 150);
+            let offset = crate::support::wal::frame_offsets(&file)[1];
+            xor_bytes(&file, offset + 3, &[0x04]);
+            let opts = options(dir.path(), segment_bytes, Fsync::Never, mode);
+            let case = format!("{segment_bytes}-byte segments, {mode:?}");
+            match (mode, open_and_drain(opts.clone()).await) {
+                (OnCorruption::Fail, Err((before, err))) => {
+                    assert!(
+                        before.is_empty() || payloads(&before) == records[..1],
+                        "{case}"
+                    );
+                    assert_corrupt_at(&err, &file, &[offset]);
+                }
+                (OnCorruption::Fail, Ok(_)) => {
+                    panic!("{case}: needed record damaged, yet no error")
+                }
+                (_, Err((_, err))) => panic!("{case}: {err}"),
+                (_, Ok(opened)) => {
+                    let expected: Vec<Vec<u8>> = records
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i != 1)
+                        .map(|(_, r)| r.clone())
+                        .collect();
+                    assert_eq!(payloads(&opened.delivered), expected, "{case}");
+                    assert_eq!(lsns(&opened.delivered), vec![0, 2, 3, 4], "{case}");
+                    let q = &opened.quarantined;
+                    assert_eq!(q.len(), 1, "{case}: {q:?}");
+                    assert_eq!(
+                        (
+                            q[0].offset,
+                            q[0].bytes,
+                            q[0].lsns,
+                            q[0].records,
+                            q[0].records_exact
+                        ),
+                        (offset, 12 + 50, (Lsn(1), Lsn(2)), 1, true),
+                        "{case}"
+                    );
+                    check_no_lsn_reused(opts, &opened).await;
+                }
+            }
+        }
+    }
+}

@@ -16,10 +16,14 @@
 //!
 //! A false resynchronisation on garbage needs two independent 32-bit
 //! checksums to pass by chance at one offset and then every later header
-//! to pass too; one inside a payload that itself holds well-formed frames
-//! running to the end of the segment is ruled out in sealed segments by
-//! the count (those frames would be counted twice) and is, in the last
-//! segment, the one case this cannot tell apart.
+//! to pass too. One inside a payload that itself holds well-formed frames
+//! is ruled out when the damaged frame's length can still be trusted (its
+//! header is one byte away from passing, or its length and payload
+//! checksum fields agree with the bytes after it: frames resume no earlier
+//! than its end), and in sealed segments by the count (those frames would
+//! be counted twice); a damaged header hiding its length in the last
+//! segment, before a payload made of frames, is the one case this cannot
+//! tell apart.
 //!
 //! Counting the records lost is exact in a sealed segment. In the last
 //! segment it is exact when the damaged frames can be walked from `D` to
@@ -183,7 +187,12 @@ pub(crate) fn map_segment(
     };
     let file = File::open(path).map_err(|e| WalError::io("open segment", path, e))?;
     let damaged_at = head.end;
-    let mut candidates = Candidates::new(&file, path, damaged_at + 1, len);
+    // When the damaged frame's length can still be trusted, frames resume
+    // no earlier than its end: nothing inside its payload (which may hold
+    // anything, well-formed frames too) is taken for a frame.
+    let resume_from =
+        trusted_frame_len(&file, path, damaged_at, len)?.map_or(damaged_at + 1, |n| damaged_at + n);
+    let mut candidates = Candidates::new(&file, path, resume_from, len);
     while let Some(resume) = candidates.next_candidate()? {
         let tail = scan_frames_from(path, len, resume, u64::MAX)?;
         let runs_to_the_end = match extent {
@@ -405,6 +414,23 @@ fn fields_agree(
         }
     }
     Ok(None)
+}
+
+/// The length of the frame at `at` (header included) when its damaged
+/// header still tells it: one byte away from passing, or its length and
+/// payload checksum fields agree with the bytes after it.
+fn trusted_frame_len(file: &File, path: &Path, at: u64, end: u64) -> Result<Option<u64>, WalError> {
+    if at + FRAME_HEADER_LEN > end {
+        return Ok(None);
+    }
+    let window = read_at_most(file, path, at, FRAME_HEADER_LEN, end)?;
+    let Ok(raw) = <[u8; FRAME_HEADER_LEN as usize]>::try_from(&window[..]) else {
+        return Ok(None);
+    };
+    if let Some(header) = repair_one_byte(&raw) {
+        return Ok(Some(header.frame_len()).filter(|&n| at + n <= end));
+    }
+    fields_agree(file, path, at, &raw, end, WalkEnd::RestZero)
 }
 
 /// The header that `raw` is with exactly one byte changed back, when there
