@@ -24,10 +24,10 @@ use super::segment::{
     create_segment, map_segment, remove_if_present, ActiveSegment, SegmentExtent,
 };
 use super::{Lsn, QuarantinedFrame, WalError, WalOptions};
+use crate::durable_fs;
 use last_segment::{recover_last_segment, RecoveredTail};
 
 mod last_segment;
-use crate::durable_fs;
 
 /// What recovery found when the log was opened: the report of
 /// [`Wal::open`](super::Wal::open) (also
