@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 
 use unistream::wal::{Fsync, Lsn, OnCorruption};
 
-use super::damage::{
+use super::damage_harness::{
     assert_corrupt_at, check_no_lsn_reused, intact, open_and_drain, options, payloads, write_log,
     xor_bytes, FRAME, HEADER,
 };
@@ -227,7 +227,7 @@ async fn random_damage_is_salvaged_reported_exactly_and_never_reuses_an_lsn() {
 /// that intact records below the committed position may be delivered
 /// again first (at least once, never lost).
 fn check_delivered(
-    opened: &super::damage::Opened,
+    opened: &super::damage_harness::Opened,
     expected: &[Vec<u8>],
     hit: &[u64],
     committed: u64,

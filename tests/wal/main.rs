@@ -15,6 +15,8 @@ mod corruption;
 /// Damage tests in both corruption modes: exact salvage and reports, no
 /// lsn reused.
 mod damage;
+/// What the damage tests share: writing, damaging, opening, checking.
+mod damage_harness;
 /// Seeded randomized damage over many small logs, in both modes.
 mod damage_random;
 /// A full disk (child process under a file-size limit).

@@ -23,6 +23,7 @@
 //! caller to handle.
 
 mod active;
+mod damaged_frames;
 mod reader;
 mod resync;
 mod scan;
