@@ -355,3 +355,36 @@ async fn frames_inside_a_damaged_records_payload_are_never_taken_for_records() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_damaged_segment_header_of_the_last_segment_never_lets_its_lsns_be_reused() {
+    // Records 8, 9, 10 in the last segment, whose own header is damaged:
+    // its frames cannot be trusted to be its records.
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), SEGMENT, Fsync::Never, 11, 0).await;
+    let file = segment_path(dir.path(), 8);
+    xor_bytes(&file, 3, &[0x01]);
+    let opts = |mode| options(dir.path(), SEGMENT, Fsync::Never, mode);
+    let err = Wal::open(opts(OnCorruption::Fail)).await.unwrap_err();
+    assert_corrupt_at(&err, &file, &[0]);
+
+    let opened = open_and_drain(opts(OnCorruption::Quarantine))
+        .await
+        .unwrap_or_else(|(_, e)| panic!("{e}"));
+    assert_eq!(payloads(&opened.delivered), intact(0..8, &[]));
+    let q = &opened.recovery.quarantined;
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(
+        (
+            q[0].offset,
+            q[0].bytes,
+            q[0].lsns,
+            q[0].records,
+            q[0].records_exact
+        ),
+        (0, HEADER + 3 * FRAME, (Lsn(8), Lsn(11)), 3, true)
+    );
+    assert_eq!(opened.recovery.next_lsn, Lsn(11));
+    assert_eq!(opened.appended[0], Lsn(11));
+    check_no_lsn_reused(opts(OnCorruption::Quarantine), &opened).await;
+}
