@@ -74,7 +74,7 @@ async fn random_damage_is_salvaged_reported_exactly_and_never_reuses_an_lsn() {
         // A record of a segment still on disk (wholly committed ones are
         // deleted).
         let victim = rng.u64(committed - committed % per_segment..n);
-        let burst_len = rng.u64(2..=16);
+        let burst_len = rng.u64(2..=60);
         let bit = rng.u32(0..8);
         let within = rng.u64(0..FRAME);
         let fill_pick = rng.u64(..);
