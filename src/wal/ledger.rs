@@ -19,7 +19,7 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::WalOptions;
+use super::{QuarantinedFrame, WalOptions};
 
 /// How many append-time marks are kept. Beyond this, new records are
 /// attributed to the previous mark's (earlier) time: the backlog's age is
@@ -54,6 +54,10 @@ pub(crate) struct WalShared {
     /// Requests handed to the writer task's channel so far (the task counts
     /// what it received; the difference is what waits in the channel).
     pub(crate) requests_sent: std::sync::atomic::AtomicU64,
+    /// Damaged bytes moved aside so far, at open and by the reader, each
+    /// once: what [`WalWriter::quarantined`](super::WalWriter::quarantined)
+    /// reports to whoever does not hold the reader.
+    pub(crate) quarantined: Mutex<Vec<QuarantinedFrame>>,
 }
 
 /// The segments of the log and its positions (see the module docs).
@@ -89,6 +93,7 @@ impl WalShared {
             space_freed: Notify::new(),
             reader_gone: AtomicBool::new(false),
             requests_sent: std::sync::atomic::AtomicU64::new(0),
+            quarantined: Mutex::new(Vec::new()),
         }
     }
 

@@ -6,8 +6,9 @@ use std::fmt;
 /// log, monotonic across restarts (the first record ever appended is
 /// `Lsn(0)`).
 ///
-/// Lsns are dense as appended; a reader may skip some only when frames are
-/// quarantined ([`OnCorruption::Quarantine`](crate::wal::OnCorruption)).
+/// Lsns are dense as appended; a reader skips some only for records lost
+/// to damage (reported as [`QuarantinedFrame`](crate::wal::QuarantinedFrame)s),
+/// and an lsn a lost record had or may have had is never given again.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Lsn(pub u64);
 

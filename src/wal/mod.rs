@@ -24,8 +24,8 @@
 //!   ```
 //!
 //!   The header checksum tells a damaged length apart from a damaged
-//!   payload: a bad payload is one frame that can be stepped over, a bad
-//!   header means the rest of the segment cannot be framed.
+//!   payload: a bad payload is one frame that can be stepped over; after a
+//!   bad header the next frame is found again by resynchronising (below).
 //! - **Lsns** number records across the log's whole history, monotonic
 //!   across restarts.
 //! - **Durability** follows [`Fsync`]: `Always` acknowledges an append only
@@ -56,13 +56,50 @@
 //!     the fdatasync after a group write flushes data only, not also the
 //!     inode of a growing file. New frames overwrite them; sealed segments
 //!     are trimmed to their frames;
+//!   - nonzero bytes after the last frame of the last segment where no
+//!     frame was ever published (damaged zero fill: no frame header starts
+//!     there, or a burst of less than 16 bytes) are not records either: they
+//!     are cut off (counted in [`Recovery::truncated_tail_bytes`]) and never
+//!     block an open, in either mode;
 //!   - a *complete* frame whose checksum fails, a damaged frame header, or a
-//!     non-last segment that ends inside a frame, is corruption: reading it
-//!     fails with [`WalError::Corrupt`] naming the file and byte offset, or,
-//!     with [`OnCorruption::Quarantine`], its bytes are copied to
-//!     `quarantine/`, reported ([`QuarantinedFrame`]) and skipped. Nothing is
-//!     ever skipped silently. Earlier segments are verified as they are
-//!     read.
+//!     non-last segment that ends inside a frame, is corruption. After a
+//!     damaged header the frames are found again by *resynchronising* on
+//!     the first later offset where a frame header and its payload both
+//!     pass their checksums and the frames from there run, header after
+//!     header, exactly to the segment's end, and (in a sealed segment, whose
+//!     record count its neighbour's name gives) leave at least one record to
+//!     the damaged bytes: garbage cannot pass for a frame in practice. The
+//!     records the damaged bytes held are counted exactly in sealed
+//!     segments; in the last segment exactly when the damaged frames can
+//!     still be walked (a header one byte away from passing, or whose
+//!     length or payload checksum field agrees with what follows), else as
+//!     the most records the bytes can have held, marked
+//!     [`QuarantinedFrame::records_exact`]` = false`.
+//!   - corruption in records still needed (at or above the committed
+//!     position) fails with [`WalError::Corrupt`] naming the file and byte
+//!     offset (at open for the last segment, when reading reaches it for
+//!     earlier ones, after the records before it), or, with
+//!     [`OnCorruption::Quarantine`], the damaged bytes are copied to
+//!     `quarantine/`, reported ([`QuarantinedFrame`]: file, offset, bytes,
+//!     lsns and number of records) and stepped over; every intact record
+//!     after them is delivered. Corruption only in committed records is not
+//!     needed: in either mode it is moved aside and reported, and never
+//!     blocks the records after it. Nothing is ever skipped silently.
+//!     Earlier segments are verified as they are read.
+//!   - **No lsn is given twice.** After damage in the last segment, the
+//!     records salvaged after it keep their place and new records go to a
+//!     new segment named after the first lsn above every lsn the damaged
+//!     segment accounts for (lost ones included) and at or above the
+//!     committed position ([`Recovery::next_lsn`]). When a count is not
+//!     exact the salvaged records get the lsns after the largest count, so
+//!     they may come back with lsns above their former ones, and intact
+//!     committed records among them may be delivered once more (at least
+//!     once, never lost).
+//!
+//!   What recovery found is [`Recovery`], a typed report (also
+//!   [`BufferedWal::recovery`](crate::sink::BufferedWal::recovery)); damage
+//!   found later by reading is listed by [`WalReader::quarantined`] and
+//!   [`WalWriter::quarantined`].
 //! - **Bounded.** The bytes of all segment files stay under
 //!   [`WalOptions::max_bytes`]: at the cap, appends wait for commits
 //!   ([`WhenFull::Wait`]) or fail ([`WhenFull::Error`]). Reading uses one

@@ -34,17 +34,24 @@ impl Default for Fsync {
     }
 }
 
-/// What reading a complete frame with a bad checksum does.
+/// What damage (a complete frame with a bad checksum, a damaged frame
+/// header) in records still needed does. Damage only in committed records
+/// (delivered, not needed any more) and in space never published (zero
+/// fill) never stops the log, whichever is chosen (see the
+/// [module docs](crate::wal#guarantees)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnCorruption {
-    /// Reading stops with [`WalError::Corrupt`](crate::wal::WalError::Corrupt)
-    /// naming the file and byte offset. Nothing is skipped.
+    /// Opening or reading stops with
+    /// [`WalError::Corrupt`](crate::wal::WalError::Corrupt) naming the file
+    /// and byte offset; the records before it are returned first. Nothing
+    /// is skipped.
     #[default]
     Fail,
-    /// The frame's bytes are copied into the `quarantine/` directory of the
-    /// log, reported (a [`QuarantinedFrame`](crate::wal::QuarantinedFrame) and
-    /// a `tracing` error event), and skipped; reading goes on. Segment files
-    /// are never rewritten.
+    /// The damaged bytes are copied into the `quarantine/` directory of the
+    /// log, reported (a [`QuarantinedFrame`](crate::wal::QuarantinedFrame)
+    /// with the lsns and number of records they held, and a `tracing` error
+    /// event) and stepped over: reading goes on at the next intact frame,
+    /// found by resynchronising. No lsn of a lost record is given again.
     Quarantine,
 }
 

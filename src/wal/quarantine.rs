@@ -3,10 +3,13 @@
 //! Quarantining *copies* the damaged bytes into
 //! `<log dir>/quarantine/<segment>-<offset>.bad` (mode `0600`, fsynced, the
 //! directory fsynced) and reports them; the segment file itself is never
-//! rewritten. The reader then steps over the damaged frame, or over the rest
-//! of the segment when the damage hides where the next frame starts. The
-//! same damage found again after a restart is copied to the same file name
-//! again, so quarantining is idempotent.
+//! rewritten (the last segment is only cut after its last intact frame). The
+//! reader then steps over the damaged frame, or, after a damaged header,
+//! over the damaged bytes up to the next intact frame (found by
+//! resynchronising, see the [log's guarantees](super#guarantees)), or to the
+//! next segment when none follows. The same damage found again after a
+//! restart is copied to the same file name again, so quarantining is
+//! idempotent.
 //!
 //! [`OnCorruption::Quarantine`]: super::OnCorruption::Quarantine
 
@@ -28,10 +31,20 @@ pub struct QuarantinedFrame {
     /// How many bytes were moved aside (one frame, or the rest of the
     /// segment when the frame boundaries are lost).
     pub bytes: u64,
-    /// Lsns skipped because of it: `[first, end)`. For the rest of a
-    /// segment found damaged while recovering the last segment, the end is
-    /// unknown and equals `first`.
+    /// Lsns of the records lost with these bytes: `[first, end)`. Reading
+    /// goes on at `end` (frames after damage are found again by
+    /// resynchronising, see the [module docs](crate::wal)); no lsn of the
+    /// range is ever given to another record.
     pub lsns: (Lsn, Lsn),
+    /// Records lost with these bytes (`end - first` of
+    /// [`lsns`](Self::lsns)): one for a damaged payload, as many as the
+    /// damaged bytes held for a damaged header.
+    pub records: u64,
+    /// Whether [`records`](Self::records) is exact. It is, except for a
+    /// damaged header in the last segment whose frames cannot be told
+    /// apart any more: then it is the most records the bytes can have held
+    /// (a frame takes at least 12 bytes), so that lsns are never reused.
+    pub records_exact: bool,
     /// What is wrong with it.
     pub reason: String,
     /// Where the bytes were copied to.

@@ -10,6 +10,8 @@ mod backpressure;
 mod batch_target;
 /// Batching by count, bytes and age; `close`.
 mod batching;
+/// A damaged log: intact records delivered, quarantined ranges reported.
+mod damage;
 /// An acknowledged record is in the log, synced per the policy.
 mod durability;
 /// Retries, dead letters, failing dead-letter destinations.

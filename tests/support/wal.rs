@@ -39,3 +39,17 @@ pub async fn drain(reader: &mut WalReader) -> Result<Vec<WalRecord>, (Vec<WalRec
 pub fn lsns(records: &[WalRecord]) -> Vec<u64> {
     records.iter().map(|r| r.lsn.0).collect()
 }
+
+/// Byte offsets of the frames of the segment at `path`, by walking its
+/// frame lengths (the file must be intact).
+pub fn frame_offsets(path: &Path) -> Vec<u64> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut offsets = Vec::new();
+    let mut at = 16usize;
+    while at + 12 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        offsets.push(at as u64);
+        at += 12 + len;
+    }
+    offsets
+}

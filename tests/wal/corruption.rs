@@ -138,7 +138,8 @@ async fn flipped_payload_byte_in_the_last_segment_is_found_when_read() {
 }
 
 #[tokio::test]
-async fn damaged_frame_header_in_an_old_segment_quarantines_the_rest_of_it() {
+async fn damaged_frame_header_in_an_old_segment_quarantines_that_frame_and_reading_resumes_after_it(
+) {
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path(), 12).await;
     // The length field of record 6 (frame 2 of segment 4..8).
@@ -161,17 +162,25 @@ async fn damaged_frame_header_in_an_old_segment_quarantines_the_rest_of_it() {
         .await
         .unwrap();
     let got = drain(&mut reader).await.unwrap();
-    assert_eq!(lsns(&got), vec![0, 1, 2, 3, 4, 5, 8, 9, 10, 11]);
+    // Record 7, after the damaged frame, is found again and delivered.
+    assert_eq!(lsns(&got), vec![0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11]);
+    assert_eq!(got[6].payload, payload(7));
     let q = reader.quarantined();
     assert_eq!(q.len(), 1);
     assert_eq!(
-        (q[0].offset, q[0].bytes, q[0].lsns),
-        (frame_offset, 2 * FRAME, (Lsn(6), Lsn(8)))
+        (
+            q[0].offset,
+            q[0].bytes,
+            q[0].lsns,
+            q[0].records,
+            q[0].records_exact
+        ),
+        (frame_offset, FRAME, (Lsn(6), Lsn(7)), 1, true)
     );
 }
 
 #[tokio::test]
-async fn damaged_frame_header_in_the_last_segment_fails_open_or_is_quarantined() {
+async fn damaged_frame_header_in_the_last_segment_fails_open_or_is_quarantined_and_resumed_after() {
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path(), 11).await;
     // Last segment 8..: records 8, 9, 10. Damage the header of record 9.
@@ -191,13 +200,19 @@ async fn damaged_frame_header_in_the_last_segment_fails_open_or_is_quarantined()
         .await
         .unwrap();
     assert_eq!(recovery.quarantined.len(), 1, "{recovery:?}");
-    assert_eq!(recovery.quarantined[0].offset, frame_offset);
-    assert_eq!(recovery.quarantined[0].bytes, 2 * FRAME);
-    // New records continue after the last good one.
-    assert_eq!(writer.append(vec![payload(100)]).await.unwrap(), Lsn(9));
+    let q = &recovery.quarantined[0];
+    assert_eq!(
+        (q.offset, q.bytes, q.lsns, q.records, q.records_exact),
+        (frame_offset, FRAME, (Lsn(9), Lsn(10)), 1, true)
+    );
+    assert_eq!(recovery.salvaged_records, 1, "record 10 is found again");
+    // New records continue after every lsn the log ever gave.
+    assert_eq!(recovery.next_lsn, Lsn(11));
+    assert_eq!(writer.append(vec![payload(100)]).await.unwrap(), Lsn(11));
     let got = drain(&mut reader).await.unwrap();
-    assert_eq!(lsns(&got), (0..10).collect::<Vec<_>>());
-    assert_eq!(got[9].payload, payload(100));
+    assert_eq!(lsns(&got), vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11]);
+    assert_eq!(got[9].payload, payload(10));
+    assert_eq!(got[10].payload, payload(100));
     assert_eq!(reader.quarantined().len(), 1, "reported once, at open");
 }
 

@@ -12,6 +12,13 @@ mod cap;
 mod commit_position;
 /// Damage on disk: torn tails, corruption, quarantine.
 mod corruption;
+/// Damage tests in both corruption modes: exact salvage and reports, no
+/// lsn reused.
+mod damage;
+/// What the damage tests share: writing, damaging, opening, checking.
+mod damage_harness;
+/// Seeded randomized damage over many small logs, in both modes.
+mod damage_random;
 /// A full disk (child process under a file-size limit).
 mod disk_full;
 /// Property test against an in-memory model of the log.

@@ -77,6 +77,7 @@ mod config;
 mod dead_letter;
 mod delivery;
 mod ext;
+mod report;
 mod shared;
 mod target_guard;
 
@@ -239,12 +240,6 @@ where
 }
 
 impl<T, C> BufferedWal<T, C> {
-    /// What opening the log found: records a previous run left undelivered
-    /// (delivered first), a torn tail that was cut, quarantined frames.
-    pub fn recovery(&self) -> &Recovery {
-        &self.recovery
-    }
-
     /// The log's counters: bytes on disk, positions appended, synced and
     /// committed.
     pub fn wal_stats(&self) -> WalStats {

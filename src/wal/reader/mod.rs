@@ -121,6 +121,11 @@ impl WalReader {
         start: ReaderStart,
         recovered_quarantine: &[QuarantinedFrame],
     ) -> Self {
+        shared
+            .quarantined
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(recovered_quarantine);
         Self {
             shared,
             written_rx,
@@ -219,6 +224,11 @@ impl WalReader {
         self.start = None;
         for q in batch.quarantined {
             if self.seen.insert((q.file.clone(), q.offset)) {
+                self.shared
+                    .quarantined
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(q.clone());
                 self.quarantined.push(q);
             }
         }

@@ -13,13 +13,19 @@
 //!   records before it are returned and the read after them fails with
 //!   [`WalError::Corrupt`] naming the file and offset; under
 //!   [`OnCorruption::Quarantine`] the damaged bytes are copied aside,
-//!   reported (a [`QuarantinedFrame`] and an error event) and stepped over:
-//!   one frame for a bad payload, the rest of the segment when the frames
-//!   cannot be told apart any more.
+//!   reported (a [`QuarantinedFrame`] with the lsns and number of records
+//!   held, and an error event) and stepped over: one frame for a bad
+//!   payload; after a bad header, the bytes up to the next intact frame of
+//!   the segment (found by resynchronising; the record count of a sealed
+//!   segment makes the number of records lost exact), or the rest of the
+//!   segment when no frame follows.
+//! - Damage before the record a read starts at (committed records, not
+//!   needed) never stops it: the record's frame is found past the damage.
 //!
 //! Not guaranteed: damage in the active segment's unframeable rest cannot
 //! be stepped over (there is no next segment to go on at), so it fails even
-//! under quarantine. The batch is bounded by the request (records and
+//! under quarantine; recovery never leaves known damage in the active
+//! segment (it seals a damaged last segment and starts a new one). The batch is bounded by the request (records and
 //! bytes), except that a single record larger than the byte limit is still
 //! returned on its own.
 
@@ -32,7 +38,7 @@ use bytes::Bytes;
 use crate::wal::ledger::WalShared;
 use crate::wal::quarantine::{copy_aside, CopiedAside};
 use crate::wal::recovery::ReaderStart;
-use crate::wal::segment::{FrameDamage, SegmentReader};
+use crate::wal::segment::{map_segment, FrameDamage, SegmentExtent, SegmentReader};
 use crate::wal::{Lsn, OnCorruption, QuarantinedFrame, WalError, WalRecord};
 
 /// What one blocking read produced.
@@ -145,8 +151,11 @@ impl ReadJob {
                         file,
                         offset,
                         reason,
-                    }) => match self.on_rest_damage(&mut batch, &file, offset, reason)? {
-                        AfterDamage::Continue => continue,
+                    }) => match self.on_rest_damage(&mut batch, &file, offset, reason, cursor)? {
+                        AfterDamage::Continue => {
+                            boundary = self.boundary_of(cursor.as_ref());
+                            continue;
+                        }
                         AfterDamage::Stop => break,
                     },
                     Err(e) => return Err(e),
@@ -164,8 +173,11 @@ impl ReadJob {
                 Err(damage) => {
                     let file = c.path.clone();
                     *cursor = None;
-                    match self.on_damage(&mut batch, &file, damage)? {
-                        AfterDamage::Continue => continue,
+                    match self.on_damage(&mut batch, &file, damage, cursor)? {
+                        AfterDamage::Continue => {
+                            boundary = self.boundary_of(cursor.as_ref());
+                            continue;
+                        }
                         AfterDamage::Stop => break,
                     }
                 }
@@ -196,8 +208,11 @@ impl ReadJob {
                         // The cursor is no longer at the frame of `batch.next`.
                         *cursor = None;
                     }
-                    match self.on_damage(&mut batch, &file, damage)? {
-                        AfterDamage::Continue => continue,
+                    match self.on_damage(&mut batch, &file, damage, cursor)? {
+                        AfterDamage::Continue => {
+                            boundary = self.boundary_of(cursor.as_ref());
+                            continue;
+                        }
                         AfterDamage::Stop => break,
                     }
                 }
@@ -218,7 +233,30 @@ impl ReadJob {
         Ok(batch)
     }
 
-    /// Opens the segment holding `lsn` and positions it at that frame.
+    /// First lsn of the segment after the cursor's (what `run` calls its
+    /// boundary), once damage handling may have moved the cursor.
+    fn boundary_of(&self, cursor: Option<&SegmentReader>) -> Option<u64> {
+        cursor.and_then(|c| self.shared.lock().segment_after(c.first))
+    }
+
+    /// What is known of the segment starting at `first`, and its published
+    /// bytes.
+    fn extent_of(&self, first: u64) -> (SegmentExtent, u64) {
+        let st = self.shared.lock();
+        let published = st.segments.get(&first).copied().unwrap_or(0);
+        let extent = match st.segment_after(first) {
+            Some(next) => SegmentExtent::Sealed {
+                records: next - first,
+            },
+            None => SegmentExtent::Last,
+        };
+        (extent, published)
+    }
+
+    /// Opens the segment holding `lsn` and positions it at that frame. On
+    /// the way there, damage before it (records below the committed
+    /// position, not needed) is stepped over by resynchronising; damage
+    /// holding `lsn` itself is [`WalError::Corrupt`].
     fn open_at(&self, lsn: u64) -> Result<SegmentReader, WalError> {
         let (first, published) = {
             let st = self.shared.lock();
@@ -246,11 +284,24 @@ impl ReadJob {
                             (offset, "payload checksum mismatch".to_owned())
                         }
                     };
-                    return Err(WalError::Corrupt {
-                        file: reader.path.clone(),
-                        offset,
-                        reason,
-                    });
+                    let (extent, len) = self.extent_of(first);
+                    let map = map_segment(&reader.path, len, extent)?;
+                    return match map.locate(&reader.path, len, lsn - first)? {
+                        Ok(Some(found)) => {
+                            reader.seek_to(found.offset)?;
+                            Ok(reader)
+                        }
+                        Err(damage) => Err(WalError::Corrupt {
+                            file: reader.path.clone(),
+                            offset: damage.offset,
+                            reason: damage.reason.clone(),
+                        }),
+                        Ok(None) => Err(WalError::Corrupt {
+                            file: reader.path.clone(),
+                            offset,
+                            reason,
+                        }),
+                    };
                 }
             }
         }
@@ -262,10 +313,11 @@ impl ReadJob {
         batch: &mut RecordsRead,
         file: &Path,
         damage: FrameDamage,
+        cursor: &mut Option<SegmentReader>,
     ) -> Result<AfterDamage, WalError> {
         match damage {
             FrameDamage::Rest { offset, reason } => {
-                self.on_rest_damage(batch, file, offset, reason)
+                self.on_rest_damage(batch, file, offset, reason, cursor)
             }
             FrameDamage::Payload {
                 offset,
@@ -278,7 +330,7 @@ impl ReadJob {
                 }
                 let copied = copy_aside(self.dir(), file, offset, Some(frame_len))?;
                 let lsn = batch.next;
-                report(batch, file, offset, lsn..lsn + 1, reason, copied);
+                report(batch, file, offset, lsn..lsn + 1, true, reason, copied);
                 batch.lens.push(len);
                 batch.next += 1;
                 Ok(AfterDamage::Continue)
@@ -286,24 +338,32 @@ impl ReadJob {
         }
     }
 
-    /// Damage after which the rest of the segment cannot be framed: under
-    /// quarantine, copy the rest aside and go on at the next segment.
+    /// Damage after which the next frame cannot be found by reading on:
+    /// under quarantine, resynchronise on the next intact frame of the
+    /// segment (see [`segment`](crate::wal::segment)), copy the damaged
+    /// bytes aside, report the records they held, and go on after them (at
+    /// the next segment when no frame follows).
     fn on_rest_damage(
         &self,
         batch: &mut RecordsRead,
         file: &Path,
         offset: u64,
         reason: String,
+        cursor: &mut Option<SegmentReader>,
     ) -> Result<AfterDamage, WalError> {
         if self.shared.options.on_corruption == OnCorruption::Fail {
             return fail(batch, file, offset, reason);
         }
         let lsn = batch.next;
-        let next_segment = {
-            let st = self.shared.lock();
-            st.segment_containing(lsn).and_then(|f| st.segment_after(f))
+        let segment = self.shared.lock().segment_containing(lsn);
+        let (first, extent, len) = match segment {
+            Some(first) => {
+                let (extent, len) = self.extent_of(first);
+                (first, extent, len)
+            }
+            None => (lsn, SegmentExtent::Last, 0),
         };
-        let Some(next_first) = next_segment else {
+        let SegmentExtent::Sealed { records } = extent else {
             // Damage in the segment being appended to: nothing to step to.
             return fail(
                 batch,
@@ -312,11 +372,41 @@ impl ReadJob {
                 format!("{reason} (in the active segment: cannot step over)"),
             );
         };
+        let next_first = first + records;
         // The next segment starts after every lsn of the damaged one, so
-        // stepping over its rest moves forward.
+        // stepping over damage in it moves forward.
         debug_assert!(next_first > lsn);
+        *cursor = None;
+        let map = map_segment(file, len, extent)?;
+        if let Some(damage) = &map.damage {
+            let lost = first + map.head.frames..first + map.head.frames + damage.records;
+            if lost.contains(&lsn) {
+                let copied = copy_aside(self.dir(), file, damage.offset, Some(damage.bytes))?;
+                report(
+                    batch,
+                    file,
+                    damage.offset,
+                    lost.clone(),
+                    damage.exact,
+                    damage.reason.clone(),
+                    copied,
+                );
+                batch
+                    .lens
+                    .extend(std::iter::repeat_n(0u32, (lost.end - lsn) as usize));
+                batch.next = lost.end;
+                if lost.end < next_first {
+                    let mut resumed = SegmentReader::open(self.dir(), first, len)?;
+                    resumed.seek_to(damage.offset + damage.bytes)?;
+                    *cursor = Some(resumed);
+                }
+                return Ok(AfterDamage::Continue);
+            }
+        }
+        // The damage map does not explain where reading stopped: step over
+        // the rest of the segment.
         let copied = copy_aside(self.dir(), file, offset, None)?;
-        report(batch, file, offset, lsn..next_first, reason, copied);
+        report(batch, file, offset, lsn..next_first, true, reason, copied);
         let skipped = next_first.saturating_sub(lsn);
         batch
             .lens
@@ -352,6 +442,7 @@ fn report(
     file: &Path,
     offset: u64,
     lsns: Range<u64>,
+    records_exact: bool,
     reason: String,
     copied: CopiedAside,
 ) {
@@ -371,6 +462,8 @@ fn report(
         offset,
         bytes,
         lsns: (Lsn(lsns.start), Lsn(lsns.end)),
+        records: lsns.end - lsns.start,
+        records_exact,
         reason,
         moved_to,
     });

@@ -1,6 +1,8 @@
 //! Segment files: the active one the writer appends to ([`active`]),
-//! scanning one's frame headers at recovery ([`scan`]), reading frames from
-//! one with a bounded buffer ([`reader`]), and deleting committed ones.
+//! scanning one's frame headers at recovery ([`scan`]), mapping one around
+//! a damaged frame header and resynchronising on the frames after it
+//! ([`resync`]), reading frames from one with a bounded buffer
+//! ([`reader`]), and deleting committed ones.
 //!
 //! Everything here is blocking file I/O; the async parts of the log run it
 //! on `tokio::task::spawn_blocking`.
@@ -21,7 +23,9 @@
 //! caller to handle.
 
 mod active;
+mod damaged_frames;
 mod reader;
+mod resync;
 mod scan;
 
 use super::format::segment_name;
@@ -30,7 +34,8 @@ use super::{Lsn, WalError};
 
 pub(crate) use active::{create_segment, open_active, ActiveSegment, PREALLOCATE_BYTES};
 pub(crate) use reader::{FrameDamage, SegmentReader};
-pub(crate) use scan::{rest_is_zero, scan_frames, ScanEnd};
+pub(crate) use resync::{map_segment, DamagedBytes, SegmentExtent};
+pub(crate) use scan::{rest_is_zero, ScanEnd};
 
 /// Size of the read buffer of a segment reader or scan. Reading (replay)
 /// memory is this plus the records of one batch, whatever the backlog.

@@ -54,14 +54,25 @@ pub(crate) struct SegmentScan {
 /// write into preallocated space leaves a frame with a good header and a
 /// payload cut short by zeros, which is torn, not corrupt.
 pub(crate) fn scan_frames(path: &Path, len: u64, max_frames: u64) -> Result<SegmentScan, WalError> {
+    scan_frames_from(path, len, SEGMENT_HEADER_LEN, max_frames)
+}
+
+/// [`scan_frames`] starting at byte `start` (where a frame begins: after
+/// the segment header, or where frames resume after damage).
+pub(crate) fn scan_frames_from(
+    path: &Path,
+    len: u64,
+    start: u64,
+    max_frames: u64,
+) -> Result<SegmentScan, WalError> {
     let file = File::open(path).map_err(|e| WalError::io("open segment", path, e))?;
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, file);
     reader
-        .seek(SeekFrom::Start(SEGMENT_HEADER_LEN))
+        .seek(SeekFrom::Start(start))
         .map_err(|e| WalError::io("seek in segment", path, e))?;
     let mut scan = SegmentScan {
         frames: 0,
-        end: SEGMENT_HEADER_LEN,
+        end: start,
         payload: 0,
         end_kind: ScanEnd::Clean,
     };

@@ -162,6 +162,19 @@ impl WalWriter {
         rx.await.map_err(|_| WalError::Closed)?
     }
 
+    /// Damaged bytes moved aside so far, at open and while the reader read
+    /// ([`OnCorruption::Quarantine`](super::OnCorruption::Quarantine)), each
+    /// reported once, with the lsns and number of records they held: the
+    /// same list as [`WalReader::quarantined`](super::WalReader::quarantined),
+    /// for the side that does not hold the reader.
+    pub fn quarantined(&self) -> Vec<super::QuarantinedFrame> {
+        self.shared
+            .quarantined
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Current counters of the log.
     pub fn stats(&self) -> WalStats {
         let st = self.shared.lock();

@@ -1,11 +1,14 @@
 //! Opening a log directory: finding the segments and the committed
-//! position, repairing a torn tail, and locating where reading resumes.
+//! position, repairing the last segment ([`last_segment`]), and locating
+//! where reading resumes.
 //!
 //! Recovery reads at most two segments (the last one, to find its torn
-//! tail and the next lsn, and the one holding the committed position, to
-//! find its byte offset), so the time to open does not grow with the
-//! backlog. Earlier frames are verified lazily, when the reader reaches
-//! them.
+//! tail, its damage and the next lsn, and the one holding the committed
+//! position, to find its byte offset past any damage in committed
+//! records), so the time to open does not grow with the backlog. Earlier
+//! frames are verified lazily, when the reader reaches them. What it found
+//! is reported as a [`Recovery`]; the next lsn is above every lsn any frame
+//! had or may have had, and at or above the committed position.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -16,29 +19,48 @@ use super::format::{
     check_segment_header, decode_position, segment_name, StoredPosition, POSITION_FILE,
     SEGMENT_HEADER_LEN,
 };
-use super::quarantine::{copy_aside, move_segment_aside};
+use super::quarantine::copy_aside;
 use super::segment::{
-    create_segment, open_active, remove_if_present, rest_is_zero, scan_frames, ActiveSegment,
-    ScanEnd,
+    create_segment, map_segment, remove_if_present, ActiveSegment, SegmentExtent,
 };
-use super::{Lsn, OnCorruption, QuarantinedFrame, WalError, WalOptions};
+use super::{Lsn, QuarantinedFrame, WalError, WalOptions};
 use crate::durable_fs;
+use last_segment::{recover_last_segment, RecoveredTail};
 
-/// What recovery found when the log was opened.
-#[derive(Debug, Clone, Default)]
+mod last_segment;
+
+/// What recovery found when the log was opened: the report of
+/// [`Wal::open`](super::Wal::open) (also
+/// [`BufferedWal::recovery`](crate::sink::BufferedWal::recovery)).
+///
+/// Damage that recovery does not reach (in segments before the last one,
+/// read lazily) is found and reported by the reader
+/// ([`WalReader::quarantined`](super::WalReader::quarantined),
+/// [`WalWriter::quarantined`](super::WalWriter::quarantined)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recovery {
-    /// Records appended before and not committed: they are read again,
-    /// first, by the reader.
+    /// Records appended before and not committed that the reader returns
+    /// again, first: the lsns from the committed position to
+    /// [`next_lsn`](Self::next_lsn), less those of records quarantined at
+    /// open (segments recovery does not scan are counted by their lsns).
     pub uncommitted_records: u64,
-    /// Bytes of a torn tail (an incomplete frame left by a crash in the
-    /// middle of a write, with any zero fill after it) cut from the last
-    /// segment. Zero fill after whole frames is space preallocated under
-    /// [`Fsync::Always`](super::Fsync::Always): it is kept, not counted.
+    /// Bytes cut from the end of the last segment: a torn tail (an
+    /// incomplete frame left by a crash in the middle of a write, with any
+    /// zero fill after it), or nonzero bytes where no frame was ever
+    /// published (damaged zero fill). Clean zero fill after whole frames is
+    /// space preallocated under [`Fsync::Always`](super::Fsync::Always): it
+    /// is kept, not counted.
     pub truncated_tail_bytes: u64,
-    /// Damaged bytes moved aside while recovering
-    /// ([`OnCorruption::Quarantine`]); damage found later by reading is
-    /// reported by [`WalReader::quarantined`](super::WalReader::quarantined).
+    /// Damaged bytes moved aside while recovering, with the lsns and number
+    /// of records they held ([`OnCorruption::Quarantine`](super::OnCorruption::Quarantine), or, in either
+    /// mode, damage only in records below the committed position).
     pub quarantined: Vec<QuarantinedFrame>,
+    /// Intact records found after damaged bytes in the last segment (by
+    /// resynchronising on the next intact frame), kept and read.
+    pub salvaged_records: u64,
+    /// The lsn the next appended record gets: above every lsn any frame on
+    /// disk had or may have had, and at or above the committed position.
+    pub next_lsn: Lsn,
 }
 
 /// Where the reader resumes.
@@ -78,6 +100,7 @@ pub(crate) fn recover(options: &WalOptions) -> Result<RecoveredLog, WalError> {
 
     let Some((&first_existing, _)) = segments.first_key_value() else {
         let start = stored_position.map_or(0, |p| p.lsn.0);
+        recovery.next_lsn = Lsn(start);
         let active = create_segment(dir, start)?;
         segments.insert(start, active.size);
         return Ok(RecoveredLog {
@@ -112,7 +135,7 @@ pub(crate) fn recover(options: &WalOptions) -> Result<RecoveredLog, WalError> {
     let RecoveredTail {
         mut active,
         mut next_lsn,
-    } = recover_last_segment(options, &mut segments, &mut recovery)?;
+    } = recover_last_segment(options, &mut segments, committed, &mut recovery)?;
 
     if committed > next_lsn {
         // The position file is durable but unsynced records at the end were
@@ -164,10 +187,36 @@ pub(crate) fn recover(options: &WalOptions) -> Result<RecoveredLog, WalError> {
         let path = dir.join(segment_name(Lsn(reader_segment)));
         let len = segments.get(&reader_segment).copied().unwrap_or(0);
         if check_header(&path).is_ok() {
-            let scan = scan_frames(&path, len, skip)?;
-            if scan.frames == skip {
-                offset = Some(scan.end);
-                payload_before = scan.payload;
+            // Found through any damage below it (committed records are not
+            // needed): only damage at the position itself leaves it unknown.
+            let extent = if reader_segment == active.first {
+                SegmentExtent::Last
+            } else {
+                let end = segments
+                    .range(reader_segment + 1..)
+                    .next()
+                    .map_or(next_lsn, |(&f, _)| f);
+                SegmentExtent::Sealed {
+                    records: end - reader_segment,
+                }
+            };
+            let map = map_segment(&path, len, extent)?;
+            if let Some(damage) = &map.damage {
+                let lost_first = reader_segment + map.head.frames;
+                let already = recovery
+                    .quarantined
+                    .iter()
+                    .any(|q| q.file == path && q.offset == damage.offset);
+                if lost_first + damage.records <= committed && !already {
+                    // Delivered records only: not needed, so not an error
+                    // in either mode, but moved aside and reported.
+                    let copied = copy_aside(dir, &path, damage.offset, Some(damage.bytes))?;
+                    last_segment::report(&mut recovery, &path, damage, lost_first, copied.moved_to);
+                }
+            }
+            if let Ok(Some(found)) = map.locate(&path, len, skip)? {
+                offset = Some(found.offset);
+                payload_before = found.payload_before;
             }
         }
     }
@@ -186,7 +235,19 @@ pub(crate) fn recover(options: &WalOptions) -> Result<RecoveredLog, WalError> {
     // last record was handled above by starting a new segment at it.
     debug_assert!(committed <= next_lsn);
     debug_assert!(reader_segment <= committed);
-    recovery.uncommitted_records = next_lsn - committed;
+    let lost_uncommitted: u64 = recovery
+        .quarantined
+        .iter()
+        .map(|q| {
+            q.lsns
+                .1
+                 .0
+                .min(next_lsn)
+                .saturating_sub(q.lsns.0 .0.max(committed))
+        })
+        .sum();
+    recovery.uncommitted_records = (next_lsn - committed).saturating_sub(lost_uncommitted);
+    recovery.next_lsn = Lsn(next_lsn);
     if recovery.uncommitted_records > 0 || recovery.truncated_tail_bytes > 0 {
         tracing::info!(
             dir = %dir.display(),
@@ -212,180 +273,7 @@ pub(crate) fn recover(options: &WalOptions) -> Result<RecoveredLog, WalError> {
     })
 }
 
-/// The last segment, repaired and open for appending.
-struct RecoveredTail {
-    active: ActiveSegment,
-    /// The lsn the next appended record gets.
-    next_lsn: u64,
-}
-
-/// Repairs the last segment and opens it for appending: a torn tail is cut
-/// off; damage that a crash cannot explain is an error, or is quarantined.
-fn recover_last_segment(
-    options: &WalOptions,
-    segments: &mut BTreeMap<u64, u64>,
-    recovery: &mut Recovery,
-) -> Result<RecoveredTail, WalError> {
-    let dir = options.dir.as_path();
-    let Some((&first, &len)) = segments.last_key_value() else {
-        return Err(WalError::Failed {
-            reason: "internal: no segment to recover".to_owned(),
-        });
-    };
-    let path = dir.join(segment_name(Lsn(first)));
-
-    // The header: missing or zero-filled means the crash came right after
-    // the file was created; anything else wrong is damage.
-    let header_torn = len < SEGMENT_HEADER_LEN || rest_is_zero(&path, 0, len)?;
-    if header_torn {
-        tracing::warn!(file = %path.display(), bytes = len, "WAL: segment header torn by a crash; recreating the segment");
-        recovery.truncated_tail_bytes += len;
-        remove_if_present(&path)?;
-        let active = create_segment(dir, first)?;
-        segments.insert(first, active.size);
-        return Ok(RecoveredTail {
-            active,
-            next_lsn: first,
-        });
-    }
-    if let Err(reason) = check_header(&path) {
-        match options.on_corruption {
-            OnCorruption::Fail => {
-                return Err(WalError::Corrupt {
-                    file: path,
-                    offset: 0,
-                    reason,
-                })
-            }
-            OnCorruption::Quarantine => {
-                let moved_to = move_segment_aside(dir, &path)?;
-                report(recovery, &path, 0, len, first, &reason, moved_to);
-                let active = create_segment(dir, first)?;
-                segments.insert(first, active.size);
-                return Ok(RecoveredTail {
-                    active,
-                    next_lsn: first,
-                });
-            }
-        }
-    }
-
-    let scan = scan_frames(&path, len, u64::MAX)?;
-    let next = first + scan.frames;
-    match scan.end_kind {
-        ScanEnd::Clean => Ok(RecoveredTail {
-            active: open_active(&path, first, len, len)?,
-            next_lsn: next,
-        }),
-        ScanEnd::ZeroFill => {
-            // Preallocated space (see `segment`): new frames go there.
-            segments.insert(first, scan.end);
-            Ok(RecoveredTail {
-                active: open_active(&path, first, scan.end, len)?,
-                next_lsn: next,
-            })
-        }
-        ScanEnd::Torn(reason) => {
-            let cut = len - scan.end;
-            tracing::warn!(
-                file = %path.display(),
-                offset = scan.end,
-                bytes = cut,
-                %reason,
-                "WAL: truncating torn tail left by a crash"
-            );
-            let file = durable_fs::private_options()
-                .write(true)
-                .open(&path)
-                .map_err(|e| WalError::io("open segment", &path, e))?;
-            file.set_len(scan.end)
-                .map_err(|e| WalError::io("truncate torn tail of", &path, e))?;
-            file.sync_all()
-                .map_err(|e| WalError::io("fsync", &path, e))?;
-            drop(file);
-            recovery.truncated_tail_bytes += cut;
-            segments.insert(first, scan.end);
-            Ok(RecoveredTail {
-                active: open_active(&path, first, scan.end, scan.end)?,
-                next_lsn: next,
-            })
-        }
-        ScanEnd::BadHeader(reason) => match options.on_corruption {
-            OnCorruption::Fail => Err(WalError::Corrupt {
-                file: path,
-                offset: scan.end,
-                reason,
-            }),
-            OnCorruption::Quarantine if scan.frames == 0 => {
-                let moved_to = move_segment_aside(dir, &path)?;
-                report(
-                    recovery,
-                    &path,
-                    scan.end,
-                    len - scan.end,
-                    first,
-                    &reason,
-                    moved_to,
-                );
-                let active = create_segment(dir, first)?;
-                segments.insert(first, active.size);
-                Ok(RecoveredTail {
-                    active,
-                    next_lsn: first,
-                })
-            }
-            OnCorruption::Quarantine => {
-                // Leave the damaged segment as it is (sealed); the reader
-                // steps over its damaged rest. New records go to a new one.
-                let copied = copy_aside(dir, &path, scan.end, None)?;
-                report(
-                    recovery,
-                    &path,
-                    scan.end,
-                    copied.bytes,
-                    next,
-                    &reason,
-                    copied.moved_to,
-                );
-                let active = create_segment(dir, next)?;
-                segments.insert(next, active.size);
-                Ok(RecoveredTail {
-                    active,
-                    next_lsn: next,
-                })
-            }
-        },
-    }
-}
-
-fn report(
-    recovery: &mut Recovery,
-    file: &Path,
-    offset: u64,
-    bytes: u64,
-    lsn: u64,
-    reason: &str,
-    moved_to: std::path::PathBuf,
-) {
-    tracing::error!(
-        file = %file.display(),
-        offset,
-        bytes,
-        moved_to = %moved_to.display(),
-        reason,
-        "WAL: damaged bytes quarantined"
-    );
-    recovery.quarantined.push(QuarantinedFrame {
-        file: file.to_path_buf(),
-        offset,
-        bytes,
-        lsns: (Lsn(lsn), Lsn(lsn)),
-        reason: reason.to_owned(),
-        moved_to,
-    });
-}
-
-fn check_header(path: &Path) -> Result<(), String> {
+pub(super) fn check_header(path: &Path) -> Result<(), String> {
     let name_lsn = path
         .file_name()
         .and_then(|n| n.to_str())
