@@ -78,7 +78,7 @@ pub(crate) async fn acquire(dir: &Path) -> Result<Arc<DirGuard>, WalError> {
                     };
                     // On failure, dropping `guard` releases the claim (which
                     // takes the registry lock: not held here).
-                    guard.lock = lock_against_other_processes(&guard.dir)?;
+                    guard.lock = lock_with_fork_grace(&guard.dir).await?;
                     return Ok(Arc::new(guard));
                 }
                 Some(n) => n.clone(),
@@ -97,6 +97,27 @@ pub(crate) async fn acquire(dir: &Path) -> Result<Arc<DirGuard>, WalError> {
         }
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
             return Err(WalError::AlreadyOpen { dir: key });
+        }
+    }
+}
+
+/// How long a held lock is tried again before it counts as another
+/// process's: a process of this one forked to start a program (a
+/// `Command::spawn` anywhere in the process) holds copies of every open
+/// file until its `exec`, a previous instance's lock file among them, for
+/// the moments in between.
+const FORK_GRACE: Duration = Duration::from_millis(250);
+
+/// [`lock_against_other_processes`], tried again for [`FORK_GRACE`] while
+/// the lock is held.
+async fn lock_with_fork_grace(dir: &Path) -> Result<Option<std::fs::File>, WalError> {
+    let deadline = tokio::time::Instant::now() + FORK_GRACE;
+    loop {
+        match lock_against_other_processes(dir) {
+            Err(WalError::LockedElsewhere { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            other => return other,
         }
     }
 }
