@@ -15,7 +15,7 @@
 //! | [`JsonFileCheckpointStore`] | `store/json_file.rs` | one JSON file for many partitions, replaced atomically |
 //! | `DynamoDbCheckpointStore`, `DynamoDbS3CheckpointStore` | `crate::dynamodb` | the KCL lease table; with the in-flight batch in S3 (features `dynamodb`, `s3`) |
 //! | [`PositionTracker`] | `tracker.rs` | the safe position of a partition when tokens arrive out of order |
-//! | [`CheckpointStreamExt`], [`CheckpointBatched`] | `ext.rs`, `batched.rs` | `.checkpoint_batched(n, interval, store)` |
+//! | [`CheckpointStreamExt`], [`CheckpointBatched`] | `ext.rs`, `batched/` | `.checkpoint_batched(n, interval, store)` |
 
 mod batched;
 mod control;

@@ -80,7 +80,7 @@ impl CheckpointToken {
 /// An item that carries a [`CheckpointToken`]: a token itself, or a
 /// `(value, token)` pair as sources yield and handlers usually return.
 ///
-/// [`checkpoint_batched`](CheckpointStreamExt::checkpoint_batched) counts the
+/// [`checkpoint_batched`](super::CheckpointStreamExt::checkpoint_batched) counts the
 /// token and passes the rest of the item on: [`Value`](Self::Value).
 pub trait AsCheckpointToken {
     /// What is left of the item once its token is counted.
