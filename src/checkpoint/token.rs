@@ -42,6 +42,7 @@ impl CheckpointToken {
 
     /// Attaches the partition's control switch.
     #[inline]
+    #[must_use = "returns the token with the control; the original is moved"]
     pub fn with_control(mut self, control: PartitionControl) -> Self {
         self.control = Some(control);
         self

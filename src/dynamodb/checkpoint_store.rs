@@ -135,6 +135,7 @@ impl DynamoDbCheckpointStore {
     /// This store under another `leaseOwner` (a worker name), written with
     /// every checkpoint. The result remembers no counters yet; clones of it
     /// share its owner and counters.
+    #[must_use = "returns the store with the owner; the original is moved"]
     pub fn owner(self, owner: impl Into<String>) -> Self {
         Self {
             inner: Arc::new(Inner {

@@ -146,6 +146,7 @@ impl DynamoDbS3CheckpointStore {
     }
 
     /// The key prefix of batch objects. Default: `unistream-batches/`.
+    #[must_use = "returns the store with the prefix; the original is moved"]
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
