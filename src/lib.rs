@@ -19,34 +19,35 @@
 //!
 //! | path | what it holds | feature |
 //! |---|---|---|
+//! | `lib.rs` | this map and the re-exports at the crate root | |
 //! | `error.rs` | [`Error`], [`RejectedRecord`]: one typed error for every piece | |
-//! | [`codec`] | record encodings ([`JsonCodec`], [`RawCodec`]); sizes are encoded sizes | |
-//! | [`retry`] | [`RetryPolicy`]: bounded attempts, exponential backoff, jitter | |
-//! | [`dead_letter`] | [`DeadLetter`]: what a record given up on becomes | |
+//! | [`codec.rs`](codec) | record encodings ([`JsonCodec`], [`RawCodec`]); sizes are encoded sizes | |
+//! | [`retry.rs`](retry) | [`RetryPolicy`]: bounded attempts, exponential backoff, jitter | |
+//! | [`dead_letter.rs`](dead_letter) | [`DeadLetter`]: what a record given up on becomes | |
 //! | `durable_fs.rs` | (private) `0600` files, directory fsync, atomic replace | |
-//! | [`wal`] | the write-ahead log: format, options, recovery, quarantine, the committer and the state its tasks share | |
+//! | [`wal/`](wal) | the write-ahead log: format, options, recovery, quarantine, the committer and the state its tasks share | |
 //! | `wal/writer/` | the append side: [`WalWriter`](wal::WalWriter), the writer task, one group write | |
 //! | `wal/reader/` | the read side: [`WalReader`](wal::WalReader) and its blocking read job | |
 //! | `wal/segment/` | segment files: the active one, scanning at recovery, reading frames | |
-//! | [`sink`] | batch targets: [`FileSink`](sink::FileSink), [`MemorySink`](sink::MemorySink) | |
+//! | [`sink/`](sink) | batch targets: [`FileSink`](sink::FileSink), [`MemorySink`](sink::MemorySink) | |
 //! | `sink/buffered_wal/` | the durable, batching adapter: [`WalConfig`](sink::WalConfig), the delivery task, the dead-letter destination | |
-//! | [`source`] | record sources: [`MemorySource`](source::MemorySource) | |
+//! | [`source/`](source) | record sources: [`MemorySource`](source::MemorySource) | |
 //! | `source/file/` | [`FileSource`](source::FileSource): builder and stream, the async run, the blocking line reader | |
-//! | [`process`] | per-record `retry_each` and `dead_letter`, and their outcomes | |
-//! | [`checkpoint`] | tokens, positions, partition control, the out-of-order position tracker | |
+//! | [`process/`](process) | per-record `retry_each` and `dead_letter`, and their outcomes | |
+//! | [`checkpoint/`](checkpoint) | tokens, positions, partition control, the out-of-order position tracker | |
 //! | `checkpoint/store/` | the [`CheckpointStore`] contract and its memory and JSON file stores | |
 //! | `checkpoint/batched/` | the `checkpoint_batched` combinator and its partition table | |
-//! | [`lease`] | lease coordination: [`LeaseWorker`](lease::LeaseWorker), the [`LeaseTable`](lease::LeaseTable) contract, memory and fault-injecting tables | |
+//! | [`lease/`](lease) | lease coordination: [`LeaseWorker`](lease::LeaseWorker), the [`LeaseTable`](lease::LeaseTable) contract, memory and fault-injecting tables | |
 //! | `aws/` | (private) telling throttled, transient and permanent AWS failures apart; SDK errors boxed | `kinesis`, `cloudwatch-logs` or `dynamodb` |
-//! | `kinesis` | records, stream targets, hash keys, service limits | `kinesis` |
+//! | `kinesis/` | records, stream targets, hash keys, service limits | `kinesis` |
 //! | `kinesis/sink/` | `KinesisSink` and its builder: shard map, per-shard pacing, validation, metrics, the WAL codec | `kinesis` |
 //! | `kinesis/sink/put/` | delivering one batch: shared state, entries with aggregation, call planning, the call and its failures, progress | `kinesis` |
 //! | `kinesis/source/` | `KinesisSource`: shard listing and lineage, one reader per shard, the merged stream, leased mode | `kinesis` |
 //! | `kinesis/aggregation/` | KPL aggregation: the aggregator, deaggregation, the protobuf messages | `kinesis` |
-//! | `cloudwatch_logs` | `LogEvent`, the `Batcher` that plans `PutLogEvents` requests, service limits | `cloudwatch-logs` |
+//! | `cloudwatch_logs/` | `LogEvent`, the `Batcher` that plans `PutLogEvents` requests, service limits | `cloudwatch-logs` |
 //! | `cloudwatch_logs/sink/` | `CloudWatchLogsSink` and its builder: names, the writer, halving, one request, setup, rejected events | `cloudwatch-logs` |
-//! | `dynamodb` | the KCL lease table: item codec, `DynamoDbLeaseTable`, `DynamoDbCheckpointStore`, table creation | `dynamodb` |
-//! | `dynamodb/s3_batch_store.rs`, `in_flight_batch.rs` | `DynamoDbS3CheckpointStore`: a batch consumer's in-flight batch in S3 | `dynamodb` + `s3` |
+//! | `dynamodb/` | the KCL lease table: item codec, `DynamoDbLeaseTable`, `DynamoDbCheckpointStore`, table creation | `dynamodb` |
+//! | `dynamodb/s3_batch_store.rs`, `dynamodb/in_flight_batch.rs` | `DynamoDbS3CheckpointStore`: a batch consumer's in-flight batch in S3 | `dynamodb` + `s3` |
 //!
 //! The DynamoDB checkpoint stores are also re-exported from [`checkpoint`],
 //! beside the other stores.
