@@ -69,6 +69,7 @@ impl<T> DeadLetter<T> {
     }
 
     /// Adds where the record came from.
+    #[must_use = "returns the dead letter with its origin; the original is moved"]
     pub fn with_origin(mut self, origin: impl Into<String>) -> Self {
         self.origin = Some(origin.into());
         self

@@ -13,26 +13,48 @@
 //!
 //! ## Map of the crate
 //!
-//! | module | what it holds |
-//! |---|---|
-//! | [`sink`] | batch targets (file, memory) and the durable `buffered_wal` adapter |
-//! | [`wal`] | the write-ahead log |
-//! | [`source`] | record sources: file, memory |
-//! | [`process`] | per-record retry and dead-lettering |
-//! | [`checkpoint`] | tokens, positions, checkpoint stores, `checkpoint_batched` |
-//! | [`codec`] | record encodings (JSON, raw bytes) |
-//! | [`retry`] | retry policy with backoff and jitter |
-//! | [`dead_letter`] | what a record given up on becomes |
-//! | `kinesis` | Kinesis sink and source, KPL aggregation (feature `kinesis`) |
-//! | `cloudwatch_logs` | CloudWatch Logs sink (feature `cloudwatch-logs`) |
+//! One folder per concept, one concept per file. Modules without a feature
+//! build with the default features; the AWS ones sit behind cargo features
+//! (`aws` enables `kinesis`, `cloudwatch-logs`, `dynamodb` and `s3`).
 //!
-//! AWS targets sit behind cargo features: `kinesis`, `cloudwatch-logs`,
-//! `dynamodb`, `s3` (`aws` enables all four). The DynamoDB checkpoint stores
-//! live in [`checkpoint`] behind `dynamodb` (and `s3`).
+//! | path | what it holds | feature |
+//! |---|---|---|
+//! | `lib.rs` | this map and the re-exports at the crate root | |
+//! | `error.rs` | [`Error`], [`RejectedRecord`]: one typed error for every piece | |
+//! | [`codec.rs`](codec) | record encodings ([`JsonCodec`], [`RawCodec`]); sizes are encoded sizes | |
+//! | [`retry.rs`](retry) | [`RetryPolicy`]: bounded attempts, exponential backoff, jitter | |
+//! | [`dead_letter.rs`](dead_letter) | [`DeadLetter`]: what a record given up on becomes | |
+//! | `durable_fs.rs` | (private) `0600` files, directory fsync, atomic replace | |
+//! | [`wal/`](wal) | the write-ahead log: format, options, recovery, quarantine, the committer and the state its tasks share | |
+//! | `wal/writer/` | the append side: [`WalWriter`](wal::WalWriter), the writer task, one group write | |
+//! | `wal/reader/` | the read side: [`WalReader`](wal::WalReader) and its blocking read job | |
+//! | `wal/segment/` | segment files: the active one, scanning at recovery, reading frames | |
+//! | [`sink/`](sink) | batch targets: [`FileSink`](sink::FileSink), [`MemorySink`](sink::MemorySink) | |
+//! | `sink/buffered_wal/` | the durable, batching adapter: [`WalConfig`](sink::WalConfig), the delivery task, the dead-letter destination | |
+//! | [`source/`](source) | record sources: [`MemorySource`](source::MemorySource) | |
+//! | `source/file/` | [`FileSource`](source::FileSource): builder and stream, the async run, the blocking line reader | |
+//! | [`process/`](process) | per-record `retry_each` and `dead_letter`, and their outcomes | |
+//! | [`checkpoint/`](checkpoint) | tokens, positions, partition control, the out-of-order position tracker | |
+//! | `checkpoint/store/` | the [`CheckpointStore`] contract and its memory and JSON file stores | |
+//! | `checkpoint/batched/` | the `checkpoint_batched` combinator and its partition table | |
+//! | [`lease/`](lease) | lease coordination: [`LeaseWorker`](lease::LeaseWorker), the [`LeaseTable`](lease::LeaseTable) contract, memory and fault-injecting tables | |
+//! | `aws/` | (private) telling throttled, transient and permanent AWS failures apart; SDK errors boxed | `kinesis`, `cloudwatch-logs` or `dynamodb` |
+//! | `kinesis/` | records, stream targets, hash keys, service limits | `kinesis` |
+//! | `kinesis/sink/` | `KinesisSink` and its builder: shard map, per-shard pacing, validation, metrics, the WAL codec | `kinesis` |
+//! | `kinesis/sink/put/` | delivering one batch: shared state, entries with aggregation, call planning, the call and its failures, progress | `kinesis` |
+//! | `kinesis/source/` | `KinesisSource`: shard listing and lineage, one reader per shard, the merged stream, leased mode | `kinesis` |
+//! | `kinesis/aggregation/` | KPL aggregation: the aggregator, deaggregation, the protobuf messages | `kinesis` |
+//! | `cloudwatch_logs/` | `LogEvent`, the `Batcher` that plans `PutLogEvents` requests, service limits | `cloudwatch-logs` |
+//! | `cloudwatch_logs/sink/` | `CloudWatchLogsSink` and its builder: names, the writer, halving, one request, setup, rejected events | `cloudwatch-logs` |
+//! | `dynamodb/` | the KCL lease table: item codec, `DynamoDbLeaseTable`, `DynamoDbCheckpointStore`, table creation | `dynamodb` |
+//! | `dynamodb/s3_batch_store.rs`, `dynamodb/in_flight_batch.rs` | `DynamoDbS3CheckpointStore`: a batch consumer's in-flight batch in S3 | `dynamodb` + `s3` |
+//!
+//! The DynamoDB checkpoint stores are also re-exported from [`checkpoint`],
+//! beside the other stores.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(any(feature = "kinesis", feature = "cloudwatch-logs", feature = "dynamodb"))]
 mod aws;

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 /// How often and how patiently to retry a failing operation.
 #[derive(Debug, Clone, PartialEq)]
+#[must_use = "a retry policy does nothing until passed to a sink, a source or `retry_each`"]
 pub struct RetryPolicy {
     max_attempts: Option<u32>,
     initial_backoff: Duration,

@@ -2,24 +2,8 @@
 //! source that reads it, the checkpointer that saves how far it is
 //! processed, and (for leased partitions) the lease worker that holds it.
 //!
-//! - **Fenced** (one-way): the partition's lease is lost. The source stops
-//!   reading it at once and drops what it had fetched; the checkpointer
-//!   drops its later items and never saves it again.
-//! - **Draining** (one-way, until fenced): the worker is handing the lease
-//!   over (rebalance, shutdown). The source stops reading and ends the
-//!   partition's records; what was already yielded is still processed and
-//!   checkpointed.
-//! - **Checkpoint requests**: whoever waits for a partition to be saved (a
-//!   drain) asks the checkpointer to save it now rather than at its next
-//!   `n` tokens or interval. Requests of all partitions of one source go
-//!   through one shared hub, so a checkpointer looks at one flag, not one
-//!   per partition.
-//! - **Durable progress**: after every completed save the checkpointer
-//!   publishes how many of the partition's tokens (in delivery order, the
-//!   token's `seq`) the saved position covers, so a drain can tell that
-//!   everything the source yielded is saved without comparing positions.
-//!
-//! A new lease gets a new control: nothing here ever goes back.
+//! Its states, and what each promises, are documented on
+//! [`PartitionControl`], where users read them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -45,7 +29,26 @@ const DRAINING: u8 = 1;
 const FENCED: u8 = 2;
 
 /// The shared state of one partition between its source, its checkpointer
-/// and the lease worker holding it; see the [module docs](self).
+/// and the lease worker holding it.
+///
+/// - **Fenced** (one-way): the partition's lease is lost. The source stops
+///   reading it at once and drops what it had fetched; the checkpointer
+///   drops its later items and never saves it again.
+/// - **Draining** (one-way, until fenced): the worker is handing the lease
+///   over (rebalance, shutdown). The source stops reading and ends the
+///   partition's records; what was already yielded is still processed and
+///   checkpointed.
+/// - **Checkpoint requests**: whoever waits for a partition to be saved (a
+///   drain) asks the checkpointer to save it now rather than at its next
+///   `n` tokens or interval. Requests of all partitions of one source go
+///   through one shared hub, so a checkpointer looks at one flag, not one
+///   per partition.
+/// - **Durable progress**: after every completed save the checkpointer
+///   publishes how many of the partition's tokens (in delivery order, the
+///   token's `seq`) the saved position covers, so a drain can tell that
+///   everything the source yielded is saved without comparing positions.
+///
+/// A new lease gets a new control: nothing here ever goes back.
 ///
 /// When a checkpoint write for the partition is fenced (the lease moved to
 /// another worker), the checkpointer calls [`fence`](Self::fence), and the

@@ -42,6 +42,7 @@ impl CheckpointToken {
 
     /// Attaches the partition's control switch.
     #[inline]
+    #[must_use = "returns the token with the control; the original is moved"]
     pub fn with_control(mut self, control: PartitionControl) -> Self {
         self.control = Some(control);
         self
@@ -87,7 +88,7 @@ impl CheckpointToken {
 /// An item that carries a [`CheckpointToken`]: a token itself, or a
 /// `(value, token)` pair as sources yield and handlers usually return.
 ///
-/// [`checkpoint_batched`](CheckpointStreamExt::checkpoint_batched) counts the
+/// [`checkpoint_batched`](super::CheckpointStreamExt::checkpoint_batched) counts the
 /// token and passes the rest of the item on: [`Value`](Self::Value).
 pub trait AsCheckpointToken {
     /// What is left of the item once its token is counted.

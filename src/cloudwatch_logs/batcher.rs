@@ -72,7 +72,7 @@ use crate::error::RejectedRecord;
 /// assert!(plan.rejected()[0].reason.starts_with("too old"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[must_use]
+#[must_use = "a batcher does nothing until `plan` is called"]
 pub struct Batcher {
     max_events: usize,
     max_request_bytes: usize,

@@ -1,36 +1,8 @@
 //! `DynamoDbCheckpointStore`: checkpoints in a DynamoDB table laid out like
 //! the KCL 2.x lease table, with fenced (conditional) writes.
 //!
-//! # Item layout
-//!
-//! One item per partition (shard) in the KCL's layout (tabled in the
-//! [`dynamodb`](super) module docs), read with the same codec as the lease
-//! coordinator's [`DynamoDbLeaseTable`](super::DynamoDbLeaseTable). A save
-//! writes `leaseOwner` (this store's owner name), `leaseCounter`,
-//! `checkpoint`, `checkpointSubSequenceNumber` and
-//! `ownerSwitchesSinceCheckpoint` (0);
-//! [`set_lineage`](DynamoDbCheckpointStore::set_lineage) writes
-//! `parentShardId` and `childShardIds`. Other attributes are kept.
-//!
-//! # Fencing
-//!
-//! The store remembers, per partition, the `leaseCounter` it first read
-//! ([`load`](CheckpointStore::load) or [`lease`](DynamoDbCheckpointStore::lease)),
-//! and every write is conditional on the item still holding that counter
-//! (or, for a partition without an item, on there being none) and
-//! increments it. A writer whose counter is stale — someone else wrote since
-//! it read — gets [`CheckpointError::Fenced`], and stays fenced: later
-//! loads do not refresh the remembered counter (that would let a worker
-//! that lost a lease silently take it back). Call
-//! [`claim`](DynamoDbCheckpointStore::claim) to take a partition over
-//! deliberately.
-//!
-//! # What it does not do
-//!
-//! Lease expiry, renewal and balancing between workers (the KCL's lease
-//! coordinator): ownership here is "whoever wrote last and has not been
-//! overtaken". For those, run a [`LeaseWorker`](crate::lease::LeaseWorker)
-//! on a [`DynamoDbLeaseTable`](super::DynamoDbLeaseTable).
+//! Item layout, fencing and what it does not do are documented on
+//! [`DynamoDbCheckpointStore`], where users read them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -70,8 +42,41 @@ pub struct Lease {
     pub child_shard_ids: Vec<String>,
 }
 
-/// Checkpoints in a KCL-compatible DynamoDB lease table; see the
-/// [module docs](self).
+/// Checkpoints in a KCL-compatible DynamoDB lease table, with fenced
+/// (conditional) writes.
+///
+/// # Item layout
+///
+/// One item per partition (shard) in the KCL's layout (tabled in the
+/// [`dynamodb`](super) module docs), read with the same codec as the lease
+/// coordinator's [`DynamoDbLeaseTable`](super::DynamoDbLeaseTable). A save
+/// writes `leaseOwner` (this store's owner name), `leaseCounter`,
+/// `checkpoint`, `checkpointSubSequenceNumber` and
+/// `ownerSwitchesSinceCheckpoint` (0);
+/// [`set_lineage`](DynamoDbCheckpointStore::set_lineage) writes
+/// `parentShardId` and `childShardIds`. Other attributes are kept.
+///
+/// # Fencing
+///
+/// The store remembers, per partition, the `leaseCounter` it first read
+/// ([`load`](CheckpointStore::load) or [`lease`](DynamoDbCheckpointStore::lease)),
+/// and every write is conditional on the item still holding that counter
+/// (or, for a partition without an item, on there being none) and
+/// increments it. A writer whose counter is stale — someone else wrote since
+/// it read — gets [`CheckpointError::Fenced`], and stays fenced: later
+/// loads do not refresh the remembered counter (that would let a worker
+/// that lost a lease silently take it back). Call
+/// [`claim`](DynamoDbCheckpointStore::claim) to take a partition over
+/// deliberately.
+///
+/// # What it does not do
+///
+/// Lease expiry, renewal and balancing between workers (the KCL's lease
+/// coordinator): ownership here is "whoever wrote last and has not been
+/// overtaken". For those, run a [`LeaseWorker`](crate::lease::LeaseWorker)
+/// on a [`DynamoDbLeaseTable`](super::DynamoDbLeaseTable).
+///
+/// # Example
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), unistream::checkpoint::CheckpointError> {
@@ -130,6 +135,7 @@ impl DynamoDbCheckpointStore {
     /// This store under another `leaseOwner` (a worker name), written with
     /// every checkpoint. The result remembers no counters yet; clones of it
     /// share its owner and counters.
+    #[must_use = "returns the store with the owner; the original is moved"]
     pub fn owner(self, owner: impl Into<String>) -> Self {
         Self {
             inner: Arc::new(Inner {

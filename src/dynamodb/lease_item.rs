@@ -27,6 +27,13 @@
 //! Read or write the attributes only other tools use (`pendingCheckpoint*`,
 //! `throughputKBps`, `leaseOwner`'s index, …): the stores leave them as they
 //! are.
+//!
+//! # Why one file
+//!
+//! The file is past 500 lines, some 200 of them unit tests. It holds one
+//! concept, the item codec: reading an item into a lease and writing a
+//! lease into an item sit side by side so that a change to one meets the
+//! other, and the tests are round trips through both.
 
 use std::collections::HashMap;
 

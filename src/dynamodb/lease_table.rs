@@ -113,6 +113,7 @@ impl DynamoDbLeaseTable {
 
     /// Whether [`list`](LeaseTable::list) reads consistently (a consistent
     /// `Scan`, twice the read capacity). Default `false`, as the KCL.
+    #[must_use = "returns the table with the setting; the original is moved"]
     pub fn consistent_list(mut self, consistent: bool) -> Self {
         self.consistent_list = consistent;
         self

@@ -1,5 +1,5 @@
-//! One [`LeaseWrite`] as one conditional `UpdateItem` ([`LeaseUpdate`]): the
-//! DynamoDB form of [`LeaseWrite::apply`].
+//! One [`LeaseWrite`] as one conditional `UpdateItem` (an [`ItemUpdate`],
+//! built by [`lease_update`]): the DynamoDB form of [`LeaseWrite::apply`].
 //!
 //! Every update is conditional on the item existing and on `leaseCounter`
 //! being the expected one, sets it to the expected + 1, and touches only

@@ -101,10 +101,13 @@
 //! | `table.rs` | creating the lease table |
 //! | `idempotency_store.rs` | [`DynamoDbIdempotencyStore`]: idempotency records with conditional writes and a TTL |
 //! | `checkpoint_store.rs` | [`DynamoDbCheckpointStore`], [`Lease`]: conditional (fenced) checkpoint writes |
-//! | `s3_batch_store.rs` | `DynamoDbS3CheckpointStore`: a batch consumer's in-flight batch in S3 |
+//! | `s3_batch_store.rs` | `DynamoDbS3CheckpointStore`: a batch consumer's in-flight batch in S3, and the write order that never skips a record (feature `s3`) |
+//! | `in_flight_batch.rs` | `Batch`, `BatchEntry`, `RecordStatus`: the in-flight batch's records and their statuses (feature `s3`) |
 
 mod checkpoint_store;
 mod idempotency_store;
+#[cfg(feature = "s3")]
+mod in_flight_batch;
 mod item_update;
 mod lease_item;
 mod lease_table;
@@ -115,7 +118,9 @@ mod table;
 
 pub use checkpoint_store::{DynamoDbCheckpointStore, Lease};
 pub use idempotency_store::DynamoDbIdempotencyStore;
+#[cfg(feature = "s3")]
+pub use in_flight_batch::{Batch, BatchEntry, RecordStatus};
 pub use lease_item::UnstorableCheckpoint;
 pub use lease_table::{DynamoDbLeaseTable, MAX_WRITE_ATTEMPTS};
 #[cfg(feature = "s3")]
-pub use s3_batch_store::{Batch, BatchEntry, DynamoDbS3CheckpointStore, RecordStatus};
+pub use s3_batch_store::DynamoDbS3CheckpointStore;

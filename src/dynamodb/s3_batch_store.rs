@@ -1,67 +1,17 @@
 //! `DynamoDbS3CheckpointStore`: a lease-table checkpoint plus the in-flight
 //! batch of a batch consumer, kept in S3.
 //!
-//! A consumer that processes records in batches and must survive a crash
-//! mid-batch needs, beyond "how far the partition is done", the batch it is
-//! working on: its records and, per record, whether it succeeded, failed
-//! (and how often) or gave up. That can exceed DynamoDB's 400 KB item
-//! limit, so the batch lives in S3 and the partition's lease item (the
-//! [`DynamoDbCheckpointStore`] layout) points at it.
-//!
-//! # The write order, and why nothing is skipped
-//!
-//! Every S3 object is written under a **new key** (a random 64-bit suffix,
-//! with `If-None-Match: *` so even a collision cannot overwrite) and is
-//! complete before anything points at it. Every DynamoDB write is
-//! conditional on the item's `leaseCounter` (a fenced writer changes
-//! nothing).
-//!
-//! 1. [`begin_batch`](DynamoDbS3CheckpointStore::begin_batch): put the batch
-//!    (all records `Pending`) under key *k1*; then set the item's
-//!    `inFlightBatch = k1` and `inFlightBatchEnd` (the batch's last
-//!    position). A crash before the pointer: the object is garbage, the item
-//!    is unchanged, the same records are read from the stream again.
-//! 2. [`persist`](DynamoDbS3CheckpointStore::persist) (after marking records
-//!    `Succeeded`, `Failed`, `Exhausted`, `DeadLettered`): put the batch
-//!    under a new key *k2*; then move the pointer *k1 → k2*; then delete
-//!    *k1*. A crash before the pointer moves leaves *k1* — the older marks:
-//!    records marked since are processed again (at least once), never
-//!    skipped. Once `persist` returns, its marks are durable.
-//! 3. [`finish_batch`](DynamoDbS3CheckpointStore::finish_batch), only when
-//!    every record is `Succeeded` or `DeadLettered`: set `checkpoint` to the
-//!    batch's last position and remove the pointer, in one conditional
-//!    update; then delete the object.
-//!
-//! The `checkpoint` attribute moves only in step 3, and step 3 refuses a
-//! batch with a record still `Pending`, `Failed` or `Exhausted` — so no
-//! write order moves the checkpoint past a record that is not processed or
-//! dead-lettered. The pointer only ever names a complete object.
-//!
-//! # Recovery
-//!
-//! [`load`](CheckpointStore::load) returns the in-flight batch's last
-//! position when there is one: its records are held in S3 now, so a source
-//! resumes after them, and the consumer takes them from
-//! [`in_flight`](DynamoDbS3CheckpointStore::in_flight) — records `Succeeded`
-//! or `DeadLettered` are done, `Pending` and `Failed` ones are (re)tried,
-//! `Exhausted` ones go to the dead-letter destination — and then finishes
-//! the batch. A plain [`save`](CheckpointStore::save) while a batch is in
-//! flight is refused: it could skip the batch.
-//!
-//! # What it does not do
-//!
-//! Dead-lettering itself, and the processing: the store records what the
-//! consumer reports. A record processed and then lost to a crash before its
-//! mark is persisted is processed again: make processing idempotent or
-//! checkable. Objects orphaned by a crash between an S3 put and the pointer
-//! update stay in the bucket (give the prefix a lifecycle rule).
+//! The write order (and why it never skips a record), recovery and what
+//! it does not do are documented on [`DynamoDbS3CheckpointStore`], where
+//! users read them.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_s3::primitives::ByteStream;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::checkpoint_store::DynamoDbCheckpointStore;
+use super::in_flight_batch::Batch;
 use crate::checkpoint::{CheckpointError, CheckpointStore, Position, SequenceNumber};
 
 /// Item attributes added to the KCL layout.
@@ -72,7 +22,64 @@ mod attr {
 }
 
 /// A lease-table checkpoint store that also keeps a batch consumer's
-/// in-flight batch in S3; see the [module docs](self).
+/// in-flight batch in S3.
+///
+/// A consumer that processes records in batches and must survive a crash
+/// mid-batch needs, beyond "how far the partition is done", the batch it is
+/// working on: its records and, per record, whether it succeeded, failed
+/// (and how often) or gave up. That can exceed DynamoDB's 400 KB item
+/// limit, so the batch lives in S3 and the partition's lease item (the
+/// [`DynamoDbCheckpointStore`] layout) points at it.
+///
+/// # The write order, and why nothing is skipped
+///
+/// Every S3 object is written under a **new key** (a random 64-bit suffix,
+/// with `If-None-Match: *` so even a collision cannot overwrite) and is
+/// complete before anything points at it. Every DynamoDB write is
+/// conditional on the item's `leaseCounter` (a fenced writer changes
+/// nothing).
+///
+/// 1. [`begin_batch`](DynamoDbS3CheckpointStore::begin_batch): put the batch
+///    (all records `Pending`) under key *k1*; then set the item's
+///    `inFlightBatch = k1` and `inFlightBatchEnd` (the batch's last
+///    position). A crash before the pointer: the object is garbage, the item
+///    is unchanged, the same records are read from the stream again.
+/// 2. [`persist`](DynamoDbS3CheckpointStore::persist) (after marking records
+///    `Succeeded`, `Failed`, `Exhausted`, `DeadLettered`): put the batch
+///    under a new key *k2*; then move the pointer *k1 → k2*; then delete
+///    *k1*. A crash before the pointer moves leaves *k1* — the older marks:
+///    records marked since are processed again (at least once), never
+///    skipped. Once `persist` returns, its marks are durable.
+/// 3. [`finish_batch`](DynamoDbS3CheckpointStore::finish_batch), only when
+///    every record is `Succeeded` or `DeadLettered`: set `checkpoint` to the
+///    batch's last position and remove the pointer, in one conditional
+///    update; then delete the object.
+///
+/// The `checkpoint` attribute moves only in step 3, and step 3 refuses a
+/// batch with a record still `Pending`, `Failed` or `Exhausted` — so no
+/// write order moves the checkpoint past a record that is not processed or
+/// dead-lettered. The pointer only ever names a complete object.
+///
+/// # Recovery
+///
+/// [`load`](CheckpointStore::load) returns the in-flight batch's last
+/// position when there is one: its records are held in S3 now, so a source
+/// resumes after them, and the consumer takes them from
+/// [`in_flight`](DynamoDbS3CheckpointStore::in_flight) — records `Succeeded`
+/// or `DeadLettered` are done, `Pending` and `Failed` ones are (re)tried,
+/// `Exhausted` ones go to the dead-letter destination — and then finishes
+/// the batch. A plain [`save`](CheckpointStore::save) while a batch is in
+/// flight is refused: it could skip the batch.
+///
+/// # What it does not do
+///
+/// Dead-lettering itself, and the processing: the store records what the
+/// consumer reports. A record processed and then lost to a crash before its
+/// mark is persisted is processed again: make processing idempotent or
+/// checkable. Objects orphaned by a crash between an S3 put and the pointer
+/// update stay in the bucket (give the prefix a lifecycle rule).
+///
+/// # Example
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), unistream::Error> {
@@ -108,116 +115,6 @@ pub struct DynamoDbS3CheckpointStore {
     prefix: String,
 }
 
-/// What became of one record of a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RecordStatus {
-    /// Not processed yet (or its outcome was not persisted).
-    Pending,
-    /// Processed successfully: never processed again.
-    Succeeded,
-    /// Failed; to be retried.
-    Failed,
-    /// Out of attempts: to be written to the dead-letter destination.
-    Exhausted,
-    /// Written to the dead-letter destination: done.
-    DeadLettered,
-}
-
-impl RecordStatus {
-    /// `Succeeded` or `DeadLettered`: nothing more to do.
-    pub fn is_done(self) -> bool {
-        matches!(self, RecordStatus::Succeeded | RecordStatus::DeadLettered)
-    }
-}
-
-/// One record of a batch with its position and outcome so far.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BatchEntry<T> {
-    /// The record.
-    pub record: T,
-    /// Its position in the partition.
-    pub position: Position,
-    /// Its status.
-    pub status: RecordStatus,
-    /// Attempts made (failed ones counted by [`Batch::mark`]).
-    pub attempts: u32,
-}
-
-/// An in-flight batch: records of one partition after its checkpoint, with
-/// their statuses. Change statuses with [`mark`](Batch::mark), make them
-/// durable with [`DynamoDbS3CheckpointStore::persist`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Batch<T> {
-    partition: String,
-    entries: Vec<BatchEntry<T>>,
-    /// The S3 key the pointer names (not part of the object).
-    #[serde(skip)]
-    key: String,
-}
-
-impl<T> Batch<T> {
-    /// The partition.
-    pub fn partition(&self) -> &str {
-        &self.partition
-    }
-
-    /// The records with their statuses.
-    pub fn entries(&self) -> &[BatchEntry<T>] {
-        &self.entries
-    }
-
-    /// Indices of the records still to process: `Pending` or `Failed`.
-    pub fn to_process(&self) -> Vec<usize> {
-        self.indices(|s| matches!(s, RecordStatus::Pending | RecordStatus::Failed))
-    }
-
-    /// Indices of the records to dead-letter: `Exhausted`.
-    pub fn to_dead_letter(&self) -> Vec<usize> {
-        self.indices(|s| s == RecordStatus::Exhausted)
-    }
-
-    fn indices(&self, pick: impl Fn(RecordStatus) -> bool) -> Vec<usize> {
-        self.entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| pick(e.status))
-            .map(|(i, _)| i)
-            .collect()
-    }
-
-    /// Sets record `index`'s status (in memory; see
-    /// [`DynamoDbS3CheckpointStore::persist`]). `Failed` and `Succeeded`
-    /// count an attempt.
-    ///
-    /// # Panics
-    ///
-    /// When `index` is out of range.
-    #[track_caller]
-    pub fn mark(&mut self, index: usize, status: RecordStatus) {
-        let len = self.entries.len();
-        let entry = self
-            .entries
-            .get_mut(index)
-            .unwrap_or_else(|| panic!("batch has {len} records, no index {index}"));
-        if matches!(status, RecordStatus::Failed | RecordStatus::Succeeded) {
-            entry.attempts += 1;
-        }
-        entry.status = status;
-    }
-
-    /// Every record `Succeeded` or `DeadLettered`.
-    pub fn is_complete(&self) -> bool {
-        self.entries.iter().all(|e| e.status.is_done())
-    }
-
-    /// The last record's position (where the checkpoint goes when the batch
-    /// is finished).
-    pub fn end(&self) -> Option<&Position> {
-        self.entries.last().map(|e| &e.position)
-    }
-}
-
 impl DynamoDbS3CheckpointStore {
     /// A store on `table` and `bucket`, with clients built from
     /// `sdk_config`. For a local S3 endpoint, use
@@ -249,6 +146,7 @@ impl DynamoDbS3CheckpointStore {
     }
 
     /// The key prefix of batch objects. Default: `unistream-batches/`.
+    #[must_use = "returns the store with the prefix; the original is moved"]
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -409,19 +307,7 @@ impl DynamoDbS3CheckpointStore {
                 )));
             }
         }
-        let mut batch = Batch {
-            partition: partition.to_owned(),
-            entries: records
-                .into_iter()
-                .map(|(record, position)| BatchEntry {
-                    record,
-                    position,
-                    status: RecordStatus::Pending,
-                    attempts: 0,
-                })
-                .collect(),
-            key: String::new(),
-        };
+        let mut batch = Batch::pending(partition, records);
         let end = batch.end().cloned().unwrap_or(Position::End);
         let (end_checkpoint, end_sub) = match &end {
             Position::Sequence { sequence, sub } => (sequence.as_str().to_owned(), *sub),

@@ -64,6 +64,7 @@ impl KinesisRecord {
     }
 
     /// Sets the explicit hash key.
+    #[must_use = "returns the record with the hash key; the original is moved"]
     pub fn with_explicit_hash_key(mut self, hash_key: impl Into<String>) -> Self {
         self.explicit_hash_key = Some(hash_key.into());
         self

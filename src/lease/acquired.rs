@@ -22,7 +22,7 @@ use super::record::Lease;
 use crate::checkpoint::PartitionControl;
 
 /// A lease acquired by this worker, for its consumer; see the
-/// [module docs](self).
+/// [`lease`](super) module docs.
 #[derive(Debug)]
 #[must_use = "a lease must be read, or dropped to give it back at once"]
 pub struct AcquiredLease {

@@ -28,7 +28,7 @@ use crate::checkpoint::{CheckpointError, CheckpointStore, Position};
 use crate::error::Error;
 
 /// The checkpoint store of a [`LeaseWorker`](super::LeaseWorker); see the
-/// [module docs](self).
+/// [`lease`](super) module docs.
 ///
 /// It does not keep the worker running: dropping every `LeaseWorker`
 /// handle stops the worker (as a crash does), and saves through this store

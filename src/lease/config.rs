@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use crate::retry::RetryPolicy;
 
-/// Timings and limits of a lease worker; see the [module docs](self).
+/// Timings and limits of a lease worker; see the [`lease`](super) module docs.
 #[derive(Debug, Clone)]
 #[must_use = "a configuration does nothing until a worker is built with it"]
 pub struct LeaseConfig {

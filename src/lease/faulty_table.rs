@@ -22,7 +22,7 @@ use super::record::Lease;
 use super::table::{Created, LeaseError, LeaseTable};
 use super::write::LeaseWrite;
 
-/// What goes wrong, and how often; see the [module docs](self).
+/// What goes wrong, and how often; see the [`lease`](super) module docs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeaseFaults {
     /// Added to every request.
@@ -69,7 +69,7 @@ impl LeaseRequestCounts {
 }
 
 /// A lease table with injected faults and request counts; see the
-/// [module docs](self). Clones share the faults, the counts and the
+/// [`lease`](super) module docs. Clones share the faults, the counts and the
 /// generator.
 #[derive(Debug, Clone)]
 pub struct FaultyLeaseTable<T> {

@@ -13,7 +13,7 @@ use super::record::Lease;
 use super::table::{Created, LeaseError, LeaseTable};
 use super::write::LeaseWrite;
 
-/// A lease table in memory; see the [module docs](self).
+/// A lease table in memory; see the [`lease`](super) module docs.
 ///
 /// ```
 /// use unistream::lease::{Created, Lease, LeaseCheckpoint, LeaseTable, LeaseWrite, MemoryLeaseTable};

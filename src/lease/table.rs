@@ -27,7 +27,7 @@ use std::future::Future;
 use super::record::Lease;
 use super::write::LeaseWrite;
 
-/// Storage for leases with conditional writes; see the [module docs](self).
+/// Storage for leases with conditional writes; see the [`lease`](super) module docs.
 ///
 /// Tables are cheap to clone (share state behind an `Arc`).
 pub trait LeaseTable: Clone + Send + Sync + 'static {

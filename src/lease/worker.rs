@@ -6,7 +6,7 @@
 //! scan interval: take, ask for handoffs, notice losses, see `taker`).
 //! Leases being given up (handoff, shutdown, finished partitions) are
 //! drained by a task each (see `drain`). What they decide reaches the
-//! consumer of the leases as [`AcquiredLease`]s and through each lease's
+//! consumer of the leases as [`AcquiredLease`](super::AcquiredLease)s and through each lease's
 //! [`PartitionControl`].
 //!
 //! Dropping every handle stops the tasks at once, like a crash: the leases

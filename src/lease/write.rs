@@ -20,7 +20,7 @@
 
 use super::record::{Lease, LeaseCheckpoint};
 
-/// One conditional write to a lease; see the [module docs](self).
+/// One conditional write to a lease; see the [`lease`](super) module docs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseWrite {
     /// Keeps the lease: only the counter moves, which tells every other

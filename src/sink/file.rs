@@ -35,6 +35,7 @@ use crate::durable_fs;
 use crate::error::{Error, RejectedRecord};
 
 /// A `Sink<Vec<T>>` appending JSON lines to a file, fsynced per batch.
+#[must_use = "sinks do nothing unless polled"]
 pub struct FileSink<T> {
     path: Arc<Path>,
     state: FileSinkState,

@@ -42,6 +42,7 @@ type Gate = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// An in-memory `Sink<Vec<T>>` that records delivered batches.
 ///
 /// Clones share the stored batches and the fault settings.
+#[must_use = "sinks do nothing unless polled"]
 pub struct MemorySink<T> {
     shared: Arc<MemorySinkShared<T>>,
     pending: Option<Vec<T>>,

@@ -40,6 +40,7 @@ use crate::error::Error;
 /// assert_eq!(records, vec![2, 10, 20]);
 /// # Ok(()) }
 /// ```
+#[must_use = "streams do nothing unless polled"]
 pub struct MemorySource<T> {
     partitions: Vec<Partition<T>>,
     /// The partition to take the next record from.

@@ -33,6 +33,16 @@ fn append(path: &std::path::Path, bytes: &[u8]) {
     f.write_all(bytes).unwrap();
 }
 
+/// `1`, a line that does not decode, `3`, read with a dead-letter sink
+/// whose first write fails.
+fn source_with_a_failing_dead_letter_sink(dir: &std::path::Path) -> FileSource<u32> {
+    let path = dir.join("x.jsonl");
+    append(&path, b"1\nnope\n3\n");
+    let dead = MemorySink::<DeadLetter<u32>>::new();
+    dead.handle().fail_next(1);
+    FileSource::<u32>::new(&path).dead_letters(dead)
+}
+
 #[tokio::test]
 async fn reads_back_what_file_sink_wrote_with_byte_offset_tokens() {
     let dir = tempfile::tempdir().unwrap();
@@ -193,12 +203,7 @@ async fn without_a_dead_letter_sink_a_corrupt_line_is_an_error_item_and_reading_
 #[tokio::test]
 async fn a_failing_dead_letter_sink_fails_the_stream() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("x.jsonl");
-    append(&path, b"1\nnope\n3\n");
-    let dead = MemorySink::<DeadLetter<u32>>::new();
-    dead.handle().fail_next(1);
-    let items: Vec<Result<u32, Error>> = FileSource::<u32>::new(&path)
-        .dead_letters(dead)
+    let items: Vec<Result<u32, Error>> = source_with_a_failing_dead_letter_sink(dir.path())
         .stream()
         .map(|r| r.map(|(v, _)| v))
         .collect()
@@ -310,4 +315,35 @@ async fn a_line_longer_than_the_limit_fails_instead_of_growing_forever() {
         .await;
     assert_eq!(items.len(), 2, "{items:?}");
     assert!(matches!(items[1], Err(Error::Io { .. })), "{items:?}");
+}
+
+#[tokio::test]
+async fn the_stream_is_terminated_once_it_ended_and_only_then() {
+    use futures::stream::FusedStream;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.jsonl");
+    append(&path, b"1\n2\n");
+    let mut stream = FileSource::<u32>::new(&path).stream();
+    assert!(!stream.is_terminated());
+    assert_eq!(stream.try_next().await.unwrap().map(|(v, _)| v), Some(1));
+    assert_eq!(stream.try_next().await.unwrap().map(|(v, _)| v), Some(2));
+    assert!(!stream.is_terminated(), "the end is known only once polled");
+    assert!(stream.try_next().await.unwrap().is_none());
+    assert!(stream.is_terminated());
+    // Polling a terminated stream again is allowed and yields nothing.
+    assert!(stream.try_next().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_stream_ended_by_an_error_is_terminated_after_it() {
+    use futures::stream::FusedStream;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut stream = source_with_a_failing_dead_letter_sink(dir.path()).stream();
+    assert_eq!(stream.try_next().await.unwrap().map(|(v, _)| v), Some(1));
+    assert!(matches!(stream.try_next().await, Err(Error::DeadLetter(_))));
+    assert!(!stream.is_terminated());
+    assert!(stream.try_next().await.unwrap().is_none());
+    assert!(stream.is_terminated());
 }

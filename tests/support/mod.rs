@@ -1,5 +1,5 @@
-//! Helpers shared by the integration tests and the benches: the only place
-//! where a helper used by more than one test file lives.
+//! Code shared by the integration tests and the benches: the only place
+//! where a function used by more than one test file lives.
 //!
 //! Each test binary that needs it (`tests/<area>/main.rs`) includes it
 //! with `#[path = "../support/mod.rs"] mod support;`, each bench that needs it

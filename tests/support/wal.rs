@@ -1,4 +1,4 @@
-//! Helpers of the write-ahead-log tests that look at segment files.
+//! Functions for the write-ahead-log tests that look at segment files.
 
 use std::path::{Path, PathBuf};
 

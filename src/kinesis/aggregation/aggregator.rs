@@ -333,7 +333,7 @@ impl EncodedKeyTable {
         KeyLookup { hash, index }
     }
 
-    /// Appends `key` (not in the table yet; `hash` from [`lookup`]).
+    /// Appends `key` (not in the table yet; `hash` from [`lookup`](Self::lookup)).
     fn push(&mut self, hash: u64, key: &str) {
         encode_key(self.field, WireType::LengthDelimited, &mut self.encoded);
         encode_varint(key.len() as u64, &mut self.encoded);

@@ -19,7 +19,7 @@
 //! protobuf bytes.
 //!
 //! - [`Aggregator`] packs records, tracking the exact encoded size.
-//! - [`deaggregate`] / [`deaggregate_bytes`] unpack them; a payload without
+//! - [`deaggregate()`] / [`deaggregate_bytes`] unpack them; a payload without
 //!   the magic number is reported as not aggregated, a damaged one as an
 //!   [`AggregationError`] — never trusted, never a panic.
 //!

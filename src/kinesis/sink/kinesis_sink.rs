@@ -25,7 +25,7 @@
 //! One batch is in flight at a time per sink; clones share the shard map,
 //! the rate limiter and the metrics, and each has its own batch in flight.
 //! The AWS SDK client's own retry layer (for whole failed calls) runs below
-//! the sink's [`RetryPolicy`](crate::RetryPolicy); per-record failures only the sink retries.
+//! the sink's [`RetryPolicy`]; per-record failures only the sink retries.
 
 use std::fmt;
 use std::future::Future;

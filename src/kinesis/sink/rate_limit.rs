@@ -50,6 +50,7 @@ const INCREASE_STEP: f64 = 0.05;
 /// assert_eq!(half.records_per_sec_limit(), 500);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[must_use = "a rate limit does nothing until passed to `KinesisSinkBuilder::rate_limit`"]
 pub struct ShardRateLimit {
     records_per_sec: u32,
     bytes_per_sec: u64,

@@ -2,7 +2,7 @@
 //!
 //! The sink predicts each record's shard (to pace traffic per shard and to
 //! aggregate records bound for the same shard) by looking its
-//! [`HashKey`](crate::kinesis::HashKey) up here. The map comes from `ListShards`,
+//! [`HashKey`] up here. The map comes from `ListShards`,
 //! keeps open shards only (no ending sequence number), and is refreshed by
 //! the sink periodically and whenever a `PutRecords` answer shows a record
 //! landed elsewhere than predicted (a reshard happened).

@@ -48,6 +48,15 @@
 //! call on a handle, and the undelivered records stay in the log for the
 //! next time it is opened. The task does not retry such failures itself,
 //! because only the user can fix their cause.
+//!
+//! # Why one file
+//!
+//! The file is past 500 lines and holds one concept, the loop above: its
+//! steps share the task's state (the reader, the batches read ahead, the
+//! retry attempts, when the position was last committed), and how one step
+//! ends decides what the next does, so each part would be read only
+//! through the others. What the task shares with the handles is in
+//! `shared.rs`, the dead-letter destination in `dead_letter.rs`.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::stream::{BoxStream, Stream, StreamExt};
+use futures::stream::{BoxStream, Fuse, FusedStream, Stream, StreamExt};
 use futures::{Sink, SinkExt};
 
 use crate::checkpoint::{CheckpointStore, CheckpointToken, Position};
@@ -94,6 +94,7 @@ const DEFAULT_MAX_LINE_BYTES: usize = 64 << 20;
 /// [`start_after`]: FileSource::start_after
 /// [`resume_from`]: FileSource::resume_from
 /// [`dead_letters`]: FileSource::dead_letters
+#[must_use = "a source does nothing until `.stream()` is polled"]
 pub struct FileSource<T, C = JsonCodec> {
     path: PathBuf,
     codec: C,
@@ -227,7 +228,8 @@ where
             let item = run.next().await?;
             Some((item, run))
         })
-        .boxed();
+        .boxed()
+        .fuse();
         FileSourceStream { inner }
     }
 }
@@ -246,7 +248,7 @@ impl<T, C: fmt::Debug> fmt::Debug for FileSource<T, C> {
 /// The stream of a [`FileSource`]: `Result<(T, CheckpointToken), Error>`.
 #[must_use = "streams do nothing unless polled"]
 pub struct FileSourceStream<T> {
-    inner: BoxStream<'static, Result<(T, CheckpointToken), Error>>,
+    inner: Fuse<BoxStream<'static, Result<(T, CheckpointToken), Error>>>,
 }
 
 impl<T> Stream for FileSourceStream<T> {
@@ -258,6 +260,14 @@ impl<T> Stream for FileSourceStream<T> {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.inner.size_hint()
+    }
+}
+
+/// Terminated once it has returned `None`: at the end of the file (without
+/// `follow`), or on the poll after an error that ends the stream.
+impl<T> FusedStream for FileSourceStream<T> {
+    fn is_terminated(&self) -> bool {
+        self.inner.is_terminated()
     }
 }
 
