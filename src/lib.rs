@@ -29,12 +29,13 @@
 //! | `wal/writer/` | the append side: [`WalWriter`](wal::WalWriter), the writer task, one group write | |
 //! | `wal/reader/` | the read side: [`WalReader`](wal::WalReader) and its blocking read job | |
 //! | `wal/segment/` | segment files: the active one, scanning at recovery, reading frames | |
-//! | [`sink/`](sink) | batch targets: [`FileSink`](sink::FileSink), [`MemorySink`](sink::MemorySink) | |
+//! | [`sink/`](sink) | batch targets: [`FileSink`](sink::FileSink), [`MemorySink`](sink::MemorySink), [`batch_target`](sink::batch_target) for your own | |
 //! | `sink/buffered_wal/` | the durable, batching adapter: [`WalConfig`](sink::WalConfig), the delivery task, the dead-letter destination | |
 //! | [`source/`](source) | record sources: [`MemorySource`](source::MemorySource) | |
 //! | `source/file/` | [`FileSource`](source::FileSource): builder and stream, the async run, the blocking line reader | |
 //! | [`process/`](process) | per-record `retry_each` and `dead_letter`, and their outcomes | |
-//! | [`checkpoint/`](checkpoint) | tokens, positions, partition control, the out-of-order position tracker | |
+//! | [`idempotency/`](idempotency) | running a handler at most once per key: [`Idempotency`](idempotency::Idempotency), the store contract, the memory store | |
+//! | [`checkpoint/`](checkpoint) | tokens, positions, partition control, fencing tokens, the out-of-order position tracker, checkpointed filtering | |
 //! | `checkpoint/store/` | the [`CheckpointStore`] contract and its memory and JSON file stores | |
 //! | `checkpoint/batched/` | the `checkpoint_batched` combinator and its partition table | |
 //! | [`lease/`](lease) | lease coordination: [`LeaseWorker`](lease::LeaseWorker), the [`LeaseTable`](lease::LeaseTable) contract, memory and fault-injecting tables | |
@@ -46,7 +47,7 @@
 //! | `kinesis/aggregation/` | KPL aggregation: the aggregator, deaggregation, the protobuf messages | `kinesis` |
 //! | `cloudwatch_logs/` | `LogEvent`, the `Batcher` that plans `PutLogEvents` requests, service limits | `cloudwatch-logs` |
 //! | `cloudwatch_logs/sink/` | `CloudWatchLogsSink` and its builder: names, the writer, halving, one request, setup, rejected events | `cloudwatch-logs` |
-//! | `dynamodb/` | the KCL lease table: item codec, `DynamoDbLeaseTable`, `DynamoDbCheckpointStore`, table creation | `dynamodb` |
+//! | `dynamodb/` | the KCL lease table: item codec, `DynamoDbLeaseTable`, `DynamoDbCheckpointStore`, table creation; `DynamoDbIdempotencyStore` | `dynamodb` |
 //! | `dynamodb/s3_batch_store.rs`, `dynamodb/in_flight_batch.rs` | `DynamoDbS3CheckpointStore`: a batch consumer's in-flight batch in S3 | `dynamodb` + `s3` |
 //!
 //! The DynamoDB checkpoint stores are also re-exported from [`checkpoint`],

@@ -64,25 +64,30 @@ pub(crate) async fn acquire(dir: &Path) -> Result<Arc<DirGuard>, WalError> {
     let key = std::fs::canonicalize(dir).map_err(|e| WalError::io("resolve", dir, e))?;
     let deadline = tokio::time::Instant::now() + ACQUIRE_TIMEOUT;
     loop {
-        let released = {
+        let claimed = {
             let mut open = registry().lock().unwrap_or_else(|p| p.into_inner());
             match open.get(&key) {
                 None => {
                     let released = Arc::new(Notify::new());
                     open.insert(key.clone(), released.clone());
-                    drop(open);
-                    let mut guard = DirGuard {
-                        dir: key,
-                        released,
-                        lock: None,
-                    };
-                    // On failure, dropping `guard` releases the claim (which
-                    // takes the registry lock: not held here).
-                    guard.lock = lock_with_fork_grace(&guard.dir).await?;
-                    return Ok(Arc::new(guard));
+                    Ok(released)
                 }
-                Some(n) => n.clone(),
+                Some(n) => Err(n.clone()),
             }
+        };
+        let released = match claimed {
+            Ok(released) => {
+                let mut guard = DirGuard {
+                    dir: key,
+                    released,
+                    lock: None,
+                };
+                // On failure, dropping `guard` releases the claim (which
+                // takes the registry lock: not held here).
+                guard.lock = lock_with_fork_grace(&guard.dir).await?;
+                return Ok(Arc::new(guard));
+            }
+            Err(released) => released,
         };
         let notified = released.notified();
         tokio::pin!(notified);
