@@ -45,8 +45,12 @@ use super::held::StopReport;
 use super::metrics::LeaseCounters;
 use super::record::Lease;
 use super::shared::{lock, Acquisition, WorkerShared};
-use super::table::LeaseTable;
+use super::table::{LeaseError, LeaseTable};
 use super::write::LeaseWrite;
+
+/// Writes of one handoff request, the first and those after conflicts
+/// with the owner's renewals.
+const REQUEST_ATTEMPTS: usize = 3;
 
 /// Takes in flight at once.
 const TAKE_CONCURRENCY: usize = 16;
@@ -282,15 +286,7 @@ async fn rebalance<T: LeaseTable>(
         let Some(lease) = by_key.get(choice.key.as_str()) else {
             continue;
         };
-        let write = LeaseWrite::RequestHandoff {
-            from: choice.from.clone(),
-            to: me.to_owned(),
-        };
-        if shared
-            .write_unheld(&choice.key, lease.counter, write)
-            .await
-            .is_ok()
-        {
+        if request_handoff(shared, &choice.key, &choice.from, lease.counter).await {
             lock(&shared.requests).insert(choice.key.clone(), now);
             LeaseCounters::add(&shared.counters.handoffs_requested);
             tracing::info!(
@@ -302,6 +298,40 @@ async fn rebalance<T: LeaseTable>(
             );
         }
     }
+}
+
+/// Asks `from` to hand `key` over, conditional on `counter`. The owner
+/// renews every lease every renew interval, so a request written a table
+/// round trip after the scan that read the counter races that renewal; on
+/// a conflict the request is written again on the counter the conflict
+/// returned, as long as `from` still owns the lease with no handoff under
+/// way, at most [`REQUEST_ATTEMPTS`] times in all.
+async fn request_handoff<T: LeaseTable>(
+    shared: &Arc<WorkerShared<T>>,
+    key: &str,
+    from: &str,
+    mut counter: u64,
+) -> bool {
+    for _ in 0..REQUEST_ATTEMPTS {
+        let write = LeaseWrite::RequestHandoff {
+            from: from.to_owned(),
+            to: shared.id.to_string(),
+        };
+        match shared.write_unheld(key, counter, write).await {
+            Ok(_) => return true,
+            Err(LeaseError::Conflict {
+                current: Some(current),
+                ..
+            }) if current.owner.as_deref() == Some(from) && !current.handoff_pending() => {
+                counter = current.counter;
+            }
+            Err(err) => {
+                tracing::debug!(worker = %shared.id, lease = %key, error = %err, "handoff request not written");
+                return false;
+            }
+        }
+    }
+    false
 }
 
 /// Adds a lease just written by this worker to the held set and hands it

@@ -223,11 +223,19 @@ impl Cluster {
     /// leases in balance (see [`balanced`]); returns how long it took.
     pub async fn until_balanced(&self, leases: usize, limit: Duration) -> Duration {
         let running = self.running();
-        until(limit, "balanced", || async {
+        let start = Instant::now();
+        loop {
             self.check_alive();
-            balanced(&self.owners().await, &running, leases)
-        })
-        .await
+            let owners = self.owners().await;
+            if balanced(&owners, &running, leases) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "not balanced within {limit:?}: {running:?} running, the table has {owners:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Stops `producer`, waits (up to `limit`) until every record it put

@@ -108,10 +108,6 @@ async fn a_graceful_stop_and_a_new_worker_move_leases_without_redelivery() {
         "b stopped in {stopped:?}; its leases held by the others {failover:?} later \
          (lease {LEASE_DURATION:?}, scan {SCAN_INTERVAL:?})"
     );
-    assert!(
-        failover < LEASE_DURATION,
-        "released leases taken only after {failover:?}: as slowly as expired ones"
-    );
 
     cluster.start("d");
     let running = cluster.running();
@@ -142,4 +138,13 @@ async fn a_graceful_stop_and_a_new_worker_move_leases_without_redelivery() {
         .find(|(name, _)| name.starts_with("b-"))
         .expect("b's metrics");
     println!("b: {}", b.1);
+    // Released leases were taken as unowned, at once: no worker had to
+    // wait for one to expire (the figure with default timings is in
+    // BENCHMARKS.md).
+    for (name, text) in &metrics {
+        assert!(
+            text.contains("taken_expired: 0,"),
+            "{name} took an expired lease though no worker crashed: {text}"
+        );
+    }
 }
