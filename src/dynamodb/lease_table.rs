@@ -334,7 +334,15 @@ impl LeaseTable for DynamoDbLeaseTable {
             let old = match self.update(key, update).await {
                 Ok(item) => {
                     let lease = self.read(key, &item)?;
-                    debug_assert_eq!(lease.counter, expected + 1, "the update set the counter");
+                    if lease.counter != expected + 1 {
+                        return Err(LeaseError::backend(
+                            self.table.as_ref(),
+                            format!(
+                                "lease {key}: an update conditional on counter {expected} returned counter {}",
+                                lease.counter
+                            ),
+                        ));
+                    }
                     self.remember(&lease);
                     return Ok(lease);
                 }

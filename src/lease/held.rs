@@ -143,11 +143,27 @@ impl HeldLease {
             let expected = state.lease.counter;
             match table.write(&self.key, expected, write.clone()).await {
                 Ok(lease) => {
-                    debug_assert_eq!(lease.counter, expected + 1);
-                    debug_assert!(
-                        matches!(write, LeaseWrite::Release) || lease.holder() == Some(me),
-                        "a held lease stays ours until released"
-                    );
+                    // A write conditional on the counter of a lease we hold
+                    // keeps it ours (or releases it): anything else is a
+                    // table that applied two writes at one counter. Trust
+                    // it no more than a lost lease.
+                    if lease.counter != expected + 1
+                        || !(matches!(write, LeaseWrite::Release) || lease.holder() == Some(me))
+                    {
+                        tracing::error!(
+                            lease = %self.key,
+                            expected,
+                            counter = lease.counter,
+                            holder = lease.holder().unwrap_or("-"),
+                            write = write.name(),
+                            "the lease table applied a conditional write that did not keep the lease ours; the lease is fenced"
+                        );
+                        state.gone = true;
+                        self.control.fence();
+                        return Err(HeldWriteError::Lost {
+                            holder: lease.holder().map(str::to_owned),
+                        });
+                    }
                     self.known_counter.store(lease.counter, Ordering::Release);
                     state.lease = lease.clone();
                     state.renewed_at = started;

@@ -40,18 +40,38 @@ impl Emulator {
     }
 }
 
+/// `moto_server`, with its HTTP server serving one request at a time.
+const MOTO_ONE_REQUEST_AT_A_TIME: &str = "\
+import moto.server as server
+serve = server.run_simple
+server.run_simple = lambda *args, **kwargs: serve(*args, **{**kwargs, 'threaded': False})
+server.main()
+";
+
 /// The shared moto server of this test binary.
 pub fn moto() -> &'static Emulator {
     static MOTO: OnceLock<Emulator> = OnceLock::new();
     MOTO.get_or_init(|| {
         let bin = emulators_dir().join("venv/bin/moto_server");
         require_installed(&bin);
+        let python = emulators_dir().join("venv/bin/python");
         let port = free_port();
+        // One request at a time: moto's DynamoDB takes no lock between a
+        // condition check and its update, so two conditional writes on one
+        // counter served by two threads could both succeed, which DynamoDB
+        // never lets happen.
         start(
             "moto",
             port,
             "/moto-api/data.json",
-            Command::new(bin).args(["-H", "127.0.0.1", "-p", &port.to_string()]),
+            Command::new(python).args([
+                "-c",
+                MOTO_ONE_REQUEST_AT_A_TIME,
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ]),
         )
     })
 }
