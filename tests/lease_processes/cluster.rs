@@ -242,12 +242,24 @@ impl Cluster {
     /// was handled, and returns how many it put and everything handled.
     pub async fn drain(&self, producer: Producer, limit: Duration) -> (u64, Vec<Handled>) {
         let produced = producer.finish().await;
-        until(limit, "every record processed", || async {
+        let start = Instant::now();
+        loop {
             self.check_alive();
-            missing(&self.handled(), produced).is_empty()
-        })
-        .await;
-        (produced, self.handled())
+            let handled = self.handled();
+            let missing = missing(&handled, produced);
+            if missing.is_empty() {
+                return (produced, handled);
+            }
+            if start.elapsed() >= limit {
+                let owners = self.owners().await;
+                panic!(
+                    "{} of {produced} records not processed within {limit:?} (first: {:?}); the table: {owners:?}",
+                    missing.len(),
+                    &missing[..missing.len().min(10)]
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// A producer of records numbered from 0, `per_second` of them, with

@@ -40,11 +40,26 @@ impl Emulator {
     }
 }
 
-/// `moto_server`, with its HTTP server serving one request at a time.
-const MOTO_ONE_REQUEST_AT_A_TIME: &str = "\
+/// `moto_server`, its DynamoDB serving one write or read at a time: moto
+/// takes no lock between a condition check and its update, so two
+/// conditional writes on one counter served by two threads could both
+/// succeed, which DynamoDB never lets happen. The other services stay
+/// concurrent.
+const MOTO_ATOMIC_DYNAMODB: &str = "\
+import functools, threading
 import moto.server as server
-serve = server.run_simple
-server.run_simple = lambda *args, **kwargs: serve(*args, **{**kwargs, 'threaded': False})
+from moto.dynamodb.models import DynamoDBBackend
+lock = threading.RLock()
+def serialized(method):
+    @functools.wraps(method)
+    def call(*args, **kwargs):
+        with lock:
+            return method(*args, **kwargs)
+    return call
+for name in ('put_item', 'get_item', 'query', 'scan', 'update_item', 'delete_item',
+             'transact_write_items', 'transact_get_items', 'batch_get_item'):
+    if hasattr(DynamoDBBackend, name):
+        setattr(DynamoDBBackend, name, serialized(getattr(DynamoDBBackend, name)))
 server.main()
 ";
 
@@ -56,17 +71,13 @@ pub fn moto() -> &'static Emulator {
         require_installed(&bin);
         let python = emulators_dir().join("venv/bin/python");
         let port = free_port();
-        // One request at a time: moto's DynamoDB takes no lock between a
-        // condition check and its update, so two conditional writes on one
-        // counter served by two threads could both succeed, which DynamoDB
-        // never lets happen.
         start(
             "moto",
             port,
             "/moto-api/data.json",
             Command::new(python).args([
                 "-c",
-                MOTO_ONE_REQUEST_AT_A_TIME,
+                MOTO_ATOMIC_DYNAMODB,
                 "-H",
                 "127.0.0.1",
                 "-p",
