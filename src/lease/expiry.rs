@@ -65,6 +65,17 @@ impl CounterObservations {
         }
     }
 
+    /// Notes `lease` as written by this worker (a handoff request): its
+    /// counter moved, but not by its holder, so the time it has stood
+    /// still runs on from before the write.
+    pub(crate) fn own_write(&mut self, lease: &Lease) {
+        if let Some(seen) = self.seen.get_mut(&lease.key) {
+            if lease.counter == seen.counter + 1 {
+                seen.counter = lease.counter;
+            }
+        }
+    }
+
     /// Whether `lease` (as last read) has kept its counter for `duration`
     /// by this worker's clock.
     pub(crate) fn is_expired(&self, lease: &Lease, now: Instant, duration: Duration) -> bool {
@@ -168,6 +179,23 @@ mod tests {
             seen.next_expiry(&[lease(2)], "me", Instant::now(), duration),
             None
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn this_workers_own_write_does_not_restart_the_holders_expiry() {
+        let duration = Duration::from_secs(10);
+        let mut seen = CounterObservations::default();
+        seen.observe(&[lease(1)], Instant::now());
+        tokio::time::advance(Duration::from_secs(6)).await;
+        // Our handoff request moved the counter to 2.
+        seen.own_write(&lease(2));
+        seen.observe(&[lease(2)], Instant::now());
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(seen.is_expired(&lease(2), Instant::now(), duration));
+        // A write that skipped a counter came after someone else's.
+        seen.own_write(&lease(4));
+        seen.observe(&[lease(4)], Instant::now());
+        assert!(!seen.is_expired(&lease(4), Instant::now(), duration));
     }
 
     #[tokio::test(start_paused = true)]

@@ -235,7 +235,7 @@ async fn rebalance<T: LeaseTable>(
     shared: &Arc<WorkerShared<T>>,
     leases: &[Lease],
     by_key: &HashMap<&str, &Lease>,
-    observations: &CounterObservations,
+    observations: &mut CounterObservations,
     now: Instant,
 ) {
     let me = &*shared.id;
@@ -286,7 +286,12 @@ async fn rebalance<T: LeaseTable>(
         let Some(lease) = by_key.get(choice.key.as_str()) else {
             continue;
         };
-        if request_handoff(shared, &choice.key, &choice.from, lease.counter).await {
+        if let Some(requested) =
+            request_handoff(shared, &choice.key, &choice.from, lease.counter).await
+        {
+            // Our own write says nothing about whether the holder is alive:
+            // its lease keeps expiring from when it last moved.
+            observations.own_write(&requested);
             lock(&shared.requests).insert(choice.key.clone(), now);
             LeaseCounters::add(&shared.counters.handoffs_requested);
             tracing::info!(
@@ -311,14 +316,14 @@ async fn request_handoff<T: LeaseTable>(
     key: &str,
     from: &str,
     mut counter: u64,
-) -> bool {
+) -> Option<Lease> {
     for _ in 0..REQUEST_ATTEMPTS {
         let write = LeaseWrite::RequestHandoff {
             from: from.to_owned(),
             to: shared.id.to_string(),
         };
         match shared.write_unheld(key, counter, write).await {
-            Ok(_) => return true,
+            Ok(lease) => return Some(lease),
             Err(LeaseError::Conflict {
                 current: Some(current),
                 ..
@@ -327,11 +332,11 @@ async fn request_handoff<T: LeaseTable>(
             }
             Err(err) => {
                 tracing::debug!(worker = %shared.id, lease = %key, error = %err, "handoff request not written");
-                return false;
+                return None;
             }
         }
     }
-    false
+    None
 }
 
 /// Adds a lease just written by this worker to the held set and hands it
