@@ -7,40 +7,13 @@ use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::time::Duration;
 
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use futures::{Stream, TryStreamExt};
 use unistream::checkpoint::{CheckpointStreamExt, DynamoDbCheckpointStore, MemoryCheckpointStore};
 use unistream::kinesis::{KinesisRecord, KinesisSource};
 use unistream::{CheckpointStore, CheckpointToken, Error, Position};
 
 use crate::support::emulators::{kinesis_mock, moto, sdk_config, unique_name};
-use crate::support::kinesis::emulator_stream::{create_stream, wait_active};
-
-/// Writes records whose data is the decimal id, 500 per call.
-async fn put_ids(client: &aws_sdk_kinesis::Client, stream: &str, ids: std::ops::Range<u64>) {
-    let ids: Vec<u64> = ids.collect();
-    for batch in ids.chunks(500) {
-        let entries = batch
-            .iter()
-            .map(|id| {
-                PutRecordsRequestEntry::builder()
-                    .data(Blob::new(id.to_string()))
-                    .partition_key(format!("key-{id}"))
-                    .build()
-                    .unwrap()
-            })
-            .collect::<Vec<_>>();
-        let out = client
-            .put_records()
-            .stream_name(stream)
-            .set_records(Some(entries))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(out.failed_record_count(), Some(0));
-    }
-}
+use crate::support::kinesis::emulator_stream::{create_stream, put_ids, wait_active};
 
 fn id_of(record: &KinesisRecord) -> u64 {
     std::str::from_utf8(&record.data).unwrap().parse().unwrap()

@@ -6,15 +6,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use futures::TryStreamExt;
 use unistream::checkpoint::{CheckpointStreamExt, Position};
 use unistream::kinesis::KinesisSource;
 use unistream::lease::{LeaseCheckpoint, LeaseConfig, LeaseWorker, MemoryLeaseTable};
 
 use crate::support::emulators::{kinesis_mock, sdk_config, unique_name};
-use crate::support::kinesis::emulator_stream::{create_stream, wait_active};
+use crate::support::kinesis::emulator_stream::{create_stream, put_ids, wait_active};
 
 /// Short timings for real time on an emulator.
 fn config(seed: u64) -> LeaseConfig {
@@ -23,30 +21,6 @@ fn config(seed: u64) -> LeaseConfig {
         .renew_interval(Duration::from_millis(500))
         .scan_interval(Duration::from_millis(200))
         .seed(seed)
-}
-
-async fn put_ids(client: &aws_sdk_kinesis::Client, stream: &str, ids: std::ops::Range<u64>) {
-    let ids: Vec<u64> = ids.collect();
-    for batch in ids.chunks(500) {
-        let entries = batch
-            .iter()
-            .map(|id| {
-                PutRecordsRequestEntry::builder()
-                    .data(Blob::new(id.to_string()))
-                    .partition_key(format!("key-{id}"))
-                    .build()
-                    .unwrap()
-            })
-            .collect::<Vec<_>>();
-        let out = client
-            .put_records()
-            .stream_name(stream)
-            .set_records(Some(entries))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(out.failed_record_count(), Some(0));
-    }
 }
 
 /// Every record handled, by whom, in order.

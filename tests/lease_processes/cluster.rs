@@ -9,8 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use unistream::checkpoint::{Position, SequenceNumber};
 use unistream::dynamodb::DynamoDbLeaseTable;
 use unistream::lease::{Lease, LeaseCheckpoint, LeaseTable};
@@ -19,7 +17,7 @@ pub use super::worker::now_millis;
 use super::worker::{Timings, WorkerEnv};
 use crate::support::child;
 use crate::support::emulators::{kinesis_mock, moto, sdk_config, unique_name};
-use crate::support::kinesis::emulator_stream::{create_stream, wait_active};
+use crate::support::kinesis::emulator_stream::{create_stream, put_ids_keyed, wait_active};
 
 /// One record handled by a worker process, as it logged it.
 #[derive(Debug, Clone)]
@@ -343,23 +341,10 @@ impl Producer {
                         _ = stop.notified() => return,
                         _ = tick.tick() => {}
                     }
-                    let entries: Vec<PutRecordsRequestEntry> = (next..next + batch)
-                        .map(|id| {
-                            PutRecordsRequestEntry::builder()
-                                .data(Blob::new(id.to_string()))
-                                .partition_key(format!("key-{}", fastrand::u64(..)))
-                                .build()
-                                .unwrap()
-                        })
-                        .collect();
-                    let out = client
-                        .put_records()
-                        .stream_name(&stream)
-                        .set_records(Some(entries))
-                        .send()
-                        .await
-                        .expect("put records");
-                    assert_eq!(out.failed_record_count(), Some(0), "a record not put");
+                    put_ids_keyed(&client, &stream, next..next + batch, |_| {
+                        format!("key-{}", fastrand::u64(..))
+                    })
+                    .await;
                     next += batch;
                     produced.store(next, Ordering::SeqCst);
                 }

@@ -1,10 +1,12 @@
 //! Streams on the Kinesis emulators (moto, kinesis-mock): created, or
 //! resharded, and waited for until they are `ACTIVE`, so that a test's
-//! first write never meets a stream still being set up.
+//! first write never meets a stream still being set up; and numbered
+//! records written to them.
 
 use std::time::Duration;
 
-use aws_sdk_kinesis::types::StreamStatus;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
 use aws_sdk_kinesis::Client;
 
 /// Polls of [`wait_active`], 50 ms apart: 10 s in all.
@@ -43,4 +45,40 @@ pub async fn wait_active(client: &Client, name: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("stream {name} never became ACTIVE");
+}
+
+/// Writes records whose data is the decimal id, `key(id)` their partition
+/// key, 500 per call; panics unless every record was put.
+pub async fn put_ids_keyed(
+    client: &Client,
+    stream: &str,
+    ids: std::ops::Range<u64>,
+    key: impl Fn(u64) -> String,
+) {
+    let ids: Vec<u64> = ids.collect();
+    for batch in ids.chunks(500) {
+        let entries = batch
+            .iter()
+            .map(|id| {
+                PutRecordsRequestEntry::builder()
+                    .data(Blob::new(id.to_string()))
+                    .partition_key(key(*id))
+                    .build()
+                    .unwrap()
+            })
+            .collect::<Vec<_>>();
+        let out = client
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(entries))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.failed_record_count(), Some(0), "a record not put");
+    }
+}
+
+/// [`put_ids_keyed`] with partition keys `key-<id>`.
+pub async fn put_ids(client: &Client, stream: &str, ids: std::ops::Range<u64>) {
+    put_ids_keyed(client, stream, ids, |id| format!("key-{id}")).await;
 }
