@@ -40,7 +40,9 @@ fn canned() -> Vec<Record> {
     (0..PER_CALL)
         .map(|i| {
             Record::builder()
-                .sequence_number(format!("49590338271490256608559692538361571095921575989{i:09}"))
+                .sequence_number(format!(
+                    "49590338271490256608559692538361571095921575989{i:09}"
+                ))
                 .partition_key(format!("key-{i}"))
                 .data(Blob::new(vec![b'x'; 100]))
                 .build()
@@ -57,7 +59,11 @@ async fn run(workers: usize) -> f64 {
     let config = LeaseConfig::new().scan_interval(Duration::from_millis(200));
     let mut running = Vec::new();
     for w in 0..workers {
-        let worker = LeaseWorker::start(table.clone(), format!("w{w}"), config.clone().seed(w as u64));
+        let worker = LeaseWorker::start(
+            table.clone(),
+            format!("w{w}"),
+            config.clone().seed(w as u64),
+        );
         let source = KinesisSource::leased_from_client(fake.client(), "scale", worker.clone());
         let store = worker.checkpoint_store();
         let handled = handled.clone();

@@ -141,6 +141,13 @@ pub use recovery::Recovery;
 pub use writer::{WalStats, WalWriter};
 
 use ledger::{AppendMark, WalLedger, WalShared};
+
+/// The committed-position codec, for the fuzz bodies (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub(crate) use format::{
+    decode_position, encode_position_file, encode_position_slot, position_slot_offset,
+    POSITION_FILE, POSITION_SLOT_LEN,
+};
 use writer::WriterTask;
 
 /// Opens write-ahead logs.

@@ -175,10 +175,14 @@ pub(crate) fn recover(options: &WalOptions) -> Result<RecoveredLog, WalError> {
     let mut iter = segments.range(reader_segment..).peekable();
     while let Some((&first, &bytes)) = iter.next() {
         let end = iter.peek().map_or(next_lsn, |(&f, _)| f);
+        // Saturating: segment names are read from disk, and a gap between
+        // two of them can be any size.
         let records = end.saturating_sub(first);
-        backlog_payload += bytes
-            .saturating_sub(SEGMENT_HEADER_LEN)
-            .saturating_sub(records * super::format::FRAME_HEADER_LEN);
+        backlog_payload = backlog_payload.saturating_add(
+            bytes
+                .saturating_sub(SEGMENT_HEADER_LEN)
+                .saturating_sub(records.saturating_mul(super::format::FRAME_HEADER_LEN)),
+        );
     }
     backlog_payload = backlog_payload.saturating_sub(payload_before);
 
