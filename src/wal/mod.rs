@@ -27,7 +27,10 @@
 //!   payload: a bad payload is one frame that can be stepped over, a bad
 //!   header means the rest of the segment cannot be framed.
 //! - **Lsns** number records across the log's whole history, monotonic
-//!   across restarts.
+//!   across restarts, and stay below 2^63: a segment name at or beyond it
+//!   is [`WalError::Corrupt`], a committed-position slot holding such an
+//!   lsn or sequence number is damaged (the other slot is used, else
+//!   [`WalError::BadPositionFile`]).
 //! - **Durability** follows [`Fsync`]: `Always` acknowledges an append only
 //!   after `fdatasync`, with group commit (appends queued while one write +
 //!   fdatasync runs share the next one); `Interval(d)` fdatasyncs within `d`

@@ -13,7 +13,7 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use super::format::{
-    check_segment_header, decode_position, segment_name, StoredPosition, POSITION_FILE,
+    check_segment_header, decode_position, segment_name, StoredPosition, LSN_LIMIT, POSITION_FILE,
     SEGMENT_HEADER_LEN,
 };
 use super::quarantine::{copy_aside, move_segment_aside};
@@ -418,6 +418,15 @@ fn list_segments(dir: &Path) -> Result<BTreeMap<u64, u64>, WalError> {
         let Some(first) = name.to_str().and_then(super::format::parse_segment_name) else {
             continue;
         };
+        if first.0 >= LSN_LIMIT {
+            return Err(WalError::Corrupt {
+                file: entry.path(),
+                offset: 0,
+                reason: format!(
+                    "segment name says first lsn {first}, at or beyond the limit {LSN_LIMIT}"
+                ),
+            });
+        }
         let meta = entry
             .metadata()
             .map_err(|e| WalError::io("stat", entry.path(), e))?;

@@ -1,11 +1,12 @@
 //! Segment names come from disk: a name far past the records its
 //! predecessor holds (a renamed or damaged directory) is stepped over by
 //! quarantine like any damage, with memory and arithmetic that do not grow
-//! with the size of the gap.
+//! with the size of the gap; a name at the end of the lsn space is
+//! corruption.
 
 use std::path::Path;
 
-use unistream::wal::{Fsync, Lsn, OnCorruption, Wal, WalOptions};
+use unistream::wal::{Fsync, Lsn, OnCorruption, Wal, WalError, WalOptions};
 
 use crate::support::wal::{drain, flip_byte, lsns, payload, segment_path};
 
@@ -65,4 +66,27 @@ async fn a_segment_named_far_past_a_damaged_one_is_reached_by_quarantine() {
     assert_eq!(lsns(&again), vec![1, FAR, FAR + 1, FAR + 2, FAR + 3]);
     reader.commit(Lsn(FAR + 2)).await.unwrap();
     assert_eq!(reader.backlog().records, 0);
+}
+
+#[tokio::test]
+async fn a_segment_named_at_the_end_of_the_lsn_space_is_corrupt_in_both_modes() {
+    for mode in [OnCorruption::Fail, OnCorruption::Quarantine] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (writer, _reader, _) = Wal::open(options(dir.path(), OnCorruption::Fail))
+                .await
+                .unwrap();
+            writer.append((0..2).map(payload).collect()).await.unwrap();
+        }
+        // Appending after it would run the lsns past u64::MAX.
+        let last = segment_path(dir.path(), u64::MAX - 1);
+        let mut header = b"UNIWAL\x00\x01".to_vec();
+        header.extend_from_slice(&(u64::MAX - 1).to_le_bytes());
+        std::fs::write(&last, header).unwrap();
+        let err = Wal::open(options(dir.path(), mode)).await.unwrap_err();
+        assert!(
+            matches!(err, WalError::Corrupt { ref file, offset: 0, .. } if file == &last),
+            "{mode:?}: {err:?}"
+        );
+    }
 }
