@@ -28,7 +28,6 @@ use unistream::lease::{LeaseConfig, LeaseWorker, MemoryLeaseTable};
 mod support;
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod test_support;
 use test_support::kinesis::fake_read_stream::FakeReadStream;
 
