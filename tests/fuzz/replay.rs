@@ -1,3 +1,6 @@
+//! Every input committed under `fuzz/corpus/<target>/` and
+//! `fuzz/regressions/<target>/`, through the target's body.
+
 use std::path::{Path, PathBuf};
 
 use unistream::__fuzz::TARGETS;
@@ -59,7 +62,13 @@ fn every_target_replays_its_committed_corpus() {
 
 #[test]
 fn every_crash_input_found_so_far_replays_without_a_panic() {
+    let mut total = 0;
     for (target, ran) in replay("regressions") {
         println!("{target}: {ran} regression inputs");
+        total += ran;
     }
+    assert!(
+        total > 0,
+        "fuzz/regressions/ holds the crash inputs found so far"
+    );
 }

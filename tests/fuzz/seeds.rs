@@ -1,3 +1,6 @@
+//! The seeds `unistream::__fuzz::seeds` makes (the source of
+//! `fuzz/corpus/`) are inputs of their targets that the bodies accept.
+
 use unistream::__fuzz::{seeds, TARGETS};
 
 use super::run;
@@ -20,7 +23,7 @@ fn every_target_gets_seeds_and_its_body_accepts_them() {
 }
 
 #[test]
-fn wal_seeds_are_real_log_directories_with_records() {
+fn wal_seeds_hold_real_segment_files() {
     // A seed that recovery rejected outright would fuzz only the rejection.
     let seeds = seeds::all().expect("making the seeds");
     let wal: Vec<_> = seeds
