@@ -47,6 +47,11 @@ pub(crate) const POSITION_FILE_LEN: usize = POSITION_SLOT_STRIDE as usize + POSI
 const POSITION_V1_MAGIC: [u8; 8] = *b"UNIWALC\x01";
 /// Bytes of the version-1 committed-position file.
 const POSITION_V1_LEN: usize = 20;
+/// Lsns and commit sequence numbers on disk stay below this (2^63; a
+/// billion records a second would take 290 years to get there). A segment
+/// name or committed position at or above it is damage, not history, and
+/// keeping everything below it lets lsn arithmetic never overflow.
+pub(crate) const LSN_LIMIT: u64 = 1 << 63;
 /// Name of the committed-position file in the log directory.
 pub(crate) const POSITION_FILE: &str = "committed";
 /// Directory (inside the log directory) that quarantined bytes go to.
@@ -206,6 +211,15 @@ fn word64(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(w)
 }
 
+fn check_below_limit(seq: u64, lsn: u64) -> Result<(), String> {
+    if seq >= LSN_LIMIT || lsn >= LSN_LIMIT {
+        return Err(format!(
+            "sequence {seq} / lsn {lsn} at or beyond the limit {LSN_LIMIT}"
+        ));
+    }
+    Ok(())
+}
+
 /// One valid committed-position slot.
 #[derive(Debug, Clone, Copy)]
 struct PositionSlot {
@@ -224,10 +238,9 @@ fn decode_position_slot(slot: &[u8]) -> Result<Option<PositionSlot>, String> {
     if word32(slot, 24) != crc32c::crc32c(&slot[..24]) {
         return Err("checksum mismatch".to_owned());
     }
-    Ok(Some(PositionSlot {
-        seq: word64(slot, 8),
-        lsn: Lsn(word64(slot, 16)),
-    }))
+    let (seq, lsn) = (word64(slot, 8), word64(slot, 16));
+    check_below_limit(seq, lsn)?;
+    Ok(Some(PositionSlot { seq, lsn: Lsn(lsn) }))
 }
 
 /// Decodes the committed-position file: the valid slot with the higher
@@ -241,6 +254,7 @@ pub(crate) fn decode_position(bytes: &[u8]) -> Result<StoredPosition, String> {
         if word32(bytes, 16) != crc32c::crc32c(&bytes[..16]) {
             return Err("checksum mismatch".to_owned());
         }
+        check_below_limit(0, word64(bytes, 8))?;
         return Ok(StoredPosition {
             lsn: Lsn(word64(bytes, 8)),
             seq: 0,
@@ -364,6 +378,19 @@ mod tests {
         let mut rotten = bytes.clone();
         rotten[position_slot_offset(2) as usize + 20] ^= 4;
         assert_eq!(decode_position(&rotten).unwrap().lsn, Lsn(10));
+    }
+
+    #[test]
+    fn positions_and_sequences_beyond_the_limit_are_damage() {
+        let at_limit = encode_position_file(Lsn(LSN_LIMIT), 1);
+        assert!(decode_position(&at_limit).is_err());
+        let seq_at_limit = encode_position_file(Lsn(5), LSN_LIMIT);
+        assert!(decode_position(&seq_at_limit).is_err());
+        // The other slot is used when one is beyond the limit.
+        let mut bytes = encode_position_file(Lsn(10), 1);
+        let at = position_slot_offset(2) as usize;
+        bytes[at..at + POSITION_SLOT_LEN].copy_from_slice(&encode_position_slot(Lsn(u64::MAX), 2));
+        assert_eq!(decode_position(&bytes).unwrap().lsn, Lsn(10));
     }
 
     #[test]

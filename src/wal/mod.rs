@@ -27,7 +27,10 @@
 //!   payload: a bad payload is one frame that can be stepped over; after a
 //!   bad header the next frame is found again by resynchronising (below).
 //! - **Lsns** number records across the log's whole history, monotonic
-//!   across restarts.
+//!   across restarts, and stay below 2^63: a segment name at or beyond it
+//!   is [`WalError::Corrupt`], a committed-position slot holding such an
+//!   lsn or sequence number is damaged (the other slot is used, else
+//!   [`WalError::BadPositionFile`]).
 //! - **Durability** follows [`Fsync`]: `Always` acknowledges an append only
 //!   after `fdatasync`, with group commit (appends queued while one write +
 //!   fdatasync runs share the next one); `Interval(d)` fdatasyncs within `d`
@@ -178,6 +181,13 @@ pub use recovery::Recovery;
 pub use writer::{WalStats, WalWriter};
 
 use ledger::{AppendMark, WalLedger, WalShared};
+
+/// The committed-position codec, for the fuzz bodies (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub(crate) use format::{
+    decode_position, encode_position_file, encode_position_slot, position_slot_offset,
+    POSITION_FILE, POSITION_SLOT_LEN,
+};
 use writer::WriterTask;
 
 /// Opens write-ahead logs.

@@ -27,3 +27,5 @@ mod model;
 mod preallocation;
 /// One process at a time per log (child process).
 mod process_lock;
+/// Segment names far apart: quarantine steps over any gap.
+mod segment_names;

@@ -24,8 +24,9 @@
 //! delivered again after a crash (at least once, never lost).
 
 mod read_job;
+mod returned;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -40,6 +41,7 @@ use super::recovery::ReaderStart;
 use super::segment::SegmentReader;
 use super::{Lsn, QuarantinedFrame, WalError};
 use read_job::{FramePosition, ReadJob};
+use returned::ReturnedLens;
 
 /// Records appended and not yet returned by [`WalReader::next_batch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +71,8 @@ pub struct WalRecord {
 ///
 /// Memory: one segment read buffer, the records of the batch being read,
 /// 4 bytes per record returned but not yet committed (to restore the
-/// backlog on [`rewind`](Self::rewind)) and 24 bytes per record of the last
+/// backlog on [`rewind`](Self::rewind); lsns stepped over by quarantine
+/// take one range however many they are) and 24 bytes per record of the last
 /// batch (where each frame is, so that rewinding into it does not rescan
 /// its segment); a reader that commits what it delivers stays bounded
 /// whatever the backlog on disk.
@@ -94,7 +97,7 @@ pub struct WalReader {
     /// Every lsn below is committed.
     committed: u64,
     /// Payload length of every lsn in `[committed, next)` (0 for skipped).
-    returned: VecDeque<u32>,
+    returned: ReturnedLens,
     /// Payload bytes of the lsns from the open-time committed position to
     /// `next`.
     consumed_payload: u64,
@@ -135,7 +138,7 @@ impl WalReader {
             start: Some(start),
             next: start.lsn,
             committed: start.lsn,
-            returned: VecDeque::new(),
+            returned: ReturnedLens::starting_at(start.lsn),
             last_positions: Vec::new(),
             consumed_payload: 0,
             quarantined: recovered_quarantine.to_vec(),
@@ -232,10 +235,8 @@ impl WalReader {
                 self.quarantined.push(q);
             }
         }
-        for &len in &batch.lens {
-            self.consumed_payload += u64::from(len);
-        }
-        self.returned.extend(batch.lens);
+        self.consumed_payload += batch.lens.payload();
+        self.returned.append(batch.lens);
         self.last_positions = batch.positions;
         // Reading only moves forward (a rewind is what moves it back), and
         // never past the written end: only published records are read.
@@ -254,10 +255,8 @@ impl WalReader {
         if from == self.next {
             return;
         }
-        let keep = (from - self.committed) as usize;
-        for len in self.returned.drain(keep..) {
-            self.consumed_payload = self.consumed_payload.saturating_sub(u64::from(len));
-        }
+        let handed_back = self.returned.rewind(from);
+        self.consumed_payload = self.consumed_payload.saturating_sub(handed_back);
         self.next = from;
         self.debug_check();
         self.cursor = None;
@@ -320,8 +319,7 @@ impl WalReader {
             .map(|f| f.error.duplicate());
         let advanced = upto > self.committed;
         if advanced {
-            let records = (upto - self.committed) as usize;
-            self.returned.drain(..records.min(self.returned.len()));
+            self.returned.commit(upto);
             self.committed = upto;
             self.debug_check();
         }
@@ -391,10 +389,11 @@ impl WalReader {
         // One payload length per lsn in `[committed, next)`: rewinding and
         // committing index into it by lsn.
         debug_assert_eq!(
-            self.returned.len() as u64,
-            self.next - self.committed,
+            self.returned.end(),
+            self.next,
             "payload lengths out of step with the lsns returned"
         );
+        debug_assert!(self.returned.consistent());
         // Rewinding finds a position by halving.
         debug_assert!(
             self.last_positions.windows(2).all(|w| w[0].lsn < w[1].lsn),

@@ -35,6 +35,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::returned::ReturnedLens;
 use crate::wal::ledger::WalShared;
 use crate::wal::quarantine::{copy_aside, CopiedAside};
 use crate::wal::recovery::ReaderStart;
@@ -51,7 +52,7 @@ pub(super) struct RecordsRead {
     spans: Vec<RecordSpan>,
     pub(super) quarantined: Vec<QuarantinedFrame>,
     /// Payload length of every lsn consumed (0 for skipped ones).
-    pub(super) lens: Vec<u32>,
+    pub(super) lens: ReturnedLens,
     /// Where the frame of every record read without damage is.
     pub(super) positions: Vec<FramePosition>,
     pub(super) next: u64,
@@ -120,7 +121,7 @@ impl ReadJob {
             data: Vec::with_capacity((expected * 128).min(self.max_bytes as usize)),
             spans: Vec::with_capacity(expected),
             quarantined: Vec::new(),
-            lens: Vec::with_capacity(expected),
+            lens: ReturnedLens::starting_at(self.next),
             positions: Vec::with_capacity(expected),
             next: self.next,
         };
@@ -220,7 +221,7 @@ impl ReadJob {
         }
         // One payload length per lsn consumed, skipped ones included: the
         // reader's rewind and commit arithmetic counts on it.
-        debug_assert_eq!(batch.lens.len() as u64, batch.next - self.next);
+        debug_assert_eq!(batch.lens.end(), batch.next);
         let data = Bytes::from(std::mem::take(&mut batch.data));
         batch.records = batch
             .spans
@@ -408,9 +409,7 @@ impl ReadJob {
         let copied = copy_aside(self.dir(), file, offset, None)?;
         report(batch, file, offset, lsn..next_first, true, reason, copied);
         let skipped = next_first.saturating_sub(lsn);
-        batch
-            .lens
-            .extend(std::iter::repeat_n(0u32, skipped as usize));
+        batch.lens.skip(skipped);
         batch.next = next_first.max(lsn);
         Ok(AfterDamage::Continue)
     }

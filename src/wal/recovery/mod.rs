@@ -16,7 +16,7 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use super::format::{
-    check_segment_header, decode_position, segment_name, StoredPosition, POSITION_FILE,
+    check_segment_header, decode_position, segment_name, StoredPosition, LSN_LIMIT, POSITION_FILE,
     SEGMENT_HEADER_LEN,
 };
 use super::quarantine::copy_aside;
@@ -224,10 +224,14 @@ pub(crate) fn recover(options: &WalOptions) -> Result<RecoveredLog, WalError> {
     let mut iter = segments.range(reader_segment..).peekable();
     while let Some((&first, &bytes)) = iter.next() {
         let end = iter.peek().map_or(next_lsn, |(&f, _)| f);
+        // Saturating: segment names are read from disk, and a gap between
+        // two of them can be any size.
         let records = end.saturating_sub(first);
-        backlog_payload += bytes
-            .saturating_sub(SEGMENT_HEADER_LEN)
-            .saturating_sub(records * super::format::FRAME_HEADER_LEN);
+        backlog_payload = backlog_payload.saturating_add(
+            bytes
+                .saturating_sub(SEGMENT_HEADER_LEN)
+                .saturating_sub(records.saturating_mul(super::format::FRAME_HEADER_LEN)),
+        );
     }
     backlog_payload = backlog_payload.saturating_sub(payload_before);
 
@@ -302,6 +306,15 @@ fn list_segments(dir: &Path) -> Result<BTreeMap<u64, u64>, WalError> {
         let Some(first) = name.to_str().and_then(super::format::parse_segment_name) else {
             continue;
         };
+        if first.0 >= LSN_LIMIT {
+            return Err(WalError::Corrupt {
+                file: entry.path(),
+                offset: 0,
+                reason: format!(
+                    "segment name says first lsn {first}, at or beyond the limit {LSN_LIMIT}"
+                ),
+            });
+        }
         let meta = entry
             .metadata()
             .map_err(|e| WalError::io("stat", entry.path(), e))?;
