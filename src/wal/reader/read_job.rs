@@ -392,9 +392,7 @@ impl ReadJob {
                     damage.reason.clone(),
                     copied,
                 );
-                batch
-                    .lens
-                    .extend(std::iter::repeat_n(0u32, (lost.end - lsn) as usize));
+                batch.lens.skip(lost.end.saturating_sub(lsn));
                 batch.next = lost.end;
                 if lost.end < next_first {
                     let mut resumed = SegmentReader::open(self.dir(), first, len)?;

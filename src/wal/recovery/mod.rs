@@ -178,7 +178,8 @@ pub(crate) fn recover(options: &WalOptions) -> Result<RecoveredLog, WalError> {
         .next_back()
         .map(|(&f, _)| f)
         .unwrap_or(active.first);
-    let skip = committed - reader_segment;
+    // A commit position below every segment starts at the first one.
+    let skip = committed.saturating_sub(reader_segment);
     let mut offset = None;
     let mut payload_before = 0;
     if skip == 0 {
@@ -197,7 +198,7 @@ pub(crate) fn recover(options: &WalOptions) -> Result<RecoveredLog, WalError> {
                     .next()
                     .map_or(next_lsn, |(&f, _)| f);
                 SegmentExtent::Sealed {
-                    records: end - reader_segment,
+                    records: end.saturating_sub(reader_segment),
                 }
             };
             let map = map_segment(&path, len, extent)?;
@@ -238,7 +239,9 @@ pub(crate) fn recover(options: &WalOptions) -> Result<RecoveredLog, WalError> {
     // Reading resumes at or before the end: a committed position past the
     // last record was handled above by starting a new segment at it.
     debug_assert!(committed <= next_lsn);
-    debug_assert!(reader_segment <= committed);
+    // `reader_segment` may lie above `committed` when recovery quarantined
+    // everything between (a damaged segment replaced by one named above
+    // its lsns): the reader steps over the quarantined range.
     let lost_uncommitted: u64 = recovery
         .quarantined
         .iter()

@@ -168,7 +168,7 @@ pub(crate) fn map_segment(
                     // next one is missing): the records it lacks are lost.
                     let damage = DamagedBytes {
                         offset: head.end,
-                        bytes: len - head.end,
+                        bytes: len.saturating_sub(head.end),
                         records: records - head.frames,
                         exact: true,
                         reason: "segment ends before the records it should hold (truncated, or a segment is missing)".to_owned(),
