@@ -215,10 +215,24 @@ async fn a_fenced_checkpoint_ends_that_shard_while_the_others_go_on() {
             from_other += 1;
         }
     }
-    let control = first[0].1.control().unwrap();
-    tokio::time::timeout(Duration::from_secs(10), control.fenced())
-        .await
-        .expect("the victim shard's control was fenced");
+    // The fence comes with the victim's next save, which needs the stream
+    // driven: keep reading (counting the victim's records) until it does.
+    let control = first[0].1.control().unwrap().clone();
+    let fenced = control.fenced();
+    tokio::pin!(fenced);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::select! {
+            () = &mut fenced => break,
+            () = tokio::time::sleep_until(deadline) => panic!("the victim shard's control was not fenced within 10 s"),
+            item = checked.stream.try_next() => {
+                let (_, token) = item.unwrap().expect("the stream goes on");
+                if token.partition() == victim {
+                    from_victim += 1;
+                }
+            }
+        }
+    }
     let mut late = 0;
     while let Ok(Some(item)) =
         tokio::time::timeout(Duration::from_millis(1500), checked.stream.try_next())
