@@ -13,7 +13,7 @@ use unistream::kinesis::{KinesisRecord, KinesisSource};
 use unistream::{CheckpointStore, CheckpointToken, Error, Position};
 
 use crate::support::emulators::{kinesis_mock, moto, sdk_config, unique_name};
-use crate::support::kinesis::emulator_stream::{create_stream, put_ids, wait_active};
+use crate::support::kinesis::emulator_stream::{create_stream, merge, put_ids, split_in_half};
 
 fn id_of(record: &KinesisRecord) -> u64 {
     std::str::from_utf8(&record.data).unwrap().parse().unwrap()
@@ -286,24 +286,7 @@ async fn a_split_parent_is_finished_and_ended_before_its_children_start() {
 
     // Split the only shard mid-stream, then write more: those records go to
     // the children.
-    let shards = client
-        .list_shards()
-        .stream_name(&name)
-        .send()
-        .await
-        .unwrap();
-    let range = shards.shards()[0].hash_key_range().unwrap();
-    let start: u128 = range.starting_hash_key().parse().unwrap();
-    let end: u128 = range.ending_hash_key().parse().unwrap();
-    client
-        .split_shard()
-        .stream_name(&name)
-        .shard_to_split(&parent)
-        .new_starting_hash_key((start + (end - start) / 2).to_string())
-        .send()
-        .await
-        .unwrap();
-    wait_active(&client, &name).await;
+    split_in_half(&client, &name, &parent).await;
     put_ids(&client, &name, 300..600).await;
 
     let mut first_child_at = None;
@@ -422,15 +405,7 @@ async fn a_merged_child_starts_only_after_both_parents_ended() {
         .map(|s| s.shard_id().to_owned())
         .collect();
     assert_eq!(parents.len(), 2);
-    client
-        .merge_shards()
-        .stream_name(&name)
-        .shard_to_merge(&parents[0])
-        .adjacent_shard_to_merge(&parents[1])
-        .send()
-        .await
-        .unwrap();
-    wait_active(&client, &name).await;
+    merge(&client, &name, &parents[0], &parents[1]).await;
     put_ids(&client, &name, 200..300).await;
 
     while seen.len() < 300 {

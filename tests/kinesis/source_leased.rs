@@ -12,7 +12,7 @@ use unistream::kinesis::KinesisSource;
 use unistream::lease::{LeaseCheckpoint, LeaseConfig, LeaseWorker, MemoryLeaseTable};
 
 use crate::support::emulators::{kinesis_mock, sdk_config, unique_name};
-use crate::support::kinesis::emulator_stream::{create_stream, put_ids, wait_active};
+use crate::support::kinesis::emulator_stream::{create_stream, put_ids, split_in_half};
 
 /// Short timings for real time on an emulator.
 fn config(seed: u64) -> LeaseConfig {
@@ -181,24 +181,7 @@ async fn a_split_read_by_two_workers_finishes_the_parent_before_either_child() {
     .await;
     let parent = table.snapshot()[0].key.clone();
 
-    let shards = client
-        .list_shards()
-        .stream_name(&name)
-        .send()
-        .await
-        .unwrap();
-    let range = shards.shards()[0].hash_key_range().unwrap();
-    let start: u128 = range.starting_hash_key().parse().unwrap();
-    let end: u128 = range.ending_hash_key().parse().unwrap();
-    client
-        .split_shard()
-        .stream_name(&name)
-        .shard_to_split(&parent)
-        .new_starting_hash_key((start + (end - start) / 2).to_string())
-        .send()
-        .await
-        .unwrap();
-    wait_active(&client, &name).await;
+    let (start, end) = split_in_half(&client, &name, &parent).await;
     put_ids(&client, &name, 300..600).await;
     until(Duration::from_secs(60), "all 600", || {
         handled.distinct() == 600

@@ -11,7 +11,7 @@ use unistream::checkpoint::Position;
 use unistream::lease::LeaseCheckpoint;
 
 use super::cluster::{until, Cluster, Handled};
-use crate::support::kinesis::emulator_stream::wait_active;
+use crate::support::kinesis::emulator_stream::{merge, split_in_half};
 use crate::support::seed::seed;
 
 const SHARDS: usize = 6;
@@ -45,26 +45,10 @@ async fn parents_finish_before_children_across_workers_after_a_split_and_a_merge
         })
         .collect();
     by_start.sort();
-    let (start, end, split) = by_start[0].clone();
-    client
-        .split_shard()
-        .stream_name(&cluster.stream)
-        .shard_to_split(&split)
-        .new_starting_hash_key((start + (end - start) / 2).to_string())
-        .send()
-        .await
-        .unwrap();
-    wait_active(&client, &cluster.stream).await;
+    let split = by_start[0].2.clone();
+    split_in_half(&client, &cluster.stream, &split).await;
     let (merge_a, merge_b) = (by_start[3].2.clone(), by_start[4].2.clone());
-    client
-        .merge_shards()
-        .stream_name(&cluster.stream)
-        .shard_to_merge(&merge_a)
-        .adjacent_shard_to_merge(&merge_b)
-        .send()
-        .await
-        .unwrap();
-    wait_active(&client, &cluster.stream).await;
+    merge(&client, &cluster.stream, &merge_a, &merge_b).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     cluster.drain(producer, Duration::from_secs(90)).await;

@@ -82,3 +82,48 @@ pub async fn put_ids_keyed(
 pub async fn put_ids(client: &Client, stream: &str, ids: std::ops::Range<u64>) {
     put_ids_keyed(client, stream, ids, |id| format!("key-{id}")).await;
 }
+
+/// Splits `shard` of `stream` at the middle of its hash-key range and
+/// waits until the stream is active again; returns the range that was
+/// split (first and last hash key).
+pub async fn split_in_half(client: &Client, stream: &str, shard: &str) -> (u128, u128) {
+    let shards = client
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .unwrap();
+    let range = shards
+        .shards()
+        .iter()
+        .find(|s| s.shard_id() == shard)
+        .unwrap_or_else(|| panic!("no shard {shard} in {stream}"))
+        .hash_key_range()
+        .unwrap();
+    let start: u128 = range.starting_hash_key().parse().unwrap();
+    let end: u128 = range.ending_hash_key().parse().unwrap();
+    client
+        .split_shard()
+        .stream_name(stream)
+        .shard_to_split(shard)
+        .new_starting_hash_key((start + (end - start) / 2).to_string())
+        .send()
+        .await
+        .unwrap();
+    wait_active(client, stream).await;
+    (start, end)
+}
+
+/// Merges the adjacent shards `a` and `b` of `stream` and waits until the
+/// stream is active again.
+pub async fn merge(client: &Client, stream: &str, a: &str, b: &str) {
+    client
+        .merge_shards()
+        .stream_name(stream)
+        .shard_to_merge(a)
+        .adjacent_shard_to_merge(b)
+        .send()
+        .await
+        .unwrap();
+    wait_active(client, stream).await;
+}
