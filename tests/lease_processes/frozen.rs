@@ -25,21 +25,36 @@ async fn a_frozen_worker_is_fenced_and_stops_its_moved_shards_when_it_resumes() 
     let (cluster, producer) = Cluster::three_balanced("frozen", SHARDS, seed).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let frozen_leases: BTreeSet<String> = cluster
-        .owners()
-        .await
-        .remove("c")
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
     cluster.freeze("c");
-    let others = ["a".to_owned(), "b".to_owned()];
+    let frozen_at = now_millis();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // What c held when it froze: leases the table shows it holding whose
+    // shards it was reading (a lease released to c that it had not
+    // acquired yet is c's in the table only).
+    let reading: BTreeSet<String> = cluster
+        .handled()
+        .into_iter()
+        .filter(|h| h.worker == "c" && h.millis + 1_500 > frozen_at)
+        .map(|h| h.shard)
+        .collect();
+    let frozen_leases: BTreeSet<String> = cluster
+        .leases()
+        .await
+        .into_iter()
+        .filter(|l| l.holder() == Some("c") && reading.contains(&l.key))
+        .map(|l| l.key)
+        .collect();
+    assert!(
+        !frozen_leases.is_empty(),
+        "c was reading nothing when it froze"
+    );
+    let others = ["a", "b"];
     until(Duration::from_secs(30), "c's leases taken", || async {
-        let owners = cluster.owners().await;
+        let leases = cluster.leases().await;
         frozen_leases.iter().all(|key| {
-            owners
+            leases
                 .iter()
-                .any(|(owner, keys)| others.contains(owner) && keys.contains(key))
+                .any(|l| &l.key == key && l.holder().is_some_and(|h| others.contains(&h)))
         })
     })
     .await;
