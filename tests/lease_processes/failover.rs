@@ -94,6 +94,7 @@ async fn a_graceful_stop_and_a_new_worker_move_leases_without_redelivery() {
     let (cluster, producer) = Cluster::three_balanced("graceful", SHARDS, seed).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
+    let b_held = cluster.owners().await.get("b").map_or(0, Vec::len);
     let stopping = Instant::now();
     cluster.stop("b", Duration::from_secs(30)).await;
     let stopped = stopping.elapsed();
@@ -138,13 +139,21 @@ async fn a_graceful_stop_and_a_new_worker_move_leases_without_redelivery() {
         .find(|(name, _)| name.starts_with("b-"))
         .expect("b's metrics");
     println!("b: {}", b.1);
-    // Released leases were taken as unowned, at once: no worker had to
-    // wait for one to expire (the figure with default timings is in
-    // BENCHMARKS.md).
-    for (name, text) in &metrics {
-        assert!(
-            text.contains("taken_expired: 0,"),
-            "{name} took an expired lease though no worker crashed: {text}"
-        );
-    }
+    // b handed everything over by releasing it: nothing lost, nothing
+    // left to expire (how fast the others took the released leases with
+    // default timings is in BENCHMARKS.md).
+    let number = |text: &str, field: &str| -> u64 {
+        text.split(&format!("{field}: "))
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{field} in {text}"))
+    };
+    assert_eq!(number(b.1, "lost"), 0, "b: {}", b.1);
+    assert_eq!(number(b.1, "held"), 0, "b: {}", b.1);
+    assert!(
+        number(b.1, "released") + number(b.1, "handoffs_given") >= b_held as u64,
+        "b released fewer than the {b_held} leases it held: {}",
+        b.1
+    );
 }
