@@ -4,7 +4,7 @@
 //! directory given as the first argument.
 //!
 //! ```text
-//! cargo run --example fuzz_seeds --features fuzzing,kinesis
+//! cargo run --example fuzz_seeds --features fuzzing,kpl
 //! ```
 
 fn main() -> std::io::Result<()> {

@@ -5,7 +5,7 @@
 # Targets (fuzz/fuzz_targets/<name>.rs, bodies in src/fuzz/<name>.rs):
 #   wal_recovery     WAL segment directory + frames, opened in both corruption modes
 #   wal_position     the WAL's committed-position file
-#   kpl_deaggregate  KPL aggregated records (built with the fuzz crate's feature kinesis)
+#   kpl_deaggregate  KPL aggregated records (the crate's feature `kpl`: the deaggregator without the AWS SDK)
 #   checkpoint_json  the JSON checkpoint document of JsonFileCheckpointStore
 #   file_source      FileSource line splitting and decoding
 
@@ -33,7 +33,7 @@ fuzz_require_cargo_fuzz() {
 # Builds every target (sanitizer: address; debug assertions and overflow
 # checks on, so that arithmetic on sizes read from disk is checked too).
 fuzz_build() {
-  cargo +nightly fuzz build --fuzz-dir fuzz --debug-assertions --features kinesis
+  cargo +nightly fuzz build --fuzz-dir fuzz --debug-assertions
 }
 
 # fuzz_run TARGET SECONDS WORK_DIR [libFuzzer args...]
@@ -45,7 +45,7 @@ fuzz_run() {
   local target=$1 seconds=$2 work=$3
   shift 3
   mkdir -p "$work" "fuzz/regressions/$target"
-  cargo +nightly fuzz run --fuzz-dir fuzz --debug-assertions --features kinesis "$target" \
+  cargo +nightly fuzz run --fuzz-dir fuzz --debug-assertions "$target" \
     "$work" "fuzz/corpus/$target" "fuzz/regressions/$target" -- \
     -max_total_time="$seconds" -max_len="$FUZZ_MAX_LEN" -timeout=20 -rss_limit_mb=2048 \
     -print_final_stats=1 "$@"

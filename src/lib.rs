@@ -15,7 +15,8 @@
 //!
 //! One folder per concept, one concept per file. Modules without a feature
 //! build with the default features; the AWS ones sit behind cargo features
-//! (`aws` enables `kinesis`, `cloudwatch-logs`, `dynamodb` and `s3`).
+//! (`aws` enables `kinesis`, `cloudwatch-logs`, `dynamodb` and `s3`; `kpl`
+//! builds KPL aggregation and the Kinesis record types without the SDK).
 //!
 //! | path | what it holds | feature |
 //! |---|---|---|
@@ -40,11 +41,11 @@
 //! | `checkpoint/batched/` | the `checkpoint_batched` combinator and its partition table | |
 //! | [`lease/`](lease) | lease coordination: [`LeaseWorker`](lease::LeaseWorker), the [`LeaseTable`](lease::LeaseTable) contract, memory and fault-injecting tables | |
 //! | `aws/` | (private) telling throttled, transient and permanent AWS failures apart; SDK errors boxed | `kinesis`, `cloudwatch-logs` or `dynamodb` |
-//! | `kinesis/` | records, stream targets, hash keys, service limits | `kinesis` |
+//! | `kinesis/` | records, stream targets, hash keys, service limits | `kinesis` (`kpl`: records, hash keys, limits) |
 //! | `kinesis/sink/` | `KinesisSink` and its builder: shard map, per-shard pacing, validation, metrics, the WAL codec | `kinesis` |
 //! | `kinesis/sink/put/` | delivering one batch: shared state, entries with aggregation, call planning, the call and its failures, progress | `kinesis` |
 //! | `kinesis/source/` | `KinesisSource`: shard listing and lineage, one reader per shard, the merged stream, leased mode | `kinesis` |
-//! | `kinesis/aggregation/` | KPL aggregation: the aggregator, deaggregation, the protobuf messages | `kinesis` |
+//! | `kinesis/aggregation/` | KPL aggregation: the aggregator, deaggregation, the protobuf messages | `kinesis` or `kpl` |
 //! | `cloudwatch_logs/` | `LogEvent`, the `Batcher` that plans `PutLogEvents` requests, service limits | `cloudwatch-logs` |
 //! | `cloudwatch_logs/sink/` | `CloudWatchLogsSink` and its builder: names, the writer, halving, one request, setup, rejected events | `cloudwatch-logs` |
 //! | `dynamodb/` | the KCL lease table: item codec, `DynamoDbLeaseTable`, `DynamoDbCheckpointStore`, table creation; `DynamoDbIdempotencyStore` | `dynamodb` |
@@ -72,7 +73,7 @@ pub mod sink;
 pub mod source;
 pub mod wal;
 
-#[cfg(feature = "kinesis")]
+#[cfg(feature = "kpl")]
 pub mod kinesis;
 
 #[cfg(feature = "cloudwatch-logs")]

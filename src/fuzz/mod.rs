@@ -22,7 +22,7 @@
 
 pub mod checkpoint_json;
 pub mod file_source;
-#[cfg(feature = "kinesis")]
+#[cfg(feature = "kpl")]
 pub mod kpl_deaggregate;
 pub mod scratch;
 pub mod seeds;
@@ -40,13 +40,13 @@ pub const TARGETS: &[&str] = &[
 ];
 
 /// Runs the body of the target `name` on `data`; `false` when this build
-/// lacks the target (`kpl_deaggregate` without feature `kinesis`) or the
+/// lacks the target (`kpl_deaggregate` without feature `kpl`) or the
 /// name is unknown.
 pub fn run_target(name: &str, data: &[u8]) -> bool {
     match name {
         "wal_recovery" => wal_recovery::run(data),
         "wal_position" => wal_position::run(data),
-        #[cfg(feature = "kinesis")]
+        #[cfg(feature = "kpl")]
         "kpl_deaggregate" => kpl_deaggregate::run(data),
         "checkpoint_json" => checkpoint_json::run(data),
         "file_source" => file_source::run(data),

@@ -42,7 +42,7 @@ pub fn all() -> std::io::Result<Vec<Seed>> {
     for (name, bytes) in position_files() {
         add("wal_position", &name, bytes);
     }
-    #[cfg(feature = "kinesis")]
+    #[cfg(feature = "kpl")]
     for (name, bytes) in aggregates() {
         add("kpl_deaggregate", &name, bytes);
     }
@@ -161,7 +161,7 @@ fn position_files() -> Vec<(String, Vec<u8>)> {
     ]
 }
 
-#[cfg(feature = "kinesis")]
+#[cfg(feature = "kpl")]
 fn aggregates() -> Vec<(String, Vec<u8>)> {
     use crate::kinesis::aggregation::Aggregator;
     use crate::kinesis::KinesisRecord;

@@ -119,10 +119,13 @@ pub struct InvalidHashKey {
 /// the exact partition key, so a cached hash key is always the one
 /// [`HashKey::from_partition_key`] gives.
 #[derive(Debug, Default)]
+// Used by the Kinesis sink (feature `kinesis`), not by `kpl` alone.
+#[cfg_attr(not(feature = "kinesis"), allow(dead_code))]
 pub(crate) struct HashKeyCache {
     keys: hashbrown::HashMap<Box<str>, HashKey>,
 }
 
+#[cfg_attr(not(feature = "kinesis"), allow(dead_code))]
 impl HashKeyCache {
     /// Most keys held at once.
     pub(crate) const CAPACITY: usize = 16 * 1024;

@@ -1,7 +1,9 @@
 //! AWS Kinesis Data Streams: records, limits, the producer sink, the
 //! consumer source and KPL aggregation.
 //!
-//! Enabled by the `kinesis` cargo feature.
+//! Enabled by the `kinesis` cargo feature. The `kpl` feature alone builds
+//! only what needs no AWS SDK: [`aggregation`], [`KinesisRecord`],
+//! [`HashKey`] and [`limits`].
 //!
 //! | item | where | what it is |
 //! |---|---|---|
@@ -17,16 +19,23 @@ pub mod aggregation;
 mod hash_key;
 pub mod limits;
 mod record;
+#[cfg(feature = "kinesis")]
 mod sink;
+#[cfg(feature = "kinesis")]
 pub mod source;
+#[cfg(feature = "kinesis")]
 mod target;
 
 pub use hash_key::{HashKey, InvalidHashKey};
 pub use record::KinesisRecord;
+#[cfg(feature = "kinesis")]
 pub use sink::rate_limit;
+#[cfg(feature = "kinesis")]
 pub use sink::{
     validate, InvalidRecord, KinesisCodec, KinesisMetrics, KinesisMetricsHandle, KinesisSink,
     KinesisSinkBuilder, ShardRateLimit,
 };
+#[cfg(feature = "kinesis")]
 pub use source::{InitialPosition, KinesisSource, KinesisStream};
+#[cfg(feature = "kinesis")]
 pub use target::StreamTarget;

@@ -110,6 +110,8 @@ impl Aggregator {
     /// Makes room for about `records` more records holding `data_bytes`
     /// bytes of data in all (never more than one full aggregate), so that
     /// adding them does not grow the buffers step by step.
+    // Used by the Kinesis sink (feature `kinesis`), not by `kpl` alone.
+    #[cfg_attr(not(feature = "kinesis"), allow(dead_code))]
     pub(crate) fn reserve(&mut self, records: usize, data_bytes: usize) {
         // Per record: the record's tag and length, the key index and the
         // data's tag and length, a few bytes each.
@@ -169,6 +171,8 @@ impl Aggregator {
     /// Like [`try_add_ref`](Aggregator::try_add_ref) for a record whose
     /// explicit hash key is known to be valid and whose hash key the caller
     /// computed already ([`HashKey::of`]); never refuses it as invalid.
+    // Used by the Kinesis sink (feature `kinesis`), not by `kpl` alone.
+    #[cfg_attr(not(feature = "kinesis"), allow(dead_code))]
     pub(crate) fn try_add_with_hash_key(
         &mut self,
         record: &KinesisRecord,
@@ -314,6 +318,8 @@ impl EncodedKeyTable {
         }
     }
 
+    // Used by the Kinesis sink (feature `kinesis`), not by `kpl` alone.
+    #[cfg_attr(not(feature = "kinesis"), allow(dead_code))]
     fn reserve(&mut self, keys: usize) {
         self.spans.reserve(keys);
         self.index.reserve(keys, |&(hash, _)| hash);
