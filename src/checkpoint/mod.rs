@@ -30,6 +30,7 @@ mod position;
 mod store;
 mod token;
 mod tracker;
+mod transactional;
 
 pub use batched::CheckpointBatched;
 pub use control::PartitionControl;
@@ -41,6 +42,9 @@ pub use position::{Position, SequenceNumber};
 pub use store::{CheckpointError, CheckpointStore, JsonFileCheckpointStore, MemoryCheckpointStore};
 pub use token::{AsCheckpointToken, CheckpointToken};
 pub use tracker::PositionTracker;
+pub use transactional::{
+    ProcessedRecord, TransactionCommit, TransactionalCheckpointStore, TransactionalStreamExt,
+};
 
 /// The DynamoDB stores under their former path; the types are re-exported
 /// below, beside the other stores.

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure, Update};
 
 /// The expressions of one `UpdateItem`; see the [module docs](self).
 #[derive(Debug, Default, Clone)]
@@ -131,6 +131,36 @@ impl ItemUpdate {
         } else {
             request.set_expression_attribute_values(Some(self.values))
         }
+    }
+
+    /// This update as one action of a `TransactWriteItems` on the item
+    /// `key` of `table`; a failed condition returns the item as it was.
+    pub(crate) fn into_transact_update(
+        self,
+        table: &str,
+        key: HashMap<String, AttributeValue>,
+    ) -> Result<Update, aws_sdk_dynamodb::error::BuildError> {
+        debug_assert!(
+            !(self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()),
+            "an update changes something"
+        );
+        let update = Update::builder()
+            .table_name(table)
+            .set_key(Some(key))
+            .update_expression(self.update_expression())
+            .set_expression_attribute_names(Some(self.names))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let update = if self.conditions.is_empty() {
+            update
+        } else {
+            update.condition_expression(self.conditions.join(" AND "))
+        };
+        let update = if self.values.is_empty() {
+            update
+        } else {
+            update.set_expression_attribute_values(Some(self.values))
+        };
+        update.build()
     }
 }
 

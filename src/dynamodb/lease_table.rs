@@ -86,13 +86,16 @@ pub const MAX_WRITE_ATTEMPTS: usize = 3;
 /// ```
 #[derive(Debug, Clone)]
 pub struct DynamoDbLeaseTable {
-    client: aws_sdk_dynamodb::Client,
-    table: Arc<str>,
+    pub(super) client: aws_sdk_dynamodb::Client,
+    pub(super) table: Arc<str>,
     consistent_list: bool,
     /// The latest lease seen per key: the basis of writes that depend on
     /// the lease's owners. Only an optimization: every write's condition
     /// checks the state it was planned from.
     seen: Arc<Mutex<HashMap<String, Lease>>>,
+    /// The key attribute names of the tables outputs are written to (see
+    /// `lease_transaction.rs`), read once per table.
+    pub(super) key_schemas: Arc<Mutex<HashMap<String, Vec<String>>>>,
 }
 
 impl DynamoDbLeaseTable {
@@ -108,6 +111,7 @@ impl DynamoDbLeaseTable {
             table: table.into(),
             consistent_list: false,
             seen: Arc::default(),
+            key_schemas: Arc::default(),
         }
     }
 
@@ -137,19 +141,19 @@ impl DynamoDbLeaseTable {
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn remember(&self, lease: &Lease) {
+    pub(super) fn remember(&self, lease: &Lease) {
         self.seen().insert(lease.key.clone(), lease.clone());
     }
 
     /// The lease at counter `expected`, if this table saw it there last.
-    fn seen_at(&self, key: &str, expected: u64) -> Option<Lease> {
+    pub(super) fn seen_at(&self, key: &str, expected: u64) -> Option<Lease> {
         self.seen()
             .get(key)
             .filter(|lease| lease.counter == expected)
             .cloned()
     }
 
-    fn backend<E, R>(&self, err: SdkError<E, R>) -> LeaseError
+    pub(super) fn backend<E, R>(&self, err: SdkError<E, R>) -> LeaseError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug + Send + Sync + 'static,
@@ -167,7 +171,7 @@ impl DynamoDbLeaseTable {
 
     /// Reads an item under `key`: a lease, or `Corrupt` (another entity
     /// type included: a key that names one is not a lease's).
-    fn read(&self, key: &str, item: &Item) -> Result<Lease, LeaseError> {
+    pub(super) fn read(&self, key: &str, item: &Item) -> Result<Lease, LeaseError> {
         match lease_item::is_lease(item) {
             Ok(true) => {}
             Ok(false) => {
@@ -185,7 +189,7 @@ impl DynamoDbLeaseTable {
         lease_item::decode(item).map_err(|e| self.corrupt(key, e))
     }
 
-    fn conflict(&self, key: &str, expected: u64, current: Option<Lease>) -> LeaseError {
+    pub(super) fn conflict(&self, key: &str, expected: u64, current: Option<Lease>) -> LeaseError {
         if let Some(lease) = &current {
             self.remember(lease);
         }

@@ -111,6 +111,7 @@ mod in_flight_batch;
 mod item_update;
 mod lease_item;
 mod lease_table;
+mod lease_transaction;
 mod lease_update;
 #[cfg(feature = "s3")]
 mod s3_batch_store;

@@ -23,8 +23,11 @@ use super::metrics::LeaseCounters;
 use super::record::LeaseCheckpoint;
 use super::shared::WorkerShared;
 use super::table::LeaseTable;
+use super::transactional::{self, TransactionalLeaseTable};
 use super::write::LeaseWrite;
-use crate::checkpoint::{CheckpointError, CheckpointStore, Position};
+use crate::checkpoint::{
+    CheckpointError, CheckpointStore, Position, ProcessedRecord, TransactionalCheckpointStore,
+};
 use crate::error::Error;
 
 /// The checkpoint store of a [`LeaseWorker`](super::LeaseWorker); see the
@@ -147,5 +150,57 @@ impl<T: LeaseTable> CheckpointStore for LeaseCheckpointStore<T> {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Outputs written with the checkpoint, in one transaction conditional on
+/// the lease (see [`TransactionalLeaseTable`] and
+/// [`checkpoint_transactional`](crate::checkpoint::TransactionalStreamExt::checkpoint_transactional)).
+/// A commit of a partition this worker does not hold, or whose lease moves
+/// before the transaction lands, is [`CheckpointError::Fenced`] and writes
+/// nothing of that transaction.
+impl<T: TransactionalLeaseTable> TransactionalCheckpointStore for LeaseCheckpointStore<T> {
+    type Output = T::Output;
+
+    async fn commit(
+        &self,
+        partition: &str,
+        records: Vec<ProcessedRecord<T::Output>>,
+    ) -> Result<usize, CheckpointError> {
+        let shared = &self.shared;
+        let Some(held) = shared.held(partition) else {
+            return Err(CheckpointError::Fenced {
+                partition: partition.to_owned(),
+                reason: format!("worker {} does not hold the lease", shared.id),
+            });
+        };
+        let all: Vec<T::Output> = records
+            .iter()
+            .flat_map(|r| r.outputs.iter().cloned())
+            .collect();
+        let mut attempt = 0u32;
+        while let Err(err) = shared.table.prepare(&all).await {
+            if !shared.config.write_retry.allows_another(attempt + 1) {
+                return Err(CheckpointError::backend(self.store_name(), err));
+            }
+            let ceiling = shared.config.write_retry.ceiling(attempt);
+            attempt = attempt.saturating_add(1);
+            tokio::time::sleep(ceiling.mul_f64(shared.random())).await;
+        }
+        let runs = transactional::plan(&shared.table, &records).map_err(|reason| {
+            CheckpointError::Transaction {
+                partition: partition.to_owned(),
+                reason,
+            }
+        })?;
+        for run in &runs {
+            let outputs: Vec<T::Output> = records[run.clone()]
+                .iter()
+                .flat_map(|r| r.outputs.iter().cloned())
+                .collect();
+            let position = &records[run.end - 1].position;
+            transactional::commit_held(shared, &held, position, &outputs).await?;
+        }
+        Ok(runs.len())
     }
 }

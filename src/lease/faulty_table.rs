@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use super::record::Lease;
 use super::table::{Created, LeaseError, LeaseTable};
+use super::transactional::{OutputFootprint, TransactionLimits, TransactionalLeaseTable};
 use super::write::LeaseWrite;
 
 /// What goes wrong, and how often; see the [`lease`](super) module docs.
@@ -219,6 +220,49 @@ impl<T: LeaseTable> LeaseTable for FaultyLeaseTable<T> {
             Fate::LoseAnswer => {
                 let _ = self.inner.write(key, expected, write).await;
                 Err(self.injected("write applied, answer lost"))
+            }
+        }
+    }
+}
+
+impl<T: TransactionalLeaseTable> TransactionalLeaseTable for FaultyLeaseTable<T> {
+    type Output = T::Output;
+
+    fn limits(&self) -> TransactionLimits {
+        self.inner.limits()
+    }
+
+    fn footprint(&self, output: &T::Output) -> OutputFootprint {
+        self.inner.footprint(output)
+    }
+
+    async fn prepare(&self, outputs: &[T::Output]) -> Result<(), LeaseError> {
+        self.inner.prepare(outputs).await
+    }
+
+    /// Counted as a write, and meets a write's faults: a transaction that
+    /// fails unapplied, or one applied whose answer is lost.
+    async fn write_with(
+        &self,
+        key: &str,
+        expected: u64,
+        write: LeaseWrite,
+        outputs: &[T::Output],
+        request: &str,
+    ) -> Result<Lease, LeaseError> {
+        match self.fate(&self.state.writes, true).await {
+            Fate::Pass => {
+                self.inner
+                    .write_with(key, expected, write, outputs, request)
+                    .await
+            }
+            Fate::Fail => Err(self.injected("transaction failed")),
+            Fate::LoseAnswer => {
+                let _ = self
+                    .inner
+                    .write_with(key, expected, write, outputs, request)
+                    .await;
+                Err(self.injected("transaction applied, answer lost"))
             }
         }
     }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::record::Lease;
 use super::table::{Created, LeaseError, LeaseTable};
+use super::transactional::{OutputFootprint, TransactionLimits, TransactionalLeaseTable};
 use super::write::LeaseWrite;
 
 /// A lease table in memory; see the [`lease`](super) module docs.
@@ -33,7 +34,33 @@ use super::write::LeaseWrite;
 pub struct MemoryLeaseTable {
     name: Arc<str>,
     leases: Arc<Mutex<BTreeMap<String, Lease>>>,
+    outputs: Arc<Mutex<BTreeMap<String, StoredOutput>>>,
 }
+
+/// An output of a transaction on a [`MemoryLeaseTable`]
+/// ([`TransactionalLeaseTable`]): `value` put under `key` in the table's
+/// output map, together with the lease write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryOutput {
+    /// Where it is put (one item: two outputs on one key never share a
+    /// transaction).
+    pub key: String,
+    /// What is put.
+    pub value: String,
+}
+
+/// An output as a [`MemoryLeaseTable`] holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOutput {
+    /// The last value put.
+    pub value: String,
+    /// How many transactions put it: more than one is an effect repeated.
+    pub writes: u64,
+}
+
+/// The limits of one transaction on a [`MemoryLeaseTable`]: DynamoDB's, so
+/// that tests split groups where DynamoDB would.
+const MEMORY_TRANSACTION_LIMITS: TransactionLimits = TransactionLimits::DYNAMODB;
 
 impl MemoryLeaseTable {
     /// An empty table called `name`.
@@ -41,6 +68,7 @@ impl MemoryLeaseTable {
         Self {
             name: name.into(),
             leases: Arc::default(),
+            outputs: Arc::default(),
         }
     }
 
@@ -53,6 +81,15 @@ impl MemoryLeaseTable {
     /// Every lease, in key order (synchronous, for assertions).
     pub fn snapshot(&self) -> Vec<Lease> {
         self.leases().values().cloned().collect()
+    }
+
+    /// Every output written by transactions, by key (synchronous, for
+    /// assertions).
+    pub fn outputs(&self) -> BTreeMap<String, StoredOutput> {
+        self.outputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Replaces or inserts a lease as it is, counter included (to set up a
@@ -100,6 +137,55 @@ impl LeaseTable for MemoryLeaseTable {
                     "every write increments the counter"
                 );
                 *lease = next.clone();
+                Ok(next)
+            }
+            current => Err(LeaseError::Conflict {
+                table: self.name.to_string(),
+                key: key.to_owned(),
+                expected,
+                current: current.map(|lease| Box::new(lease.clone())),
+            }),
+        }
+    }
+}
+
+impl TransactionalLeaseTable for MemoryLeaseTable {
+    type Output = MemoryOutput;
+
+    fn limits(&self) -> TransactionLimits {
+        MEMORY_TRANSACTION_LIMITS
+    }
+
+    fn footprint(&self, output: &MemoryOutput) -> OutputFootprint {
+        OutputFootprint {
+            bytes: output.key.len() + output.value.len(),
+            item: Some(output.key.clone()),
+        }
+    }
+
+    async fn write_with(
+        &self,
+        key: &str,
+        expected: u64,
+        write: LeaseWrite,
+        outputs: &[MemoryOutput],
+        _request: &str,
+    ) -> Result<Lease, LeaseError> {
+        // Lock order: leases, then outputs.
+        let mut leases = self.leases();
+        let mut stored = self.outputs.lock().unwrap_or_else(|p| p.into_inner());
+        match leases.get_mut(key) {
+            Some(lease) if lease.counter == expected => {
+                let next = write.apply(lease);
+                *lease = next.clone();
+                for output in outputs {
+                    let cell = stored.entry(output.key.clone()).or_insert(StoredOutput {
+                        value: String::new(),
+                        writes: 0,
+                    });
+                    cell.value = output.value.clone();
+                    cell.writes += 1;
+                }
                 Ok(next)
             }
             current => Err(LeaseError::Conflict {

@@ -93,6 +93,21 @@ pub enum LeaseError {
         reason: String,
     },
 
+    /// A transaction of outputs with a lease write
+    /// ([`TransactionalLeaseTable::write_with`](super::TransactionalLeaseTable::write_with))
+    /// was refused for an output's sake: an output's own condition failed,
+    /// or the backend cannot take the transaction as it is. Nothing of it
+    /// was applied; sending it again fails again.
+    #[error("a transaction with lease {key} in {table} was refused: {reason}")]
+    TransactionRejected {
+        /// The table.
+        table: String,
+        /// The lease.
+        key: String,
+        /// Why (the output's index and the backend's reason).
+        reason: String,
+    },
+
     /// The storage failed (network, throttling, service error). Retrying
     /// may succeed; the write may or may not have been applied.
     #[error("lease table {table} failed")]

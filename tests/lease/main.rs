@@ -8,3 +8,4 @@ mod consumer;
 mod fencing;
 mod simulation;
 mod timing;
+mod transactional;

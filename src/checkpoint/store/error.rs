@@ -41,6 +41,19 @@ pub enum CheckpointError {
         partitions: Vec<crate::checkpoint::HeldBackTokens>,
     },
 
+    /// A commit of outputs with the checkpoint
+    /// ([`TransactionalCheckpointStore::commit`](crate::checkpoint::TransactionalCheckpointStore::commit))
+    /// cannot be written as given (an output's own condition failed, a
+    /// record's outputs exceed one transaction). Nothing of the refused
+    /// transaction was applied; sending it again fails again.
+    #[error("transaction for partition {partition} refused: {reason}")]
+    Transaction {
+        /// The partition.
+        partition: String,
+        /// Why.
+        reason: String,
+    },
+
     /// The backing storage failed (I/O, network, service error). Retrying
     /// may succeed.
     #[error("checkpoint store {store} failed: {source}")]
