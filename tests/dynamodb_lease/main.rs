@@ -13,4 +13,5 @@ mod corrupt;
 mod env;
 mod kcl_items;
 mod model;
+mod transactional;
 mod workers;
