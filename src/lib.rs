@@ -68,6 +68,7 @@ mod error;
 pub mod idempotency;
 pub mod lease;
 pub mod process;
+pub mod record_id;
 pub mod retry;
 pub mod sink;
 pub mod source;
