@@ -18,6 +18,8 @@ mod sink;
 mod source;
 /// KPL aggregates read back one user record at a time (moto).
 mod source_aggregated;
+/// `KinesisSource` with enhanced fan-out (kinesis-mock).
+mod source_fanout;
 /// `KinesisSource` against the read fake: injected faults and pacing.
 mod source_faults;
 /// A KCL-written lease table taken over and resumed (moto).
