@@ -37,22 +37,34 @@
 //!   records are checkpointed, whatever checkpointer is used, and the
 //!   children start after that.
 //!
+//! # Retrieval
+//!
+//! Shards are polled (`GetRecords`) unless
+//! [`enhanced_fan_out`](KinesisSource::enhanced_fan_out) is set: then each
+//! shard is read through `SubscribeToShard` as a registered consumer, with
+//! everything above unchanged (see [`fan_out`] for what differs: consumer
+//! registration, subscriptions, back-pressure on the HTTP/2 stream, what
+//! is needed against AWS). Calls per second and records per call are
+//! polling settings; fan-out ignores them.
+//!
 //! # What it does not do
 //!
 //! - Lease balancing between several workers: a source reads every shard.
 //!   Run one per stream, or give each worker its own stream; a
 //!   [`DynamoDbCheckpointStore`] still fences a second writer.
-//! - Enhanced fan-out (`SubscribeToShard`): polling only.
 //!
 //! [`DynamoDbCheckpointStore`]: https://docs.rs/unistream/latest/unistream/checkpoint/struct.DynamoDbCheckpointStore.html
 //! [`PartitionControl`]: crate::checkpoint::PartitionControl
 
 mod failure;
+pub mod fan_out;
 mod iterator;
 mod leased;
 mod lineage;
 mod merge;
+mod polling;
 mod records;
+mod retrieval;
 mod shard_list;
 mod shard_reader;
 mod shard_stream;
@@ -66,8 +78,10 @@ use crate::kinesis::{KinesisRecord, StreamTarget};
 use crate::lease::{LeaseCheckpointStore, LeaseTable, LeaseWorker};
 use crate::retry::RetryPolicy;
 use crate::Error;
+use fan_out::FanOutConsumer;
 use leased::LeaseDriver;
 
+pub use fan_out::{EnhancedFanOut, FanOutError};
 pub use iterator::InitialPosition;
 pub use merge::KinesisStream;
 
@@ -126,6 +140,7 @@ pub struct KinesisSource<S> {
     store: S,
     config: SourceConfig,
     leases: Option<Arc<dyn LeaseDriver>>,
+    fan_out: Option<EnhancedFanOut>,
 }
 
 /// Tunables of a [`KinesisSource`].
@@ -189,6 +204,7 @@ impl<S: CheckpointStore> KinesisSource<S> {
             store,
             config: SourceConfig::default(),
             leases: None,
+            fan_out: None,
         }
     }
 
@@ -275,11 +291,24 @@ impl<S: CheckpointStore> KinesisSource<S> {
         self
     }
 
+    /// Reads every shard by enhanced fan-out (`SubscribeToShard`) as the
+    /// registered consumer `fan_out` names, registering it if needed,
+    /// instead of polling. See [`fan_out`] for what it guarantees and
+    /// needs. Default: polling.
+    pub fn enhanced_fan_out(mut self, fan_out: EnhancedFanOut) -> Self {
+        self.fan_out = Some(fan_out);
+        self
+    }
+
     /// The merged stream of every shard's records. Reading starts when it is
     /// first polled, which must happen inside a Tokio runtime; dropping it
     /// stops every shard task.
     pub fn stream(self) -> KinesisStream {
+        let fan_out = self
+            .fan_out
+            .map(|settings| Arc::new(FanOutConsumer::new(settings, self.client.clone())));
         let shared = Arc::new(SourceShared {
+            fan_out,
             client: self.client,
             stream: self.stream,
             store: self.store,
@@ -328,6 +357,8 @@ pub(crate) struct SourceShared<S> {
     pub(crate) config: SourceConfig,
     /// The lease worker, in leased mode.
     pub(crate) leases: Option<Arc<dyn LeaseDriver>>,
+    /// The registered consumer, with enhanced fan-out.
+    pub(crate) fan_out: Option<Arc<FanOutConsumer>>,
 }
 
 impl<S> SourceShared<S> {
