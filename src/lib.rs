@@ -90,5 +90,5 @@ pub mod __fuzz;
 pub use checkpoint::{CheckpointStore, CheckpointStreamExt, CheckpointToken, Position};
 pub use codec::{Codec, JsonCodec, RawCodec};
 pub use dead_letter::DeadLetter;
-pub use error::{BoxError, BrokenTarget, Error, RejectedRecord, Result};
+pub use error::{BoxError, BrokenTarget, Error, ErrorChain, RejectedRecord, Result};
 pub use retry::RetryPolicy;

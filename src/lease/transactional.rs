@@ -274,7 +274,7 @@ pub(crate) async fn commit_held<T: TransactionalLeaseTable>(
                 // The outcome is unknown: only this same request may be
                 // sent again, until the lease runs out.
                 if state.renewed_at.elapsed() >= shared.config.lease_duration {
-                    tracing::warn!(worker = %me, lease = %held.key, error = %err, "a transaction's outcome stayed unknown until the lease ran out");
+                    tracing::warn!(worker = %me, lease = %held.key, error = %crate::ErrorChain(&err), "a transaction's outcome stayed unknown until the lease ran out");
                     break Err(None);
                 }
                 let ceiling = shared.config.write_retry.ceiling(attempt);

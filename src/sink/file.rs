@@ -231,7 +231,7 @@ fn append_durably(
         Ok(()) => (file, len + bytes.len() as u64, Ok(())),
         Err(e) => {
             if let Err(cut) = file.set_len(len) {
-                tracing::error!(path = %path.display(), error = %cut, "cannot cut back a failed append");
+                tracing::error!(path = %path.display(), error = %crate::ErrorChain(&cut), "cannot cut back a failed append");
             }
             (file, len, Err(e))
         }

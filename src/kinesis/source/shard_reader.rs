@@ -91,7 +91,7 @@ impl<S: CheckpointStore> ShardReader<S> {
         match self.read().await {
             Ok(outcome) => outcome,
             Err(err) => {
-                tracing::warn!(shard = %self.shard, error = %err, "kinesis shard reader failed");
+                tracing::warn!(shard = %self.shard, error = %crate::ErrorChain(&err), "kinesis shard reader failed");
                 let _ = self.tx.send(Err(err)).await;
                 ShardOutcome::Stopped
             }
@@ -268,7 +268,7 @@ impl<S: CheckpointStore> ShardReader<S> {
                 if !config.retry.allows_another(*transient) {
                     return Err(Error::target(self.shared.target(&self.shard), err));
                 }
-                tracing::debug!(shard = %self.shard, error = %err, "transient kinesis failure; retrying");
+                tracing::debug!(shard = %self.shard, error = %crate::ErrorChain(&err), "transient kinesis failure; retrying");
                 config.retry.backoff(*transient - 1)
             }
             Failure::Fatal => return Err(Error::target(self.shared.target(&self.shard), err)),

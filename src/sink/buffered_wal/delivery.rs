@@ -297,7 +297,10 @@ where
                     i,
                     DeadLetter::raw(
                         record.payload.clone(),
-                        format!("cannot decode the record stored in the write-ahead log: {e}"),
+                        format!(
+                            "cannot decode the record stored in the write-ahead log: {}",
+                            crate::ErrorChain(&e)
+                        ),
                     )
                     .with_origin(self.origin_of(record)),
                 )),
@@ -474,7 +477,7 @@ where
             Err(error @ Error::BrokenTarget(_)) => return Err(error),
             Err(error) if retry.allows_another(attempts) => {
                 let delay = retry.backoff(attempts - 1);
-                tracing::warn!(%error, attempts, ?delay, "delivery failed; retrying");
+                tracing::warn!(error = %crate::ErrorChain(&error), attempts, ?delay, "delivery failed; retrying");
                 tokio::time::sleep(delay).await;
             }
             Err(error) => return Ok((DeliveryOutcome::Exhausted(error), attempts)),
