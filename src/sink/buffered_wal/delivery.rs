@@ -370,7 +370,10 @@ where
                 given_up_error = Some(Error::Rejected(rejected));
             }
             DeliveryOutcome::Exhausted(error) => {
-                let reason = format!("gave up after {attempts} attempt(s): {error}");
+                let reason = format!(
+                    "gave up after {attempts} attempt(s): {}",
+                    crate::ErrorChain(&error)
+                );
                 for &i in &in_batch {
                     let record = self.codec.decode(&records[i].payload)?;
                     dead.push((
