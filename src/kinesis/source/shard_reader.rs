@@ -125,12 +125,19 @@ impl<S: CheckpointStore> ShardReader<S> {
                 records,
                 next_shard_iterator,
                 child_shards,
+                millis_behind_latest,
                 ..
             } = output;
             let was_empty = records.is_empty();
             let chunk = self.make_chunk(records);
             if !chunk.is_empty() {
                 permit.send(Ok(chunk));
+            } else if was_empty
+                && millis_behind_latest.unwrap_or(0) == 0
+                && self.shared.config.caught_up_after.is_some()
+            {
+                // At the tip: an empty chunk tells the merged stream.
+                permit.send(Ok(Vec::new()));
             } else {
                 drop(permit);
             }
