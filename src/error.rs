@@ -198,7 +198,7 @@ impl From<crate::durable_fs::FsError> for Error {
 /// target to stay usable after a failed batch, because the same batch is
 /// sent again. A `Sink` that ends itself after an error, such as
 /// `futures::sink::unfold` (whose next `start_send` panics), cannot be
-/// retried; [`batch_target`](crate::sink::batch_target) makes a target from
+/// retried; [`batch_target`](fn@crate::sink::batch_target) makes a target from
 /// an `async` closure that follows the protocol.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -75,7 +75,7 @@ pub struct OutputFootprint {
 }
 
 /// A lease table that writes a lease together with other writes (the
-/// *outputs*), atomically; see the [module docs](self).
+/// *outputs*), atomically; see the module docs (`src/lease/transactional.rs`).
 pub trait TransactionalLeaseTable: LeaseTable {
     /// One write besides the lease's.
     type Output: Clone + Send + Sync + 'static;
@@ -183,7 +183,7 @@ pub(crate) fn request_token(key: &str, expected: u64, position: &Position) -> St
 }
 
 /// Commits `outputs` with the checkpoint `position` through the held lease
-/// `held`; see the [module docs](self).
+/// `held`; see the module docs (`src/lease/transactional.rs`).
 pub(crate) async fn commit_held<T: TransactionalLeaseTable>(
     shared: &Arc<WorkerShared<T>>,
     held: &Arc<HeldLease>,
