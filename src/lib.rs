@@ -30,7 +30,7 @@
 //! | `wal/writer/` | the append side: [`WalWriter`](wal::WalWriter), the writer task, one group write | |
 //! | `wal/reader/` | the read side: [`WalReader`](wal::WalReader) and its blocking read job | |
 //! | `wal/segment/` | segment files: the active one, scanning at recovery, reading frames | |
-//! | [`sink/`](sink) | batch targets: [`FileSink`](sink::FileSink), [`MemorySink`](sink::MemorySink), [`batch_target`](sink::batch_target) for your own | |
+//! | [`sink/`](sink) | batch targets: [`FileSink`](sink::FileSink), [`MemorySink`](sink::MemorySink), [`batch_target`](fn@sink::batch_target) for your own | |
 //! | `sink/buffered_wal/` | the durable, batching adapter: [`WalConfig`](sink::WalConfig), the delivery task, the dead-letter destination | |
 //! | [`source/`](source) | record sources: [`MemorySource`](source::MemorySource) | |
 //! | `source/file/` | [`FileSource`](source::FileSource): builder and stream, the async run, the blocking line reader | |
@@ -91,5 +91,5 @@ pub mod __fuzz;
 pub use checkpoint::{CheckpointStore, CheckpointStreamExt, CheckpointToken, Position};
 pub use codec::{Codec, JsonCodec, RawCodec};
 pub use dead_letter::DeadLetter;
-pub use error::{BoxError, BrokenTarget, Error, RejectedRecord, Result};
+pub use error::{BoxError, BrokenTarget, Error, ErrorChain, RejectedRecord, Result};
 pub use retry::RetryPolicy;

@@ -58,7 +58,7 @@ enum FileSinkState {
 
 impl<T> FileSink<T> {
     /// Opens (or creates) `path` for appending, cutting off an incomplete
-    /// last line left by a crash.
+    /// last line left by a crash. Missing parent directories are created.
     pub async fn open(path: impl Into<PathBuf>) -> Result<Self, Error> {
         let path: PathBuf = path.into();
         let opened_path = path.clone();
@@ -179,6 +179,13 @@ impl<T: Serialize> Sink<Vec<T>> for FileSink<T> {
 /// Opens `path` and cuts off an incomplete last line. Returns the file and
 /// its length after the repair.
 fn open_and_repair(path: &Path) -> Result<(File, u64), Error> {
+    // Missing parent directories are created (and made durable), as
+    // `WalConfig::new` does for the log's directory.
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.exists() {
+            durable_fs::create_dir_all_durable(parent)?;
+        }
+    }
     let mut file = durable_fs::open_append(path)?;
     let len = file
         .metadata()
@@ -231,7 +238,7 @@ fn append_durably(
         Ok(()) => (file, len + bytes.len() as u64, Ok(())),
         Err(e) => {
             if let Err(cut) = file.set_len(len) {
-                tracing::error!(path = %path.display(), error = %cut, "cannot cut back a failed append");
+                tracing::error!(path = %path.display(), error = %crate::ErrorChain(&cut), "cannot cut back a failed append");
             }
             (file, len, Err(e))
         }

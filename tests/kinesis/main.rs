@@ -29,3 +29,5 @@ mod source_faults;
 mod source_kcl_table;
 /// `KinesisSource::leased`: workers sharing a stream (kinesis-mock).
 mod source_leased;
+/// Stopping `KinesisSource` pipelines: a shutdown signal, a batch job caught up (moto).
+mod source_shutdown;

@@ -56,6 +56,7 @@
 //! [`DynamoDbCheckpointStore`]: https://docs.rs/unistream/latest/unistream/checkpoint/struct.DynamoDbCheckpointStore.html
 //! [`PartitionControl`]: crate::checkpoint::PartitionControl
 
+mod caught_up;
 mod failure;
 pub mod fan_out;
 mod iterator;
@@ -154,6 +155,8 @@ pub(crate) struct SourceConfig {
     pub(crate) shard_refresh_interval: Duration,
     pub(crate) retry: RetryPolicy,
     pub(crate) throttle_backoff: RetryPolicy,
+    /// Batch mode: end the stream once caught up for this long.
+    pub(crate) caught_up_after: Option<Duration>,
 }
 
 impl Default for SourceConfig {
@@ -169,6 +172,7 @@ impl Default for SourceConfig {
             throttle_backoff: RetryPolicy::forever()
                 .initial_backoff(Duration::from_millis(200))
                 .max_backoff(Duration::from_secs(5)),
+            caught_up_after: None,
         }
     }
 }
@@ -300,6 +304,19 @@ impl<S: CheckpointStore> KinesisSource<S> {
         self
     }
 
+    /// For batch jobs: end the stream once it is caught up, that is, once
+    /// every shard read is at the tip of the stream (its last `GetRecords`
+    /// response had no records and `MillisBehindLatest` 0), every record
+    /// fetched has been yielded, and nothing changed for `idle` (no record,
+    /// no shard started or ended). The pipeline then ends as usual:
+    /// `checkpoint_batched` saves the final positions. Records put while the
+    /// job runs are read as long as they arrive before it is caught up.
+    /// Default: off, the stream never ends by itself.
+    pub fn stop_when_caught_up(mut self, idle: Duration) -> Self {
+        self.config.caught_up_after = Some(idle);
+        self
+    }
+
     /// The merged stream of every shard's records. Reading starts when it is
     /// first polled, which must happen inside a Tokio runtime; dropping it
     /// stops every shard task.
@@ -315,10 +332,19 @@ impl<S: CheckpointStore> KinesisSource<S> {
             config: self.config,
             leases: self.leases,
         });
-        KinesisStream::new(Box::new(move |out| match shared.leases.clone() {
-            Some(driver) => tokio::spawn(leased::LeasedCoordinator::new(shared, driver, out).run()),
-            None => tokio::spawn(lineage::Coordinator::new(shared, out).run()),
-        }))
+        let caught_up = shared
+            .config
+            .caught_up_after
+            .map(caught_up::CaughtUpWatch::new);
+        KinesisStream::new(
+            caught_up,
+            Box::new(move |out| match shared.leases.clone() {
+                Some(driver) => {
+                    tokio::spawn(leased::LeasedCoordinator::new(shared, driver, out).run())
+                }
+                None => tokio::spawn(lineage::Coordinator::new(shared, out).run()),
+            }),
+        )
     }
 }
 

@@ -61,6 +61,7 @@ impl<S: Send + Sync + 'static> PollingRetrieval<S> {
                 records,
                 next_shard_iterator,
                 child_shards,
+                millis_behind_latest,
                 ..
             } = output;
             self.idle = records.is_empty();
@@ -80,6 +81,7 @@ impl<S: Send + Sync + 'static> PollingRetrieval<S> {
                 records,
                 resume,
                 end,
+                millis_behind_latest,
             });
         }
     }

@@ -52,6 +52,9 @@ pub(crate) struct Batch {
     /// The shard ended with this batch; its children, when the answer
     /// named them (`None`: look them up).
     pub(crate) end: Option<Option<Vec<ChildShard>>>,
+    /// How far behind the tip of the stream the answer was (`None`: not
+    /// said).
+    pub(crate) millis_behind_latest: Option<i64>,
 }
 
 /// A source of one shard's batches; see the [module docs](self).

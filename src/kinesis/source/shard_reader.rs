@@ -97,7 +97,7 @@ impl<S: CheckpointStore> ShardReader<S> {
         match self.read().await {
             Ok(outcome) => outcome,
             Err(err) => {
-                tracing::warn!(shard = %self.shard, error = %err, "kinesis shard reader failed");
+                tracing::warn!(shard = %self.shard, error = %crate::ErrorChain(&err), "kinesis shard reader failed");
                 let _ = self.tx.send(Err(err)).await;
                 ShardOutcome::Stopped
             }
@@ -126,13 +126,21 @@ impl<S: CheckpointStore> ShardReader<S> {
                 records,
                 resume,
                 end,
+                millis_behind_latest,
             } = batch;
+            let was_empty = records.is_empty();
             let chunk = self.make_chunk(records);
             if let Some(resume) = resume {
                 self.resume = resume;
             }
             if !chunk.is_empty() {
                 permit.send(Ok(chunk));
+            } else if was_empty
+                && millis_behind_latest.unwrap_or(0) == 0
+                && self.shared.config.caught_up_after.is_some()
+            {
+                // At the tip: an empty chunk tells the merged stream.
+                permit.send(Ok(Vec::new()));
             } else {
                 drop(permit);
             }

@@ -297,7 +297,10 @@ where
                     i,
                     DeadLetter::raw(
                         record.payload.clone(),
-                        format!("cannot decode the record stored in the write-ahead log: {e}"),
+                        format!(
+                            "cannot decode the record stored in the write-ahead log: {}",
+                            crate::ErrorChain(&e)
+                        ),
                     )
                     .with_origin(self.origin_of(record)),
                 )),
@@ -367,7 +370,10 @@ where
                 given_up_error = Some(Error::Rejected(rejected));
             }
             DeliveryOutcome::Exhausted(error) => {
-                let reason = format!("gave up after {attempts} attempt(s): {error}");
+                let reason = format!(
+                    "gave up after {attempts} attempt(s): {}",
+                    crate::ErrorChain(&error)
+                );
                 for &i in &in_batch {
                     let record = self.codec.decode(&records[i].payload)?;
                     dead.push((
@@ -474,7 +480,7 @@ where
             Err(error @ Error::BrokenTarget(_)) => return Err(error),
             Err(error) if retry.allows_another(attempts) => {
                 let delay = retry.backoff(attempts - 1);
-                tracing::warn!(%error, attempts, ?delay, "delivery failed; retrying");
+                tracing::warn!(error = %crate::ErrorChain(&error), attempts, ?delay, "delivery failed; retrying");
                 tokio::time::sleep(delay).await;
             }
             Err(error) => return Ok((DeliveryOutcome::Exhausted(error), attempts)),

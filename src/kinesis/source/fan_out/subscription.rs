@@ -272,6 +272,7 @@ fn batch_of(event: SubscribeToShardEvent, resume: &StartAt) -> Batch {
         records,
         continuation_sequence_number,
         child_shards,
+        millis_behind_latest,
         ..
     } = event;
     let children = child_shards.filter(|c| !c.is_empty());
@@ -280,6 +281,7 @@ fn batch_of(event: SubscribeToShardEvent, resume: &StartAt) -> Batch {
             records,
             resume: None,
             end: Some(children),
+            millis_behind_latest: Some(millis_behind_latest),
         };
     }
     let continuation = SequenceNumber::from(continuation_sequence_number);
@@ -300,6 +302,7 @@ fn batch_of(event: SubscribeToShardEvent, resume: &StartAt) -> Batch {
         records,
         resume: next.map(StartAt::AfterSequence),
         end: None,
+        millis_behind_latest: Some(millis_behind_latest),
     }
 }
 
