@@ -25,3 +25,5 @@ mod source_faults;
 mod source_kcl_table;
 /// `KinesisSource::leased`: workers sharing a stream (kinesis-mock).
 mod source_leased;
+/// The local Kinesis stub with latency and per-shard limits.
+mod stub;
