@@ -31,3 +31,5 @@ mod source_kcl_table;
 mod source_leased;
 /// Stopping `KinesisSource` pipelines: a shutdown signal, a batch job caught up (moto).
 mod source_shutdown;
+/// The local Kinesis stub with latency and per-shard limits.
+mod stub;
