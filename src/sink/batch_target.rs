@@ -397,7 +397,9 @@ mod tests {
         // An index outside the batch is the target's bug, not a rejection.
         let err = sink.send(vec![5, 0]).await.unwrap_err();
         assert!(
-            matches!(&err, Error::Target { .. }) && err.to_string().contains("index 5"),
+            matches!(&err, Error::Target { .. })
+                && std::error::Error::source(&err)
+                    .is_some_and(|s| s.to_string().contains("index 5")),
             "{err:?}"
         );
         // No index: delivered.

@@ -296,11 +296,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn open_in_missing_directory_is_a_typed_error() {
+    async fn open_under_a_file_is_a_typed_error() {
+        // Missing parent directories are created; a parent that is a file
+        // cannot be.
         let dir = tempfile::tempdir().unwrap();
-        let err = FileSink::<u32>::open(dir.path().join("missing/out.jsonl"))
+        std::fs::write(dir.path().join("plain"), b"").unwrap();
+        let err = FileSink::<u32>::open(dir.path().join("plain/out.jsonl"))
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::Io { op: "open", .. }), "{err:?}");
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
     }
 }
