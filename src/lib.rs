@@ -95,3 +95,14 @@ pub use codec::{Codec, JsonCodec, RawCodec};
 pub use dead_letter::DeadLetter;
 pub use error::{BoxError, BrokenTarget, Error, ErrorChain, RejectedRecord, Result};
 pub use retry::RetryPolicy;
+
+/// The README's `rust` snippets, compiled as doctests (they need every AWS
+/// feature; `scripts/test.sh` builds with all of them).
+#[cfg(all(
+    doctest,
+    feature = "kinesis",
+    feature = "dynamodb",
+    feature = "cloudwatch-logs"
+))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
