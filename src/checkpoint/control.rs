@@ -48,7 +48,13 @@ const FENCED: u8 = 2;
 ///   token's `seq`) the saved position covers, so a drain can tell that
 ///   everything the source yielded is saved without comparing positions.
 ///
-/// A new lease gets a new control: nothing here ever goes back.
+/// A new lease gets a new control: nothing here ever goes back. When a
+/// worker takes a partition again (a new lease, perhaps after losing the
+/// old one), the source reads it under the new control with tokens
+/// numbered from 0 again; a checkpointer that sees a token with a new
+/// control for a partition it tracks starts that partition afresh, and
+/// drops tokens of a control it has replaced (a lower lease epoch, or
+/// fenced) that arrive late.
 ///
 /// When a checkpoint write for the partition is fenced (the lease moved to
 /// another worker), the checkpointer calls [`fence`](Self::fence), and the
@@ -70,6 +76,20 @@ struct ControlInner {
     hub: Arc<ControlHub>,
     /// The lease the partition is read under, for leased partitions.
     fencing: Option<FencingToken>,
+}
+
+/// How the control of a token stands to the one a checkpointer follows for
+/// the token's partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Incarnation {
+    /// The same run of the partition.
+    Same,
+    /// A new run (the partition taken again under a new lease): the
+    /// checkpointer's state of the old run is over; tokens start at 0.
+    Newer,
+    /// A run that is over (its lease lost, or older than the one followed):
+    /// the token is dropped.
+    Stale,
 }
 
 /// Where the partitions of one source raise checkpoint requests: one flag
@@ -120,6 +140,26 @@ impl PartitionControl {
     /// The lease the partition is read under, when it is leased.
     pub fn fencing(&self) -> Option<&FencingToken> {
         self.inner.fencing.as_ref()
+    }
+
+    /// How this control (a token's) stands to `followed`, the one a
+    /// checkpointer follows for the partition: the same, a newer run
+    /// (a higher lease epoch, or any other control when the partition is
+    /// not leased), or a run that is over (fenced, or an epoch not above
+    /// the followed one).
+    pub(crate) fn incarnation_against(&self, followed: &PartitionControl) -> Incarnation {
+        if Arc::ptr_eq(&self.inner, &followed.inner) {
+            return Incarnation::Same;
+        }
+        if self.is_fenced() {
+            return Incarnation::Stale;
+        }
+        match (self.fencing(), followed.fencing()) {
+            (Some(token), Some(followed)) if token.epoch() <= followed.epoch() => {
+                Incarnation::Stale
+            }
+            _ => Incarnation::Newer,
+        }
     }
 
     fn with_hub(hub: Arc<ControlHub>) -> Self {

@@ -4,7 +4,8 @@
 //! the partition the record came from (shard id, file path, …), the record's
 //! [`Position`] in it, and the record's place in the partition's delivery
 //! order (`seq`: 0, 1, 2, … for each partition, per run of the source, with
-//! no gaps). The `seq` is what lets a checkpointer tell, when tokens come
+//! no gaps; a leased source numbers from 0 again when it reads a partition
+//! again under a new lease, whose tokens carry a new [`PartitionControl`]). The `seq` is what lets a checkpointer tell, when tokens come
 //! back out of order, whether everything before a token has been seen.
 //!
 //! A token may also carry the partition's [`PartitionControl`]: the shared

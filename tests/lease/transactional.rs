@@ -1,10 +1,15 @@
 //! Outputs committed with the checkpoint (`checkpoint_transactional`) on
 //! the in-memory lease table, on paused time: every record's output lands
-//! exactly once through lost answers, failed requests, a worker cut off and
-//! lease moves between three workers; groups are split at record
+//! exactly once through lost answers, failed requests, workers cut off and
+//! lease moves between three workers (with one checkpointer per lease, and
+//! with one per worker over all its leases as the leased `KinesisSource`
+//! reads); groups are split at record
 //! boundaries where one transaction cannot hold them; a record that fits
 //! no transaction is a typed error that writes nothing; a fenced partition
-//! writes nothing and ends alone; outputs behind a missing token wait.
+//! writes nothing and ends alone; outputs behind a missing token wait; a
+//! partition taken again by the same worker (a new control, tokens from 0
+//! again) commits every record of its new lease and none of its old one's
+//! late records.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +19,7 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use tokio::task::JoinHandle;
 use unistream::checkpoint::{
-    CheckpointError, CheckpointToken, PartitionControl, Position, TransactionCommit,
+    CheckpointError, CheckpointToken, FencingToken, PartitionControl, Position, TransactionCommit,
     TransactionalStreamExt,
 };
 use unistream::lease::{
@@ -127,11 +132,106 @@ async fn read_partition<S>(
     }
 }
 
+/// Like [`spawn_consumer`], but as the leased `KinesisSource` reads: the
+/// partitions a worker acquires are merged into one stream with one
+/// checkpointer, which sees a partition again when the worker takes it
+/// again.
+fn spawn_merged_consumer<T>(
+    worker: &LeaseWorker<T>,
+    records: u64,
+    every: Duration,
+    errors: Arc<Mutex<Vec<String>>>,
+) -> JoinHandle<()>
+where
+    T: TransactionalLeaseTable<Output = MemoryOutput>,
+{
+    let acquired = worker.acquired().expect("one consumer per worker");
+    let store = worker.checkpoint_store();
+    let name = worker.id().to_owned();
+    tokio::spawn(async move {
+        let partitions = acquired.map(move |lease| partition_records(lease, &name, records, every));
+        let ended = partitions
+            .flatten_unordered(None)
+            .checkpoint_transactional(10, Duration::from_millis(300), store)
+            .try_for_each(|_| async { Ok(()) })
+            .await;
+        if let Err(err) = ended {
+            errors.lock().unwrap().push(format!("merged: {err}"));
+        }
+    })
+}
+
+/// The records of one acquired lease, one every `every` after its
+/// checkpoint up to `records`, until its control stops; then (read to
+/// the end, or drained) the lease is reported stopped once the control
+/// stops, or dropped when fenced.
+fn partition_records(
+    lease: AcquiredLease,
+    name: &str,
+    records: u64,
+    every: Duration,
+) -> futures::stream::BoxStream<'static, Item> {
+    let key = lease.key().to_owned();
+    let start = match &lease.lease().checkpoint {
+        LeaseCheckpoint::At(Position::Offset(offset)) => *offset,
+        _ => 0,
+    };
+    let control = lease.control().clone();
+    let yielded = Arc::new(AtomicU64::new(0));
+    let name = name.to_owned();
+    let (stop, end) = (control.clone(), control.clone());
+    let counted = yielded.clone();
+    futures::stream::iter(start + 1..=records)
+        .then(move |offset| async move {
+            tokio::time::sleep(every).await;
+            offset
+        })
+        .take_until(async move { stop.stopped().await })
+        .map(move |offset| {
+            let seq = counted.fetch_add(1, Ordering::SeqCst);
+            let token = CheckpointToken::new(key.as_str(), Position::Offset(offset), seq)
+                .with_control(control.clone());
+            Ok::<_, Error>((vec![output(&format!("{key}/{offset}"), &name)], token))
+        })
+        .chain(
+            futures::stream::once(async move {
+                end.stopped().await;
+                if !end.is_fenced() {
+                    lease.stopped(yielded.load(Ordering::SeqCst));
+                }
+            })
+            .filter_map(|()| async { None }),
+        )
+        .boxed()
+}
+
 #[tokio::test(start_paused = true)]
 async fn outputs_land_exactly_once_through_lost_answers_and_lease_moves() {
+    exactly_once_through_faults(
+        "outputs_land_exactly_once_through_lost_answers_and_lease_moves",
+        false,
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn outputs_land_exactly_once_with_one_checkpointer_per_worker() {
+    exactly_once_through_faults(
+        "outputs_land_exactly_once_with_one_checkpointer_per_worker",
+        true,
+    )
+    .await;
+}
+
+/// Three workers over four partitions of 300 records, with lost answers
+/// and failed requests, two workers cut off for 20 s one after the other:
+/// every output once.
+/// `merged`: one checkpointer per worker over all its leases
+/// ([`spawn_merged_consumer`]); else one per lease.
+async fn exactly_once_through_faults(name: &str, merged: bool) {
     const PARTITIONS: usize = 4;
     const RECORDS: u64 = 300;
-    let seed = seed("outputs_land_exactly_once_through_lost_answers_and_lease_moves");
+    let seed = seed(name);
     let memory = MemoryLeaseTable::new("leases");
     for p in 0..PARTITIONS {
         memory.put(Lease::new(format!("p{p}"), LeaseCheckpoint::TrimHorizon));
@@ -143,7 +243,9 @@ async fn outputs_land_exactly_once_through_lost_answers_and_lease_moves() {
         lost_answer: 0.15,
     };
     let errors = Arc::new(Mutex::new(Vec::new()));
-    let every = Duration::from_millis(20);
+    // 30 s of records per partition: they are still flowing when leases
+    // come back to a worker that held them before.
+    let every = Duration::from_millis(100);
     let mut workers = Vec::new();
     let mut consumers = Vec::new();
     let mut tables = Vec::new();
@@ -155,7 +257,11 @@ async fn outputs_land_exactly_once_through_lost_answers_and_lease_moves() {
             name,
             LeaseConfig::new().seed(seed.wrapping_add(10 + i as u64)),
         );
-        consumers.push(spawn_consumer(&worker, RECORDS, every, errors.clone()));
+        consumers.push(if merged {
+            spawn_merged_consumer(&worker, RECORDS, every, errors.clone())
+        } else {
+            spawn_consumer(&worker, RECORDS, every, errors.clone())
+        });
         workers.push(worker);
         tables.push(table);
         match name {
@@ -171,6 +277,11 @@ async fn outputs_land_exactly_once_through_lost_answers_and_lease_moves() {
     }
     tokio::time::sleep(Duration::from_secs(20)).await;
     tables[0].set_cut_off(false);
+    // Then b for 20 s: its leases move to a and c, a taking back some it
+    // held before.
+    tables[1].set_cut_off(true);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    tables[1].set_cut_off(false);
 
     let all = PARTITIONS * RECORDS as usize;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
@@ -389,4 +500,96 @@ async fn outputs_behind_a_missing_token_wait_for_it_and_are_not_written_without_
         LeaseCheckpoint::At(Position::Offset(2))
     );
     drop(leases);
+}
+
+/// The records of `control` (one output each, `"{name}{seq}"`), seq
+/// `from..to`.
+fn run_of(control: &PartitionControl, name: &str, from: u64, to: u64) -> Vec<Item> {
+    (from..to)
+        .map(|seq| {
+            record(
+                control,
+                "p0",
+                seq,
+                vec![output(&format!("{name}{seq}"), name)],
+            )
+        })
+        .collect()
+}
+
+/// What one checkpointer over a worker's leases (the leased
+/// `KinesisSource`: one stream for every lease) sees when the worker
+/// takes a partition again: a new control, tokens numbered from 0 again,
+/// and perhaps late records of the old lease.
+async fn read_again(old_ends: impl FnOnce(&PartitionControl)) -> (MemoryLeaseTable, Vec<String>) {
+    let (memory, worker, leases) = holder(&["p0"]).await;
+    let first = leases[0].control().clone();
+    let again = first.leased_sibling(FencingToken::new("p0", "a", leases[0].epoch() + 1));
+    let (tx, rx) = futures::channel::mpsc::unbounded::<Item>();
+    let committing = tokio::spawn(
+        rx.checkpoint_transactional(1_000, Duration::from_secs(60), worker.checkpoint_store())
+            .try_collect::<Vec<_>>(),
+    );
+    for item in run_of(&first, "first", 0, 4) {
+        tx.unbounded_send(item).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    first.request_checkpoint();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        first.durable_tokens(),
+        Some(4),
+        "the first lease's records committed"
+    );
+    old_ends(&first);
+    for item in run_of(&again, "again", 0, 6) {
+        tx.unbounded_send(item).unwrap();
+    }
+    // A record of the first lease still in flight when it was lost.
+    for item in run_of(&first, "late", 4, 5) {
+        tx.unbounded_send(item).unwrap();
+    }
+    drop(tx);
+    committing.await.unwrap().expect("every commit lands");
+    assert_eq!(
+        again.durable_tokens(),
+        Some(6),
+        "the new control learns what is durable"
+    );
+    let keys = memory.outputs().into_keys().collect();
+    drop(leases);
+    (memory, keys)
+}
+
+/// The first lease's four records and the new lease's six; never the late
+/// one: the new lease was read from its checkpoint, so it reads that
+/// record again itself.
+fn expected() -> Vec<String> {
+    let mut keys: Vec<String> = (0..4)
+        .map(|s| format!("first{s}"))
+        .chain((0..6).map(|s| format!("again{s}")))
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_partition_read_again_under_a_new_lease_commits_every_record_of_it() {
+    // Handed over (drained), then taken again.
+    let (memory, keys) = read_again(PartitionControl::drain).await;
+    assert_eq!(keys, expected());
+    assert_eq!(
+        checkpoint_of(&memory, "p0"),
+        LeaseCheckpoint::At(Position::Offset(6))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_partition_taken_again_after_its_lease_was_lost_commits_the_new_leases_records() {
+    let (memory, keys) = read_again(PartitionControl::fence).await;
+    assert_eq!(keys, expected(), "nothing of the lost lease after its loss");
+    assert_eq!(
+        checkpoint_of(&memory, "p0"),
+        LeaseCheckpoint::At(Position::Offset(6))
+    );
 }

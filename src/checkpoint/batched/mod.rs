@@ -18,7 +18,7 @@ use futures::stream::{Fuse, FusedStream, IntoStream, Stream, StreamExt, TryStrea
 use pin_project::pin_project;
 use tokio::time::{Instant, Sleep};
 
-use super::control::ControlHub;
+use super::control::{ControlHub, Incarnation};
 use super::held_back::{describe, HeldBackTokens};
 use super::position::Position;
 use super::store::{CheckpointError, CheckpointStore};
@@ -75,6 +75,10 @@ type SaveFuture = Pin<Box<dyn Future<Output = Result<(), CheckpointError>> + Sen
 /// ([`durable_tokens`](super::PartitionControl::durable_tokens)). Tokens may arrive in any order (after
 /// `buffer_unordered`); the saved position never passes a token that has not
 /// been seen. Sources number every partition's tokens from 0 on each run.
+/// A partition read again under a new [`PartitionControl`](super::PartitionControl)
+/// (a lease this worker took again) starts a new run here too: its tokens
+/// count from 0, the new control learns what is saved, and late tokens of
+/// the control it replaced (fenced, or of a lower lease epoch) are dropped.
 ///
 /// Every token must reach the checkpointer. A token that is dropped on the
 /// way (a filter that discards items, an error swallowed with its token)
@@ -194,6 +198,8 @@ struct Covered {
     seen: u64,
     /// Tokens from `seq` 0 that `position` covers (the tracker's next seq).
     tokens: u64,
+    /// The partition's run the save belongs to.
+    run: u64,
 }
 
 impl<St, S> CheckpointBatched<St, S>
@@ -293,18 +299,34 @@ where
     fn observe(&mut self, token: &CheckpointToken) -> Observed {
         let n = *self.n;
         let index = self.partitions.index_of(token);
-        let state = &mut self.partitions.states[index];
-        if state.fenced {
-            return Observed::Drop;
-        }
-        if state.control.is_none() {
-            if let Some(control) = token.control() {
-                state.control = Some(control.clone());
+        if let Some(control) = token.control() {
+            let state = &mut self.partitions.states[index];
+            let adopt = match &state.control {
+                None => {
+                    state.control = Some(control.clone());
+                    true
+                }
+                Some(followed) => match control.incarnation_against(followed) {
+                    Incarnation::Same => false,
+                    Incarnation::Stale => return Observed::Drop,
+                    Incarnation::Newer => {
+                        self.partitions
+                            .restart(index, token.partition_arc(), control.clone());
+                        self.recompute_blocked();
+                        true
+                    }
+                },
+            };
+            if adopt {
                 let hub = control.hub();
                 if !self.hubs.iter().any(|h| Arc::ptr_eq(h, hub)) {
                     self.hubs.push(hub.clone());
                 }
             }
+        }
+        let state = &mut self.partitions.states[index];
+        if state.fenced {
+            return Observed::Drop;
         }
         state.seen += 1;
         if !state.tracker.observe(token.seq(), token.position().clone()) {
@@ -378,6 +400,7 @@ where
                     position: safe.clone(),
                     seen: state.seen,
                     tokens: state.tracker.next_seq(),
+                    run: state.run,
                 });
                 state.saved = Some(safe);
             } else {
@@ -427,6 +450,10 @@ where
             Ok(()) => {
                 for done in covered {
                     let state = &mut self.partitions.states[done.partition];
+                    if state.run != done.run {
+                        // Saved for a run that is over: says nothing of this one.
+                        continue;
+                    }
                     state.durable = Some(done.position);
                     state.durable_seen = state.durable_seen.max(done.seen);
                     if let Some(control) = &state.control {
@@ -441,6 +468,9 @@ where
             {
                 for done in covered {
                     let state = &mut self.partitions.states[done.partition];
+                    if state.run != done.run {
+                        continue;
+                    }
                     if *state.name == *partition {
                         tracing::warn!(
                             partition = %partition,

@@ -66,11 +66,16 @@ pub(super) struct PartitionState {
     /// The position of the last completed save.
     pub(super) durable: Option<Position>,
     pub(super) fenced: bool,
+    /// Which run of the partition this is: a new control (the partition
+    /// read again under a new lease) starts the next one, and a save of an
+    /// earlier run says nothing about this one.
+    pub(super) run: u64,
 }
 
 impl PartitionState {
     pub(super) fn new(name: Arc<str>) -> Self {
         Self {
+            run: 0,
             name,
             tracker: PositionTracker::new(),
             control: None,
@@ -134,6 +139,19 @@ impl Partitions {
                 index
             }
         }
+    }
+
+    /// Starts the next run of the partition at `index`, read again under a
+    /// new control: its tokens count from 0, nothing of them is saved, and
+    /// it is found by `name` (the new run's shared name) without hashing.
+    pub(super) fn restart(&mut self, index: usize, name: &Arc<str>, control: PartitionControl) {
+        let state = &mut self.states[index];
+        self.by_address.remove(&address_of(&state.name));
+        let run = state.run + 1;
+        *state = PartitionState::new(name.clone());
+        state.run = run;
+        state.control = Some(control);
+        self.by_address.insert(address_of(name), index);
     }
 
     /// The partitions with tokens waiting behind a missing one.

@@ -25,6 +25,11 @@
 //!   ([`CheckpointError::Fenced`]) ends that partition only: its
 //!   uncommitted outputs are dropped (the new holder produces them again),
 //!   later records of it are dropped, the other partitions go on.
+//! - **A partition read again** under a new lease by the same worker
+//!   (its tokens carry a new [`PartitionControl`](super::PartitionControl),
+//!   `seq` from 0 again) starts afresh: what its old lease left uncommitted
+//!   is dropped (the new lease reads it again from its checkpoint), and late
+//!   records of the old lease are dropped too.
 //! - **Yields** one [`TransactionCommit`] per commit; the stream ends after
 //!   the input ends and everything is committed. A store failure other than
 //!   fencing (after the store's own retries) is yielded and ends the

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::pending::PendingPartition;
 use super::{ProcessedRecord, TransactionCommit, TransactionalCheckpointStore};
-use crate::checkpoint::control::ControlHub;
+use crate::checkpoint::control::{ControlHub, Incarnation};
 use crate::checkpoint::CheckpointToken;
 use crate::error::Error;
 
@@ -131,7 +131,24 @@ where
 
     fn add(&mut self, outputs: Vec<O>, token: CheckpointToken) {
         let key = token.partition_arc();
-        if !self.partitions.contains_key(key) {
+        let start = match self.partitions.get(key) {
+            None => {
+                self.order.push(key.clone());
+                true
+            }
+            Some(partition) => match (token.control(), &partition.control) {
+                (Some(control), Some(followed)) => match control.incarnation_against(followed) {
+                    Incarnation::Same => false,
+                    Incarnation::Newer => {
+                        retire(key, partition);
+                        true
+                    }
+                    Incarnation::Stale => return,
+                },
+                _ => false,
+            },
+        };
+        if start {
             let control = token.control().cloned();
             if let Some(control) = &control {
                 let hub = control.hub();
@@ -141,7 +158,6 @@ where
             }
             self.partitions
                 .insert(key.clone(), PendingPartition::new(control));
-            self.order.push(key.clone());
         }
         let Some(partition) = self.partitions.get_mut(key) else {
             return;
@@ -272,5 +288,20 @@ where
                 );
             }
         }
+    }
+}
+
+/// The partition is read again under a new lease: what its old run left
+/// uncommitted is dropped (the new lease reads it again from its
+/// checkpoint, which is where the old run's last commit left it).
+fn retire<O>(key: &str, old: &PendingPartition<O>) {
+    let uncommitted = old.ready() + old.waiting();
+    if uncommitted > 0 && !old.fenced {
+        tracing::info!(
+            target: "unistream::checkpoint::transactional",
+            partition = %key,
+            records = uncommitted,
+            "partition read again under a new lease; the old lease's uncommitted records are dropped (read again under the new one)"
+        );
     }
 }
