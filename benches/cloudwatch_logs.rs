@@ -109,7 +109,7 @@ impl Moto {
     }
 
     fn sink(&self, stream: &str) -> CloudWatchLogsSink {
-        CloudWatchLogsSink::builder_with_client(self.client.clone(), &self.group, stream)
+        CloudWatchLogsSink::builder_from_client(self.client.clone(), &self.group, stream)
             .build()
             .expect("sink")
     }
@@ -298,7 +298,7 @@ fn without_network(c: &mut Criterion) {
         b.iter(|| rt.block_on(raw_loop(&client, "group", "stream", &requests)))
     });
     group.bench_function("cloudwatch_logs_sink", |b| {
-        let mut sink = CloudWatchLogsSink::builder_with_client(client.clone(), "group", "stream")
+        let mut sink = CloudWatchLogsSink::builder_from_client(client.clone(), "group", "stream")
             .build()
             .expect("sink");
         b.iter(|| rt.block_on(sink.send(batch.clone())).expect("sink send"))

@@ -233,9 +233,10 @@ const CASES: [Case; 2] = [
 ];
 
 fn sink_for(case: &Case) -> KinesisSink {
-    KinesisSink::builder(mocked_client(case.shards), "bench")
+    KinesisSink::builder_from_client(mocked_client(case.shards), "bench")
         .aggregation(case.aggregation)
         .build()
+        .expect("a valid stream name")
 }
 
 async fn wal_and_sink_once(case: &Case) -> Spent {
@@ -359,18 +360,19 @@ async fn moto_once(client: &Client, writer: Writer) -> Duration {
             }
         }
         Writer::Sink { paced } => {
-            let mut builder = KinesisSink::builder(client.clone(), name.as_str());
+            let mut builder = KinesisSink::builder_from_client(client.clone(), name.as_str());
             if !paced {
                 builder = builder.no_rate_limit();
             }
-            let mut sink = builder.build();
+            let mut sink = builder.build().expect("a valid stream name");
             for chunk in records.chunks(500) {
                 sink.send(chunk.to_vec()).await.expect("send");
             }
         }
         Writer::WalSink => {
-            let wal = KinesisSink::builder(client.clone(), name.as_str())
+            let wal = KinesisSink::builder_from_client(client.clone(), name.as_str())
                 .build()
+                .expect("a valid stream name")
                 .buffered_wal(WalConfig::new(dir.path()).codec(KinesisCodec))
                 .await
                 .expect("open");

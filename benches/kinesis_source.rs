@@ -117,7 +117,8 @@ async fn emulator_stream() -> (Client, String) {
     create_stream(&client, &name, 1).await;
     // The sink paces to 1,000 records/s per shard and retries throttled
     // records, so every record lands.
-    let mut sink = KinesisSink::from_client(client.clone(), name.as_str());
+    let mut sink =
+        KinesisSink::from_client(client.clone(), name.as_str()).expect("a valid stream name");
     for batch in 0..EMU_RECORDS / 500 {
         let records = (0..500)
             .map(|i| KinesisRecord::new(vec![b'x'; 100], format!("key-{batch}-{i}")))

@@ -69,7 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Producer: every accepted record is in the write-ahead log first, then
     // delivered in batches; closing delivers everything.
     let started = Instant::now();
-    let sink = KinesisSink::new(&config, stream_name.as_str())
+    let sink = KinesisSink::new(&config, stream_name.as_str())?
         .buffered_wal(
             WalConfig::new(&wal_dir)
                 .max_records(500)

@@ -190,10 +190,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let temp = tempfile::tempdir()?;
     let wal_dir = args.wal.clone().unwrap_or_else(|| temp.path().join("wal"));
     let dead_letter_path = wal_dir.with_extension("dead-letters.jsonl");
-    let sink = KinesisSink::builder(client, args.stream.as_str())
+    let sink = KinesisSink::builder_from_client(client, args.stream.as_str())
         .aggregation(args.aggregate)
         .ordered(!args.unordered)
-        .build();
+        .build()?;
     let metrics = sink.metrics();
     let dead_letters = FileSink::<DeadLetter<KinesisRecord>>::open(&dead_letter_path).await?;
     let wal = sink

@@ -14,7 +14,9 @@
 //!
 //! A progress line on stderr shows events read, events/s and the backlog
 //! (events accepted but not yet delivered, and the log's bytes on disk)
-//! once a second.
+//! once a second. Ctrl-C stops reading, delivers what was read and exits
+//! (a second Ctrl-C exits at once: what was accepted stays in the log and
+//! is delivered by the next run).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +27,7 @@ use futures::SinkExt;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use unistream::cloudwatch_logs::{CloudWatchLogsSink, LogEvent};
 use unistream::sink::{FileSink, WalConfig, WalSinkExt};
+use unistream::source::Shutdown;
 use unistream::{DeadLetter, Error};
 
 const USAGE: &str = "usage: ship_logs --group GROUP --stream STREAM \
@@ -148,6 +151,8 @@ async fn run(args: Args) -> Result<(), Error> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("<stdin>"));
     let mut lines = BufReader::new(input).lines();
+    let mut stop = Shutdown::new().trigger_on_ctrl_c().signal();
+    let mut stopped = false;
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let started = Instant::now();
     let mut read = 0u64;
@@ -155,6 +160,10 @@ async fn run(args: Args) -> Result<(), Error> {
     let mut last = (Instant::now(), 0u64);
     loop {
         tokio::select! {
+            _ = &mut stop => {
+                stopped = true;
+                break;
+            }
             line = lines.next_line() => {
                 let Some(line) = line.map_err(|e| Error::io("read", &source_name, e))? else {
                     break;
@@ -184,7 +193,8 @@ async fn run(args: Args) -> Result<(), Error> {
             }
         }
     }
-    eprint!("\rend of input: {read} events read ({skipped} empty lines skipped); delivering the rest…   ");
+    let why = if stopped { "stopped" } else { "end of input" };
+    eprint!("\r{why}: {read} events read ({skipped} empty lines skipped); delivering the rest…   ");
     sink.close().await?;
     eprintln!(
         "\rdone: {read} events shipped in {:.1} s ({:.0} events/s); dead letters, if any, in {}",

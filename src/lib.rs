@@ -11,6 +11,45 @@
 //! - **Consumers** are streams of `(record, CheckpointToken)`, and
 //!   checkpointing is a combinator over pluggable [`checkpoint`] stores.
 //!
+//! ## AWS clients and retries
+//!
+//! Every AWS type is made the same way (`T` below is `KinesisSink`,
+//! `CloudWatchLogsSink`, `KinesisSource`, `DynamoDbCheckpointStore`,
+//! `DynamoDbLeaseTable`, `DynamoDbIdempotencyStore`, …):
+//!
+//! | constructor | the client |
+//! |---|---|
+//! | `T::new(&SdkConfig, ..)` | built from the config, retries as in the table below |
+//! | `T::from_client(client, ..)` | yours, used as it is (its own retry settings stay in force) |
+//! | `T::builder(&SdkConfig, ..)`, `T::builder_from_client(client, ..)` | the same two, for the sinks, whose options are checked by `build()` |
+//!
+//! For a sink, `new` and `from_client` are `builder(..).build()`, and
+//! every `build()` returns `Result<T, Error>`: [`Error::Config`] for an
+//! option the service cannot accept (a stream or log group name, a
+//! retention), before anything is sent; nothing does I/O until used. The
+//! sources and stores have no options a service could refuse: `new` and
+//! `from_client` return them directly and their options are methods; a
+//! source starts reading with `.stream()`, like [`source::FileSource`].
+//!
+//! **One retry layer per call.** Each call to AWS is retried by exactly one
+//! layer, so attempts never multiply unseen:
+//!
+//! | who calls | retried by | attempts with defaults |
+//! |---|---|---|
+//! | `KinesisSink` (`PutRecords`), `CloudWatchLogsSink` (`PutLogEvents`) | the sink's `retry_policy`; the SDK's retries are off on a client built from an `SdkConfig` | 10 per call and per record |
+//! | `KinesisSource` (`GetRecords`, `ListShards`, `SubscribeToShard`, …) | its `retry_policy` (transient), `throttle_backoff` (throttling, waited out without a limit); SDK retries off | 10 |
+//! | DynamoDB and S3 stores, the lease table | the SDK's standard mode (the stores do not retry; the lease worker retries on its own schedule) | 3 |
+//!
+//! Under `buffered_wal` a batch the sink gave up on (a transient
+//! [`Error::Target`]) is sent again by the write-ahead log after its own
+//! [`RetryPolicy`] backoff (the Kinesis sink resumes with the records not
+//! yet stored; the CloudWatch Logs sink sends the whole batch again). A
+//! record that never gets through is therefore sent at most *sink attempts
+//! × `buffered_wal` attempts* times (10 × 10 = 100 with both defaults, over
+//! 3 to 6 minutes of back-off in all), then dead-lettered. Lower either policy to bound it tighter. A client you
+//! pass to `from_client` keeps its SDK retries: build it with
+//! `RetryConfig::disabled()` to keep one layer.
+//!
 //! ## Map of the crate
 //!
 //! One folder per concept, one concept per file. Modules without a feature

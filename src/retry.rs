@@ -11,6 +11,9 @@
 //! from `[delay / 2, delay]` ("equal jitter"), which spreads out clients that
 //! failed together while keeping a floor under the wait. Delays are computed
 //! in `tokio::time`, so tests with paused time see them exactly.
+//!
+//! Which layer retries which call, and how attempts add up under
+//! `buffered_wal`, is in the crate docs ("AWS clients and retries").
 
 use std::time::Duration;
 

@@ -40,7 +40,7 @@
 //!         .interceptor(MockResponseInterceptor::new().with_rule(&put))
 //!         .build(),
 //! );
-//! let mut sink = CloudWatchLogsSink::builder_with_client(client, "/app/web", "host-1").build()?;
+//! let mut sink = CloudWatchLogsSink::builder_from_client(client, "/app/web", "host-1").build()?;
 //!
 //! let a_month_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86_400);
 //! let batch = vec![

@@ -56,7 +56,7 @@ fn mocked_client(rules: &[&Rule]) -> Client {
 }
 
 fn sink(client: Client, retry: RetryPolicy) -> CloudWatchLogsSink {
-    CloudWatchLogsSink::builder_with_client(client, "group", "stream")
+    CloudWatchLogsSink::builder_from_client(client, "group", "stream")
         .clock(clock)
         .retry_policy(
             retry
@@ -208,7 +208,7 @@ async fn a_request_that_hangs_times_out_and_is_retried() {
         .retry_config(RetryConfig::disabled())
         .build();
     let mut sink =
-        CloudWatchLogsSink::builder_with_client(Client::from_conf(conf), "group", "stream")
+        CloudWatchLogsSink::builder_from_client(Client::from_conf(conf), "group", "stream")
             .clock(clock)
             .request_timeout(Some(Duration::from_secs(5)))
             .retry_policy(

@@ -53,7 +53,7 @@ fn names() -> (String, String) {
 async fn fifty_thousand_events_over_many_requests_read_back_in_order() {
     let (group, stream) = names();
     let (client, requests) = recording_client().await;
-    let mut sink = CloudWatchLogsSink::builder_with_client(client.clone(), &group, &stream)
+    let mut sink = CloudWatchLogsSink::builder_from_client(client.clone(), &group, &stream)
         .create_missing(true)
         .build()
         .unwrap();
@@ -84,7 +84,7 @@ async fn fifty_thousand_events_over_many_requests_read_back_in_order() {
 async fn unsorted_input_is_stored_in_stable_timestamp_order() {
     let (group, stream) = names();
     let client = client().await;
-    let mut sink = CloudWatchLogsSink::builder_with_client(client.clone(), &group, &stream)
+    let mut sink = CloudWatchLogsSink::builder_from_client(client.clone(), &group, &stream)
         .create_missing(true)
         .build()
         .unwrap();
@@ -104,7 +104,7 @@ async fn unsorted_input_is_stored_in_stable_timestamp_order() {
 async fn a_batch_spanning_three_days_is_split_into_requests_under_a_day() {
     let (group, stream) = names();
     let (client, requests) = recording_client().await;
-    let mut sink = CloudWatchLogsSink::builder_with_client(client.clone(), &group, &stream)
+    let mut sink = CloudWatchLogsSink::builder_from_client(client.clone(), &group, &stream)
         .create_missing(true)
         .build()
         .unwrap();
@@ -131,7 +131,7 @@ async fn a_batch_spanning_three_days_is_split_into_requests_under_a_day() {
 async fn too_old_too_new_too_large_and_empty_events_are_rejected_with_reasons() {
     let (group, stream) = names();
     let client = client().await;
-    let mut sink = CloudWatchLogsSink::builder_with_client(client.clone(), &group, &stream)
+    let mut sink = CloudWatchLogsSink::builder_from_client(client.clone(), &group, &stream)
         .create_missing(true)
         .build()
         .unwrap();
@@ -177,7 +177,7 @@ async fn events_named_by_rejected_log_events_info_are_rejected() {
     // The sink's clock runs two hours behind moto's, so its own check lets
     // through an event that moto finds too old, and moto's
     // `rejectedLogEventsInfo` is what catches it.
-    let mut sink = CloudWatchLogsSink::builder_with_client(client.clone(), &group, &stream)
+    let mut sink = CloudWatchLogsSink::builder_from_client(client.clone(), &group, &stream)
         .create_missing(true)
         .clock(|| SystemTime::now() - Duration::from_secs(2 * 3600))
         .build()
@@ -201,7 +201,7 @@ async fn events_named_by_rejected_log_events_info_are_rejected() {
     );
 
     // And one too new for moto (moto's clock + 2.5 h), with a clock ahead.
-    let mut sink = CloudWatchLogsSink::builder_with_client(client.clone(), &group, &stream)
+    let mut sink = CloudWatchLogsSink::builder_from_client(client.clone(), &group, &stream)
         .clock(|| SystemTime::now() + Duration::from_secs(3 * 3600))
         .build()
         .unwrap();
@@ -247,7 +247,7 @@ async fn creates_group_and_stream_and_sets_retention() {
         .unwrap();
     assert_eq!(groups.log_groups()[0].retention_in_days(), Some(7));
     // A second sink on existing resources: "already exists" is fine.
-    let second = CloudWatchLogsSink::builder_with_client(client.clone(), &group, &stream)
+    let second = CloudWatchLogsSink::builder_from_client(client.clone(), &group, &stream)
         .create_missing(true)
         .retention_days(7)
         .build()
@@ -260,7 +260,7 @@ async fn creates_group_and_stream_and_sets_retention() {
 async fn a_missing_stream_fails_the_batch_and_the_sink_stays_usable() {
     let (group, stream) = names();
     let client = client().await;
-    let mut sink = CloudWatchLogsSink::builder_with_client(client.clone(), &group, &stream)
+    let mut sink = CloudWatchLogsSink::builder_from_client(client.clone(), &group, &stream)
         .build()
         .unwrap();
     let batch = vec![LogEvent::now("one"), LogEvent::now("two")];
@@ -299,4 +299,19 @@ fn invalid_names_and_retention_are_configuration_errors() {
         .retention_days(2)
         .build();
     assert!(matches!(bad_retention, Err(Error::Config(_))));
+    // The same check from every constructor.
+    let client = aws_sdk_cloudwatchlogs::Client::new(&conf);
+    assert!(matches!(
+        CloudWatchLogsSink::new(&conf, "has space", "s"),
+        Err(Error::Config(_))
+    ));
+    assert!(matches!(
+        CloudWatchLogsSink::from_client(client.clone(), "g", "a:b"),
+        Err(Error::Config(_))
+    ));
+    assert!(matches!(
+        CloudWatchLogsSink::builder_from_client(client.clone(), "has space", "s").build(),
+        Err(Error::Config(_))
+    ));
+    assert!(CloudWatchLogsSink::from_client(client, "g", "s").is_ok());
 }

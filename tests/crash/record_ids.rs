@@ -206,8 +206,10 @@ async fn record_ids_producer_child() {
     let client = aws_sdk_kinesis::Client::new(&sdk_config_at(endpoint).await);
     // The target puts the id in the payload; the log keeps it with the
     // record (IdentifiedCodec), so a re-sent batch carries the same ids.
-    let target = KinesisSink::builder(client, stream).build().with(
-        |batch: Vec<Identified<KinesisRecord>>| async move {
+    let target = KinesisSink::builder_from_client(client, stream)
+        .build()
+        .expect("a valid stream name")
+        .with(|batch: Vec<Identified<KinesisRecord>>| async move {
             Ok::<_, unistream::Error>(
                 batch
                     .into_iter()
@@ -219,8 +221,7 @@ async fn record_ids_producer_child() {
                     })
                     .collect::<Vec<_>>(),
             )
-        },
-    );
+        });
     let mut sink = target
         .buffered_wal(
             WalConfig::new(Path::new(dir).join("wal"))

@@ -124,10 +124,11 @@ async fn run_through_wal(
     let stream = unique_name("producer");
     create_stream(&client, &stream, shards).await;
     let dir = tempfile::tempdir().unwrap();
-    let sink = KinesisSink::builder(client.clone(), stream.as_str())
+    let sink = KinesisSink::builder_from_client(client.clone(), stream.as_str())
         .aggregation(aggregation)
         .retry_policy(RetryPolicy::new().max_attempts(20))
-        .build();
+        .build()
+        .unwrap();
     let metrics = sink.metrics();
     let dead = MemorySink::<DeadLetter<KinesisRecord>>::new();
     let dead_letters = dead.handle();
@@ -217,6 +218,7 @@ async fn an_invalid_record_goes_to_the_dead_letter_sink_and_the_rest_to_moto() {
     let dead = MemorySink::<DeadLetter<KinesisRecord>>::new();
     let dead_letters = dead.handle();
     let wal = KinesisSink::new(&conf, stream.as_str())
+        .unwrap()
         .buffered_wal(WalConfig::new(dir.path()).dead_letter(dead))
         .await
         .unwrap();

@@ -33,7 +33,7 @@ fn records(count: usize, keys: usize, size: usize) -> Vec<KinesisRecord> {
 }
 
 fn builder(fake: &FakeWriteStream) -> KinesisSinkBuilder {
-    KinesisSink::builder(fake.client(), "orders").retry_policy(
+    KinesisSink::builder_from_client(fake.client(), "orders").retry_policy(
         RetryPolicy::new()
             .max_attempts(30)
             .max_backoff(Duration::from_secs(1)),
@@ -70,7 +70,7 @@ fn calls_with_two_records_of_one_key(calls: &[Call]) -> usize {
 #[tokio::test(start_paused = true)]
 async fn a_batch_of_501_records_takes_two_calls() {
     let fake = FakeWriteStream::new(4);
-    let mut sink = builder(&fake).no_rate_limit().build();
+    let mut sink = builder(&fake).no_rate_limit().build().unwrap();
     let batch = records(501, 501, 10);
     sink.send(batch.clone()).await.unwrap();
     let sizes: Vec<_> = fake.calls().iter().map(|c| c.records.len()).collect();
@@ -81,7 +81,7 @@ async fn a_batch_of_501_records_takes_two_calls() {
 #[tokio::test(start_paused = true)]
 async fn a_batch_over_5_mib_is_split() {
     let fake = FakeWriteStream::new(2);
-    let mut sink = builder(&fake).no_rate_limit().build();
+    let mut sink = builder(&fake).no_rate_limit().build().unwrap();
     let batch = records(12, 12, 900_000);
     sink.send(batch.clone()).await.unwrap();
     let calls = fake.calls();
@@ -98,7 +98,7 @@ async fn a_batch_over_5_mib_is_split() {
 #[tokio::test(start_paused = true)]
 async fn invalid_records_are_rejected_with_a_typed_reason_and_never_sent() {
     let fake = FakeWriteStream::new(1);
-    let mut sink = builder(&fake).build();
+    let mut sink = builder(&fake).build().unwrap();
     let oversize = KinesisRecord::new(vec![b'x'; MAX_RECORD_BYTES], "k");
     let batch = vec![
         KinesisRecord::new("first", "k"),
@@ -161,7 +161,7 @@ async fn partial_failures_retry_only_the_failed_records_and_keep_key_order() {
         );
         Fault::Records(codes)
     });
-    let mut sink = builder(&fake).build();
+    let mut sink = builder(&fake).build().unwrap();
     let batch = records(2000, 20, 50);
     for chunk in batch.chunks(500) {
         sink.send(chunk.to_vec()).await.unwrap();
@@ -195,7 +195,7 @@ async fn a_failed_record_holds_back_the_later_records_of_its_key() {
                 .collect(),
         )
     });
-    let mut sink = builder(&fake).build();
+    let mut sink = builder(&fake).build().unwrap();
     let batch = vec![
         KinesisRecord::new("a1", "a"),
         KinesisRecord::new("a2", "a"),
@@ -232,7 +232,7 @@ async fn a_failed_record_holds_back_the_later_records_of_its_key() {
 #[tokio::test(start_paused = true)]
 async fn unordered_mode_fills_calls_freely() {
     let fake = FakeWriteStream::new(1);
-    let mut sink = builder(&fake).ordered(false).build();
+    let mut sink = builder(&fake).ordered(false).build().unwrap();
     let batch = records(500, 1, 20);
     sink.send(batch.clone()).await.unwrap();
     assert_eq!(fake.calls().len(), 1);
@@ -256,7 +256,7 @@ async fn throttling_on_every_other_call_loses_nothing() {
             )
         }
     });
-    let mut sink = builder(&fake).build();
+    let mut sink = builder(&fake).build().unwrap();
     let batch = records(3000, 30, 40);
     for chunk in batch.chunks(500) {
         sink.send(chunk.to_vec()).await.unwrap();
@@ -289,7 +289,8 @@ async fn a_permanent_failure_is_rejected_with_its_reason_after_the_policy() {
     });
     let mut sink = builder(&fake)
         .retry_policy(RetryPolicy::new().max_attempts(3).jitter(false))
-        .build();
+        .build()
+        .unwrap();
     let batch = records(400, 10, 30);
     let poison = 103;
     match sink.send(batch.clone()).await {
@@ -334,7 +335,7 @@ async fn a_service_500_is_retried() {
             Fault::None
         }
     });
-    let mut sink = builder(&fake).build();
+    let mut sink = builder(&fake).build().unwrap();
     let batch = records(100, 100, 10);
     sink.send(batch.clone()).await.unwrap();
     assert_eq!(fake.calls().len(), 2);
@@ -354,7 +355,8 @@ async fn a_transient_failure_outlasting_the_policy_fails_the_batch_and_a_resend_
     });
     let mut sink = builder(&fake)
         .retry_policy(RetryPolicy::new().max_attempts(2))
-        .build();
+        .build()
+        .unwrap();
     let batch = records(50, 5, 10);
     match sink.send(batch.clone()).await {
         Err(Error::Target { target, source }) => {
@@ -382,7 +384,8 @@ async fn another_batch_after_a_failure_starts_afresh() {
     });
     let mut sink = builder(&fake)
         .retry_policy(RetryPolicy::new().max_attempts(2))
-        .build();
+        .build()
+        .unwrap();
     let first = records(20, 5, 10);
     assert!(sink.send(first.clone()).await.is_err());
     let other = records(3, 3, 99);
@@ -419,7 +422,7 @@ async fn every_fault_at_once_loses_nothing_and_keeps_key_order() {
                 .collect(),
         ),
     });
-    let mut sink = builder(&fake).build();
+    let mut sink = builder(&fake).build().unwrap();
     let batch = records(5000, 50, 60);
     let mut rejected = Vec::new();
     for (n, chunk) in batch.chunks(500).enumerate() {
@@ -478,7 +481,7 @@ fn assert_shard_windows(calls: &[Call]) {
 #[tokio::test(start_paused = true)]
 async fn one_shard_never_receives_more_than_1000_records_a_second() {
     let fake = FakeWriteStream::new(2);
-    let mut sink = builder(&fake).build();
+    let mut sink = builder(&fake).build().unwrap();
     let batch = records(8000, 40, 100);
     let start = Instant::now();
     for chunk in batch.chunks(500) {
@@ -504,7 +507,7 @@ async fn one_shard_never_receives_more_than_1000_records_a_second() {
 #[tokio::test(start_paused = true)]
 async fn one_shard_never_receives_more_than_1_mib_a_second() {
     let fake = FakeWriteStream::new(1);
-    let mut sink = builder(&fake).build();
+    let mut sink = builder(&fake).build().unwrap();
     // 10 kB records: the byte limit binds first (about 100 per second).
     let batch = records(600, 60, 10_000);
     let start = Instant::now();
@@ -550,7 +553,8 @@ async fn adaptive_pacing_settles_below_a_shared_shards_capacity() {
         let fake = FakeWriteStream::new(1).with_faults(shared_shard_throttling());
         let mut sink = builder(&fake)
             .rate_limit(ShardRateLimit::default().adaptive(adaptive))
-            .build();
+            .build()
+            .unwrap();
         let batch = records(12_000, 200, 20);
         for chunk in batch.chunks(500) {
             sink.send(chunk.to_vec()).await.unwrap();
@@ -568,7 +572,7 @@ async fn adaptive_pacing_settles_below_a_shared_shards_capacity() {
 #[tokio::test(start_paused = true)]
 async fn a_reshard_is_noticed_and_the_shard_map_reloaded() {
     let fake = FakeWriteStream::new(1);
-    let mut sink = builder(&fake).build();
+    let mut sink = builder(&fake).build().unwrap();
     sink.send(records(200, 200, 10)).await.unwrap();
     assert_eq!(fake.list_shards_calls(), 1);
     assert_eq!(sink.metrics().snapshot().shard_mispredictions, 0);
@@ -606,7 +610,8 @@ async fn aggregation_packs_records_by_shard_and_keeps_key_order_through_failures
     let mut sink = builder(&fake)
         .aggregation(true)
         .max_aggregate_bytes(64 * 1024)
-        .build();
+        .build()
+        .unwrap();
     let batch = records(10_000, 200, 100);
     for chunk in batch.chunks(2500) {
         sink.send(chunk.to_vec()).await.unwrap();
@@ -635,7 +640,8 @@ async fn a_large_batch_aggregated_by_two_threads_keeps_every_guarantee() {
     let mut sink = builder(&fake)
         .aggregation(true)
         .max_aggregate_bytes(32 * 1024)
-        .build();
+        .build()
+        .unwrap();
     let batch = records(20_000, 700, 100);
     sink.send(batch.clone()).await.unwrap();
     let kinesis_records = assert_aggregated_on_their_shards(&fake, &batch, 32 * 1024);
@@ -707,7 +713,8 @@ async fn through_buffered_wal_faults_end_in_the_dead_letter_sink_or_the_stream()
                 .max_attempts(4)
                 .max_backoff(Duration::from_millis(500)),
         )
-        .build();
+        .build()
+        .unwrap();
     let metrics = sink.metrics();
     let dir = tempfile::tempdir().unwrap();
     let dead = MemorySink::<DeadLetter<KinesisRecord>>::new();

@@ -35,9 +35,10 @@ async fn aggregates_come_back_one_by_one_and_resume_inside() {
     let name = unique_name("aggregated");
     create_stream(&client, &name, 1).await;
 
-    let mut sink = KinesisSink::builder(client.clone(), name.as_str())
+    let mut sink = KinesisSink::builder_from_client(client.clone(), name.as_str())
         .aggregation(true)
-        .build();
+        .build()
+        .unwrap();
     for batch in 0..4u32 {
         let records = (batch * 50..batch * 50 + 50)
             .map(|i| KinesisRecord::new(i.to_string(), format!("key-{i}")))

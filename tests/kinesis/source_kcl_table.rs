@@ -38,9 +38,10 @@ async fn a_kcl_table_is_taken_over_after_its_owners_leases_expire_and_resumed_in
     let stream = unique_name("kcl-table");
     create_stream(&kinesis, &stream, 2).await;
 
-    let mut sink = KinesisSink::builder(kinesis.clone(), stream.as_str())
+    let mut sink = KinesisSink::builder_from_client(kinesis.clone(), stream.as_str())
         .aggregation(true)
-        .build();
+        .build()
+        .unwrap();
     for batch in (0..RECORDS).collect::<Vec<_>>().chunks(50) {
         let records = batch
             .iter()

@@ -123,3 +123,78 @@ async fn the_byte_limit_binds_for_large_records() {
     assert!(out.records()[2].error_code().is_some());
     assert_eq!(stub.stats().shards[0].accepted_bytes, 800_000 + 4);
 }
+
+/// One retry layer: a sink built from an `SdkConfig` makes exactly the
+/// attempts of its own policy; the same sink over a client with the SDK's
+/// standard retries (3 attempts per call) makes three times as many.
+#[tokio::test]
+async fn a_sink_built_from_an_sdk_config_is_the_only_layer_retrying_its_calls() {
+    use futures::SinkExt;
+    use std::time::Duration;
+    use unistream::kinesis::{KinesisRecord, KinesisSink};
+    use unistream::{Error, RetryPolicy};
+
+    let policy = RetryPolicy::new()
+        .max_attempts(2)
+        .initial_backoff(Duration::from_millis(1))
+        .max_backoff(Duration::from_millis(1));
+    let batch = || vec![KinesisRecord::new("x", "k"); 3];
+
+    let stub = KinesisStub::start(StubConfig::new(1).fail_put_records(u64::MAX))
+        .await
+        .unwrap();
+    let config = crate::support::emulators::sdk_config_at(&stub.endpoint()).await;
+    let mut own = KinesisSink::builder(&config, stub.stream())
+        .retry_policy(policy.clone())
+        .build()
+        .unwrap();
+    let err = own.send(batch()).await.unwrap_err();
+    assert!(matches!(err, Error::Target { .. }), "{err}");
+    assert_eq!(stub.stats().put_records_calls, 2);
+
+    stub.reset_counters();
+    let mut layered = KinesisSink::builder_from_client(stub.client(), stub.stream())
+        .retry_policy(policy)
+        .build()
+        .unwrap();
+    let err = layered.send(batch()).await.unwrap_err();
+    assert!(matches!(err, Error::Target { .. }), "{err}");
+    assert_eq!(stub.stats().put_records_calls, 6);
+}
+
+/// A stream name or ARN Kinesis cannot accept is refused when the sink is
+/// built, by every constructor, before anything is sent.
+#[tokio::test]
+async fn a_name_kinesis_cannot_accept_is_a_config_error_from_every_constructor() {
+    use unistream::kinesis::KinesisSink;
+    use unistream::Error;
+
+    let stub = KinesisStub::start(StubConfig::new(1)).await.unwrap();
+    let config = crate::support::emulators::sdk_config_at(&stub.endpoint()).await;
+    let long = "x".repeat(129);
+    for bad in [
+        "",
+        "a b",
+        "orders/v2",
+        long.as_str(),
+        "arn:aws:sqs:us-east-1:1:q",
+    ] {
+        let errors = [
+            KinesisSink::new(&config, bad).err(),
+            KinesisSink::from_client(stub.client(), bad).err(),
+            KinesisSink::builder(&config, bad).build().err(),
+            KinesisSink::builder_from_client(stub.client(), bad)
+                .build()
+                .err(),
+        ];
+        for error in errors {
+            assert!(
+                matches!(error, Some(Error::Config(_))),
+                "{bad:?}: {error:?}"
+            );
+        }
+    }
+    assert_eq!(stub.stats().put_records_calls, 0);
+    assert_eq!(stub.stats().list_shards_calls, 0);
+    assert!(KinesisSink::new(&config, stub.stream()).is_ok());
+}

@@ -73,7 +73,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use aws_config::SdkConfig;
-use aws_sdk_cloudwatchlogs::config::retry::RetryConfig;
 use aws_sdk_cloudwatchlogs::Client;
 use futures::Sink;
 
@@ -89,7 +88,7 @@ type DeliveryFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
 /// A `Sink<Vec<LogEvent>>` writing to one CloudWatch Logs log stream.
 ///
 /// Build it with [`CloudWatchLogsSink::builder`] (from an `SdkConfig`) or
-/// [`CloudWatchLogsSink::builder_with_client`]; make it durable and batched
+/// [`CloudWatchLogsSink::builder_from_client`]; make it durable and batched
 /// with `buffered_wal`.
 ///
 /// ```no_run
@@ -115,37 +114,55 @@ pub struct CloudWatchLogsSink {
 }
 
 impl CloudWatchLogsSink {
-    /// Options for a sink writing to `group`/`stream`, with a client built
-    /// from `config`. The SDK's retries are disabled: the sink retries by its
-    /// own [`RetryPolicy`](crate::RetryPolicy).
-    pub fn builder(
-        config: &SdkConfig,
-        group: impl Into<String>,
-        stream: impl Into<String>,
-    ) -> CloudWatchLogsSinkBuilder {
-        let conf = aws_sdk_cloudwatchlogs::config::Builder::from(config)
-            .retry_config(RetryConfig::disabled())
-            .build();
-        Self::builder_with_client(Client::from_conf(conf), group, stream)
-    }
-
-    /// Options for a sink writing to `group`/`stream` through `client`
-    /// (whose own retry settings stay in force, under the sink's policy).
-    pub fn builder_with_client(
-        client: Client,
-        group: impl Into<String>,
-        stream: impl Into<String>,
-    ) -> CloudWatchLogsSinkBuilder {
-        CloudWatchLogsSinkBuilder::new(client, group.into(), stream.into())
-    }
-
-    /// A sink with default options (group and stream must exist).
+    /// A sink with default options writing to `group`/`stream` (which must
+    /// exist), with a client built from `config` with the SDK's own retries
+    /// off (the sink's [`RetryPolicy`](crate::RetryPolicy) is the one retry
+    /// layer; see the crate docs, "AWS clients and retries").
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] as [`CloudWatchLogsSinkBuilder::build`].
     pub fn new(
         config: &SdkConfig,
         group: impl Into<String>,
         stream: impl Into<String>,
     ) -> Result<Self, Error> {
         Self::builder(config, group, stream).build()
+    }
+
+    /// A sink with default options writing to `group`/`stream` through
+    /// `client` as it is (its own retry settings stay in force, below the
+    /// sink's policy).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] as [`CloudWatchLogsSinkBuilder::build`].
+    pub fn from_client(
+        client: Client,
+        group: impl Into<String>,
+        stream: impl Into<String>,
+    ) -> Result<Self, Error> {
+        Self::builder_from_client(client, group, stream).build()
+    }
+
+    /// Options for a sink writing to `group`/`stream`, with a client built
+    /// from `config` as [`new`](Self::new) does.
+    pub fn builder(
+        config: &SdkConfig,
+        group: impl Into<String>,
+        stream: impl Into<String>,
+    ) -> CloudWatchLogsSinkBuilder {
+        Self::builder_from_client(crate::aws::clients::cloudwatch_logs(config), group, stream)
+    }
+
+    /// Options for a sink writing to `group`/`stream` through `client` as
+    /// it is.
+    pub fn builder_from_client(
+        client: Client,
+        group: impl Into<String>,
+        stream: impl Into<String>,
+    ) -> CloudWatchLogsSinkBuilder {
+        CloudWatchLogsSinkBuilder::new(client, group.into(), stream.into())
     }
 
     /// The sink over `writer`, as built by [`CloudWatchLogsSinkBuilder::build`].

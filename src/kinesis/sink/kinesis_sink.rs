@@ -24,8 +24,10 @@
 //!
 //! One batch is in flight at a time per sink; clones share the shard map,
 //! the rate limiter and the metrics, and each has its own batch in flight.
-//! The AWS SDK client's own retry layer (for whole failed calls) runs below
-//! the sink's [`RetryPolicy`]; per-record failures only the sink retries.
+//! Built from an `SdkConfig`, the sink's client has the SDK's retries off:
+//! the sink's [`RetryPolicy`] is the one layer retrying calls and records.
+//! A client passed to [`KinesisSink::from_client`] keeps its own retry
+//! settings, which then run below the sink's policy.
 
 use std::fmt;
 use std::future::Future;
@@ -53,14 +55,14 @@ type PutFuture = Pin<Box<dyn Future<Output = PutOutcome> + Send>>;
 /// use unistream::{Error, RejectedRecord};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
-/// let config = aws_sdk_kinesis::Config::builder()
+/// # async fn main() -> Result<(), Error> {
+/// let config = aws_config::SdkConfig::builder()
 ///     .behavior_version(aws_config::BehaviorVersion::latest())
 ///     .region(aws_config::Region::new("us-east-1"))
 ///     .build();
-/// let mut sink = KinesisSink::builder(aws_sdk_kinesis::Client::from_conf(config), "orders")
+/// let mut sink = KinesisSink::builder(&config, "orders")
 ///     .aggregation(true)
-///     .build();
+///     .build()?;
 ///
 /// // A record Kinesis can never take is rejected by index, never sent:
 /// // with nothing else in the batch, no request is made at all.
@@ -73,6 +75,13 @@ type PutFuture = Pin<Box<dyn Future<Output = PutOutcome> + Send>>;
 ///     other => panic!("{other}"),
 /// }
 /// assert_eq!(sink.metrics().snapshot().records_dead_lettered, 1);
+///
+/// // A name Kinesis cannot accept is refused when the sink is built.
+/// assert!(matches!(
+///     KinesisSink::new(&config, "no spaces"),
+///     Err(Error::Config(_))
+/// ));
+/// # Ok(())
 /// # }
 /// ```
 #[must_use = "sinks do nothing unless polled"]
@@ -85,18 +94,44 @@ pub struct KinesisSink {
 
 impl KinesisSink {
     /// A sink with default options for `stream` (a name, or an ARN starting
-    /// with `arn:`), using a client built from `config`.
-    pub fn new(config: &aws_config::SdkConfig, stream: impl Into<StreamTarget>) -> Self {
-        Self::from_client(aws_sdk_kinesis::Client::new(config), stream)
+    /// with `arn:`), using a client built from `config` with the SDK's own
+    /// retries off (the sink's [`RetryPolicy`] is the one retry layer; see
+    /// the crate docs, "AWS clients and retries").
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] as [`KinesisSinkBuilder::build`].
+    pub fn new(
+        config: &aws_config::SdkConfig,
+        stream: impl Into<StreamTarget>,
+    ) -> Result<Self, Error> {
+        Self::builder(config, stream).build()
     }
 
-    /// A sink with default options for `stream`, using `client`.
-    pub fn from_client(client: aws_sdk_kinesis::Client, stream: impl Into<StreamTarget>) -> Self {
-        Self::builder(client, stream).build()
+    /// A sink with default options for `stream`, using `client` as it is
+    /// (its own retry settings stay in force, below the sink's policy).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] as [`KinesisSinkBuilder::build`].
+    pub fn from_client(
+        client: aws_sdk_kinesis::Client,
+        stream: impl Into<StreamTarget>,
+    ) -> Result<Self, Error> {
+        Self::builder_from_client(client, stream).build()
     }
 
-    /// A builder to set options (see [`KinesisSinkBuilder`]).
+    /// A builder to set options (see [`KinesisSinkBuilder`]), with a client
+    /// built from `config` as [`new`](Self::new) does.
     pub fn builder(
+        config: &aws_config::SdkConfig,
+        stream: impl Into<StreamTarget>,
+    ) -> KinesisSinkBuilder {
+        Self::builder_from_client(crate::aws::clients::kinesis(config), stream)
+    }
+
+    /// A builder to set options, using `client` as it is.
+    pub fn builder_from_client(
         client: aws_sdk_kinesis::Client,
         stream: impl Into<StreamTarget>,
     ) -> KinesisSinkBuilder {
@@ -292,8 +327,16 @@ impl KinesisSinkBuilder {
         self
     }
 
-    /// The sink.
-    pub fn build(self) -> KinesisSink {
+    /// Checks the options and builds the sink. Nothing is sent until the
+    /// first batch.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a stream name Kinesis cannot accept (1 to 128
+    /// characters of `a-z A-Z 0-9 _ . -`) or an ARN that does not name a
+    /// Kinesis stream.
+    pub fn build(self) -> Result<KinesisSink, Error> {
+        self.target.check()?;
         let options = SinkOptions {
             ordered: self.ordered,
             aggregation: self.aggregation.then_some(self.max_aggregate_bytes),
@@ -301,11 +344,11 @@ impl KinesisSinkBuilder {
             rate_limit: self.rate_limit,
             shard_map_refresh: self.shard_map_refresh,
         };
-        KinesisSink::from_shared(Arc::new(SinkShared::new(
+        Ok(KinesisSink::from_shared(Arc::new(SinkShared::new(
             self.client,
             self.target,
             options,
             self.metrics,
-        )))
+        ))))
     }
 }

@@ -179,7 +179,8 @@ impl Default for SourceConfig {
 
 impl<S: CheckpointStore> KinesisSource<S> {
     /// A source reading `stream` (a name or an ARN) with a client built from
-    /// `sdk_config`, checkpoints loaded from (and `SHARD_END` saved to)
+    /// `sdk_config` (the SDK's own retries off: the source's retry policy is
+    /// the one layer), checkpoints loaded from (and `SHARD_END` saved to)
     /// `store`.
     ///
     /// Give the checkpointer a clone of the same `store`: stores that fence
@@ -193,10 +194,11 @@ impl<S: CheckpointStore> KinesisSource<S> {
         stream: impl Into<StreamTarget>,
         store: S,
     ) -> Self {
-        Self::from_client(aws_sdk_kinesis::Client::new(sdk_config), stream, store)
+        Self::from_client(crate::aws::clients::kinesis(sdk_config), stream, store)
     }
 
-    /// A source using an existing client.
+    /// A source using `client` as it is (its own retry settings stay in
+    /// force, below the source's [`retry_policy`](Self::retry_policy)).
     pub fn from_client(
         client: aws_sdk_kinesis::Client,
         stream: impl Into<StreamTarget>,
@@ -359,7 +361,7 @@ impl<T: LeaseTable> KinesisSource<LeaseCheckpointStore<T>> {
         stream: impl Into<StreamTarget>,
         worker: LeaseWorker<T>,
     ) -> Self {
-        Self::leased_from_client(aws_sdk_kinesis::Client::new(sdk_config), stream, worker)
+        Self::leased_from_client(crate::aws::clients::kinesis(sdk_config), stream, worker)
     }
 
     /// A leased source using an existing client; see [`leased`](Self::leased).

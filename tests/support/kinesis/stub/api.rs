@@ -183,6 +183,13 @@ fn put_records(state: &mut StubState, body: &Value, at: Instant) -> Response {
         return error(400, "ValidationException", "request or record too large");
     }
     state.put_records_calls += 1;
+    if state.put_records_calls <= state.config.failing_puts {
+        return error(
+            500,
+            "InternalFailure",
+            "the stub fails this call on purpose",
+        );
+    }
     let mut results = Vec::with_capacity(records.len());
     let mut failed = 0;
     for record in records {

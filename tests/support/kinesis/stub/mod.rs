@@ -56,6 +56,9 @@ pub struct StubConfig {
     pub limits: Option<Limits>,
     /// Keep the accepted records (to read them back).
     pub keep_records: bool,
+    /// The first this many `PutRecords` calls fail whole with HTTP 500
+    /// `InternalFailure` (a transient failure every retry layer retries).
+    pub failing_puts: u64,
 }
 
 impl StubConfig {
@@ -73,6 +76,7 @@ impl StubConfig {
                 bytes: 1024 * 1024,
             }),
             keep_records: true,
+            failing_puts: 0,
         }
     }
 
@@ -85,6 +89,11 @@ impl StubConfig {
 
     pub fn unlimited(mut self) -> Self {
         self.limits = None;
+        self
+    }
+
+    pub fn fail_put_records(mut self, calls: u64) -> Self {
+        self.failing_puts = calls;
         self
     }
 
