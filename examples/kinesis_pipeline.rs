@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use unistream::checkpoint::{CheckpointStreamExt, DynamoDbCheckpointStore};
 use unistream::kinesis::{KinesisRecord, KinesisSink, KinesisSource};
 use unistream::sink::{WalConfig, WalSinkExt};
+use unistream::source::{Shutdown, SourceExt};
 use unistream::Error;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -92,13 +93,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     store.create_table_if_missing().await?;
     let started = Instant::now();
     let mut cents = 0u64;
+    // A batch job: it ends once caught up with the stream (or on Ctrl-C:
+    // intake stops, what was taken is processed, the checkpoints are saved).
+    let shutdown = Shutdown::new().trigger_on_ctrl_c();
     let consumed = KinesisSource::new(&config, stream_name.as_str(), store.clone())
+        .stop_when_caught_up(Duration::from_secs(2))
         .stream()
+        .until(shutdown.signal())
         .and_then(|(record, token)| async move {
             let order: Order = record.decode(&unistream::JsonCodec)?;
             Ok((order, token))
         })
-        .take(count as usize)
         .checkpoint_batched(1_000, Duration::from_secs(5), store.clone())
         .try_fold(0u64, |n, order| {
             cents += order.cents;

@@ -171,7 +171,7 @@ impl fmt::Display for CodecError {
             CodecDirection::Encode => "encode",
             CodecDirection::Decode => "decode",
         };
-        write!(f, "cannot {what} {}: {}", self.format, self.source)
+        write!(f, "cannot {what} {}", self.format)
     }
 }
 

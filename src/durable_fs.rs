@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 /// A file-system operation failed: what was being done, on which path.
 #[derive(Debug, thiserror::Error)]
-#[error("{op} {}: {source}", path.display())]
+#[error("{op} {}", path.display())]
 pub(crate) struct FsError {
     /// What was being done ("open", "fsync directory", …).
     pub(crate) op: &'static str,

@@ -16,6 +16,13 @@
 //! one `async` closure. A sink that cannot be used after an error (such as
 //! `futures::sink::unfold`) breaks the protocol; the write-ahead-log adapter
 //! then stops with [`Error::BrokenTarget`] instead of retrying.
+//!
+//! Messages do not repeat their cause: an error that wraps another returns
+//! it from [`source`](std::error::Error::source) and leaves it out of its
+//! own `Display`, so that reporters walking the chain (`anyhow`, `eyre`,
+//! `tracing`'s error values) print every cause once. [`ErrorChain`] prints
+//! the whole chain on one line, where one string is wanted (a log field, a
+//! dead-letter reason).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -58,7 +65,7 @@ pub enum Error {
     Idempotency(#[from] IdempotencyError),
 
     /// A file operation failed.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}", path.display())]
     Io {
         /// What was being done ("open", "append to", "fsync", …).
         op: &'static str,
@@ -79,7 +86,7 @@ pub enum Error {
     Rejected(Vec<RejectedRecord>),
 
     /// The target system failed to take a batch. Retrying may succeed.
-    #[error("target {target} failed: {source}")]
+    #[error("target {target} failed")]
     Target {
         /// Which target ("memory", "file /tmp/x", "kinesis stream orders", …).
         target: String,
@@ -117,11 +124,11 @@ pub enum Error {
     },
 
     /// Writing to the dead-letter destination failed; nothing was committed.
-    #[error("dead-letter destination failed: {0}")]
+    #[error("dead-letter destination failed")]
     DeadLetter(#[source] Box<Error>),
 
     /// A user handler failed (see [`Error::handler`]).
-    #[error("handler failed: {0}")]
+    #[error("handler failed")]
     Handler(#[source] BoxError),
 
     /// A configuration value is invalid.
@@ -191,7 +198,7 @@ impl From<crate::durable_fs::FsError> for Error {
 /// target to stay usable after a failed batch, because the same batch is
 /// sent again. A `Sink` that ends itself after an error, such as
 /// `futures::sink::unfold` (whose next `start_send` panics), cannot be
-/// retried; [`batch_target`](crate::sink::batch_target) makes a target from
+/// retried; [`batch_target`](fn@crate::sink::batch_target) makes a target from
 /// an `async` closure that follows the protocol.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -228,6 +235,42 @@ impl BrokenTarget {
             .map(|s| s.to_string())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".to_string())
+    }
+}
+
+/// An error and its causes on one line, `outer: cause: root cause`: what
+/// to log or store where one string must carry the whole chain (each
+/// error's own message leaves its cause out; see the [module
+/// documentation](crate::Error)).
+///
+/// ```
+/// use unistream::{Error, ErrorChain};
+///
+/// let error = Error::target("kinesis stream orders", std::io::Error::other("connection reset"));
+/// assert_eq!(error.to_string(), "target kinesis stream orders failed");
+/// assert_eq!(
+///     ErrorChain(&error).to_string(),
+///     "target kinesis stream orders failed: connection reset"
+/// );
+/// ```
+#[derive(Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            write!(f, ": {error}")?;
+            cause = error.source();
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

@@ -23,6 +23,7 @@
 //! | `lib.rs` | this map and the re-exports at the crate root | |
 //! | `error.rs` | [`Error`], [`RejectedRecord`]: one typed error for every piece | |
 //! | [`codec.rs`](codec) | record encodings ([`JsonCodec`], [`RawCodec`]); sizes are encoded sizes | |
+//! | [`record_id.rs`](record_id) | producer record ids kept with each record in the log: `RecordIds`, `Identified`, `IdentifiedCodec` | |
 //! | [`retry.rs`](retry) | [`RetryPolicy`]: bounded attempts, exponential backoff, jitter | |
 //! | [`dead_letter.rs`](dead_letter) | [`DeadLetter`]: what a record given up on becomes | |
 //! | `durable_fs.rs` | (private) `0600` files, directory fsync, atomic replace | |
@@ -30,7 +31,7 @@
 //! | `wal/writer/` | the append side: [`WalWriter`](wal::WalWriter), the writer task, one group write | |
 //! | `wal/reader/` | the read side: [`WalReader`](wal::WalReader) and its blocking read job | |
 //! | `wal/segment/` | segment files: the active one, scanning at recovery, reading frames | |
-//! | [`sink/`](sink) | batch targets: [`FileSink`](sink::FileSink), [`MemorySink`](sink::MemorySink), [`batch_target`](sink::batch_target) for your own | |
+//! | [`sink/`](sink) | batch targets: [`FileSink`](sink::FileSink), [`MemorySink`](sink::MemorySink), [`batch_target`](fn@sink::batch_target) for your own | |
 //! | `sink/buffered_wal/` | the durable, batching adapter: [`WalConfig`](sink::WalConfig), the delivery task, the dead-letter destination | |
 //! | [`source/`](source) | record sources: [`MemorySource`](source::MemorySource) | |
 //! | `source/file/` | [`FileSource`](source::FileSource): builder and stream, the async run, the blocking line reader | |
@@ -39,16 +40,17 @@
 //! | [`checkpoint/`](checkpoint) | tokens, positions, partition control, fencing tokens, the out-of-order position tracker, checkpointed filtering | |
 //! | `checkpoint/store/` | the [`CheckpointStore`] contract and its memory and JSON file stores | |
 //! | `checkpoint/batched/` | the `checkpoint_batched` combinator and its partition table | |
-//! | [`lease/`](lease) | lease coordination: [`LeaseWorker`](lease::LeaseWorker), the [`LeaseTable`](lease::LeaseTable) contract, memory and fault-injecting tables | |
+//! | `checkpoint/transactional/` | `checkpoint_transactional`: outputs and checkpoint in one transaction, the `TransactionalCheckpointStore` contract | |
+//! | [`lease/`](lease) | lease coordination: [`LeaseWorker`](lease::LeaseWorker), the [`LeaseTable`](lease::LeaseTable) contract, memory and fault-injecting tables, transactions of outputs with a lease write | |
 //! | `aws/` | (private) telling throttled, transient and permanent AWS failures apart; SDK errors boxed | `kinesis`, `cloudwatch-logs` or `dynamodb` |
 //! | `kinesis/` | records, stream targets, hash keys, service limits | `kinesis` (`kpl`: records, hash keys, limits) |
 //! | `kinesis/sink/` | `KinesisSink` and its builder: shard map, per-shard pacing, validation, metrics, the WAL codec | `kinesis` |
 //! | `kinesis/sink/put/` | delivering one batch: shared state, entries with aggregation, call planning, the call and its failures, progress | `kinesis` |
-//! | `kinesis/source/` | `KinesisSource`: shard listing and lineage, one reader per shard, the merged stream, leased mode | `kinesis` |
+//! | `kinesis/source/` | `KinesisSource`: shard listing and lineage, one reader per shard (polling or enhanced fan-out), the merged stream, leased mode | `kinesis` |
 //! | `kinesis/aggregation/` | KPL aggregation: the aggregator, deaggregation, the protobuf messages | `kinesis` or `kpl` |
 //! | `cloudwatch_logs/` | `LogEvent`, the `Batcher` that plans `PutLogEvents` requests, service limits | `cloudwatch-logs` |
 //! | `cloudwatch_logs/sink/` | `CloudWatchLogsSink` and its builder: names, the writer, halving, one request, setup, rejected events | `cloudwatch-logs` |
-//! | `dynamodb/` | the KCL lease table: item codec, `DynamoDbLeaseTable`, `DynamoDbCheckpointStore`, table creation; `DynamoDbIdempotencyStore` | `dynamodb` |
+//! | `dynamodb/` | the KCL lease table: item codec, `DynamoDbLeaseTable`, `DynamoDbCheckpointStore`, table creation; outputs with the lease in `TransactWriteItems`; `DynamoDbIdempotencyStore` | `dynamodb` |
 //! | `dynamodb/s3_batch_store.rs`, `dynamodb/in_flight_batch.rs` | `DynamoDbS3CheckpointStore`: a batch consumer's in-flight batch in S3 | `dynamodb` + `s3` |
 //!
 //! The DynamoDB checkpoint stores are also re-exported from [`checkpoint`],
@@ -68,6 +70,7 @@ mod error;
 pub mod idempotency;
 pub mod lease;
 pub mod process;
+pub mod record_id;
 pub mod retry;
 pub mod sink;
 pub mod source;
@@ -90,5 +93,16 @@ pub mod __fuzz;
 pub use checkpoint::{CheckpointStore, CheckpointStreamExt, CheckpointToken, Position};
 pub use codec::{Codec, JsonCodec, RawCodec};
 pub use dead_letter::DeadLetter;
-pub use error::{BoxError, BrokenTarget, Error, RejectedRecord, Result};
+pub use error::{BoxError, BrokenTarget, Error, ErrorChain, RejectedRecord, Result};
 pub use retry::RetryPolicy;
+
+/// The README's `rust` snippets, compiled as doctests (they need every AWS
+/// feature; `scripts/test.sh` builds with all of them).
+#[cfg(all(
+    doctest,
+    feature = "kinesis",
+    feature = "dynamodb",
+    feature = "cloudwatch-logs"
+))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use unistream::checkpoint::{CheckpointStore, CheckpointStreamExt, JsonFileCheckpointStore};
 use unistream::sink::FileSink;
-use unistream::source::FileSource;
+use unistream::source::{FileSource, Shutdown, SourceExt};
 use unistream::{DeadLetter, Error, Position};
 
 /// Checkpoint every `N` records (or every second).
@@ -19,7 +19,14 @@ const CRASH_AFTER: usize = 250;
 
 /// Consumes `file` (JSON lines, e.g. written by the producer half),
 /// keeping its checkpoint and dead letters in `work_dir`.
+#[allow(dead_code)] // the quickstart's `main` stops on Ctrl-C: `run_until`
 pub async fn run(file: &Path, work_dir: &Path) -> Result<(), Error> {
+    run_until(file, work_dir, &Shutdown::new()).await
+}
+
+/// [`run`], stopping early when `shutdown` is triggered (Ctrl-C): intake
+/// stops, the records taken are processed and the checkpoint is saved.
+pub async fn run_until(file: &Path, work_dir: &Path, shutdown: &Shutdown) -> Result<(), Error> {
     let checkpoints = work_dir.join("checkpoints.json");
     // A fresh start for the demo; a real consumer keeps its checkpoints.
     match std::fs::remove_file(&checkpoints) {
@@ -33,7 +40,7 @@ pub async fn run(file: &Path, work_dir: &Path) -> Result<(), Error> {
 
     // Run 1: process records, then "crash": the stream is dropped after
     // CRASH_AFTER records, with no final save.
-    let first: Vec<u64> = consume(file, &store, &dead_letters)
+    let first: Vec<u64> = consume(file, &store, &dead_letters, shutdown)
         .await?
         .take(CRASH_AFTER)
         .try_collect()
@@ -45,7 +52,7 @@ pub async fn run(file: &Path, work_dir: &Path) -> Result<(), Error> {
     );
 
     // Run 2: resume after the checkpoint and finish the file.
-    let second: Vec<u64> = consume(file, &store, &dead_letters)
+    let second: Vec<u64> = consume(file, &store, &dead_letters, shutdown)
         .await?
         .try_collect()
         .await?;
@@ -72,12 +79,14 @@ async fn consume(
     file: &Path,
     store: &JsonFileCheckpointStore,
     dead_letters: &Path,
+    shutdown: &Shutdown,
 ) -> Result<impl futures::Stream<Item = Result<u64, Error>>, Error> {
     let dead_letter_sink = FileSink::<DeadLetter<serde_json::Value>>::open(dead_letters).await?;
     Ok(FileSource::<serde_json::Value>::new(file)
         .resume_from(store.clone())
         .dead_letters(dead_letter_sink)
         .stream()
+        .until(shutdown.signal()) // right after the source: Ctrl-C drains and saves
         .and_then(|(record, token)| async move {
             process(&record)?;
             Ok((offset(Some(token.position().clone())), token))

@@ -22,8 +22,10 @@ async fn main() -> Result<(), unistream::Error> {
     let file = produce::run(&dir).await?;
 
     // Consumer half: read the file back with checkpoints, crash part-way,
-    // resume after the checkpoint.
-    consume::run(&file, &dir).await?;
+    // resume after the checkpoint. Ctrl-C stops it cleanly: intake ends,
+    // the records taken are processed, the checkpoint is saved.
+    let shutdown = unistream::source::Shutdown::new().trigger_on_ctrl_c();
+    consume::run_until(&file, &dir, &shutdown).await?;
 
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! AWS SDK errors boxed for the crate's error types, with the service's
-//! error code in the message.
+//! error code in the message. The SDK error itself is the `source` (its
+//! text is not repeated in the message).
 
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -15,11 +16,10 @@ impl SdkErrorBox {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug + Send + Sync + 'static,
     {
-        let code = err.code().unwrap_or("-").to_owned();
-        let message = format!(
-            "{} ({code})",
-            aws_smithy_types::error::display::DisplayErrorContext(&err)
-        );
+        let message = match err.code() {
+            Some(code) => format!("AWS SDK error, code {code}"),
+            None => "AWS SDK error".to_owned(),
+        };
         Self(message, Box::new(err))
     }
 }

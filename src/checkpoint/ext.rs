@@ -1,5 +1,6 @@
 //! The extension trait that adds checkpointing to streams of tokens:
-//! `checkpoint_batched` and `try_filter_checkpointed`.
+//! `checkpoint_batched`, `try_filter_checkpointed` and
+//! `and_then_per_partition`.
 
 use std::future::Future;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use futures::TryStream;
 
 use super::batched::CheckpointBatched;
 use super::filter::TryFilterCheckpointed;
+use super::per_partition::AndThenPerPartition;
 use super::store::CheckpointStore;
 use super::token::AsCheckpointToken;
 use crate::error::Error;
@@ -130,6 +132,67 @@ pub trait CheckpointStreamExt: TryStream {
         Fut: Future<Output = bool>,
     {
         TryFilterCheckpointed::new(self, predicate)
+    }
+
+    /// `and_then` run concurrently across partitions and in order within
+    /// each: `handler` runs on one item of a partition (the partition of the
+    /// item's token: a shard, a file) at a time, in the order they arrive,
+    /// and on up to `max_concurrent` partitions at once. Outputs come as the
+    /// handlers finish; hand them to
+    /// [`checkpoint_batched`](Self::checkpoint_batched) as usual. See
+    /// [`AndThenPerPartition`] for the bounds and the errors.
+    ///
+    /// (`try_buffer_unordered` would run records of one shard concurrently,
+    /// and finish them out of order.)
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use futures::TryStreamExt;
+    /// use unistream::checkpoint::{CheckpointStreamExt, MemoryCheckpointStore, Position};
+    /// use unistream::source::MemorySource;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), unistream::Error> {
+    /// let store = MemoryCheckpointStore::new();
+    /// let handled: Vec<(String, u32)> = MemorySource::new([
+    ///     ("shard-0", vec![1u32, 2, 3]),
+    ///     ("shard-1", vec![10, 20]),
+    /// ])
+    /// .and_then_per_partition(8, |(record, token)| async move {
+    ///     // handle(record).await?; one record of a shard at a time
+    ///     Ok::<_, unistream::Error>(((token.partition().to_owned(), record), token))
+    /// })
+    /// .checkpoint_batched(100, Duration::from_secs(10), store.clone())
+    /// .try_collect()
+    /// .await?;
+    /// let shard_0: Vec<u32> =
+    ///     handled.iter().filter(|(p, _)| p == "shard-0").map(|(_, r)| *r).collect();
+    /// assert_eq!(shard_0, vec![1, 2, 3]);
+    /// assert_eq!(store.position("shard-1"), Some(Position::Offset(2)));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When `max_concurrent` is 0.
+    #[track_caller]
+    fn and_then_per_partition<F, Fut, O, E>(
+        self,
+        max_concurrent: usize,
+        handler: F,
+    ) -> AndThenPerPartition<Self, F, Fut>
+    where
+        Self: Sized,
+        Self::Ok: AsCheckpointToken,
+        Self::Error: Into<Error>,
+        F: FnMut(Self::Ok) -> Fut,
+        Fut: Future<Output = Result<O, E>>,
+        E: Into<Error>,
+    {
+        assert!(
+            max_concurrent > 0,
+            "and_then_per_partition: max_concurrent must be at least 1"
+        );
+        AndThenPerPartition::new(self, max_concurrent, handler)
     }
 }
 

@@ -25,7 +25,7 @@
 use std::sync::Arc;
 
 /// The lease a leased partition's records were read under: partition,
-/// holder and epoch; see the [module docs](self).
+/// holder and epoch; see the module docs (`src/checkpoint/fencing.rs`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FencingToken {
     partition: Arc<str>,

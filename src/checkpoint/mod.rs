@@ -19,6 +19,7 @@
 //! | [`CheckpointStreamExt`], [`CheckpointBatched`] | `ext.rs`, `batched/` | `.checkpoint_batched(n, interval, store)` |
 //! | [`HeldBackTokens`] | `held_back.rs` | a partition whose checkpoint waits for a token that never arrived |
 //! | [`TryFilterCheckpointed`] | `filter.rs` | `.try_filter_checkpointed(pred)`: skip records, keep their tokens |
+//! | [`AndThenPerPartition`] | `per_partition.rs` | `.and_then_per_partition(n, handler)`: partitions concurrently, each in order |
 
 mod batched;
 mod control;
@@ -26,6 +27,7 @@ mod ext;
 mod fencing;
 mod filter;
 mod held_back;
+mod per_partition;
 mod position;
 mod store;
 mod token;
@@ -38,6 +40,7 @@ pub use ext::CheckpointStreamExt;
 pub use fencing::FencingToken;
 pub use filter::TryFilterCheckpointed;
 pub use held_back::HeldBackTokens;
+pub use per_partition::AndThenPerPartition;
 pub use position::{Position, SequenceNumber};
 pub use store::{CheckpointError, CheckpointStore, JsonFileCheckpointStore, MemoryCheckpointStore};
 pub use token::{AsCheckpointToken, CheckpointToken};

@@ -42,7 +42,7 @@ const IN_PROGRESS: &str = "INPROGRESS";
 const COMPLETED: &str = "COMPLETED";
 
 /// Idempotency records in a DynamoDB table; cheap to clone. See the
-/// [module docs](self).
+/// module docs (`src/dynamodb/idempotency_store.rs`).
 #[derive(Debug, Clone)]
 pub struct DynamoDbIdempotencyStore {
     client: aws_sdk_dynamodb::Client,

@@ -320,7 +320,9 @@ mod tests {
             ("pk".to_owned(), AttributeValue::S("x".into())),
             ("sk".to_owned(), AttributeValue::N("1".into())),
         ]);
-        let b: HashMap<_, _> = a.clone().into_iter().rev().collect();
+        let mut pairs: Vec<_> = a.clone().into_iter().collect();
+        pairs.reverse();
+        let b: HashMap<_, _> = pairs.into_iter().collect();
         assert_eq!(item_id("t", &a), item_id("t", &b));
         assert_ne!(item_id("t", &a), item_id("u", &a));
         assert_eq!(map_bytes(&a), 2 + 1 + 2 + 1);

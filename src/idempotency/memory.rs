@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::store::{Begin, Claim, IdempotencyError, IdempotencyStore};
 
 /// Idempotency records in memory, shared by its clones; see the
-/// [module docs](self).
+/// module docs (`src/idempotency/memory.rs`).
 #[derive(Debug, Clone, Default)]
 pub struct MemoryIdempotencyStore {
     records: Arc<Mutex<HashMap<String, Record>>>,

@@ -36,6 +36,6 @@ pub use sink::{
     KinesisSinkBuilder, ShardRateLimit,
 };
 #[cfg(feature = "kinesis")]
-pub use source::{InitialPosition, KinesisSource, KinesisStream};
+pub use source::{EnhancedFanOut, FanOutError, InitialPosition, KinesisSource, KinesisStream};
 #[cfg(feature = "kinesis")]
 pub use target::StreamTarget;

@@ -163,7 +163,7 @@ pub(crate) async fn release<T: LeaseTable>(
                         .await;
                     return;
                 }
-                tracing::debug!(worker = %shared.id, lease = %held.key, error = %err, "lease release failed; retrying");
+                tracing::debug!(worker = %shared.id, lease = %held.key, error = %crate::ErrorChain(&err), "lease release failed; retrying");
                 let ceiling = shared.config.write_retry.ceiling(attempt);
                 attempt = attempt.saturating_add(1);
                 tokio::time::sleep(ceiling.mul_f64(shared.random())).await;

@@ -61,7 +61,7 @@ async fn renew<T: LeaseTable>(shared: &Arc<WorkerShared<T>>, held: Arc<HeldLease
                     .lose(&held, "not renewed within the lease duration")
                     .await;
             } else {
-                tracing::debug!(worker = %shared.id, lease = %held.key, error = %err, "lease renewal failed; retrying");
+                tracing::debug!(worker = %shared.id, lease = %held.key, error = %crate::ErrorChain(&err), "lease renewal failed; retrying");
             }
         }
     }

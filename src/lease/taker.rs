@@ -95,7 +95,7 @@ async fn scan<T: LeaseTable>(
     let leases = match shared.table.list().await {
         Ok(leases) => leases,
         Err(err) => {
-            tracing::debug!(worker = %shared.id, error = %err, "lease table scan failed");
+            tracing::debug!(worker = %shared.id, error = %crate::ErrorChain(&err), "lease table scan failed");
             return None;
         }
     };
@@ -277,7 +277,7 @@ async fn rebalance<T: LeaseTable>(
             match shared.write_unheld(&lease.key, lease.counter, write).await {
                 Ok(taken) => acquire(shared, taken, how),
                 Err(err) => {
-                    tracing::debug!(worker = %shared.id, lease = %lease.key, error = %err, "take lost the race")
+                    tracing::debug!(worker = %shared.id, lease = %lease.key, error = %crate::ErrorChain(&err), "take lost the race")
                 }
             }
         })
@@ -331,7 +331,7 @@ async fn request_handoff<T: LeaseTable>(
                 counter = current.counter;
             }
             Err(err) => {
-                tracing::debug!(worker = %shared.id, lease = %key, error = %err, "handoff request not written");
+                tracing::debug!(worker = %shared.id, lease = %key, error = %crate::ErrorChain(&err), "handoff request not written");
                 return None;
             }
         }

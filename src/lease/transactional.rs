@@ -75,7 +75,7 @@ pub struct OutputFootprint {
 }
 
 /// A lease table that writes a lease together with other writes (the
-/// *outputs*), atomically; see the [module docs](self).
+/// *outputs*), atomically; see the module docs (`src/lease/transactional.rs`).
 pub trait TransactionalLeaseTable: LeaseTable {
     /// One write besides the lease's.
     type Output: Clone + Send + Sync + 'static;
@@ -183,7 +183,7 @@ pub(crate) fn request_token(key: &str, expected: u64, position: &Position) -> St
 }
 
 /// Commits `outputs` with the checkpoint `position` through the held lease
-/// `held`; see the [module docs](self).
+/// `held`; see the module docs (`src/lease/transactional.rs`).
 pub(crate) async fn commit_held<T: TransactionalLeaseTable>(
     shared: &Arc<WorkerShared<T>>,
     held: &Arc<HeldLease>,
@@ -274,7 +274,7 @@ pub(crate) async fn commit_held<T: TransactionalLeaseTable>(
                 // The outcome is unknown: only this same request may be
                 // sent again, until the lease runs out.
                 if state.renewed_at.elapsed() >= shared.config.lease_duration {
-                    tracing::warn!(worker = %me, lease = %held.key, error = %err, "a transaction's outcome stayed unknown until the lease ran out");
+                    tracing::warn!(worker = %me, lease = %held.key, error = %crate::ErrorChain(&err), "a transaction's outcome stayed unknown until the lease ran out");
                     break Err(None);
                 }
                 let ceiling = shared.config.write_retry.ceiling(attempt);

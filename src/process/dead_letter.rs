@@ -112,11 +112,11 @@ where
                 Some(Ok(Processed::GaveUp(gave_up))) => {
                     let origin =
                         format!("{} {}", gave_up.token.partition(), gave_up.token.position());
-                    tracing::warn!(%origin, attempts = gave_up.attempts, error = %gave_up.error,
+                    tracing::warn!(%origin, attempts = gave_up.attempts, error = %crate::ErrorChain(&gave_up.error),
                         "handler gave up on a record; dead-lettering it");
                     let letter = DeadLetter::record(
                         gave_up.record,
-                        gave_up.error.to_string(),
+                        crate::ErrorChain(&gave_up.error).to_string(),
                         gave_up.attempts,
                     )
                     .with_origin(origin);

@@ -110,7 +110,7 @@ where
                                 position = %current.token.position(),
                                 attempts = current.attempts,
                                 ?delay,
-                                %error,
+                                error = %crate::ErrorChain(&error),
                                 "handler failed; retrying"
                             );
                             this.backoff.set(Some(tokio::time::sleep(delay)));

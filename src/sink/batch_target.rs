@@ -3,7 +3,7 @@
 //!
 //! A target for [`buffered_wal`](super::WalSinkExt::buffered_wal) is a
 //! `Sink<Vec<T>>` that follows the crate's batch-sink protocol (see
-//! [`Error`](crate::Error)). Writing the four `Sink` methods by hand means
+//! [`Error`]). Writing the four `Sink` methods by hand means
 //! keeping a boxed future in flight across polls; `futures::sink::unfold`
 //! does that but ends itself after the first error, so the retry of the
 //! failed batch cannot be sent. [`BatchTargetSink`] is the adapter that does
@@ -129,7 +129,7 @@ impl<F, T> fmt::Debug for FnBatchTarget<F, T> {
 /// `Vec<T>`, to move into the `async move` block) and returns its outcome as
 /// the batch-sink protocol reads it — `Ok`, [`Error::Rejected`] by index, or
 /// any other error for a retry. See the [module
-/// documentation](crate::sink::batch_target) for the guarantees.
+/// documentation](mod@crate::sink::batch_target) for the guarantees.
 ///
 /// The closure is called again for a retry, so it keeps what it needs
 /// across calls by cloning it into each future (a client, an address).
@@ -397,7 +397,9 @@ mod tests {
         // An index outside the batch is the target's bug, not a rejection.
         let err = sink.send(vec![5, 0]).await.unwrap_err();
         assert!(
-            matches!(&err, Error::Target { .. }) && err.to_string().contains("index 5"),
+            matches!(&err, Error::Target { .. })
+                && std::error::Error::source(&err)
+                    .is_some_and(|s| s.to_string().contains("index 5")),
             "{err:?}"
         );
         // No index: delivered.

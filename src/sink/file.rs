@@ -96,7 +96,7 @@ struct OpenFile {
 
 impl<T> FileSink<T> {
     /// Opens (or creates) `path` for appending, cutting off an incomplete
-    /// last line left by a crash.
+    /// last line left by a crash. Missing parent directories are created.
     pub async fn open(path: impl Into<PathBuf>) -> Result<Self, Error> {
         let path: PathBuf = path.into();
         let opened_path = path.clone();
@@ -286,6 +286,13 @@ impl<T: Serialize> Sink<Vec<T>> for FileSink<T> {
 /// Opens `path` and cuts off an incomplete last line. Returns the file and
 /// its length after the repair.
 fn open_and_repair(path: &Path) -> Result<(File, u64), Error> {
+    // Missing parent directories are created (and made durable), as
+    // `WalConfig::new` does for the log's directory.
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.exists() {
+            durable_fs::create_dir_all_durable(parent)?;
+        }
+    }
     let mut file = durable_fs::open_append(path)?;
     let len = file
         .metadata()
@@ -353,7 +360,7 @@ fn append(
         }
         Err(_) => {
             if let Err(cut) = file.file.set_len(file.synced) {
-                tracing::error!(path = %path.display(), error = %cut, "cannot cut back a failed append");
+                tracing::error!(path = %path.display(), error = %crate::ErrorChain(&cut), "cannot cut back a failed append");
             }
             file.len = file.synced;
         }
@@ -478,11 +485,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn open_in_missing_directory_is_a_typed_error() {
+    async fn open_under_a_file_is_a_typed_error() {
+        // Missing parent directories are created; a parent that is a file
+        // cannot be.
         let dir = tempfile::tempdir().unwrap();
-        let err = FileSink::<u32>::open(dir.path().join("missing/out.jsonl"))
+        std::fs::write(dir.path().join("plain"), b"").unwrap();
+        let err = FileSink::<u32>::open(dir.path().join("plain/out.jsonl"))
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::Io { op: "open", .. }), "{err:?}");
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
     }
 }

@@ -6,7 +6,7 @@
 //! records the target can never accept are reported by index through
 //! [`Error::Rejected`](crate::Error::Rejected).
 //!
-//! A new target is one `async` closure over a batch: [`batch_target`] (or
+//! A new target is one `async` closure over a batch: [`batch_target`](fn@batch_target) (or
 //! one `async fn` of a [`BatchTarget`], for a target with state), which
 //! follows the protocol for it.
 

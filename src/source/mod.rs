@@ -12,9 +12,22 @@
 //! |---|---|---|
 //! | [`FileSource`] | the file path | `Offset`: byte offset just past the line |
 //! | [`MemorySource`] | the given name | `Offset(i + 1)` for the record at index `i` |
+//!
+//! Stopping a pipeline: [`Shutdown`] (`shutdown.rs`) is a handle whose
+//! signal ends a source through [`SourceExt::until`] (`until.rs`, `ext.rs`);
+//! what comes after the source drains, saves its checkpoints and closes its
+//! sinks. Batch jobs stop on their own once caught up:
+//! [`FileSource::stop_when_caught_up`], and `KinesisSource::stop_when_caught_up`
+//! (feature `kinesis`).
 
+mod ext;
 mod file;
 mod memory;
+mod shutdown;
+mod until;
 
+pub use ext::SourceExt;
 pub use file::{FileSource, FileSourceStream};
 pub use memory::MemorySource;
+pub use shutdown::{Shutdown, ShutdownSignal};
+pub use until::Until;

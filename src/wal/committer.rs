@@ -180,7 +180,7 @@ impl CommitterTask {
                     });
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, upto = target, "WAL: persisting the committed position failed");
+                    tracing::error!(error = %crate::ErrorChain(&e), upto = target, "WAL: persisting the committed position failed");
                     self.persisted.send_modify(|p| {
                         p.failed = Some(FailedPersist {
                             upto: target,
@@ -192,7 +192,7 @@ impl CommitterTask {
             if let Err(e) = deletion {
                 // The position is durable; the files are deleted again (or
                 // by recovery) at a later commit.
-                tracing::error!(error = %e, "WAL: deleting committed segments failed");
+                tracing::error!(error = %crate::ErrorChain(&e), "WAL: deleting committed segments failed");
             }
         }
     }

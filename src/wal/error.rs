@@ -12,7 +12,7 @@ use super::Lsn;
 #[non_exhaustive]
 pub enum WalError {
     /// A file operation on the log failed.
-    #[error("WAL: {op} {}: {source}", path.display())]
+    #[error("WAL: {op} {}", path.display())]
     Io {
         /// What was being done ("open", "write", "fdatasync", …).
         op: &'static str,

@@ -140,7 +140,9 @@ async fn an_unfold_target_that_ends_after_an_error_stops_with_a_clear_error_and_
     // Later calls repeat the cause.
     let again = sink.send(3).await.unwrap_err();
     assert!(
-        again.to_string().contains("ended after an error"),
+        unistream::ErrorChain(&again)
+            .to_string()
+            .contains("ended after an error"),
         "{again}"
     );
     // Not retried once broken, nothing committed or given up on.

@@ -194,7 +194,12 @@ async fn without_a_dead_letter_sink_an_exhausted_batch_stops_delivery_and_stays_
     sink.send(1).await.unwrap();
     let err = sink.close().await.unwrap_err();
     assert!(matches!(err, Error::Target { .. }), "{err:?}");
-    assert!(err.to_string().contains("injected failure"), "{err}");
+    assert!(
+        unistream::ErrorChain(&err)
+            .to_string()
+            .contains("injected failure"),
+        "{err}"
+    );
     assert_eq!(sink.wal_stats().committed_lsn, Lsn(0));
     drop(sink);
 
@@ -328,7 +333,12 @@ async fn a_panicking_target_stops_delivery_with_an_error_instead_of_hanging() {
         .unwrap();
     sink.send(1).await.unwrap();
     let err = sink.close().await.unwrap_err();
-    assert!(err.to_string().contains("target bug"), "{err}");
+    assert!(
+        unistream::ErrorChain(&err)
+            .to_string()
+            .contains("target bug"),
+        "{err}"
+    );
     assert_eq!(sink.wal_stats().committed_lsn, Lsn(0));
 }
 
@@ -368,7 +378,12 @@ async fn a_codec_panicking_on_the_blocking_decode_path_stops_delivery_and_loses_
         .await
         .unwrap();
     let err = sink.close().await.unwrap_err();
-    assert!(err.to_string().contains("codec bug"), "{err}");
+    assert!(
+        unistream::ErrorChain(&err)
+            .to_string()
+            .contains("codec bug"),
+        "{err}"
+    );
     assert!(
         delivered.records().is_empty(),
         "{:?}",

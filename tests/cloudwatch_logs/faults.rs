@@ -168,7 +168,8 @@ async fn exhausted_retries_fail_the_batch_and_the_sink_stays_usable() {
 
     let err = sink.send(events.clone()).await.unwrap_err();
     assert!(matches!(err, Error::Target { .. }), "{err}");
-    assert!(format!("{err}").contains("after 2 attempt(s)"), "{err}");
+    let chain = unistream::ErrorChain(&err).to_string();
+    assert!(chain.contains("after 2 attempt(s)"), "{chain}");
     assert!(stored.lock().unwrap().is_empty());
 
     // The same batch again (what buffered_wal does): third call fails, fourth
@@ -409,7 +410,8 @@ async fn when_every_event_is_refused_alone_the_batch_fails_instead() {
     let mut sink = sink(mocked_client(&[&rule]), RetryPolicy::no_retry());
     let err = sink.send(scrambled(10_000)).await.unwrap_err();
     assert!(matches!(err, Error::Target { .. }), "{err}");
-    assert!(format!("{err}").contains("refused one by one"), "{err}");
+    let chain = unistream::ErrorChain(&err).to_string();
+    assert!(chain.contains("refused one by one"), "{chain}");
     let calls = calls.load(Ordering::SeqCst);
     // Depth-first: ~14 halvings down to the first event, then 16 more lone
     // events, each a few calls away.

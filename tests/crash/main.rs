@@ -14,3 +14,7 @@ mod consumer;
 mod dynamodb_s3;
 /// `buffered_wal` in front of a `FileSink`.
 mod producer;
+/// `buffered_wal` + `KinesisSink` with producer record ids, and an
+/// idempotent consumer (kinesis-mock, moto).
+#[cfg(all(feature = "kinesis", feature = "dynamodb"))]
+mod record_ids;

@@ -104,7 +104,8 @@ async fn a_batch_survives_a_restart_with_its_marks_and_finishes_into_the_checkpo
         replay.mark(i, RecordStatus::Succeeded);
     }
     let refused = restarted.finish_batch(replay.clone()).await.unwrap_err();
-    assert!(refused.to_string().contains("record 2"), "{refused}");
+    let chain = unistream::ErrorChain(&refused).to_string();
+    assert!(chain.contains("record 2"), "{chain}");
     assert!(restarted.begin_batch(p, records(5..6)).await.is_err());
     assert!(restarted.save(p, &Position::sequence("99")).await.is_err());
 

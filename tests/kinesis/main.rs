@@ -18,6 +18,10 @@ mod sink;
 mod source;
 /// KPL aggregates read back one user record at a time (moto).
 mod source_aggregated;
+/// `KinesisSource` with enhanced fan-out (kinesis-mock).
+mod source_fanout;
+/// Enhanced fan-out against mocked event streams: faults lose nothing.
+mod source_fanout_faults;
 /// `KinesisSource` against the read fake: injected faults and pacing.
 mod source_faults;
 /// A KCL-written lease table taken over and resumed (moto).
@@ -25,3 +29,7 @@ mod source_faults;
 mod source_kcl_table;
 /// `KinesisSource::leased`: workers sharing a stream (kinesis-mock).
 mod source_leased;
+/// Stopping `KinesisSource` pipelines: a shutdown signal, a batch job caught up (moto).
+mod source_shutdown;
+/// The local Kinesis stub with latency and per-shard limits.
+mod stub;

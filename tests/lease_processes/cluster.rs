@@ -9,6 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
 use unistream::checkpoint::{Position, SequenceNumber};
 use unistream::dynamodb::DynamoDbLeaseTable;
 use unistream::lease::{Lease, LeaseCheckpoint, LeaseTable};
@@ -40,6 +43,9 @@ pub struct Cluster {
     seed: u64,
     timings: Timings,
     started: AtomicU64,
+    /// The table of the workers' effects, when they commit them with their
+    /// checkpoints (see [`with_outputs`](Self::with_outputs)).
+    outputs: Option<String>,
 }
 
 impl Cluster {
@@ -78,7 +84,74 @@ impl Cluster {
             seed,
             timings,
             started: AtomicU64::new(0),
+            outputs: None,
         }
+    }
+
+    /// [`new`](Self::new), with workers that commit each record's effect
+    /// (an increment of `writes` on the item of its id in a new table)
+    /// with their checkpoints, in one transaction.
+    pub async fn with_outputs(prefix: &str, shards: i32, seed: u64) -> Self {
+        let mut cluster = Self::new(prefix, shards, seed).await;
+        let name = unique_name(&format!("{prefix}-outputs"));
+        for table in output_tables(&name) {
+            cluster
+                .table
+                .client()
+                .create_table()
+                .table_name(&table)
+                .attribute_definitions(
+                    AttributeDefinition::builder()
+                        .attribute_name("id")
+                        .attribute_type(ScalarAttributeType::N)
+                        .build()
+                        .unwrap(),
+                )
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name("id")
+                        .key_type(KeyType::Hash)
+                        .build()
+                        .unwrap(),
+                )
+                .billing_mode(BillingMode::PayPerRequest)
+                .send()
+                .await
+                .unwrap();
+        }
+        cluster.outputs = Some(name);
+        cluster
+    }
+
+    /// `writes` per record id in the output tables.
+    pub async fn output_writes(&self) -> BTreeMap<u64, u64> {
+        let name = self.outputs.as_deref().expect("a cluster with outputs");
+        let mut writes = BTreeMap::new();
+        for table in output_tables(name) {
+            let mut start = None;
+            loop {
+                let page = self
+                    .table
+                    .client()
+                    .scan()
+                    .table_name(&table)
+                    .consistent_read(true)
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .unwrap();
+                for item in page.items() {
+                    let id = item["id"].as_n().unwrap().parse().unwrap();
+                    let count = item["writes"].as_n().unwrap().parse().unwrap();
+                    writes.insert(id, count);
+                }
+                match page.last_evaluated_key {
+                    Some(key) if !key.is_empty() => start = Some(key),
+                    _ => break,
+                }
+            }
+        }
+        writes
     }
 
     /// [`new`](Self::new) with records produced at 200 a second and
@@ -110,6 +183,7 @@ impl Cluster {
             dir: self.dir.path().to_owned(),
             seed: self.seed.wrapping_add(started),
             timings: self.timings,
+            outputs: self.outputs.clone(),
         };
         let module = module_path!().replace("::cluster", "::worker");
         let mut command = child::command(&module, "lease_worker_process");
@@ -316,6 +390,15 @@ fn read_logs(dir: &Path) -> Vec<Handled> {
         }
     }
     out
+}
+
+/// The output tables of a cluster whose tables are named `name`: record
+/// `id`'s effect is in table `id % OUTPUT_TABLES` (see
+/// [`output_table`](super::worker::output_table)).
+fn output_tables(name: &str) -> Vec<String> {
+    (0..super::worker::OUTPUT_TABLES)
+        .map(|i| super::worker::output_table(name, i))
+        .collect()
 }
 
 /// Puts numbered records until stopped.

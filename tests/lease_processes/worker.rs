@@ -13,11 +13,14 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use futures::TryStreamExt;
 use tokio::signal::unix::{signal, SignalKind};
-use unistream::checkpoint::{CheckpointStreamExt, Position};
+use unistream::checkpoint::{
+    CheckpointStreamExt, CheckpointToken, Position, TransactionalStreamExt,
+};
 use unistream::dynamodb::DynamoDbLeaseTable;
-use unistream::kinesis::KinesisSource;
+use unistream::kinesis::{KinesisRecord, KinesisSource};
 use unistream::lease::{LeaseConfig, LeaseWorker};
 
 use crate::support::emulators::sdk_config_at;
@@ -34,6 +37,10 @@ pub struct WorkerEnv {
     pub dir: PathBuf,
     pub seed: u64,
     pub timings: Timings,
+    /// When set, every record's effect is one increment of `writes` on the
+    /// item `id` of this table, committed with the checkpoint
+    /// (`checkpoint_transactional`) instead of `checkpoint_batched`.
+    pub outputs: Option<String>,
 }
 
 /// The lease timings a worker process runs with.
@@ -62,6 +69,7 @@ impl WorkerEnv {
                 Timings::Short => "short",
                 Timings::Default => "default",
             },
+            self.outputs.as_deref().unwrap_or(""),
         ]
         .join("\n");
         vec![(VAR.to_owned(), value)]
@@ -70,8 +78,9 @@ impl WorkerEnv {
     fn from_env() -> Option<Self> {
         let value = std::env::var(VAR).ok()?;
         let parts: Vec<&str> = value.split('\n').collect();
-        let [worker, stream, table, kinesis, dynamodb, dir, seed, timings] = parts[..] else {
-            panic!("{VAR} has {} parts, not 8", parts.len());
+        let [worker, stream, table, kinesis, dynamodb, dir, seed, timings, outputs] = parts[..]
+        else {
+            panic!("{VAR} has {} parts, not 9", parts.len());
         };
         Some(Self {
             worker: worker.to_owned(),
@@ -86,6 +95,7 @@ impl WorkerEnv {
                 "default" => Timings::Default,
                 other => panic!("timings {other:?}"),
             },
+            outputs: (!outputs.is_empty()).then(|| outputs.to_owned()),
         })
     }
 }
@@ -178,36 +188,54 @@ async fn run(env: WorkerEnv) {
         .open(&path)
         .expect("open the worker's log");
     let name = env.worker.clone();
-    let mut pipeline = tokio::spawn(async move {
-        source
-            .stream()
-            .and_then(move |(record, token)| {
-                let id = std::str::from_utf8(&record.data)
-                    .ok()
-                    .and_then(|text| text.parse::<u64>().ok())
-                    .expect("records hold decimal ids");
-                let sequence = match token.position() {
-                    Position::Sequence { sequence, .. } => sequence.to_string(),
-                    other => panic!("a Kinesis record at {other:?}"),
-                };
-                let line = format!(
-                    "{} {} {} {} {}\n",
-                    now_millis(),
-                    name,
-                    token.partition(),
-                    sequence,
-                    id
-                );
-                let written = log.write_all(line.as_bytes());
-                async move {
-                    written.expect("append to the worker's log");
-                    Ok(token)
-                }
-            })
-            .checkpoint_batched(20, Duration::from_millis(300), store)
-            .try_collect::<()>()
-            .await
-    });
+    let handle = move |record: &KinesisRecord, token: &CheckpointToken| {
+        let id = std::str::from_utf8(&record.data)
+            .ok()
+            .and_then(|text| text.parse::<u64>().ok())
+            .expect("records hold decimal ids");
+        let sequence = match token.position() {
+            Position::Sequence { sequence, .. } => sequence.to_string(),
+            other => panic!("a Kinesis record at {other:?}"),
+        };
+        let line = format!(
+            "{} {} {} {} {}\n",
+            now_millis(),
+            name,
+            token.partition(),
+            sequence,
+            id
+        );
+        log.write_all(line.as_bytes())
+            .expect("append to the worker's log");
+        id
+    };
+    let mut pipeline = match env.outputs.clone() {
+        None => tokio::spawn(async move {
+            let mut handle = handle;
+            source
+                .stream()
+                .and_then(move |(record, token)| {
+                    handle(&record, &token);
+                    async move { Ok(token) }
+                })
+                .checkpoint_batched(20, Duration::from_millis(300), store)
+                .try_collect::<()>()
+                .await
+        }),
+        Some(outputs) => tokio::spawn(async move {
+            let mut handle = handle;
+            source
+                .stream()
+                .map_ok(move |(record, token)| {
+                    let id = handle(&record, &token);
+                    (vec![count_once(&outputs, id)], token)
+                })
+                .checkpoint_transactional(20, Duration::from_millis(300), store)
+                .try_collect::<Vec<_>>()
+                .await
+                .map(drop)
+        }),
+    };
 
     let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
@@ -229,4 +257,29 @@ async fn run(env: WorkerEnv) {
         format!("{:?}", worker.metrics()),
     )
     .expect("write the metrics");
+}
+
+/// How many tables the effects are spread over. moto copies every table a
+/// transaction touches once per action (its rollback), so a transaction's
+/// cost grows with the size of the tables it writes: spread, the kill loop
+/// keeps up with its producer.
+pub const OUTPUT_TABLES: u64 = 8;
+
+/// The output table `i` of the cluster's tables named `name`.
+pub fn output_table(name: &str, i: u64) -> String {
+    format!("{name}-{i}")
+}
+
+/// One increment of `writes` on item `id` (in its output table): an effect
+/// whose repetition shows in the table.
+fn count_once(tables: &str, id: u64) -> TransactWriteItem {
+    let update = Update::builder()
+        .table_name(output_table(tables, id % OUTPUT_TABLES))
+        .key("id", AttributeValue::N(id.to_string()))
+        .update_expression("ADD #w :one")
+        .expression_attribute_names("#w", "writes")
+        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+        .build()
+        .expect("a complete update");
+    TransactWriteItem::builder().update(update).build()
 }

@@ -190,7 +190,10 @@ async fn without_a_dead_letter_sink_a_corrupt_line_is_an_error_item_and_reading_
     append(&path, b"1\nnope\n3\n");
     let items: Vec<Result<u32, String>> = FileSource::<u32>::new(&path)
         .stream()
-        .map(|r| r.map(|(v, _)| v).map_err(|e| e.to_string()))
+        .map(|r| {
+            r.map(|(v, _)| v)
+                .map_err(|e| unistream::ErrorChain(&e).to_string())
+        })
         .collect()
         .await;
     assert_eq!(items.len(), 3);
@@ -346,4 +349,20 @@ async fn a_stream_ended_by_an_error_is_terminated_after_it() {
     assert!(!stream.is_terminated());
     assert!(stream.try_next().await.unwrap().is_none());
     assert!(stream.is_terminated());
+}
+
+#[tokio::test]
+async fn file_sink_creates_missing_parent_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state/dead/orders.dead.jsonl");
+    let mut sink = FileSink::<Order>::open(&path).await.unwrap();
+    sink.send(vec![order(1), order(2)]).await.unwrap();
+    sink.close().await.unwrap();
+    let read: Vec<Order> = FileSource::new(&path)
+        .stream()
+        .map_ok(|(record, _)| record)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(read, vec![order(1), order(2)]);
 }

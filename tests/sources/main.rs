@@ -5,3 +5,5 @@
 mod file_source;
 /// The quickstart's consumer half (`examples/quickstart/consume.rs`).
 mod quickstart_consume;
+/// Stopping pipelines: a shutdown signal, a batch job caught up.
+mod shutdown;

@@ -56,7 +56,7 @@ pub enum CheckpointError {
 
     /// The backing storage failed (I/O, network, service error). Retrying
     /// may succeed.
-    #[error("checkpoint store {store} failed: {source}")]
+    #[error("checkpoint store {store} failed")]
     Backend {
         /// Which store (file path, table name).
         store: String,

@@ -60,7 +60,7 @@ pub struct ProcessedRecord<O> {
 }
 
 /// A checkpoint store that writes outputs with the checkpoint, atomically;
-/// see the [module docs](self).
+/// see the module docs (`src/checkpoint/transactional/mod.rs`).
 pub trait TransactionalCheckpointStore: CheckpointStore {
     /// One output.
     type Output: Send + 'static;
@@ -102,7 +102,7 @@ pub trait TransactionalStreamExt<O>:
     /// Commits each record's outputs with its partition's checkpoint, in
     /// one transaction of `store`, every `n` records of a partition or
     /// `interval` after the first uncommitted one; see the
-    /// [module docs](self).
+    /// module docs (`src/checkpoint/transactional/mod.rs`).
     ///
     /// # Panics
     ///

@@ -240,7 +240,7 @@ where
                 tracing::info!(
                     target: "unistream::checkpoint::transactional",
                     partition = %key,
-                    error = %err,
+                    error = %crate::ErrorChain(&err),
                     "partition fenced: its uncommitted outputs are dropped"
                 );
                 let partition = self.partitions.get_mut(&key)?;

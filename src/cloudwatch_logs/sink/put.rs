@@ -148,7 +148,7 @@ impl LogStreamWriter {
                         target_name = %self.target,
                         attempts,
                         ?delay,
-                        error = %source,
+                        error = %crate::ErrorChain(&*source),
                         "PutLogEvents failed; retrying"
                     );
                     tokio::time::sleep(delay).await;
@@ -187,7 +187,7 @@ fn classify(err: SdkError<PutLogEventsError, HttpResponse>) -> PutFailure {
 
 /// The last error of a request that used up its attempts.
 #[derive(Debug, thiserror::Error)]
-#[error("PutLogEvents failed after {attempts} attempt(s): {source}")]
+#[error("PutLogEvents failed after {attempts} attempt(s)")]
 struct RetriesExhausted {
     attempts: u32,
     #[source]

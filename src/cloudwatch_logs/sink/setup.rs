@@ -88,7 +88,7 @@ impl LogStreamWriter {
 
 /// A failed setup call (create group or stream, set retention).
 #[derive(Debug, thiserror::Error)]
-#[error("{operation} failed: {source}")]
+#[error("{operation} failed")]
 struct SetupFailed {
     operation: &'static str,
     #[source]

@@ -179,7 +179,7 @@ pub enum AggregationError {
         actual: String,
     },
     /// The checksum matches but the protobuf does not decode.
-    #[error("aggregated record has a malformed protobuf message: {source}")]
+    #[error("aggregated record has a malformed protobuf message")]
     Malformed {
         /// The decoder's error.
         #[source]

@@ -33,9 +33,16 @@ pub enum InvalidRecord {
         /// The billed size of the record.
         bytes: usize,
     },
-    /// The explicit hash key is not a decimal integer in `0..2^128`.
+    /// The explicit hash key is not a decimal integer in `0..2^128`. (Its
+    /// message is part of this one, so it is not also a `source`.)
     #[error("invalid explicit hash key: {0}")]
-    ExplicitHashKey(#[from] InvalidHashKey),
+    ExplicitHashKey(InvalidHashKey),
+}
+
+impl From<InvalidHashKey> for InvalidRecord {
+    fn from(error: InvalidHashKey) -> Self {
+        InvalidRecord::ExplicitHashKey(error)
+    }
 }
 
 /// Checks `record` against the per-record limits and returns its hash key.

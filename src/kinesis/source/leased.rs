@@ -195,7 +195,7 @@ impl<S: CheckpointStore> LeasedCoordinator<S> {
 
     pub(crate) async fn run(mut self) {
         if let Err(err) = self.drive().await {
-            tracing::warn!(stream = %self.shared.stream, error = %err, "leased kinesis source failed");
+            tracing::warn!(stream = %self.shared.stream, error = %crate::ErrorChain(&err), "leased kinesis source failed");
             let _ = self.out.send(Discovery::Failed(err));
         }
         // The readers of drained shards finish on their own.
@@ -285,7 +285,7 @@ async fn sync_periodically<S: CheckpointStore>(
     loop {
         refresh.tick().await;
         if let Err(err) = sync_shards(&shared, &*driver).await {
-            tracing::warn!(stream = %shared.stream, error = %err, "shard sync failed; retrying at the next refresh");
+            tracing::warn!(stream = %shared.stream, error = %crate::ErrorChain(&err), "shard sync failed; retrying at the next refresh");
         }
     }
 }

@@ -83,7 +83,7 @@ impl<S: CheckpointStore> Coordinator<S> {
 
     pub(crate) async fn run(mut self) {
         if let Err(err) = self.drive().await {
-            tracing::warn!(stream = %self.shared.stream, error = %err, "kinesis source failed");
+            tracing::warn!(stream = %self.shared.stream, error = %crate::ErrorChain(&err), "kinesis source failed");
             let _ = self.out.send(Discovery::Failed(err));
         }
     }

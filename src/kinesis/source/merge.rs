@@ -13,6 +13,7 @@ use futures::stream::{FusedStream, Stream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::caught_up::CaughtUpWatch;
 use super::lineage::Discovery;
 use super::shard_stream::ShardStream;
 use super::Item;
@@ -40,6 +41,8 @@ pub struct KinesisStream {
     shards: Vec<ShardStream>,
     next: usize,
     served: usize,
+    /// Batch mode: ends the stream once caught up.
+    caught_up: Option<CaughtUpWatch>,
 }
 
 impl std::fmt::Debug for KinesisStream {
@@ -54,7 +57,7 @@ impl std::fmt::Debug for KinesisStream {
 impl KinesisStream {
     /// A stream whose shards are announced by the coordinator that
     /// `start` spawns on the first poll.
-    pub(crate) fn new(start: StartCoordinator) -> Self {
+    pub(crate) fn new(caught_up: Option<CaughtUpWatch>, start: StartCoordinator) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         Self {
             start: Some(start),
@@ -65,6 +68,7 @@ impl KinesisStream {
             shards: Vec::new(),
             next: 0,
             served: 0,
+            caught_up,
         }
     }
 
@@ -98,6 +102,9 @@ impl Stream for KinesisStream {
             match this.shards[i].poll_next(cx) {
                 Poll::Ready(Some(item)) => {
                     this.served += 1;
+                    if let Some(watch) = this.caught_up.as_mut() {
+                        watch.activity();
+                    }
                     if this.served >= BURST {
                         this.served = 0;
                         this.next = i + 1;
@@ -120,10 +127,19 @@ impl Stream for KinesisStream {
             }
         }
         if this.shards.is_empty() && this.discoveries_done {
-            Poll::Ready(None)
-        } else {
-            Poll::Pending
+            return Poll::Ready(None);
         }
+        if let Some(watch) = this.caught_up.as_mut() {
+            let at_tip = this.shards.iter().all(ShardStream::at_tip);
+            if watch.poll_caught_up(cx, this.shards.len(), at_tip) {
+                tracing::debug!("kinesis source caught up; ending the stream");
+                this.coordinator = None; // stops the coordinator and every shard task
+                this.shards.clear();
+                this.discoveries_done = true;
+                return Poll::Ready(None);
+            }
+        }
+        Poll::Pending
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

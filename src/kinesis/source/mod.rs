@@ -37,22 +37,35 @@
 //!   records are checkpointed, whatever checkpointer is used, and the
 //!   children start after that.
 //!
+//! # Retrieval
+//!
+//! Shards are polled (`GetRecords`) unless
+//! [`enhanced_fan_out`](KinesisSource::enhanced_fan_out) is set: then each
+//! shard is read through `SubscribeToShard` as a registered consumer, with
+//! everything above unchanged (see [`fan_out`] for what differs: consumer
+//! registration, subscriptions, back-pressure on the HTTP/2 stream, what
+//! is needed against AWS). Calls per second and records per call are
+//! polling settings; fan-out ignores them.
+//!
 //! # What it does not do
 //!
 //! - Lease balancing between several workers: a source reads every shard.
 //!   Run one per stream, or give each worker its own stream; a
 //!   [`DynamoDbCheckpointStore`] still fences a second writer.
-//! - Enhanced fan-out (`SubscribeToShard`): polling only.
 //!
 //! [`DynamoDbCheckpointStore`]: https://docs.rs/unistream/latest/unistream/checkpoint/struct.DynamoDbCheckpointStore.html
 //! [`PartitionControl`]: crate::checkpoint::PartitionControl
 
+mod caught_up;
 mod failure;
+pub mod fan_out;
 mod iterator;
 mod leased;
 mod lineage;
 mod merge;
+mod polling;
 mod records;
+mod retrieval;
 mod shard_list;
 mod shard_reader;
 mod shard_stream;
@@ -66,8 +79,10 @@ use crate::kinesis::{KinesisRecord, StreamTarget};
 use crate::lease::{LeaseCheckpointStore, LeaseTable, LeaseWorker};
 use crate::retry::RetryPolicy;
 use crate::Error;
+use fan_out::FanOutConsumer;
 use leased::LeaseDriver;
 
+pub use fan_out::{EnhancedFanOut, FanOutError};
 pub use iterator::InitialPosition;
 pub use merge::KinesisStream;
 
@@ -126,6 +141,7 @@ pub struct KinesisSource<S> {
     store: S,
     config: SourceConfig,
     leases: Option<Arc<dyn LeaseDriver>>,
+    fan_out: Option<EnhancedFanOut>,
 }
 
 /// Tunables of a [`KinesisSource`].
@@ -139,6 +155,8 @@ pub(crate) struct SourceConfig {
     pub(crate) shard_refresh_interval: Duration,
     pub(crate) retry: RetryPolicy,
     pub(crate) throttle_backoff: RetryPolicy,
+    /// Batch mode: end the stream once caught up for this long.
+    pub(crate) caught_up_after: Option<Duration>,
 }
 
 impl Default for SourceConfig {
@@ -154,6 +172,7 @@ impl Default for SourceConfig {
             throttle_backoff: RetryPolicy::forever()
                 .initial_backoff(Duration::from_millis(200))
                 .max_backoff(Duration::from_secs(5)),
+            caught_up_after: None,
         }
     }
 }
@@ -189,6 +208,7 @@ impl<S: CheckpointStore> KinesisSource<S> {
             store,
             config: SourceConfig::default(),
             leases: None,
+            fan_out: None,
         }
     }
 
@@ -275,21 +295,56 @@ impl<S: CheckpointStore> KinesisSource<S> {
         self
     }
 
+    /// Reads every shard by enhanced fan-out (`SubscribeToShard`) as the
+    /// registered consumer `fan_out` names, registering it if needed,
+    /// instead of polling. See [`fan_out`] for what it guarantees and
+    /// needs. Default: polling.
+    pub fn enhanced_fan_out(mut self, fan_out: EnhancedFanOut) -> Self {
+        self.fan_out = Some(fan_out);
+        self
+    }
+
+    /// For batch jobs: end the stream once it is caught up, that is, once
+    /// every shard read is at the tip of the stream (its last `GetRecords`
+    /// response had no records and `MillisBehindLatest` 0), every record
+    /// fetched has been yielded, and nothing changed for `idle` (no record,
+    /// no shard started or ended). The pipeline then ends as usual:
+    /// `checkpoint_batched` saves the final positions. Records put while the
+    /// job runs are read as long as they arrive before it is caught up.
+    /// Default: off, the stream never ends by itself.
+    pub fn stop_when_caught_up(mut self, idle: Duration) -> Self {
+        self.config.caught_up_after = Some(idle);
+        self
+    }
+
     /// The merged stream of every shard's records. Reading starts when it is
     /// first polled, which must happen inside a Tokio runtime; dropping it
     /// stops every shard task.
     pub fn stream(self) -> KinesisStream {
+        let fan_out = self
+            .fan_out
+            .map(|settings| Arc::new(FanOutConsumer::new(settings, self.client.clone())));
         let shared = Arc::new(SourceShared {
+            fan_out,
             client: self.client,
             stream: self.stream,
             store: self.store,
             config: self.config,
             leases: self.leases,
         });
-        KinesisStream::new(Box::new(move |out| match shared.leases.clone() {
-            Some(driver) => tokio::spawn(leased::LeasedCoordinator::new(shared, driver, out).run()),
-            None => tokio::spawn(lineage::Coordinator::new(shared, out).run()),
-        }))
+        let caught_up = shared
+            .config
+            .caught_up_after
+            .map(caught_up::CaughtUpWatch::new);
+        KinesisStream::new(
+            caught_up,
+            Box::new(move |out| match shared.leases.clone() {
+                Some(driver) => {
+                    tokio::spawn(leased::LeasedCoordinator::new(shared, driver, out).run())
+                }
+                None => tokio::spawn(lineage::Coordinator::new(shared, out).run()),
+            }),
+        )
     }
 }
 
@@ -328,6 +383,8 @@ pub(crate) struct SourceShared<S> {
     pub(crate) config: SourceConfig,
     /// The lease worker, in leased mode.
     pub(crate) leases: Option<Arc<dyn LeaseDriver>>,
+    /// The registered consumer, with enhanced fan-out.
+    pub(crate) fan_out: Option<Arc<FanOutConsumer>>,
 }
 
 impl<S> SourceShared<S> {

@@ -44,7 +44,7 @@ pub(crate) fn unpack(shard: &str, record: Record, out: &mut Vec<UserRecord>) {
             tracing::warn!(
                 shard,
                 %sequence,
-                error = %err,
+                error = %crate::ErrorChain(&err),
                 "damaged KPL aggregate delivered as one plain record"
             );
         }

@@ -29,6 +29,9 @@ pub(crate) struct ShardStream {
     yielded: u64,
     /// The lease the shard is read under, told the count at the end.
     lease: Option<AcquiredLease>,
+    /// The reader's last response was empty at the tip of the stream (an
+    /// empty chunk), and no record came since.
+    at_tip: bool,
 }
 
 impl ShardStream {
@@ -44,7 +47,14 @@ impl ShardStream {
             current: Vec::new().into_iter(),
             yielded: 0,
             lease: None,
+            at_tip: false,
         }
+    }
+
+    /// At the tip of the stream with nothing buffered (see
+    /// `KinesisSource::stop_when_caught_up`).
+    pub(crate) fn at_tip(&self) -> bool {
+        self.at_tip && self.current.len() == 0
     }
 
     /// This shard read under `lease`.
@@ -68,6 +78,8 @@ impl ShardStream {
         loop {
             match self.rx.poll_recv(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
+                    // An empty chunk: the reader is at the tip.
+                    self.at_tip = chunk.is_empty();
                     self.current = chunk.into_iter();
                     if let Some(item) = self.current.next() {
                         self.yielded += 1;

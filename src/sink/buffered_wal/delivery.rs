@@ -294,7 +294,7 @@ where
                 // dead-lettered: it need not be delivered again.)
                 debug_assert!(self.reader.committed().0 <= from);
                 tracing::warn!(
-                    %error,
+                    error = %crate::ErrorChain(&error),
                     records = upto - from,
                     "the target failed to flush the batches it took; delivering them again"
                 );
@@ -368,7 +368,10 @@ where
                     i,
                     DeadLetter::raw(
                         record.payload.clone(),
-                        format!("cannot decode the record stored in the write-ahead log: {e}"),
+                        format!(
+                            "cannot decode the record stored in the write-ahead log: {}",
+                            crate::ErrorChain(&e)
+                        ),
                     )
                     .with_origin(self.origin_of(record)),
                 )),
@@ -444,7 +447,10 @@ where
                 given_up_error = Some(Error::Rejected(rejected));
             }
             DeliveryOutcome::Exhausted(error) => {
-                let reason = format!("gave up after {attempts} attempt(s): {error}");
+                let reason = format!(
+                    "gave up after {attempts} attempt(s): {}",
+                    crate::ErrorChain(&error)
+                );
                 for &i in &in_batch {
                     let record = self.codec.decode(&records[i].payload)?;
                     dead.push((
@@ -568,7 +574,7 @@ where
             Err(error @ Error::BrokenTarget(_)) => return Err(error),
             Err(error) if retry.allows_another(attempts) => {
                 let delay = retry.backoff(attempts - 1);
-                tracing::warn!(%error, attempts, ?delay, "delivery failed; retrying");
+                tracing::warn!(error = %crate::ErrorChain(&error), attempts, ?delay, "delivery failed; retrying");
                 tokio::time::sleep(delay).await;
             }
             Err(error) => return Ok((DeliveryOutcome::Exhausted(error), attempts)),

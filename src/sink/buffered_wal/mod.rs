@@ -48,9 +48,9 @@
 //!    for the exact loop. A target that breaks the batch-sink protocol —
 //!    it panics, or ends itself after an error as `futures::sink::unfold`
 //!    does — stops delivery the same way, with
-//!    [`Error::BrokenTarget`](crate::Error::BrokenTarget) naming the cause
+//!    [`Error::BrokenTarget`] naming the cause
 //!    (never a panic in the delivery task); nothing is committed or
-//!    dead-lettered for it. [`batch_target`](crate::sink::batch_target)
+//!    dead-lettered for it. [`batch_target`](fn@crate::sink::batch_target)
 //!    makes a target that follows the protocol from an `async` closure.
 //! 6. **`close().await`** appends this handle's buffer, waits until the
 //!    delivery task delivered and committed everything appended so far (by

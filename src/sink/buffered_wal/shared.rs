@@ -118,8 +118,8 @@ impl DeliveryShared {
     }
 
     pub(super) fn stop(&self, error: Error) {
-        tracing::error!(%error, "buffered_wal delivery stopped; undelivered records stay in the write-ahead log");
-        *lock(&self.cause) = Some(error.to_string());
+        tracing::error!(error = %crate::ErrorChain(&error), "buffered_wal delivery stopped; undelivered records stay in the write-ahead log");
+        *lock(&self.cause) = Some(crate::ErrorChain(&error).to_string());
         *lock(&self.error) = Some(error);
         self.running.store(false, Ordering::Release);
         self.progress.send_modify(|p| p.state = TaskState::Stopped);

@@ -54,7 +54,7 @@ impl<S> TargetGuard<S> {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {
                 let error = error.into();
-                self.failed = Some(error.to_string());
+                self.failed = Some(crate::ErrorChain(&error).to_string());
                 self.sent_since_failure = false;
                 Err(error)
             }

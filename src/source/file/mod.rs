@@ -100,6 +100,8 @@ pub struct FileSource<T, C = JsonCodec> {
     codec: C,
     start: Start,
     follow: Option<Duration>,
+    /// In follow mode, end after the file has not grown for this long.
+    caught_up_after: Option<Duration>,
     chunk_bytes: usize,
     max_line_bytes: usize,
     dead_letters: Option<DeadLetterSink<T>>,
@@ -115,6 +117,7 @@ impl<T> FileSource<T, JsonCodec> {
             codec: JsonCodec,
             start: Start::Beginning,
             follow: None,
+            caught_up_after: None,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             dead_letters: None,
@@ -135,6 +138,7 @@ where
             codec,
             start: self.start,
             follow: self.follow,
+            caught_up_after: self.caught_up_after,
             chunk_bytes: self.chunk_bytes,
             max_line_bytes: self.max_line_bytes,
             dead_letters: self.dead_letters,
@@ -166,9 +170,11 @@ where
 
     /// Follow mode (like `tail -f`): at the end of the file, wait
     /// `poll_interval` (in `tokio::time`) and look again; the stream never
-    /// ends by itself.
+    /// ends by itself (end it with [`until`](crate::source::SourceExt::until),
+    /// or use [`stop_when_caught_up`](Self::stop_when_caught_up)).
     pub fn follow(mut self, poll_interval: Duration) -> Self {
         self.follow = Some(poll_interval);
+        self.caught_up_after = None;
         self
     }
 
@@ -176,6 +182,19 @@ where
     /// file, before an incomplete last line.
     pub fn read_to_end(mut self) -> Self {
         self.follow = None;
+        self.caught_up_after = None;
+        self
+    }
+
+    /// For batch jobs on a file that is still written: follow it (polling
+    /// every `poll_interval`, as [`follow`](Self::follow)) and end the
+    /// stream once it is caught up: at the end of the file, with no new
+    /// complete line for `idle` (in `tokio::time`). Every complete line
+    /// written before that is yielded; an incomplete last line is not (as in
+    /// read-to-end mode, it is logged).
+    pub fn stop_when_caught_up(mut self, poll_interval: Duration, idle: Duration) -> Self {
+        self.follow = Some(poll_interval);
+        self.caught_up_after = Some(idle);
         self
     }
 
@@ -220,6 +239,8 @@ where
             lines: Vec::new().into_iter(),
             at_eof: false,
             follow: self.follow,
+            caught_up_after: self.caught_up_after,
+            idle_since: None,
             seq: 0,
             dead_letters: self.dead_letters,
             done: false,
@@ -240,6 +261,7 @@ impl<T, C: fmt::Debug> fmt::Debug for FileSource<T, C> {
             .field("path", &self.path)
             .field("codec", &self.codec)
             .field("follow", &self.follow)
+            .field("caught_up_after", &self.caught_up_after)
             .field("dead_letters", &self.dead_letters.is_some())
             .finish()
     }

@@ -47,6 +47,10 @@ pub(super) struct Run<T, C> {
     pub(super) lines: std::vec::IntoIter<Line<T>>,
     pub(super) at_eof: bool,
     pub(super) follow: Option<Duration>,
+    /// In follow mode: end once the file has not grown for this long.
+    pub(super) caught_up_after: Option<Duration>,
+    /// Since when reads find nothing new (follow mode).
+    pub(super) idle_since: Option<tokio::time::Instant>,
     pub(super) seq: u64,
     pub(super) dead_letters: Option<DeadLetterSink<T>>,
     pub(super) done: bool,
@@ -117,8 +121,9 @@ where
         let origin = format!("{} offset {start}", self.path.display());
         match self.dead_letters.as_mut() {
             Some(sink) => {
-                tracing::warn!(%origin, %error, "dead-lettering a line that does not decode");
-                let letter = DeadLetter::raw(raw, error.to_string()).with_origin(origin);
+                tracing::warn!(%origin, error = %crate::ErrorChain(&error), "dead-lettering a line that does not decode");
+                let letter =
+                    DeadLetter::raw(raw, crate::ErrorChain(&error).to_string()).with_origin(origin);
                 sink.send(vec![letter])
                     .await
                     .map_err(|e| Error::DeadLetter(Box::new(e)))
@@ -139,7 +144,26 @@ where
         loop {
             if self.at_eof {
                 match self.follow {
-                    Some(poll) => tokio::time::sleep(poll).await,
+                    Some(poll) => {
+                        let idle_since = *self
+                            .idle_since
+                            .get_or_insert_with(tokio::time::Instant::now);
+                        if let Some(idle) = self.caught_up_after {
+                            if idle_since.elapsed() >= idle {
+                                let partial = self.reader.as_ref().map_or(0, |r| r.buf.len());
+                                if partial > 0 {
+                                    tracing::warn!(
+                                        path = %self.path.display(),
+                                        bytes = partial,
+                                        "caught up inside an incomplete last line; not emitted"
+                                    );
+                                }
+                                tracing::debug!(path = %self.path.display(), "file source caught up");
+                                return Ok(None);
+                            }
+                        }
+                        tokio::time::sleep(poll).await
+                    }
                     None => return Ok(None),
                 }
             }
@@ -158,6 +182,9 @@ where
                 .map_err(|e| Error::io("read", &*self.path, std::io::Error::other(e)))?;
             let block = block?;
             self.at_eof = block.eof;
+            if !block.lines.is_empty() {
+                self.idle_since = None;
+            }
             if block.eof {
                 if self.follow.is_none() && block.partial_bytes > 0 {
                     tracing::warn!(
@@ -221,7 +248,7 @@ pub(super) struct CorruptLine {
 
 impl fmt::Display for CorruptLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line at {}: {}", self.origin, self.source)
+        write!(f, "line at {}", self.origin)
     }
 }
 

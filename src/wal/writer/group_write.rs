@@ -434,7 +434,7 @@ fn write_frames(
         // Only an optimization: on a full disk the records written above
         // still go out (zero fill that did get written is valid space).
         if let Err(e) = segment.preallocate(upto) {
-            tracing::debug!(error = %e, "WAL: preallocating segment space failed; appending without it");
+            tracing::debug!(error = %crate::ErrorChain(&e), "WAL: preallocating segment space failed; appending without it");
         }
     }
     if (p.always && lsn > p.lsn) || sync_requested {

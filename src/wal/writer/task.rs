@@ -298,14 +298,18 @@ impl WriterTask {
         let result = tokio::task::spawn_blocking(move || delete_segments(&dir, &victims)).await;
         match result {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "WAL: deleting committed segments failed"),
-            Err(e) => tracing::error!(error = %e, "WAL: deleting committed segments panicked"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %crate::ErrorChain(&e), "WAL: deleting committed segments failed")
+            }
+            Err(e) => {
+                tracing::error!(error = %crate::ErrorChain(&e), "WAL: deleting committed segments panicked")
+            }
         }
     }
 
     fn fail(&mut self, e: &WalError) {
-        tracing::error!(error = %e, "WAL writer failed; appends fail until the log is reopened");
-        self.failed = Some(e.to_string());
+        tracing::error!(error = %crate::ErrorChain(e), "WAL writer failed; appends fail until the log is reopened");
+        self.failed = Some(crate::ErrorChain(e).to_string());
     }
 
     /// Writes as much of the queue as fits as one group. Returns `true` when

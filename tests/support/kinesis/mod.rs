@@ -1,6 +1,7 @@
 //! Kinesis for tests and benches: in-process fakes behind the real SDK
 //! client ([`fake_write_stream`] for producers, [`fake_read_stream`] for
-//! consumers), and streams on the emulators ([`emulator_stream`]).
+//! consumers), streams on the emulators ([`emulator_stream`]), and a local
+//! endpoint with latency and the per-shard write limits ([`stub`]).
 //!
 //! The fakes answer through `aws-smithy-mocks` interceptors: requests are
 //! built and checked by the SDK as usual, nothing goes to the network, and
@@ -9,6 +10,7 @@
 pub mod emulator_stream;
 pub mod fake_read_stream;
 pub mod fake_write_stream;
+pub mod stub;
 
 use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::Client;

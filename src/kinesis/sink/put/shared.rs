@@ -124,7 +124,7 @@ impl SinkShared {
             Err(err) => {
                 tracing::warn!(
                     target: "unistream::kinesis",
-                    stream = %self.label, error = %err,
+                    stream = %self.label, error = %crate::ErrorChain(&err),
                     "cannot load the shard map; keeping the previous one"
                 );
                 self.shard_map_state().map.clone()

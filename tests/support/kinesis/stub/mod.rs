@@ -1,0 +1,308 @@
+//! A local Kinesis endpoint that behaves like the service where the
+//! emulators do not: it answers after a network round trip and enforces
+//! the per-shard write limits, for producer pacing and concurrency tests
+//! and benches.
+//!
+//! [`KinesisStub::start`] listens on a free loopback port and speaks the
+//! SDK's protocol (awsJson1.1 over plain HTTP/1.1, see `api.rs`):
+//! `ListShards`, `DescribeStreamSummary`, `PutRecords` and `PutRecord` for
+//! one provisioned stream of evenly split shards. Each request waits half a
+//! round trip (plus a random jitter) before it *arrives* — where it is
+//! counted against its shards' fixed one-second windows (`windows.rs`:
+//! 1,000 records and 1 MiB per shard by default) — and half a round trip
+//! (plus jitter) more before its answer leaves. Records over a window's
+//! limits fail one by one with `ProvisionedThroughputExceededException`, as
+//! Kinesis does. Per shard it counts accepted and throttled records and
+//! accepted bytes, and can keep the accepted records to be read back.
+//!
+//! Time is `tokio::time` in real time (the stub serves real sockets, so it
+//! is not for paused-time tests: those use `fake_write_stream`). It does
+//! not do resharding, reads, TLS or authentication (any signature passes).
+
+mod api;
+mod http;
+mod windows;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kinesis::Client;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use unistream::kinesis::KinesisRecord;
+
+pub use windows::Limits;
+use windows::ShardWindow;
+
+use super::shard_id;
+
+/// How the stub behaves.
+#[derive(Debug, Clone)]
+pub struct StubConfig {
+    /// The stream's name.
+    pub stream: String,
+    /// Its shards, splitting the hash-key space evenly.
+    pub shards: u32,
+    /// The round trip added to every request (half before it arrives, half
+    /// after).
+    pub round_trip: Duration,
+    /// Up to this much more, uniformly at random, on each half.
+    pub jitter: Duration,
+    /// Seed of the jitter.
+    pub seed: u64,
+    /// Per-shard limits per one-second window; `None`: unlimited.
+    pub limits: Option<Limits>,
+    /// Keep the accepted records (to read them back).
+    pub keep_records: bool,
+}
+
+impl StubConfig {
+    /// `shards` shards with the Kinesis limits, instant answers, records
+    /// kept.
+    pub fn new(shards: u32) -> Self {
+        Self {
+            stream: "stub-stream".to_owned(),
+            shards,
+            round_trip: Duration::ZERO,
+            jitter: Duration::ZERO,
+            seed: 0,
+            limits: Some(Limits {
+                records: 1000,
+                bytes: 1024 * 1024,
+            }),
+            keep_records: true,
+        }
+    }
+
+    pub fn round_trip(mut self, round_trip: Duration, jitter: Duration, seed: u64) -> Self {
+        self.round_trip = round_trip;
+        self.jitter = jitter;
+        self.seed = seed;
+        self
+    }
+
+    pub fn unlimited(mut self) -> Self {
+        self.limits = None;
+        self
+    }
+
+    pub fn keep_records(mut self, keep: bool) -> Self {
+        self.keep_records = keep;
+        self
+    }
+}
+
+/// One shard of the stub.
+pub(super) struct StubShard {
+    pub(super) id: String,
+    pub(super) start: u128,
+    pub(super) end: u128,
+    pub(super) window: ShardWindow,
+    pub(super) accepted_records: u64,
+    pub(super) accepted_bytes: u64,
+    pub(super) throttled_records: u64,
+    pub(super) stored: Vec<KinesisRecord>,
+}
+
+/// Everything the stub knows, behind one lock.
+pub(super) struct StubState {
+    pub(super) config: StubConfig,
+    pub(super) epoch: Instant,
+    pub(super) shards: Vec<StubShard>,
+    pub(super) put_records_calls: u64,
+    pub(super) list_shards_calls: u64,
+    rng: fastrand::Rng,
+}
+
+/// What one shard took and refused so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    pub id: String,
+    pub accepted_records: u64,
+    pub accepted_bytes: u64,
+    pub throttled_records: u64,
+}
+
+/// What the stub served so far.
+#[derive(Debug, Clone, Default)]
+pub struct StubStats {
+    pub shards: Vec<ShardStats>,
+    pub put_records_calls: u64,
+    pub list_shards_calls: u64,
+}
+
+impl StubStats {
+    pub fn accepted_records(&self) -> u64 {
+        self.shards.iter().map(|s| s.accepted_records).sum()
+    }
+
+    pub fn accepted_bytes(&self) -> u64 {
+        self.shards.iter().map(|s| s.accepted_bytes).sum()
+    }
+
+    pub fn throttled_records(&self) -> u64 {
+        self.shards.iter().map(|s| s.throttled_records).sum()
+    }
+}
+
+/// A running stub; it stops when dropped.
+pub struct KinesisStub {
+    addr: SocketAddr,
+    state: Arc<Mutex<StubState>>,
+    server: JoinHandle<()>,
+}
+
+fn even_ranges(count: u32) -> Vec<(u128, u128)> {
+    let width = u128::MAX / u128::from(count);
+    (0..count)
+        .map(|i| {
+            let start = width * u128::from(i);
+            let end = if i + 1 == count {
+                u128::MAX
+            } else {
+                start + width - 1
+            };
+            (start, end)
+        })
+        .collect()
+}
+
+impl KinesisStub {
+    /// Starts a stub on a free loopback port (on the current runtime).
+    pub async fn start(config: StubConfig) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shards = even_ranges(config.shards.max(1))
+            .into_iter()
+            .enumerate()
+            .map(|(i, (start, end))| StubShard {
+                id: shard_id(i),
+                start,
+                end,
+                window: ShardWindow::default(),
+                accepted_records: 0,
+                accepted_bytes: 0,
+                throttled_records: 0,
+                stored: Vec::new(),
+            })
+            .collect();
+        let state = Arc::new(Mutex::new(StubState {
+            rng: fastrand::Rng::with_seed(config.seed),
+            config,
+            epoch: Instant::now(),
+            shards,
+            put_records_calls: 0,
+            list_shards_calls: 0,
+        }));
+        let handler_state = state.clone();
+        let server = tokio::spawn(http::serve(listener, move |request| {
+            let state = handler_state.clone();
+            async move {
+                let inbound = half_trip(&state);
+                if !inbound.is_zero() {
+                    tokio::time::sleep(inbound).await;
+                }
+                let response = {
+                    let mut state = lock(&state);
+                    api::answer(&mut state, &request, Instant::now())
+                };
+                let outbound = half_trip(&state);
+                if !outbound.is_zero() {
+                    tokio::time::sleep(outbound).await;
+                }
+                response
+            }
+        }));
+        Ok(Self {
+            addr,
+            state,
+            server,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The stream's name.
+    pub fn stream(&self) -> String {
+        lock(&self.state).config.stream.clone()
+    }
+
+    /// A real SDK client for the stub: static credentials, the SDK's
+    /// standard retries (as a user has them).
+    pub fn client(&self) -> Client {
+        let config = aws_sdk_kinesis::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+            .endpoint_url(self.endpoint())
+            .build();
+        Client::from_conf(config)
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> StubStats {
+        let state = lock(&self.state);
+        StubStats {
+            shards: state
+                .shards
+                .iter()
+                .map(|s| ShardStats {
+                    id: s.id.clone(),
+                    accepted_records: s.accepted_records,
+                    accepted_bytes: s.accepted_bytes,
+                    throttled_records: s.throttled_records,
+                })
+                .collect(),
+            put_records_calls: state.put_records_calls,
+            list_shards_calls: state.list_shards_calls,
+        }
+    }
+
+    /// The accepted records of each shard, in arrival order (when kept).
+    pub fn stored_by_shard(&self) -> Vec<(String, Vec<KinesisRecord>)> {
+        lock(&self.state)
+            .shards
+            .iter()
+            .map(|s| (s.id.clone(), s.stored.clone()))
+            .collect()
+    }
+
+    /// Zeroes the counters and forgets the kept records (the windows stay).
+    pub fn reset_counters(&self) {
+        let mut state = lock(&self.state);
+        state.put_records_calls = 0;
+        state.list_shards_calls = 0;
+        for shard in &mut state.shards {
+            shard.accepted_records = 0;
+            shard.accepted_bytes = 0;
+            shard.throttled_records = 0;
+            shard.stored.clear();
+        }
+    }
+}
+
+impl Drop for KinesisStub {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn lock(state: &Mutex<StubState>) -> MutexGuard<'_, StubState> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Half the round trip plus this half's jitter.
+fn half_trip(state: &Mutex<StubState>) -> Duration {
+    let mut state = lock(state);
+    let half = state.config.round_trip / 2;
+    let jitter = state.config.jitter;
+    if jitter.is_zero() {
+        return half;
+    }
+    half + jitter.mul_f64(state.rng.f64())
+}
