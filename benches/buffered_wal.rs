@@ -10,6 +10,12 @@
 //!   records per CPU-second. On this machine (2 cores shared with other
 //!   builds) wall-clock figures swing with the load; the CPU cost per
 //!   record does much less.
+//! - `file_forward/default`: the same records `forward`ed through
+//!   `buffered_wal(WalConfig::new(dir))` with **default** settings (batches
+//!   of 500, `Fsync::Interval(10 ms)`) into a `FileSink`; one iteration
+//!   opens the file and the log, sends everything and closes, so every
+//!   record is in the file, fdatasynced, and committed in the log.
+//!   `benches/producer_fresh.rs` measures the same in fresh processes.
 //! - `always_64_senders`: `Fsync::Always`, 64 tasks each sending records one
 //!   `send()` at a time through its own clone of the sink (every `send` is
 //!   acknowledged only after an fdatasync); group commit lets them share
@@ -32,7 +38,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use futures::{stream, SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
-use unistream::sink::{MemorySink, WalConfig, WalSinkExt};
+use unistream::sink::{FileSink, MemorySink, WalConfig, WalSinkExt};
 use unistream::wal::Fsync;
 
 #[path = "support/mod.rs"]
@@ -116,6 +122,53 @@ fn interval_forward(c: &mut Criterion, clock: Clock) {
             },
         );
     }
+    group.finish();
+}
+
+/// Sends `n` records through a fresh `FileSink` + `buffered_wal` with
+/// default settings and closes it.
+async fn file_forward_once(n: u64) -> Duration {
+    let dir = bench_dir();
+    let records: Vec<Event> = (0..n).map(event).collect();
+    let start = Instant::now();
+    let sink = FileSink::<Event>::open(dir.path().join("out.jsonl"))
+        .await
+        .expect("open file")
+        .buffered_wal(WalConfig::new(dir.path().join("wal")))
+        .await
+        .expect("open wal");
+    stream::iter(records)
+        .map(Ok)
+        .forward(sink)
+        .await
+        .expect("forward");
+    let elapsed = start.elapsed();
+    let lines = std::fs::read(dir.path().join("out.jsonl"))
+        .expect("read output")
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count();
+    assert_eq!(lines as u64, n, "every record in the file");
+    elapsed
+}
+
+fn file_forward(c: &mut Criterion) {
+    let rt = runtime(2);
+    let n = 200_000u64;
+    let mut group = c.benchmark_group("file_forward");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8))
+        .throughput(Throughput::Elements(n));
+    group.bench_function("default", |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                total += file_forward_once(n).await;
+            }
+            total
+        })
+    });
     group.finish();
 }
 
@@ -251,6 +304,7 @@ fn benches(c: &mut Criterion) {
     check_record_size();
     interval_forward(c, Clock::Wall);
     interval_forward(c, Clock::Cpu);
+    file_forward(c);
     always_64_senders(c);
     always_vs_raw_fdatasync_rounds();
 }

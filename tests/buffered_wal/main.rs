@@ -18,3 +18,5 @@ mod durability;
 mod failures;
 /// Delivery across restarts.
 mod recovery;
+/// Batches made durable by one flush of the target before their commit.
+mod target_flush;

@@ -25,8 +25,22 @@
 //!    went through except the named records, which become dead letters with
 //!    the target's reason. A batch that exhausts its attempts becomes dead
 //!    letters as a whole.
+//!
+//!    Under `Fsync::Interval` and `Fsync::Never` a batch is *fed* (the
+//!    target's `poll_ready`, `start_send`, then `poll_ready` again, which is
+//!    where a batch sink reports how the batch went) rather than sent with a
+//!    flush of its own; the target's flush — where a `FileSink` fdatasyncs —
+//!    runs once for all the batches fed since the previous one, right before
+//!    they are committed (step 5). A batch is thus committed only after the
+//!    target made it durable, at the cost of one flush per commit instead of
+//!    one per batch. If that flush fails, nothing of those batches is
+//!    committed: the task reads them again from the log and sends each with
+//!    its own flush (so a retry, a rejection or a dead letter concerns one
+//!    batch as usual). A target that reports a batch's outcome only at its
+//!    flush is therefore served correctly too, at the price of re-sending
+//!    the batches of a failed flush.
 //! 4. **Dead-letter** those records, if any, in one write.
-//! 5. **Commit** the batch in the log, only now. Under `Fsync::Always` the
+//! 5. **Commit** the batch in the log, only now (after the target's flush). Under `Fsync::Always` the
 //!    task waits until the committed position is durable before it reads
 //!    the next batch, so a crash re-sends at most the batch in flight.
 //!    Under `Fsync::Interval(d)` (and `Fsync::Never`, with
@@ -120,6 +134,13 @@ pub(super) struct Delivery<T, S, C> {
     pub(super) last_commit: Instant,
     /// Full batches read ahead, not yet delivered.
     pub(super) ahead: VecDeque<ReadBatch<T>>,
+    /// Batches handed to the target since its last flush (taken, not yet
+    /// made durable): from the first lsn of the first to the end of the
+    /// last. Flushed before any of them is committed.
+    pub(super) unflushed: Option<(u64, u64)>,
+    /// Batches below this lsn are sent with a flush each (after a flush of
+    /// a group failed, so that every outcome is the batch's own).
+    pub(super) flush_each_until: u64,
 }
 
 /// What the task does next.
@@ -207,7 +228,11 @@ where
             };
 
             // About to wait: commit what was delivered first.
-            self.commit_delivered()?;
+            if !self.commit_delivered().await? {
+                // The target lost the batches since its last flush: they
+                // are back in the log's backlog.
+                continue;
+            }
             self.shared.committed(self.reader.durable_committed().0);
             let committed = self.reader.committed();
             let persisting = self.reader.durable_committed() < committed;
@@ -232,14 +257,53 @@ where
         }
     }
 
-    /// Hands everything delivered so far to the log's background committer.
-    fn commit_delivered(&mut self) -> Result<(), Error> {
+    /// Makes the target flush what it took, then hands everything
+    /// delivered so far to the log's background committer. `false` when
+    /// the flush failed (see [`flush_target`](Self::flush_target)).
+    async fn commit_delivered(&mut self) -> Result<bool, Error> {
+        if !self.flush_target().await? {
+            return Ok(false);
+        }
         let delivered = self.reader.next_lsn();
         if delivered > self.reader.committed() {
             self.reader.start_commit(delivered)?;
             self.last_commit = Instant::now();
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// Flushes the target when batches were handed to it since its last
+    /// flush: the one step that makes all of them durable (one fdatasync
+    /// for a `FileSink`), before any of them is committed. Returns `false`
+    /// when that flush failed: then nothing of them is committed, the
+    /// reader is rewound to the first of them, the batches read ahead are
+    /// dropped, and those batches are delivered again one `send` (with its
+    /// flush) each, so that retries, rejections and dead letters concern
+    /// one batch as usual.
+    async fn flush_target(&mut self) -> Result<bool, Error> {
+        let Some((from, upto)) = self.unflushed.take() else {
+            return Ok(true);
+        };
+        match self.target.flush().await.map_err(Into::into) {
+            Ok(()) => Ok(true),
+            Err(error @ Error::BrokenTarget(_)) => Err(error),
+            Err(error) => {
+                // Nothing at or above `from` is committed: it is committed
+                // only after this flush. (Below `from` there may be an
+                // uncommitted batch that exhausted its attempts and was
+                // dead-lettered: it need not be delivered again.)
+                debug_assert!(self.reader.committed().0 <= from);
+                tracing::warn!(
+                    error = %crate::ErrorChain(&error),
+                    records = upto - from,
+                    "the target failed to flush the batches it took; delivering them again"
+                );
+                self.ahead.clear();
+                self.reader.rewind(Lsn(from));
+                self.flush_each_until = self.flush_each_until.max(upto);
+                Ok(false)
+            }
+        }
     }
 
     /// The next batch: read ahead earlier, or read now together with the
@@ -278,9 +342,16 @@ where
             records,
             decoded: results,
         } = self.read_batch().await?;
-        let Some(last) = records.last().map(|r| r.lsn.0) else {
+        let (Some(first), Some(last)) = (
+            records.first().map(|r| r.lsn.0),
+            records.last().map(|r| r.lsn.0),
+        ) else {
             return Ok(());
         };
+        // Under `Fsync::Always` every batch is committed (durably) before
+        // the next, so it is flushed on its own; otherwise batches are only
+        // handed over (`feed`) and flushed together before the commit.
+        let flush_each = self.commit_every.is_none() || first < self.flush_each_until;
 
         // Remember which log records the batch holds, so rejected indices
         // map back to them.
@@ -317,6 +388,7 @@ where
                     &mut self.target,
                     &self.codec,
                     &self.retry,
+                    flush_each,
                     decoded,
                     &records,
                     &in_batch,
@@ -344,6 +416,11 @@ where
             None => None,
         };
         let (outcome, attempts) = delivered?;
+        if !flush_each && !matches!(outcome, DeliveryOutcome::Exhausted(_)) {
+            // Taken by the target, durable with its next flush.
+            let from = self.unflushed.map_or(first, |(from, _)| from);
+            self.unflushed = Some((from, last + 1));
+        }
 
         let mut given_up_error = None;
         match outcome {
@@ -423,11 +500,14 @@ where
             // was delivered need not be delivered again.
             Some(every) if read_error.is_some() || self.last_commit.elapsed() >= every => {
                 // Up to this batch, not what was read ahead: under a steady
-                // backlog something is always read ahead.
-                if Lsn(last + 1) > self.reader.committed() {
-                    self.reader.start_commit(Lsn(last + 1))?;
+                // backlog something is always read ahead. What the target
+                // took is flushed first; if that fails, nothing is.
+                if self.flush_target().await? {
+                    if Lsn(last + 1) > self.reader.committed() {
+                        self.reader.start_commit(Lsn(last + 1))?;
+                    }
+                    self.last_commit = Instant::now();
                 }
-                self.last_commit = Instant::now();
             }
             Some(_) => {} // committed later: within `every`, or when idle
         }
@@ -445,10 +525,16 @@ where
 
 /// Sends the batch until it is delivered, partly rejected, or out of
 /// attempts. Returns the outcome and the attempts made.
+///
+/// With `flush_each`, every attempt is a `send` (the batch and a flush);
+/// otherwise it is a `feed` followed by `poll_ready`, which is where a
+/// batch sink reports the outcome of the batch it took (see
+/// [`Error`](crate::Error)), leaving its durability to the next flush.
 async fn deliver_with_retry<T, S, C>(
     target: &mut Pin<Box<S>>,
     codec: &C,
     retry: &RetryPolicy,
+    flush_each: bool,
     first: Vec<T>,
     records: &[WalRecord],
     in_batch: &[usize],
@@ -471,7 +557,15 @@ where
                 .collect::<Result<Vec<_>, _>>()?,
         };
         attempts = attempts.saturating_add(1);
-        match target.send(items).await.map_err(Into::into) {
+        let sent = if flush_each {
+            target.send(items).await
+        } else {
+            match target.feed(items).await {
+                Ok(()) => futures::future::poll_fn(|cx| target.as_mut().poll_ready(cx)).await,
+                Err(e) => Err(e),
+            }
+        };
+        match sent.map_err(Into::into) {
             Ok(()) => return Ok((DeliveryOutcome::Delivered, attempts)),
             Err(Error::Rejected(rejected)) => {
                 return Ok((DeliveryOutcome::Rejected(rejected), attempts))

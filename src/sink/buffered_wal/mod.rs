@@ -220,6 +220,8 @@ where
             commit_every,
             last_commit: tokio::time::Instant::now(),
             ahead: Default::default(),
+            unflushed: None,
+            flush_each_until: 0,
         };
         let task = runtime.spawn(delivery.run());
         Ok(Self {

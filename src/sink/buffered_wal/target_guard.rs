@@ -99,7 +99,14 @@ where
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.get_mut().poll(|target| target.poll_ready(cx))
+        let this = self.get_mut();
+        let result = futures::ready!(this.poll(|target| target.poll_ready(cx)));
+        if result.is_ok() && this.sent_since_failure {
+            // A batch was taken (the delivery task feeds batches and reads
+            // their outcome here): the target recovered from its failure.
+            this.failed = None;
+        }
+        Poll::Ready(result)
     }
 
     fn start_send(self: Pin<&mut Self>, batch: Vec<T>) -> Result<(), Error> {

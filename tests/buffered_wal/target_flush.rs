@@ -1,0 +1,232 @@
+//! Batches fed to the target and made durable by one flush before their
+//! commit: a batch is never committed before the flush that made it
+//! durable, a failed flush commits none of its batches (they are delivered
+//! again, in order), and a steady backlog costs fewer flushes than
+//! batches. Also end to end with a `FileSink`.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::{stream, Sink, SinkExt, StreamExt};
+use unistream::sink::{FileSink, WalConfig, WalSinkExt};
+use unistream::{Error, RetryPolicy};
+
+/// What the target holds: records taken but not flushed, and records made
+/// durable by a flush.
+#[derive(Default)]
+struct Held {
+    taken: Vec<u64>,
+    durable: Vec<u64>,
+    batches: u64,
+    flushes: u64,
+    /// Flushes still to fail (dropping what was taken, as a `FileSink`
+    /// cuts its file back).
+    failing_flushes: u64,
+    /// Every record below this is durable (records are made durable in
+    /// order, possibly again after a failed flush).
+    durable_upto: u64,
+}
+
+/// A target whose flush is where batches become durable.
+struct FlushTarget(Arc<Mutex<Held>>);
+
+impl Sink<Vec<u64>> for FlushTarget {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(self: Pin<&mut Self>, batch: Vec<u64>) -> Result<(), Error> {
+        let mut held = self.0.lock().unwrap();
+        held.batches += 1;
+        held.taken.extend(batch);
+        Ok(())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut held = self.0.lock().unwrap();
+        if held.taken.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        held.flushes += 1;
+        if held.failing_flushes > 0 {
+            held.failing_flushes -= 1;
+            held.taken.clear();
+            return Poll::Ready(Err(Error::target("flush-target", "fdatasync failed")));
+        }
+        let taken = std::mem::take(&mut held.taken);
+        for &r in &taken {
+            if r == held.durable_upto {
+                held.durable_upto += 1;
+            }
+        }
+        held.durable.extend(taken);
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.poll_flush(cx)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_flush_commits_nothing_of_its_batches_and_they_are_delivered_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = Arc::new(Mutex::new(Held {
+        failing_flushes: 2,
+        ..Held::default()
+    }));
+    let n = 20_000u64;
+    let sink = FlushTarget(held.clone())
+        .buffered_wal(WalConfig::new(dir.path()).max_records(100))
+        .await
+        .unwrap();
+    stream::iter(0..n).map(Ok).forward(sink).await.unwrap();
+
+    {
+        let held = held.lock().unwrap();
+        assert!(held.taken.is_empty(), "close flushed everything");
+        assert_eq!(held.failing_flushes, 0, "both failures were met");
+        // Every record durable at least once, in order of first appearance.
+        let mut seen = vec![false; n as usize];
+        let mut first_seen = Vec::new();
+        for &r in &held.durable {
+            if !std::mem::replace(&mut seen[r as usize], true) {
+                first_seen.push(r);
+            }
+        }
+        assert_eq!(first_seen, (0..n).collect::<Vec<_>>());
+    }
+
+    // The batches of the failed flushes were committed once delivered
+    // again: close committed everything, and a reopened log delivers
+    // nothing.
+    let again = Arc::new(Mutex::new(Held::default()));
+    let sink = FlushTarget(again.clone())
+        .buffered_wal(WalConfig::new(dir.path()))
+        .await
+        .unwrap();
+    stream::iter(Vec::<u64>::new())
+        .map(Ok)
+        .forward(sink)
+        .await
+        .unwrap();
+    assert!(again.lock().unwrap().durable.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_backlog_costs_fewer_flushes_than_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = Arc::new(Mutex::new(Held::default()));
+    let n = 50_000u64;
+    let sink = FlushTarget(held.clone())
+        .buffered_wal(WalConfig::new(dir.path()).max_records(50))
+        .await
+        .unwrap();
+    stream::iter(0..n).map(Ok).forward(sink).await.unwrap();
+    let held = held.lock().unwrap();
+    assert_eq!(held.durable, (0..n).collect::<Vec<_>>());
+    assert_eq!(held.batches, n / 50);
+    assert!(
+        held.flushes < held.batches,
+        "{} flushes for {} batches",
+        held.flushes,
+        held.batches
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_batch_is_committed_before_the_flush_that_made_it_durable() {
+    // Flushes fail now and then; the committed position is watched while
+    // records stream in: it must never pass what the target made durable.
+    let dir = tempfile::tempdir().unwrap();
+    let held = Arc::new(Mutex::new(Held {
+        failing_flushes: 3,
+        ..Held::default()
+    }));
+    let n = 40_000u64;
+    let mut sink = FlushTarget(held.clone())
+        .buffered_wal(
+            WalConfig::new(dir.path())
+                .max_records(100)
+                // The failed flushes are retried at once, so that records
+                // are delivered and committed while the rest is sent.
+                .retry(
+                    RetryPolicy::new()
+                        .max_attempts(10)
+                        .initial_backoff(Duration::from_millis(1))
+                        .jitter(false),
+                ),
+        )
+        .await
+        .unwrap();
+    let mut watched_commits = 0;
+    for r in 0..n {
+        sink.feed(r).await.unwrap();
+        if r % 1_000 == 999 {
+            // Acknowledged (durable in the log, about one fsync interval):
+            // meanwhile the delivery task flushes and commits.
+            sink.flush().await.unwrap();
+        }
+        if r % 50 == 0 {
+            // Committed first, durable second: durability only grows, so a
+            // commit that came before its flush shows as committed > durable.
+            let committed = sink.wal_stats().committed_lsn.0;
+            let durable = held.lock().unwrap().durable_upto;
+            assert!(
+                committed <= durable,
+                "committed up to {committed}, durable at the target only up to {durable}"
+            );
+            if committed > 0 {
+                watched_commits += 1;
+            }
+        }
+    }
+    sink.close().await.unwrap();
+    let held = held.lock().unwrap();
+    assert_eq!(held.failing_flushes, 0, "every failure was met");
+    assert_eq!(held.durable_upto, n);
+    assert!(watched_commits > 0, "no commit seen while sending");
+    assert_eq!(sink.wal_stats().committed_lsn.0, n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_sink_with_default_settings_gets_every_record_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.jsonl");
+    let n = 30_000u64;
+    let sink = FileSink::<u64>::open(&path)
+        .await
+        .unwrap()
+        .buffered_wal(WalConfig::new(dir.path().join("wal")))
+        .await
+        .unwrap();
+    stream::iter(0..n).map(Ok).forward(sink).await.unwrap();
+    let lines: Vec<u64> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(lines, (0..n).collect::<Vec<_>>());
+
+    // Everything was committed: a reopened log delivers nothing again.
+    let sink = FileSink::<u64>::open(&path)
+        .await
+        .unwrap()
+        .buffered_wal(WalConfig::new(dir.path().join("wal")))
+        .await
+        .unwrap();
+    assert_eq!(sink.recovery().uncommitted_records, 0);
+    stream::iter(Vec::<u64>::new())
+        .map(Ok)
+        .forward(sink)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap().lines().count() as u64,
+        n
+    );
+}
