@@ -1,37 +1,6 @@
 //! A local JSON-lines file as a batch target.
 //!
-//! [`FileSink`] appends each record of a batch as one line of compact JSON.
-//! `send(batch)` (or `flush()`) returning `Ok` means the batch is written
-//! and fdatasynced. Batches only *fed* (`poll_ready` + `start_send`, as
-//! `SinkExt::feed` does) are written in the background, in large writes,
-//! and made durable together by the next flush: one fdatasync for any
-//! number of batches.
-//!
-//! Guarantees:
-//! - **A flush is all or nothing.** Everything fed since the last
-//!   successful flush is stored when `poll_flush` returns `Ok`, and none of
-//!   it when it returns an error: a failed write or fdatasync cuts the file
-//!   back to its length at the last successful flush, so a retry of those
-//!   batches never leaves a broken line or a duplicate in the file.
-//! - **Rejections by batch.** A record that cannot be encoded as JSON is not
-//!   written; the rest of its batch is, and the record is reported through
-//!   [`Error::Rejected`] by its index in its batch, from the first
-//!   `poll_ready` or `poll_flush` after that batch's `start_send`. Write
-//!   and fdatasync errors are reported by `poll_flush` only (they concern
-//!   every batch fed since the last flush), never by `poll_ready`.
-//! - On open, an incomplete last line (left by a crash in the middle of an
-//!   append) is cut off. Such a line was never acknowledged, so nothing
-//!   acknowledged is lost; a durable producer upstream redelivers it.
-//! - Bounded memory: encoded lines are handed to a background write once
-//!   [`WRITE_CHUNK_BYTES`] are buffered, and `poll_ready` is `Pending`
-//!   (backpressure) while that write runs and another
-//!   [`MAX_BUFFERED_BYTES`] wait.
-//! - The file is created with mode `0600`.
-//!
-//! Not guaranteed: durability of batches only fed (not flushed) — a crash
-//! may keep any prefix of them in the file, down to whole lines.
-//!
-//! The format is what [`FileSource`](crate::source) reads back.
+//! See [`FileSink`] for what it guarantees.
 
 use std::fmt;
 use std::fs::File;
@@ -58,7 +27,40 @@ pub(crate) const WRITE_CHUNK_BYTES: usize = 1 << 20;
 pub(crate) const MAX_BUFFERED_BYTES: usize = 4 << 20;
 
 /// A `Sink<Vec<T>>` appending JSON lines to a file; a flush fdatasyncs
-/// everything fed since the previous one (see the [module docs](self)).
+/// everything fed since the previous one.
+///
+/// [`FileSink`] appends each record of a batch as one line of compact JSON.
+/// `send(batch)` (or `flush()`) returning `Ok` means the batch is written
+/// and fdatasynced. Batches only *fed* (`poll_ready` + `start_send`, as
+/// `SinkExt::feed` does) are written in the background, in large writes,
+/// and made durable together by the next flush: one fdatasync for any
+/// number of batches.
+///
+/// Guarantees:
+/// - **A flush is all or nothing.** Everything fed since the last
+///   successful flush is stored when `poll_flush` returns `Ok`, and none of
+///   it when it returns an error: a failed write or fdatasync cuts the file
+///   back to its length at the last successful flush, so a retry of those
+///   batches never leaves a broken line or a duplicate in the file.
+/// - **Rejections by batch.** A record that cannot be encoded as JSON is not
+///   written; the rest of its batch is, and the record is reported through
+///   [`Error::Rejected`] by its index in its batch, from the first
+///   `poll_ready` or `poll_flush` after that batch's `start_send`. Write
+///   and fdatasync errors are reported by `poll_flush` only (they concern
+///   every batch fed since the last flush), never by `poll_ready`.
+/// - On open, an incomplete last line (left by a crash in the middle of an
+///   append) is cut off. Such a line was never acknowledged, so nothing
+///   acknowledged is lost; a durable producer upstream redelivers it.
+/// - Bounded memory: encoded lines are handed to a background write once
+///   1 MiB are buffered, and `poll_ready` is `Pending`
+///   (backpressure) while that write runs and another
+///   4 MiB wait.
+/// - The file is created with mode `0600`.
+///
+/// Not guaranteed: durability of batches only fed (not flushed) — a crash
+/// may keep any prefix of them in the file, down to whole lines.
+///
+/// The format is what [`FileSource`](crate::source) reads back.
 #[must_use = "sinks do nothing unless polled"]
 pub struct FileSink<T> {
     path: Arc<Path>,
@@ -257,7 +259,7 @@ impl<T: Serialize> Sink<Vec<T>> for FileSink<T> {
     }
 
     /// Writes what is buffered and fdatasyncs everything written since the
-    /// last flush; all or nothing (see the [module docs](self)).
+    /// last flush; all or nothing (see [`FileSink`]).
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = self.get_mut();
         loop {
