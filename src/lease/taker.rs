@@ -12,7 +12,10 @@
 //!    fenced at once), or, still ours, has a handoff requested (drained).
 //! 2. **Requested handoffs**: a lease released to this worker is acquired
 //!    (a conditional write on the counter read); one not released within
-//!    the handoff timeout, or whose holder stopped renewing, is taken.
+//!    the handoff timeout, or whose holder stopped renewing, is taken. A
+//!    handoff pending to this worker's name that it never asked for (an
+//!    earlier process of the same name did, then died) is followed the
+//!    same way.
 //! 3. **Our own name**: a lease owned by this worker's name that it does
 //!    not hold (a restart under the same name) is reclaimed; one it is
 //!    asked to hand over is released.
@@ -158,6 +161,7 @@ async fn follow_requests<T: LeaseTable>(
     now: Instant,
 ) {
     let me = &*shared.id;
+    adopt_requests_of_our_name(shared, by_key, now);
     let requests: Vec<(String, Instant)> = lock(&shared.requests)
         .iter()
         .map(|(k, t)| (k.clone(), *t))
@@ -195,6 +199,42 @@ async fn follow_requests<T: LeaseTable>(
         if let Ok(lease) = shared.write_unheld(&key, lease.counter, write).await {
             lock(&shared.requests).remove(&key);
             acquire(shared, lease, how);
+        }
+    }
+}
+
+/// Handoffs requested under this worker's name that it does not know of:
+/// asked for by an earlier process of the same name (killed before the
+/// handoff completed). They are followed like its own requests from now
+/// on: without that, a lease whose old holder died mid-handoff would stay
+/// pending for good, as every worker counts it for its owner (this name)
+/// in the balance and nobody else takes it.
+fn adopt_requests_of_our_name<T: LeaseTable>(
+    shared: &Arc<WorkerShared<T>>,
+    by_key: &HashMap<&str, &Lease>,
+    now: Instant,
+) {
+    let me = &*shared.id;
+    let pending: Vec<(&str, &Lease)> = by_key
+        .iter()
+        .filter(|(key, lease)| {
+            lease.owner.as_deref() == Some(me)
+                && lease.handoff_pending()
+                && lease.holder() != Some(me)
+                && shared.held(key).is_none()
+        })
+        .map(|(key, lease)| (*key, *lease))
+        .collect();
+    let mut requests = lock(&shared.requests);
+    for (key, lease) in pending {
+        if !requests.contains_key(key) {
+            tracing::info!(
+                worker = %shared.id,
+                lease = %key,
+                holder = lease.holder().unwrap_or("-"),
+                "following a handoff requested under this worker's name before a restart"
+            );
+            requests.insert(key.to_owned(), now);
         }
     }
 }

@@ -416,3 +416,27 @@ async fn requests_to_the_table_per_minute_at_steady_state() {
     let steals: u64 = workers.iter().map(|w| w.metrics().handoffs_requested).sum();
     eprintln!("requests per worker per minute: {per_minute:?}; handoffs requested during convergence: {steals}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_handoff_asked_for_before_a_restart_completes_when_the_old_holder_died() {
+    // "b" asked "gone" for the lease, then both processes were killed; "b"
+    // comes back under its name. Every balance counts the lease for its
+    // owner, "b", so only "b" can resolve the pending handoff.
+    let table = MemoryLeaseTable::new("leases");
+    let mut pending = Lease::new("shard-000", LeaseCheckpoint::TrimHorizon);
+    pending.owner = Some("b".into());
+    pending.checkpoint_owner = Some("gone".into());
+    pending.counter = 7;
+    table.put(pending);
+    table.put(Lease::new("shard-001", LeaseCheckpoint::TrimHorizon));
+    let b = LeaseWorker::start(table.clone(), "b", config(3));
+    let ledger = Ledger::default();
+    let _consumer = spawn_consumer(&b, &ledger, ConsumerBehaviour::default());
+    let took = until(Duration::from_secs(60), || b.held().len() == 2).await;
+    // Taken once "gone" is seen not renewing: the default lease duration
+    // (10 s) after the first scan, or at the handoff timeout, whichever
+    // comes first; plus a scan.
+    assert!(took <= Duration::from_secs(12), "{took:?}");
+    assert_eq!(b.metrics().handoffs_forced, 1, "{:?}", b.metrics());
+    assert!(owners(&table).iter().all(|o| o.as_deref() == Some("b")));
+}
