@@ -83,7 +83,9 @@
 //! # Not guaranteed
 //!
 //! A handle registered before a recorder is installed records nothing
-//! (the facade's rule). Gauges are set from the task that changed the
+//! (the facade's rule). A gauge keeps its last value when what it measures
+//! goes away: the `MillisBehindLatest` of a shard whose lease moved to
+//! another worker, or that is finished, stays as its last response said. Gauges are set from the task that changed the
 //! value; a recorder that scrapes between two related updates (records
 //! appended, not yet counted in the backlog) sees them apart for a moment.
 

@@ -55,10 +55,16 @@ fn the_kinesis_sink_forwards_its_snapshot_counters_to_the_facade() {
                 .retry_policy(no_jitter(10))
                 .build()
                 .unwrap();
-            let batch: Vec<_> = (0..5)
+            let mut batch: Vec<_> = (0..5)
                 .map(|i| KinesisRecord::new(format!("record {i}"), format!("key-{i}")))
                 .collect();
-            sink.send(batch).await.unwrap();
+            // Larger than Kinesis takes: rejected, never sent.
+            batch.push(KinesisRecord::new(vec![0u8; 1 << 20], "big"));
+            let result = sink.send(batch).await;
+            assert!(
+                matches!(&result, Err(Error::Rejected(r)) if r.len() == 1 && r[0].index == 5),
+                "{result:?}"
+            );
             sink.metrics().snapshot()
         })
     });
@@ -87,6 +93,8 @@ fn the_kinesis_sink_forwards_its_snapshot_counters_to_the_facade() {
     );
     assert_eq!(facade(KINESIS_SINK_THROTTLES), snapshot.throttles);
     // The workload's own numbers, so that the comparison is not of zeros.
+    assert_eq!(snapshot.records_dead_lettered, 1);
+    assert!(snapshot.records_failed > 0 && snapshot.records_retried > 0);
     assert_eq!(snapshot.put_records_calls, 3);
     assert_eq!(snapshot.put_records_call_failures, 1);
     assert_eq!(snapshot.throttles, 2);

@@ -235,3 +235,38 @@ fn the_log_alone_counts_appends_and_commits_under_fsync_always() {
         assert_eq!(recorder.counter(WAL_COMMITS, &wal), 1);
     });
 }
+
+#[test]
+fn a_failed_persist_of_the_committed_position_is_counted() {
+    let recorder = TestRecorder::default();
+    let dir = tempfile::tempdir().unwrap();
+    run(&recorder, async {
+        let (writer, mut reader, _) = Wal::open(WalOptions::new(dir.path()).name("blocked"))
+            .await
+            .unwrap();
+        // A fresh log creates its `committed` file at the first commit, by
+        // renaming a temporary file over it: a directory in the way makes
+        // that fail.
+        let in_the_way = dir.path().join("committed");
+        std::fs::create_dir_all(in_the_way.join("x")).unwrap();
+        writer.append(vec![b"one".to_vec()]).await.unwrap();
+        let batch = reader.next_batch(10, 1 << 20).await.unwrap();
+        let upto = batch[0].lsn.after(1);
+        reader.commit(upto).await.unwrap_err();
+        let wal = [(LABEL_WAL, "blocked")];
+        assert_eq!(recorder.counter(WAL_COMMIT_FAILURES, &wal), 1);
+        assert_eq!(recorder.counter(WAL_COMMITS, &wal), 0);
+        // Out of the way: the next commit persists the position.
+        std::fs::remove_dir_all(&in_the_way).unwrap();
+        // `start_commit` reports the earlier failure and hands the position
+        // to the committer again.
+        assert!(reader.start_commit(upto).is_err());
+        until("the retried persist counted", || {
+            recorder.counter(WAL_COMMITS, &wal) == 1
+        })
+        .await;
+        assert_eq!(reader.durable_committed(), upto);
+        assert_eq!(recorder.counter(WAL_COMMIT_FAILURES, &wal), 1);
+        assert_eq!(recorder.histogram(WAL_COMMIT_SECONDS, &wal).len(), 2);
+    });
+}

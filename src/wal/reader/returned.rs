@@ -74,7 +74,7 @@ impl ReturnedLens {
     }
 
     /// Forgets the lsns below `upto` (committed): they are never rewound to.
-    /// Forgets the lsns below `upto` (committed); returns their payload bytes.
+    /// Returns the payload bytes of the records forgotten.
     pub(super) fn commit(&mut self, upto: u64) -> u64 {
         let upto = upto.clamp(self.start, self.end);
         let mut skipped_below = 0;
