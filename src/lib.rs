@@ -50,6 +50,24 @@
 //! pass to `from_client` keeps its SDK retries: build it with
 //! `RetryConfig::disabled()` to keep one layer.
 //!
+//! ## Observability
+//!
+//! With the cargo feature `metrics` the log, `buffered_wal` delivery, the
+//! sinks, the sources and `checkpoint_batched` record counters, gauges and
+//! histograms into the [`metrics`](https://docs.rs/metrics) facade: install
+//! a recorder (`metrics-exporter-prometheus`, `metrics-util`, your own)
+//! before opening logs and building sinks, and every metric listed in
+//! [`observe`] — names in [`observe::names`], all prefixed `unistream_` —
+//! is recorded, once per group write, batch, call or save (never per
+//! record). [`WalConfig::name`](sink::WalConfig::name) gives a log a short
+//! label instead of its directory. Without the feature nothing is recorded
+//! and `metrics` is not a dependency.
+//!
+//! Background tasks run inside `tracing` spans naming their log directory
+//! (`wal_writer`, `wal_committer`, `buffered_wal_delivery`), Kinesis stream
+//! and shard (`kinesis_shard`, `kinesis_put`) or log group and stream
+//! (`cloudwatch_logs_put`); see [`observe`].
+//!
 //! ## Map of the crate
 //!
 //! One folder per concept, one concept per file. Modules without a feature
@@ -80,6 +98,7 @@
 //! | `checkpoint/store/` | the [`CheckpointStore`] contract and its memory and JSON file stores | |
 //! | `checkpoint/batched/` | the `checkpoint_batched` combinator and its partition table | |
 //! | `checkpoint/transactional/` | `checkpoint_transactional`: outputs and checkpoint in one transaction, the `TransactionalCheckpointStore` contract | |
+//! | [`observe/`](observe) | metrics through the `metrics` facade (the names in [`observe::names`]), `tracing` spans | recording: `metrics` |
 //! | [`lease/`](lease) | lease coordination: [`LeaseWorker`](lease::LeaseWorker), the [`LeaseTable`](lease::LeaseTable) contract, memory and fault-injecting tables, transactions of outputs with a lease write | |
 //! | `aws/` | (private) telling throttled, transient and permanent AWS failures apart; SDK errors boxed | `kinesis`, `cloudwatch-logs` or `dynamodb` |
 //! | `kinesis/` | records, stream targets, hash keys, service limits | `kinesis` (`kpl`: records, hash keys, limits) |
@@ -108,6 +127,7 @@ mod durable_fs;
 mod error;
 pub mod idempotency;
 pub mod lease;
+pub mod observe;
 pub mod process;
 pub mod record_id;
 pub mod retry;

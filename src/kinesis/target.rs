@@ -25,6 +25,14 @@ pub enum StreamTarget {
 }
 
 impl StreamTarget {
+    /// The stream in metrics labels and spans: its name, or its ARN.
+    pub(crate) fn label_name(&self) -> &str {
+        match self {
+            StreamTarget::Name(name) => name,
+            StreamTarget::Arn(arn) => arn,
+        }
+    }
+
     /// The name, if this target is a name.
     pub fn name(&self) -> Option<&str> {
         match self {

@@ -147,6 +147,7 @@ impl CommitterTask {
                 break;
             };
             let shared = self.shared.clone();
+            let started = std::time::Instant::now();
             let joined = tokio::task::spawn_blocking(move || {
                 let steps = persist_commit(&shared, &mut file, target);
                 (file, steps)
@@ -171,6 +172,13 @@ impl CommitterTask {
                     }
                 }
             };
+            let metrics = &self.shared.metrics;
+            metrics.commit_seconds.record_duration(started.elapsed());
+            match &position {
+                Ok(()) => metrics.commits.increment(1),
+                Err(_) => metrics.commit_failures.increment(1),
+            }
+            self.shared.publish_gauges();
             match position {
                 Ok(()) => {
                     self.shared.space_freed.notify_one();

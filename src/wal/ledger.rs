@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{QuarantinedFrame, WalOptions};
+use crate::observe::wal::WalMetrics;
 
 /// How many append-time marks are kept. Beyond this, new records are
 /// attributed to the previous mark's (earlier) time: the backlog's age is
@@ -58,6 +59,8 @@ pub(crate) struct WalShared {
     /// once: what [`WalWriter::quarantined`](super::WalWriter::quarantined)
     /// reports to whoever does not hold the reader.
     pub(crate) quarantined: Mutex<Vec<QuarantinedFrame>>,
+    /// The log's metrics (see [`crate::observe`]).
+    pub(crate) metrics: WalMetrics,
 }
 
 /// The segments of the log and its positions (see the module docs).
@@ -76,6 +79,12 @@ pub(crate) struct WalLedger {
     pub(crate) committed: u64,
     /// Payload bytes of all records from the reader's start to `written`.
     pub(crate) payload_appended: u64,
+    /// Every lsn below is delivered: committed by the reader (maybe not yet
+    /// persisted, unlike `committed`). For the backlog gauges: kept only
+    /// with the `metrics` feature.
+    pub(crate) delivered: u64,
+    /// Payload bytes of the records from the reader's start to `delivered`.
+    pub(crate) payload_delivered: u64,
     /// When records were appended, by first lsn ascending, pruned on commit.
     pub(crate) marks: VecDeque<AppendMark>,
     /// Group writes done since open.
@@ -87,13 +96,24 @@ pub(crate) struct WalLedger {
 impl WalShared {
     pub(crate) fn new(options: WalOptions, ledger: WalLedger) -> Self {
         ledger.debug_check();
+        let metrics = WalMetrics::new(&options);
+        ledger.publish_gauges(&metrics);
         Self {
+            metrics,
             options,
             ledger: Mutex::new(ledger),
             space_freed: Notify::new(),
             reader_gone: AtomicBool::new(false),
             requests_sent: std::sync::atomic::AtomicU64::new(0),
             quarantined: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sets the backlog and disk gauges (see [`WalLedger::publish_gauges`]);
+    /// without the `metrics` feature it does not even take the lock.
+    pub(crate) fn publish_gauges(&self) {
+        if crate::observe::handles::ENABLED {
+            self.lock().publish_gauges(&self.metrics);
         }
     }
 
@@ -146,6 +166,22 @@ impl WalLedger {
                 .all(|(a, b)| a.first < b.first),
             "append marks out of order"
         );
+    }
+
+    /// Sets the backlog and disk gauges from the ledger. Called under the
+    /// lock after every change they show, so that the last value set is the
+    /// newest.
+    pub(crate) fn publish_gauges(&self, metrics: &WalMetrics) {
+        if !crate::observe::handles::ENABLED {
+            return;
+        }
+        metrics
+            .backlog_records
+            .set(self.written.saturating_sub(self.delivered) as f64);
+        metrics
+            .backlog_bytes
+            .set(self.payload_appended.saturating_sub(self.payload_delivered) as f64);
+        metrics.disk_bytes.set(self.bytes_on_disk as f64);
     }
 
     /// First lsn of the segment that holds `lsn`.
@@ -223,6 +259,8 @@ mod tests {
             synced: 0,
             committed: 0,
             payload_appended: 0,
+            delivered: 0,
+            payload_delivered: 0,
             marks: VecDeque::new(),
             group_writes: 0,
             fdatasyncs: 0,

@@ -164,6 +164,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 pub use batch::WalBatch;
 pub use error::WalError;
@@ -230,6 +231,8 @@ impl Wal {
             synced: recovered.next_lsn,
             committed: recovered.committed,
             payload_appended: recovered.backlog_payload,
+            delivered: recovered.committed,
+            payload_delivered: 0,
             marks,
             group_writes: 0,
             fdatasyncs: 0,
@@ -245,7 +248,11 @@ impl Wal {
             recovered.next_lsn,
             guard.clone(),
         );
-        tokio::spawn(task.run());
+        let wal_dir = shared.options.dir.display().to_string();
+        tokio::spawn(
+            task.run()
+                .instrument(tracing::info_span!("wal_writer", wal_dir = %wal_dir)),
+        );
         let (commit_tx, commit_rx) = watch::channel(recovered.committed);
         let (persisted_tx, persisted_rx) = watch::channel(committer::PersistedPosition {
             lsn: recovered.committed,
@@ -259,7 +266,8 @@ impl Wal {
                 guard,
                 recovered.stored_position,
             )
-            .run(),
+            .run()
+            .instrument(tracing::info_span!("wal_committer", wal_dir = %wal_dir)),
         );
         let reader = WalReader::new(
             shared.clone(),

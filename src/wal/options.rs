@@ -107,6 +107,7 @@ pub struct WalOptions {
     pub(crate) fsync: Fsync,
     pub(crate) on_corruption: OnCorruption,
     pub(crate) when_full: WhenFull,
+    pub(crate) name: Option<String>,
 }
 
 impl WalOptions {
@@ -122,6 +123,7 @@ impl WalOptions {
             fsync: Fsync::default(),
             on_corruption: OnCorruption::default(),
             when_full: WhenFull::default(),
+            name: None,
         }
     }
 
@@ -159,9 +161,26 @@ impl WalOptions {
         self
     }
 
+    /// Names the log in its metrics (label `wal`, see
+    /// [`observe`](crate::observe)) instead of its directory: a short, stable
+    /// name such as `"orders"` that does not change with the deployment path.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
     /// The directory of the log.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// What the log's metrics call it: its [`name`](Self::name), or else its
+    /// directory.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(name) => name.clone(),
+            None => self.dir.display().to_string(),
+        }
     }
 
     /// The configured segment size.

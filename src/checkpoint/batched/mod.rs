@@ -25,6 +25,8 @@ use super::store::{CheckpointError, CheckpointStore};
 use super::token::{AsCheckpointToken, CheckpointToken};
 use super::tracker::PositionTracker;
 use crate::error::Error;
+use crate::observe::checkpoint::CheckpointMetrics;
+use crate::observe::handles::{record_since, start_timer};
 
 mod partitions;
 
@@ -172,6 +174,8 @@ pub struct CheckpointBatched<St: TryStream, S> {
     /// Yield [`CheckpointError::HeldBack`] at the end when tokens are held
     /// back behind a missing one.
     fail_on_held_back: bool,
+    /// Counted once per save (see [`crate::observe`]).
+    metrics: CheckpointMetrics,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -186,6 +190,8 @@ enum Want {
 struct InFlight {
     future: SaveFuture,
     covered: Vec<Covered>,
+    /// When it started (read only when metrics are recorded).
+    started: Option<std::time::Instant>,
 }
 
 /// What a save in flight covers for one partition.
@@ -228,6 +234,7 @@ where
             trailing_error: None,
             terminated: false,
             fail_on_held_back: false,
+            metrics: CheckpointMetrics::new::<S>(),
         }
     }
 
@@ -421,7 +428,24 @@ where
         }
         let store = self.store.clone();
         let future: SaveFuture = Box::pin(async move { store.save_many(&entries).await });
-        *self.saving = Some(InFlight { future, covered });
+        *self.saving = Some(InFlight {
+            future,
+            covered,
+            started: start_timer(),
+        });
+    }
+
+    /// Sets the held-back gauge: tokens waiting behind a missing one, over
+    /// the partitions not fenced (after a save, not per token).
+    fn observe_held_back(&self) {
+        let waiting: usize = self
+            .partitions
+            .states
+            .iter()
+            .filter(|s| !s.fenced)
+            .map(|s| s.tracker.waiting())
+            .sum();
+        self.metrics.held_back_tokens.set(waiting as f64);
     }
 
     fn recompute_blocked(&mut self) {
@@ -442,10 +466,18 @@ where
         let Poll::Ready(result) = in_flight.future.as_mut().poll(cx) else {
             return Ok(());
         };
-        let covered = match self.saving.take() {
-            Some(done) => done.covered,
-            None => Vec::new(),
+        let (covered, started) = match self.saving.take() {
+            Some(done) => (done.covered, done.started),
+            None => (Vec::new(), None),
         };
+        record_since(&self.metrics.save_seconds, started);
+        match &result {
+            Ok(()) => self.metrics.saves.increment(1),
+            Err(_) => self.metrics.save_failures.increment(1),
+        }
+        if result.is_ok() {
+            self.observe_held_back();
+        }
         match result {
             Ok(()) => {
                 for done in covered {

@@ -34,6 +34,7 @@ use super::CloudWatchLogsSink;
 use crate::cloudwatch_logs::batcher::Batcher;
 use crate::cloudwatch_logs::limits::{MAX_EVENT_AGE, RETENTION_DAYS};
 use crate::error::Error;
+use crate::observe::cloudwatch_logs::CloudWatchLogsMetrics;
 use crate::retry::RetryPolicy;
 
 /// Default limit on one `PutLogEvents` call, including the SDK's own work.
@@ -133,6 +134,7 @@ impl CloudWatchLogsSinkBuilder {
             }
         }
         let target = format!("cloudwatch logs {}/{}", self.group, self.stream);
+        let metrics = CloudWatchLogsMetrics::new(&self.group, &self.stream);
         Ok(CloudWatchLogsSink::from_writer(LogStreamWriter {
             client: self.client,
             group: self.group,
@@ -145,6 +147,7 @@ impl CloudWatchLogsSinkBuilder {
             batcher,
             clock: self.clock,
             log_stream_state: Mutex::new(LogStreamState::default()),
+            metrics,
         }))
     }
 }

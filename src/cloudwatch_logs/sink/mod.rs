@@ -216,7 +216,15 @@ impl Sink<Vec<LogEvent>> for CloudWatchLogsSink {
             ));
         }
         if !batch.is_empty() {
-            self.in_flight = Some(Box::pin(self.writer.clone().deliver(batch)));
+            let span = tracing::info_span!(
+                "cloudwatch_logs_put",
+                log_group = %self.writer.group,
+                log_stream = %self.writer.stream
+            );
+            self.in_flight = Some(Box::pin(tracing::Instrument::instrument(
+                self.writer.clone().deliver(batch),
+                span,
+            )));
         }
         Ok(())
     }

@@ -90,6 +90,7 @@ impl LogStreamWriter {
                 .set_log_events(Some(events))
                 .set_sequence_token(state.sequence_token.clone())
                 .send();
+            let started = crate::observe::handles::start_timer();
             let result = match self.request_timeout {
                 Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
                     PutFailure::Retryable(
@@ -98,6 +99,8 @@ impl LogStreamWriter {
                 }),
                 None => Ok(call.await),
             };
+            self.metrics.calls.increment(1);
+            crate::observe::handles::record_since(&self.metrics.call_seconds, started);
             let failure = match result {
                 Ok(Ok(output)) => return Ok(self.delivered(state, output)),
                 Ok(Err(err)) => match err.as_service_error() {
@@ -143,6 +146,7 @@ impl LogStreamWriter {
                     ));
                 }
                 PutFailure::Retryable(source) => {
+                    self.metrics.retries.increment(1);
                     let delay = self.retry.backoff(attempts - 1);
                     tracing::debug!(
                         target_name = %self.target,

@@ -29,6 +29,7 @@ use super::rejected::sort_and_dedup;
 use crate::cloudwatch_logs::batcher::Batcher;
 use crate::cloudwatch_logs::event::LogEvent;
 use crate::error::Error;
+use crate::observe::cloudwatch_logs::CloudWatchLogsMetrics;
 use crate::retry::RetryPolicy;
 
 /// The clock events' ages are checked against.
@@ -51,6 +52,8 @@ pub(super) struct LogStreamWriter {
     pub(super) clock: Clock,
     /// Held for the whole of a batch: one request in flight at a time.
     pub(super) log_stream_state: Mutex<LogStreamState>,
+    /// Counted once per call or batch (see [`crate::observe`]).
+    pub(super) metrics: CloudWatchLogsMetrics,
 }
 
 /// What the sink knows about its log stream between requests.
@@ -80,10 +83,15 @@ impl LogStreamWriter {
                     .await?;
             }
         }
+        sort_and_dedup(&mut rejected);
+        let stored = batch.len().saturating_sub(rejected.len());
+        self.metrics.events.increment(stored as u64);
+        self.metrics
+            .rejected_events
+            .increment(rejected.len() as u64);
         if rejected.is_empty() {
             return Ok(());
         }
-        sort_and_dedup(&mut rejected);
         tracing::warn!(
             target_name = %self.target,
             rejected = rejected.len(),

@@ -207,7 +207,14 @@ impl Sink<Vec<KinesisRecord>> for KinesisSink {
         }
         if !batch.is_empty() {
             let previous = this.progress.take();
-            this.in_flight = Some(Box::pin(put_batch(this.shared.clone(), batch, previous)));
+            let span = tracing::info_span!(
+                "kinesis_put",
+                stream = %this.shared.target.label_name()
+            );
+            this.in_flight = Some(Box::pin(tracing::Instrument::instrument(
+                put_batch(this.shared.clone(), batch, previous),
+                span,
+            )));
         }
         Ok(())
     }

@@ -6,7 +6,10 @@
 //! sinks (or processes, after shipping them) combine with
 //! [`KinesisMetrics::merge`]. The sink also emits `tracing` events (target
 //! `unistream::kinesis`) for throttling, retries, dead-lettered records and
-//! shard-map refreshes; the counters here are their totals.
+//! shard-map refreshes; the counters here are their totals. With the
+//! `metrics` feature the counters are also forwarded, as they change, to the
+//! `metrics` facade (`unistream_kinesis_sink_*`, see
+//! [`observe`](crate::observe)), with the `PutRecords` latency.
 //!
 //! Counts of *records* are user records (what the caller sent), so they
 //! compare with the caller's own counts whether or not aggregation is on;
@@ -18,6 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+
+use crate::observe::kinesis_sink::{KinesisSinkMetrics, SinkCounters};
 
 /// A snapshot of a producer's metrics.
 ///
@@ -94,6 +99,19 @@ impl Default for KinesisMetrics {
 }
 
 impl KinesisMetrics {
+    /// The counters forwarded to the `metrics` facade.
+    fn counters(&self) -> SinkCounters {
+        SinkCounters {
+            records_sent: self.records_sent,
+            records_failed: self.records_failed,
+            records_retried: self.records_retried,
+            records_dead_lettered: self.records_dead_lettered,
+            put_records_calls: self.put_records_calls,
+            put_records_call_failures: self.put_records_call_failures,
+            throttles: self.throttles,
+        }
+    }
+
     /// Adds `other` into `self`: counters add up, distributions combine.
     pub fn merge(&mut self, other: &KinesisMetrics) {
         self.records_sent += other.records_sent;
@@ -147,9 +165,23 @@ impl KinesisMetricsHandle {
         self.lock().clone()
     }
 
-    /// Runs `f` on the live metrics.
-    pub(crate) fn update(&self, f: impl FnOnce(&mut KinesisMetrics)) {
-        f(&mut self.lock());
+    /// Runs `f` on the live metrics, then forwards what it changed in the
+    /// counters to `facade` (with the `metrics` feature).
+    pub(crate) fn update_forwarding(
+        &self,
+        f: impl FnOnce(&mut KinesisMetrics),
+        facade: &KinesisSinkMetrics,
+    ) {
+        let mut metrics = self.lock();
+        if !crate::observe::handles::ENABLED {
+            f(&mut metrics);
+            return;
+        }
+        let before = metrics.counters();
+        f(&mut metrics);
+        let after = metrics.counters();
+        drop(metrics);
+        facade.forward(&before, &after);
     }
 
     fn lock(&self) -> MutexGuard<'_, KinesisMetrics> {
@@ -206,9 +238,9 @@ mod tests {
     #[test]
     fn handle_snapshots_are_copies() {
         let handle = KinesisMetricsHandle::default();
-        handle.update(|m| m.put_records_calls += 1);
+        handle.update_forwarding(|m| m.put_records_calls += 1, &Default::default());
         let snap = handle.snapshot();
-        handle.update(|m| m.put_records_calls += 1);
+        handle.update_forwarding(|m| m.put_records_calls += 1, &Default::default());
         assert_eq!(snap.put_records_calls, 1);
         assert_eq!(handle.snapshot().put_records_calls, 2);
     }

@@ -394,6 +394,11 @@ impl<S> SourceShared<S> {
     pub(crate) fn target(&self, shard: &str) -> String {
         format!("{} shard {shard}", self.stream)
     }
+
+    /// The stream in metrics labels and spans: its name, or its ARN.
+    pub(crate) fn stream_label(&self) -> &str {
+        self.stream.label_name()
+    }
 }
 
 /// Items of the merged stream.

@@ -139,7 +139,9 @@ impl<S: Send + Sync + 'static> PollingRetrieval<S> {
             if let StreamTarget::Arn(arn) = &self.shared.stream {
                 request = request.stream_arn(arn);
             }
-            match request.send().await {
+            let sent = request.send().await;
+            self.cx.metrics.get_records_calls.increment(1);
+            match sent {
                 Ok(out) => return Ok(Some(out)),
                 Err(err) => match classify_get_records(&err) {
                     Failure::ExpiredIterator => return Ok(None),

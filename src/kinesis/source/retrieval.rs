@@ -107,6 +107,8 @@ pub(crate) struct ShardContext {
     /// `"kinesis stream NAME shard ID"`, the target named in errors.
     pub(crate) target: String,
     pub(crate) control: PartitionControl,
+    /// The shard's metrics (see [`crate::observe`]).
+    pub(crate) metrics: crate::observe::kinesis_source::ShardMetrics,
 }
 
 impl ShardContext {
@@ -130,6 +132,9 @@ impl ShardContext {
     where
         E: Into<Box<dyn std::error::Error + Send + Sync>> + std::fmt::Display,
     {
+        if class == Failure::Throttled {
+            self.metrics.throttles.increment(1);
+        }
         match retries.delay(class, config) {
             Some(delay) => {
                 tracing::debug!(shard = %self.shard, ?class, ?delay, error = %err, "kinesis call failed; retrying");

@@ -31,6 +31,7 @@ use super::shard_list::{list_shards, ListedShard};
 use super::SourceShared;
 use crate::checkpoint::{CheckpointStore, CheckpointToken, PartitionControl, Position};
 use crate::kinesis::KinesisRecord;
+use crate::observe::kinesis_source::ShardMetrics;
 use crate::Error;
 
 /// The records of one `GetRecords` response, as handed to the consumer.
@@ -59,6 +60,8 @@ pub(crate) struct ShardReader<S> {
     /// Deliveries so far (the next token's `seq`).
     seq: u64,
     retrieval: Box<dyn Retrieval>,
+    /// Counted once per batch (see [`crate::observe`]).
+    metrics: ShardMetrics,
 }
 
 impl<S: CheckpointStore> ShardReader<S> {
@@ -69,10 +72,12 @@ impl<S: CheckpointStore> ShardReader<S> {
         tx: mpsc::Sender<Result<Chunk, Error>>,
         start: StartAt,
     ) -> Self {
+        let metrics = ShardMetrics::new(shared.stream_label(), &shard);
         let cx = ShardContext {
             shard: shard.clone(),
             target: shared.target(&shard),
             control: control.clone(),
+            metrics: metrics.clone(),
         };
         let retrieval: Box<dyn Retrieval> = match &shared.fan_out {
             Some(consumer) => Box::new(FanOutRetrieval::new(shared.clone(), consumer.clone(), cx)),
@@ -88,12 +93,24 @@ impl<S: CheckpointStore> ShardReader<S> {
             last_delivered: None,
             seq: 0,
             retrieval,
+            metrics,
         }
     }
 
     /// Reads the shard until it is finished, stopped (fenced or drained),
-    /// failed or abandoned.
-    pub(crate) async fn run(mut self) -> ShardOutcome {
+    /// failed or abandoned, inside a `kinesis_shard` span naming the stream
+    /// and the shard (so both ways it is spawned, with and without leases,
+    /// get it).
+    pub(crate) async fn run(self) -> ShardOutcome {
+        let span = tracing::info_span!(
+            "kinesis_shard",
+            stream = %self.shared.stream_label(),
+            shard = %self.shard
+        );
+        tracing::Instrument::instrument(self.run_in_span(), span).await
+    }
+
+    async fn run_in_span(mut self) -> ShardOutcome {
         match self.read().await {
             Ok(outcome) => outcome,
             Err(err) => {
@@ -130,6 +147,10 @@ impl<S: CheckpointStore> ShardReader<S> {
             } = batch;
             let was_empty = records.is_empty();
             let chunk = self.make_chunk(records);
+            self.metrics.records.increment(chunk.len() as u64);
+            if let Some(millis) = millis_behind_latest {
+                self.metrics.millis_behind.set(millis as f64);
+            }
             if let Some(resume) = resume {
                 self.resume = resume;
             }

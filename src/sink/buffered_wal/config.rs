@@ -64,6 +64,7 @@ pub struct WalConfig<C = JsonCodec, D = NoDeadLetter> {
     pub(super) retry: RetryPolicy,
     pub(super) codec: C,
     pub(super) dead_letter: D,
+    pub(super) name: Option<String>,
 }
 
 impl WalConfig {
@@ -87,6 +88,7 @@ impl WalConfig {
             retry: RetryPolicy::default(),
             codec: JsonCodec,
             dead_letter: NoDeadLetter,
+            name: None,
         }
     }
 }
@@ -95,6 +97,19 @@ impl<C, D> WalConfig<C, D> {
     /// The directory of the write-ahead log.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Names the log in the metrics of the log and of its delivery (label
+    /// `wal`, see [`observe`](crate::observe)) instead of its directory:
+    /// ```
+    /// use unistream::sink::WalConfig;
+    ///
+    /// let config = WalConfig::new("/var/lib/app/wal/orders").name("orders");
+    /// # let _ = config;
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
     }
 
     /// At most this many records per batch handed to the target.
@@ -189,6 +204,7 @@ impl<C, D> WalConfig<C, D> {
             retry: self.retry,
             codec,
             dead_letter: self.dead_letter,
+            name: self.name,
         }
     }
 
@@ -243,6 +259,7 @@ impl<C, D> WalConfig<C, D> {
             retry: self.retry,
             codec: self.codec,
             dead_letter: sink,
+            name: self.name,
         }
     }
 
@@ -250,6 +267,9 @@ impl<C, D> WalConfig<C, D> {
     /// limits, the retry policy, the codec and the dead-letter destination.
     pub(super) fn into_parts(self) -> (WalOptions, Batching, RetryPolicy, C, D) {
         let mut options = WalOptions::new(self.dir);
+        if let Some(name) = self.name {
+            options = options.name(name);
+        }
         if let Some(fsync) = self.fsync {
             options = options.fsync(fsync);
         }

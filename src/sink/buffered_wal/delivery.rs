@@ -90,6 +90,8 @@ use crate::wal::{Lsn, WalReader, WalRecord};
 use super::config::Batching;
 use super::dead_letter::BoxDeadLetterSink;
 use super::shared::DeliveryShared;
+use crate::observe::delivery::DeliveryMetrics;
+use crate::observe::handles::{record_since, start_timer};
 
 /// How often the delivered position is committed while batches keep coming,
 /// under `Fsync::Never` (under `Fsync::Interval(d)`: every `d`).
@@ -141,6 +143,8 @@ pub(super) struct Delivery<T, S, C> {
     /// Batches below this lsn are sent with a flush each (after a flush of
     /// a group failed, so that every outcome is the batch's own).
     pub(super) flush_each_until: u64,
+    /// Counted once per batch (see [`crate::observe`]).
+    pub(super) metrics: DeliveryMetrics,
 }
 
 /// What the task does next.
@@ -380,6 +384,7 @@ where
 
         // Deliver, reading the next full batch meanwhile.
         let read_ahead = self.next_batch_full();
+        let started = start_timer();
         let deliver = async {
             if decoded.is_empty() {
                 Ok((DeliveryOutcome::Delivered, 0))
@@ -416,6 +421,27 @@ where
             None => None,
         };
         let (outcome, attempts) = delivered?;
+        // Every attempt but the last failed and was retried.
+        self.metrics
+            .retries
+            .increment(u64::from(attempts.saturating_sub(1)));
+        if !in_batch.is_empty() {
+            let stored = match &outcome {
+                DeliveryOutcome::Delivered => Some(in_batch.len()),
+                DeliveryOutcome::Rejected(rejected) => {
+                    self.metrics
+                        .rejected_records
+                        .increment(rejected.len() as u64);
+                    Some(in_batch.len().saturating_sub(rejected.len()))
+                }
+                DeliveryOutcome::Exhausted(_) => None,
+            };
+            if let Some(stored) = stored {
+                self.metrics.batches.increment(1);
+                self.metrics.records.increment(stored as u64);
+                record_since(&self.metrics.seconds, started);
+            }
+        }
         if !flush_each && !matches!(outcome, DeliveryOutcome::Exhausted(_)) {
             // Taken by the target, durable with its next flush.
             let from = self.unflushed.map_or(first, |(from, _)| from);
@@ -491,6 +517,7 @@ where
                 .send(entries)
                 .await
                 .map_err(|e| Error::DeadLetter(Box::new(e)))?;
+            self.metrics.dead_letters.increment(count as u64);
             tracing::warn!(count, "records sent to the dead-letter destination");
         }
 

@@ -192,6 +192,7 @@ where
         })?;
         let (options, batching, retry, codec, dead_letter) = config.into_parts();
         let origin: Arc<str> = Arc::from(options.dir().display().to_string());
+        let metrics = crate::observe::delivery::DeliveryMetrics::new::<S>(&options);
         let max_record_bytes = options.max_record_bytes();
         let commit_every = match options.get_fsync() {
             Fsync::Always => None,
@@ -222,8 +223,10 @@ where
             ahead: Default::default(),
             unflushed: None,
             flush_each_until: 0,
+            metrics,
         };
-        let task = runtime.spawn(delivery.run());
+        let span = tracing::info_span!("buffered_wal_delivery", wal_dir = %delivery.origin);
+        let task = runtime.spawn(tracing::Instrument::instrument(delivery.run(), span));
         Ok(Self {
             writer,
             codec,

@@ -28,6 +28,9 @@ pub(super) struct Block<T> {
     pub(super) eof: bool,
     /// Bytes of an incomplete line kept for the next block.
     pub(super) partial_bytes: usize,
+    /// The file's length after the read, for the lag gauge: only when
+    /// metrics are recorded (one `fstat` per block), and when it worked.
+    pub(super) file_len: Option<u64>,
 }
 
 /// The blocking side: owns the file and the bytes of an incomplete line.
@@ -151,10 +154,16 @@ impl<T, C: Codec<T>> Reader<T, C> {
                 ),
             ));
         }
+        let file_len = if crate::observe::handles::ENABLED {
+            self.file.metadata().ok().map(|m| m.len())
+        } else {
+            None
+        };
         Ok(Block {
             lines,
             eof,
             partial_bytes: self.buf.len(),
+            file_len,
         })
     }
 

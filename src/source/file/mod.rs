@@ -225,8 +225,10 @@ where
     /// The stream of `(record, token)`.
     pub fn stream(self) -> FileSourceStream<T> {
         let path: Arc<Path> = Arc::from(self.path.as_path());
+        let partition = self.partition();
         let run = Run {
-            partition: Arc::from(self.partition()),
+            metrics: crate::observe::file_source::FileSourceMetrics::new(&partition),
+            partition: Arc::from(partition),
             path,
             config: ReaderConfig {
                 chunk_bytes: self.chunk_bytes,

@@ -19,6 +19,7 @@ use crate::dead_letter::DeadLetter;
 use crate::error::Error;
 
 use super::line_reader::{Block, Line, Reader, ReaderConfig};
+use crate::observe::file_source::FileSourceMetrics;
 
 pub(super) type DeadLetterSink<T> = Pin<Box<dyn Sink<Vec<DeadLetter<T>>, Error = Error> + Send>>;
 type ReadTask<T, C> = JoinHandle<(Reader<T, C>, Result<Block<T>, Error>)>;
@@ -54,6 +55,8 @@ pub(super) struct Run<T, C> {
     pub(super) seq: u64,
     pub(super) dead_letters: Option<DeadLetterSink<T>>,
     pub(super) done: bool,
+    /// Counted once per block (see [`crate::observe`]).
+    pub(super) metrics: FileSourceMetrics,
 }
 
 impl<T, C> Run<T, C>
@@ -181,6 +184,13 @@ where
                 .await
                 .map_err(|e| Error::io("read", &*self.path, std::io::Error::other(e)))?;
             let block = block?;
+            self.metrics.records.increment(block.lines.len() as u64);
+            if let Some(len) = block.file_len {
+                // `base`: the offset after the last complete line read.
+                self.metrics
+                    .lag_bytes
+                    .set(len.saturating_sub(reader.base) as f64);
+            }
             self.at_eof = block.eof;
             if !block.lines.is_empty() {
                 self.idle_since = None;

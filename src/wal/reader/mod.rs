@@ -319,9 +319,16 @@ impl WalReader {
             .map(|f| f.error.duplicate());
         let advanced = upto > self.committed;
         if advanced {
-            self.returned.commit(upto);
+            let payload = self.returned.commit(upto);
             self.committed = upto;
             self.debug_check();
+            if crate::observe::handles::ENABLED {
+                // Only the backlog gauges read these.
+                let mut st = self.shared.lock();
+                st.delivered = st.delivered.max(upto);
+                st.payload_delivered += payload;
+                st.publish_gauges(&self.shared.metrics);
+            }
         }
         if advanced || earlier_failure.is_some() {
             // A failed position is retried with this request.

@@ -74,7 +74,8 @@ impl ReturnedLens {
     }
 
     /// Forgets the lsns below `upto` (committed): they are never rewound to.
-    pub(super) fn commit(&mut self, upto: u64) {
+    /// Returns the payload bytes of the records forgotten.
+    pub(super) fn commit(&mut self, upto: u64) -> u64 {
         let upto = upto.clamp(self.start, self.end);
         let mut skipped_below = 0;
         while let Some(range) = self.skipped.front_mut() {
@@ -90,8 +91,13 @@ impl ReturnedLens {
             }
         }
         let records = (upto - self.start - skipped_below) as usize;
-        self.lens.drain(..records.min(self.lens.len()));
+        let payload = self
+            .lens
+            .drain(..records.min(self.lens.len()))
+            .map(u64::from)
+            .sum();
         self.start = upto;
+        payload
     }
 
     /// Hands back the lsns from `from` on (a rewind); returns their payload

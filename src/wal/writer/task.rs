@@ -239,6 +239,7 @@ impl WriterTask {
                     st.active = fresh.first;
                     st.fdatasyncs += 1;
                     st.debug_check();
+                    st.publish_gauges(&self.shared.metrics);
                 }
                 self.segment = Some(fresh);
                 self.delete_committed_segments().await;
@@ -290,7 +291,9 @@ impl WriterTask {
         let victims = {
             let mut st = self.shared.lock();
             let committed = st.committed;
-            st.take_segments_below(committed)
+            let victims = st.take_segments_below(committed);
+            st.publish_gauges(&self.shared.metrics);
+            victims
         };
         if victims.is_empty() {
             return;
@@ -343,6 +346,7 @@ impl WriterTask {
         let io_start = std::time::Instant::now();
         let joined = tokio::task::spawn_blocking(move || job.run()).await;
         self.last_io = io_start.elapsed();
+        let written_before = self.written;
         let returned = match joined {
             Ok(returned) => returned,
             Err(e) => {
@@ -369,6 +373,7 @@ impl WriterTask {
         // Lsns only grow.
         debug_assert!(outcome.next_lsn >= self.written);
         self.written = outcome.next_lsn;
+        self.observe_group(outcome.next_lsn - written_before, outcome.payload_added);
         if outcome.synced {
             self.synced = outcome.next_lsn;
             self.sync_deadline = None;
@@ -387,6 +392,17 @@ impl WriterTask {
             self.delete_committed_segments().await;
         }
         outcome.blocked
+    }
+
+    /// Records one group write in the log's metrics: once per group, not
+    /// per record.
+    fn observe_group(&self, records: u64, payload: u64) {
+        let metrics = &self.shared.metrics;
+        metrics.group_writes.increment(1);
+        metrics.group_write_seconds.record_duration(self.last_io);
+        metrics.appended_records.increment(records);
+        metrics.appended_bytes.increment(payload);
+        self.shared.publish_gauges();
     }
 
     /// fdatasyncs the active segment (interval timer, shutdown).

@@ -85,7 +85,8 @@ impl PutRun<'_> {
             .send()
             .await;
         let latency = started.elapsed();
-        shared.metrics.update(|m| {
+        shared.facade.call_seconds.record_duration(latency);
+        shared.record_metrics(|m| {
             m.put_records_calls += 1;
             m.latency_us.saturating_record(latency.as_micros() as u64);
             m.call_records.saturating_record(chosen.len() as u64);
@@ -131,7 +132,7 @@ impl PutRun<'_> {
                     );
                     shared.shard_map_state().stale = true;
                 }
-                shared.metrics.update(|m| {
+                shared.record_metrics(|m| {
                     m.records_sent += sent;
                     m.kinesis_records_sent += kinesis_sent;
                     m.shard_mispredictions += mispredicted;
@@ -183,7 +184,7 @@ impl PutRun<'_> {
             stream = %shared.label, records = chosen.len(), ?kind, %reason,
             "PutRecords call failed"
         );
-        shared.metrics.update(|m| {
+        shared.record_metrics(|m| {
             m.put_records_call_failures += 1;
             if kind == FailureKind::Throttled {
                 m.throttles += 1;
@@ -226,7 +227,7 @@ impl PutRun<'_> {
             }
         }
         let retry = shared.options.retry.allows_another(attempts);
-        shared.metrics.update(|m| {
+        shared.record_metrics(|m| {
             m.records_failed += users;
             if kind == FailureKind::Throttled {
                 m.throttles += 1;

@@ -88,7 +88,7 @@ pub(crate) async fn put_batch(
             progress
         }
         _ => {
-            shared.metrics.update(|m| {
+            shared.record_metrics(|m| {
                 for record in &batch {
                     m.record_bytes
                         .saturating_record(record.billed_bytes() as u64);
@@ -117,9 +117,7 @@ pub(crate) async fn put_batch(
             debug_assert!(rejected
                 .last()
                 .is_none_or(|r| r.index < run.progress.batch.len()));
-            shared
-                .metrics
-                .update(|m| m.records_dead_lettered += rejected.len() as u64);
+            shared.record_metrics(|m| m.records_dead_lettered += rejected.len() as u64);
             PutOutcome {
                 result: Err(Error::Rejected(rejected)),
                 progress: None,
@@ -222,7 +220,7 @@ impl<'a> PutRun<'a> {
                 let now = Instant::now();
                 let ready = shared.limiter().reserve(now, &plan.portions);
                 if ready > now {
-                    shared.metrics.update(|m| m.rate_limit_wait += ready - now);
+                    shared.record_metrics(|m| m.rate_limit_wait += ready - now);
                     tokio::time::sleep_until(ready).await;
                 }
             }

@@ -20,10 +20,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::kinesis::hash_key::HashKeyCache;
-use crate::kinesis::sink::metrics::KinesisMetricsHandle;
+use crate::kinesis::sink::metrics::{KinesisMetrics, KinesisMetricsHandle};
 use crate::kinesis::sink::rate_limit::{RateLimiter, ShardRateLimit};
 use crate::kinesis::sink::shard_map::{self, ShardMap};
 use crate::kinesis::StreamTarget;
+use crate::observe::kinesis_sink::KinesisSinkMetrics;
 use crate::RetryPolicy;
 
 /// Never reload the shard map more often than this, whatever triggers it.
@@ -48,6 +49,8 @@ pub(crate) struct SinkShared {
     pub label: String,
     pub options: SinkOptions,
     pub metrics: KinesisMetricsHandle,
+    /// The same counters in the `metrics` facade (see [`crate::observe`]).
+    pub facade: KinesisSinkMetrics,
     shard_map: Mutex<ShardMapState>,
     limiter: Mutex<RateLimiter>,
     hash_keys: Mutex<HashKeyCache>,
@@ -72,6 +75,7 @@ impl SinkShared {
     ) -> Self {
         let limiter = RateLimiter::new(options.rate_limit.unwrap_or_default());
         Self {
+            facade: KinesisSinkMetrics::new(target.label_name()),
             client,
             label: target.to_string(),
             target,
@@ -81,6 +85,12 @@ impl SinkShared {
             limiter: Mutex::new(limiter),
             hash_keys: Mutex::default(),
         }
+    }
+
+    /// Updates the snapshot metrics and forwards the counters it changed to
+    /// the `metrics` facade.
+    pub(crate) fn record_metrics(&self, f: impl FnOnce(&mut KinesisMetrics)) {
+        self.metrics.update_forwarding(f, &self.facade);
     }
 
     /// The shard map, reloaded first when it is due (first use, periodic
@@ -114,7 +124,7 @@ impl SinkShared {
                 );
                 let map = Arc::new(map);
                 self.limiter().retain_shards(|id| map.contains(id));
-                self.metrics.update(|m| m.shard_map_refreshes += 1);
+                self.record_metrics(|m| m.shard_map_refreshes += 1);
                 let mut state = self.shard_map_state();
                 state.map = map.clone();
                 state.loaded_at = Some(Instant::now());

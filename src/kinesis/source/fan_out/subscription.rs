@@ -234,7 +234,9 @@ impl<S: Send + Sync + 'static> FanOutRetrieval<S> {
             if let StreamTarget::Arn(arn) = &self.shared.stream {
                 request = request.stream_arn(arn);
             }
-            match request.send().await {
+            let sent = request.send().await;
+            self.cx.metrics.get_records_calls.increment(1);
+            match sent {
                 Ok(out) if out.records.is_empty() && out.next_shard_iterator.is_none() => {
                     tracing::debug!(shard = %self.cx.shard, "closed shard found by polling; ending it");
                     return Ok(Some(out.child_shards));
