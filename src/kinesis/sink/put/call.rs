@@ -1,6 +1,9 @@
-//! One `PutRecords` call and what its answer does to the queue: entries
-//! that succeeded leave it; failed ones stay for a later call, are rejected,
-//! or make the batch fail.
+//! One `PutRecords` call — its request built from the planned entries,
+//! sent by a future that borrows only what the sink's clones share (so
+//! several calls can be in flight while the run plans the next one) — and
+//! what its answer does to the queue: entries that succeeded leave it;
+//! failed ones stay for a later call after their back-off, are rejected, or
+//! make the batch fail.
 //!
 //! Guarantees: only the entries that failed are sent again — never one a
 //! call stored; each failed entry counts an attempt, and once the
@@ -12,14 +15,18 @@
 //! entries the same way. Records that land on another shard than predicted
 //! mark the shard map stale.
 //!
-//! Does not: wait (back-off and pacing are the delivery loop's), nor choose
+//! Does not: wait (the back-off of a failed entry is set here, the waiting
+//! and the pacing are the delivery loop's), nor choose
 //! the entries (`plan.rs`); it trusts the plan to respect the call limits,
 //! which it checks in debug builds.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use aws_sdk_kinesis::error::SdkError;
+use aws_sdk_kinesis::operation::put_records::{PutRecordsError, PutRecordsOutput};
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::Blob;
 use tokio::time::Instant;
 
@@ -30,35 +37,83 @@ use crate::kinesis::sink::failure::{
 use crate::kinesis::sink::shard_map::ShardMap;
 use crate::{Error, RejectedRecord};
 
-use super::PutRun;
+use super::shared::SinkShared;
+use super::{PutRun, Slot};
 
 /// What one call did to the queue.
 #[derive(Default)]
 pub(super) struct CallOutcome {
     pub(super) any_failed: bool,
-    pub(super) throttled_shards: HashSet<Arc<str>>,
+    /// Per predicted shard: the entries it throttled.
+    pub(super) throttled_shards: HashMap<Arc<str>, u64>,
     /// A transient failure that exhausted the policy: the batch fails.
     pub(super) exhausted: Option<String>,
+    /// The end of the back-off per attempt count, one per answer: entries
+    /// that failed together go out together again.
+    retry_at: HashMap<u32, Instant>,
+}
+
+/// A call ready to go: its entries, the request, and what the limiter
+/// counted for it.
+pub(super) struct PreparedCall {
+    /// Positions in the queue, in queue order.
+    pub(super) entries: Vec<usize>,
+    /// The shard each entry is predicted to land on.
+    predicted: Vec<Option<Arc<str>>>,
+    request: Vec<PutRecordsRequestEntry>,
+    bytes: u64,
+    /// When the rate limiter counted it as sent.
+    pub(super) sent_at: Instant,
+}
+
+/// A call and the service's answer to it.
+pub(super) struct AnsweredCall {
+    pub(super) call: PreparedCall,
+    result: Result<PutRecordsOutput, SdkError<PutRecordsError, HttpResponse>>,
+}
+
+/// Sends `call` (a future that borrows only what the sink's clones share,
+/// so that several can be in flight beside the run that plans them).
+pub(super) async fn send(shared: &SinkShared, mut call: PreparedCall) -> AnsweredCall {
+    let request = std::mem::take(&mut call.request);
+    let started = Instant::now();
+    let result = shared
+        .client
+        .put_records()
+        .set_stream_name(shared.target.name().map(str::to_owned))
+        .set_stream_arn(shared.target.arn().map(str::to_owned))
+        .set_records(Some(request))
+        .send()
+        .await;
+    let latency = started.elapsed();
+    shared.facade.call_seconds.record_duration(latency);
+    shared.record_metrics(|m| {
+        m.put_records_calls += 1;
+        m.latency_us.saturating_record(latency.as_micros() as u64);
+        m.call_records.saturating_record(call.entries.len() as u64);
+        m.call_bytes.saturating_record(call.bytes);
+    });
+    AnsweredCall { call, result }
 }
 
 impl PutRun<'_> {
-    /// Makes one `PutRecords` call with the `chosen` entries and applies
-    /// the answer to the queue.
-    pub(super) async fn call(
-        &mut self,
-        chosen: &[usize],
+    /// Builds the `PutRecords` request for the `chosen` entries.
+    pub(super) fn prepare(
+        &self,
+        chosen: Vec<usize>,
+        sent_at: Instant,
         map: &ShardMap,
-    ) -> Result<CallOutcome, Error> {
+    ) -> Result<PreparedCall, Error> {
         let shared = self.shared;
         let mut request = Vec::with_capacity(chosen.len());
         let mut predicted = Vec::with_capacity(chosen.len());
-        let mut call_bytes = 0u64;
-        for &i in chosen {
+        let mut bytes = 0u64;
+        for &i in &chosen {
             let Some(entry) = &self.queue[i] else {
                 continue;
             };
             let record = entry.record(&self.progress.batch);
-            call_bytes += record.billed_bytes() as u64;
+            bytes += record.billed_bytes() as u64;
             predicted.push(map.shard_for(entry.hash_key).map(|shard| shard.id.clone()));
             let built = PutRecordsRequestEntry::builder()
                 // Shares the record's buffer instead of copying it.
@@ -72,29 +127,29 @@ impl PutRun<'_> {
         }
         // What Kinesis accepts in one call; the plan keeps within it.
         debug_assert!(
-            request.len() <= MAX_PUT_RECORDS_COUNT && call_bytes <= MAX_PUT_RECORDS_BYTES as u64
+            request.len() <= MAX_PUT_RECORDS_COUNT && bytes <= MAX_PUT_RECORDS_BYTES as u64
         );
+        // Every chosen entry is pending, so each has its request entry.
+        debug_assert_eq!(request.len(), chosen.len());
+        Ok(PreparedCall {
+            entries: chosen,
+            predicted,
+            request,
+            bytes,
+            sent_at,
+        })
+    }
 
-        let started = Instant::now();
-        let result = shared
-            .client
-            .put_records()
-            .set_stream_name(shared.target.name().map(str::to_owned))
-            .set_stream_arn(shared.target.arn().map(str::to_owned))
-            .set_records(Some(request))
-            .send()
-            .await;
-        let latency = started.elapsed();
-        shared.facade.call_seconds.record_duration(latency);
-        shared.record_metrics(|m| {
-            m.put_records_calls += 1;
-            m.latency_us.saturating_record(latency.as_micros() as u64);
-            m.call_records.saturating_record(chosen.len() as u64);
-            m.call_bytes.saturating_record(call_bytes);
-        });
-
+    /// Applies the answer to a call to the queue.
+    pub(super) fn apply(&mut self, answered: &AnsweredCall) -> CallOutcome {
+        let shared = self.shared;
+        let chosen = &answered.call.entries;
+        let predicted = &answered.call.predicted;
+        for &i in chosen {
+            self.slots[i] = Slot::Ready;
+        }
         let mut outcome = CallOutcome::default();
-        match result {
+        match &answered.result {
             Ok(output) if output.records().len() == chosen.len() => {
                 let mut sent = 0u64;
                 let mut kinesis_sent = 0u64;
@@ -146,16 +201,16 @@ impl PutRun<'_> {
                 );
                 self.fail_call(
                     chosen,
-                    &predicted,
+                    predicted,
                     FailureKind::Transient,
                     &reason,
                     &mut outcome,
                 );
             }
             Err(err) => {
-                let ClassifiedFailure { kind, reason } = classify_put_records_error(&err);
+                let ClassifiedFailure { kind, reason } = classify_put_records_error(err);
                 let reason = format!("PutRecords failed: {reason}");
-                self.fail_call(chosen, &predicted, kind, &reason, &mut outcome);
+                self.fail_call(chosen, predicted, kind, &reason, &mut outcome);
             }
         }
         if outcome.any_failed {
@@ -166,7 +221,7 @@ impl PutRun<'_> {
                 "PutRecords had failures"
             );
         }
-        Ok(outcome)
+        outcome
     }
 
     /// Every entry of a call that failed as a whole.
@@ -194,7 +249,7 @@ impl PutRun<'_> {
             // A throttled call counts once above, not once per record.
             let kind = if kind == FailureKind::Throttled {
                 if let Some(shard) = &predicted[k] {
-                    outcome.throttled_shards.insert(shard.clone());
+                    *outcome.throttled_shards.entry(shard.clone()).or_default() += 1;
                 }
                 FailureKind::Transient
             } else {
@@ -223,7 +278,7 @@ impl PutRun<'_> {
         let users = entry.indices.count();
         if kind == FailureKind::Throttled {
             if let Some(shard) = predicted {
-                outcome.throttled_shards.insert(shard.clone());
+                *outcome.throttled_shards.entry(shard.clone()).or_default() += 1;
             }
         }
         let retry = shared.options.retry.allows_another(attempts);
@@ -237,6 +292,12 @@ impl PutRun<'_> {
             }
         });
         if retry {
+            let retry = &shared.options.retry;
+            let at = *outcome
+                .retry_at
+                .entry(attempts)
+                .or_insert_with(|| Instant::now() + retry.backoff(attempts - 1));
+            self.slots[i] = Slot::BackingOff(at);
             return;
         }
         if kind.is_permanent() {

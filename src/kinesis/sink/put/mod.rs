@@ -4,16 +4,23 @@
 //! The batch becomes a queue of *entries* (one Kinesis record each: a user
 //! record, or an aggregate of several). Calls are planned from the front of
 //! the queue: at most 500 entries and 5 MiB per call, and no more per shard
-//! than the rate limiter allows. After each call, the entries that succeeded
-//! leave the queue; the failed ones stay where they were and go out again in
-//! a later call, after a back-off, until the [`RetryPolicy`] runs out.
+//! than the shard has room for in the rate limiter now (the rest of a
+//! shard's entries wait for its room; other shards' entries go). Up to
+//! `max_calls_in_flight` calls are in flight at once, each planned from the
+//! entries not already in one. After each answer, the entries that
+//! succeeded leave the queue; the failed ones stay where they were and go
+//! out again in a later call, after their own back-off, until the
+//! [`RetryPolicy`] runs out. When it runs out on a transient failure, no
+//! new call starts and the calls in flight are answered first, so the
+//! progress handed back knows everything that was stored.
 //!
 //! **Ordering.** `PutRecords` does not order the records of one call: a
 //! failed record does not stop later ones. So in ordered mode a call carries
 //! at most one entry per *lane* — the partition key, or with aggregation the
 //! predicted shard (an aggregate is atomic, and all of a key's records go to
 //! its shard's aggregates) — and the next entry of a lane is only sent once
-//! the previous one succeeded (or was rejected). A failed record for key K
+//! the previous one succeeded (or was rejected): calls in flight at the same
+//! time never share a lane. A failed record for key K
 //! thus holds back every later record for K. Unordered mode fills calls
 //! freely.
 //!
@@ -25,7 +32,7 @@
 //! run's [`PutProgress`] then makes the sink send only what is left.
 //!
 //! This module guarantees the above for one batch at a time; it does not
-//! order batches (the sink has one in flight) nor persist anything (a crash
+//! order batches (the sink has one batch in flight) nor persist anything (a crash
 //! loses the progress; `buffered_wal` redelivers).
 //!
 //! | file | concept |
@@ -48,14 +55,15 @@ mod shared;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
-use crate::kinesis::sink::rate_limit::ShardPortion;
 use crate::kinesis::sink::validation::validate_with;
 use crate::kinesis::KinesisRecord;
 use crate::Error;
 
 use entries::{build_entries, Lane, PutEntry, ValidRecord};
+use plan::Wake;
 pub(crate) use progress::PutProgress;
 pub(crate) use shared::{SinkOptions, SinkShared};
 
@@ -130,12 +138,25 @@ pub(crate) async fn put_batch(
     }
 }
 
+/// Where a pending entry of the queue is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// May go in the next call.
+    Ready,
+    /// In a call not answered yet.
+    InFlight,
+    /// Failed; may go again from this instant.
+    BackingOff(Instant),
+}
+
 /// One delivery run of a batch.
 struct PutRun<'a> {
     shared: &'a SinkShared,
     /// Which records of the batch are done (stored or rejected).
     progress: PutProgress,
     queue: Vec<Option<PutEntry>>,
+    /// Where each entry of the queue is (one per queue position).
+    slots: Vec<Slot>,
     /// Everything before `head` in the queue is done.
     head: usize,
     /// Pending entries per lane (ordered mode).
@@ -150,6 +171,7 @@ impl<'a> PutRun<'a> {
             shared,
             progress,
             queue: Vec::new(),
+            slots: Vec::new(),
             head: 0,
             lane_counts: HashMap::new(),
         }
@@ -197,63 +219,100 @@ impl<'a> PutRun<'a> {
                 *self.lane_counts.entry(entry.lane).or_default() += 1;
             }
         }
+        self.slots = vec![Slot::Ready; entries.len()];
         self.queue = entries.into_iter().map(Some).collect();
         self.deliver().await
     }
 
-    /// Sends the queue until each entry is stored or rejected.
+    /// Sends the queue until each entry is stored or rejected, with up to
+    /// the configured number of calls in flight.
     async fn deliver(&mut self) -> Result<(), Error> {
         let shared = self.shared;
-        let mut failed_calls = 0u32;
-        while self.head < self.queue.len() {
-            if failed_calls > 0 {
-                let delay = shared.options.retry.backoff(failed_calls - 1);
-                tracing::debug!(
-                    target: "unistream::kinesis",
-                    stream = %shared.label, ?delay, "backing off before retrying failed records"
-                );
-                tokio::time::sleep(delay).await;
-            }
-            let map = shared.current_shard_map().await;
-            let plan = self.plan_call(&map);
-            if !plan.portions.is_empty() {
+        let max_in_flight = shared.options.max_calls_in_flight.max(1);
+        let mut in_flight = FuturesUnordered::new();
+        // A transient failure that exhausted the policy, or a request that
+        // could not be built: no new calls, the ones in flight end first
+        // (what they store is then known and never sent again).
+        let mut failure: Option<Error> = None;
+        loop {
+            let mut wake = None;
+            while failure.is_none()
+                && in_flight.len() < max_in_flight
+                && self.head < self.queue.len()
+            {
+                let map = shared.current_shard_map().await;
                 let now = Instant::now();
-                let ready = shared.limiter().reserve(now, &plan.portions);
-                if ready > now {
-                    shared.record_metrics(|m| m.rate_limit_wait += ready - now);
-                    tokio::time::sleep_until(ready).await;
+                let plan = self.plan_call(&map, now);
+                wake = plan.wake;
+                if plan.entries.is_empty() {
+                    break;
+                }
+                if !plan.portions.is_empty() {
+                    shared.limiter().record_sent(now, &plan.portions);
+                }
+                for &i in &plan.entries {
+                    self.slots[i] = Slot::InFlight;
+                }
+                match self.prepare(plan.entries, now, &map) {
+                    Ok(call) => in_flight.push(call::send(shared, call)),
+                    Err(err) => failure = Some(err),
                 }
             }
-            let outcome = self.call(&plan.entries, &map).await?;
+            if in_flight.is_empty() {
+                if let Some(err) = failure {
+                    return Err(err);
+                }
+                if self.head == self.queue.len() {
+                    return Ok(());
+                }
+            }
+            let answered = match wake {
+                Some(Wake { at, for_room }) if failure.is_none() => {
+                    let idle = in_flight.is_empty();
+                    let waited_from = Instant::now();
+                    tokio::select! {
+                        answered = in_flight.next(), if !idle => answered,
+                        () = tokio::time::sleep_until(at) => {
+                            if idle && for_room {
+                                shared.record_metrics(|m| m.rate_limit_wait += Instant::now() - waited_from);
+                            }
+                            None
+                        }
+                    }
+                }
+                _ if in_flight.is_empty() => {
+                    // A pending entry that is neither in flight nor waiting
+                    // for a back-off or room would have been planned.
+                    debug_assert!(false, "nothing in flight and nothing to wait for");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    None
+                }
+                _ => in_flight.next().await,
+            };
+            let Some(answered) = answered else { continue };
+            let outcome = self.apply(&answered);
             {
                 let mut limiter = shared.limiter();
-                for ShardPortion { shard, .. } in &plan.portions {
-                    if outcome.throttled_shards.contains(shard) {
-                        limiter.on_throttle(shard);
-                    } else {
-                        limiter.on_success(shard);
-                    }
+                let now = Instant::now();
+                for (shard, throttled) in &outcome.throttled_shards {
+                    limiter.on_throttle(shard, answered.call.sent_at, *throttled, now);
                 }
             }
             if let Some(reason) = outcome.exhausted {
-                return Err(Error::target(
-                    shared.label.clone(),
-                    format!(
-                        "records still failing after {} attempt(s): {reason}",
-                        shared.options.retry.attempt_limit().unwrap_or(u32::MAX)
-                    ),
-                ));
+                failure.get_or_insert_with(|| {
+                    Error::target(
+                        shared.label.clone(),
+                        format!(
+                            "records still failing after {} attempt(s): {reason}",
+                            shared.options.retry.attempt_limit().unwrap_or(u32::MAX)
+                        ),
+                    )
+                });
             }
-            failed_calls = if outcome.any_failed {
-                failed_calls + 1
-            } else {
-                0
-            };
             while self.head < self.queue.len() && self.queue[self.head].is_none() {
                 self.head += 1;
             }
         }
-        Ok(())
     }
 
     /// Takes entry `i` out of the queue (stored or rejected): its records

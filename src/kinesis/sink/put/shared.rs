@@ -38,6 +38,8 @@ pub(crate) struct SinkOptions {
     pub aggregation: Option<usize>,
     pub retry: RetryPolicy,
     pub rate_limit: Option<ShardRateLimit>,
+    /// `PutRecords` calls one batch may have in flight at once.
+    pub max_calls_in_flight: usize,
     pub shard_map_refresh: Duration,
 }
 
