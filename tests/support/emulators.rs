@@ -40,26 +40,38 @@ impl Emulator {
     }
 }
 
-/// `moto_server`, its DynamoDB serving one write or read at a time: moto
-/// takes no lock between a condition check and its update, so two
-/// conditional writes on one counter served by two threads could both
-/// succeed, which DynamoDB never lets happen. The other services stay
-/// concurrent.
-const MOTO_ATOMIC_DYNAMODB: &str = "\
+/// `moto_server`, its DynamoDB and its Kinesis records each served one
+/// request at a time, as the services are atomic:
+/// - moto's DynamoDB takes no lock between a condition check and its
+///   update, so two conditional writes on one counter served by two threads
+///   could both succeed, which DynamoDB never lets happen;
+/// - moto's Kinesis gives a record the shard's highest sequence number + 1
+///   and stores it under that number without a lock (its `Shard.put_record`
+///   says "not safe for concurrency"), so two `PutRecords` on one shard at
+///   once can both answer success for the same sequence number and keep
+///   only one of the records.
+///
+/// The other services stay concurrent.
+const MOTO_ATOMIC: &str = "\
 import functools, threading
 import moto.server as server
 from moto.dynamodb.models import DynamoDBBackend
-lock = threading.RLock()
-def serialized(method):
-    @functools.wraps(method)
-    def call(*args, **kwargs):
-        with lock:
-            return method(*args, **kwargs)
-    return call
-for name in ('put_item', 'get_item', 'query', 'scan', 'update_item', 'delete_item',
-             'transact_write_items', 'transact_get_items', 'batch_get_item'):
-    if hasattr(DynamoDBBackend, name):
-        setattr(DynamoDBBackend, name, serialized(getattr(DynamoDBBackend, name)))
+from moto.kinesis.models import KinesisBackend
+def serialize(backend, names):
+    lock = threading.RLock()
+    def serialized(method):
+        @functools.wraps(method)
+        def call(*args, **kwargs):
+            with lock:
+                return method(*args, **kwargs)
+        return call
+    for name in names:
+        if hasattr(backend, name):
+            setattr(backend, name, serialized(getattr(backend, name)))
+serialize(DynamoDBBackend, ('put_item', 'get_item', 'query', 'scan', 'update_item',
+          'delete_item', 'transact_write_items', 'transact_get_items', 'batch_get_item'))
+serialize(KinesisBackend, ('put_record', 'put_records', 'get_records',
+          'get_shard_iterator', 'split_shard', 'merge_shards', 'update_shard_count'))
 server.main()
 ";
 
@@ -77,7 +89,7 @@ pub fn moto() -> &'static Emulator {
             "/moto-api/data.json",
             Command::new(python).args([
                 "-c",
-                MOTO_ATOMIC_DYNAMODB,
+                MOTO_ATOMIC,
                 "-H",
                 "127.0.0.1",
                 "-p",
