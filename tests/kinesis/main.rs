@@ -8,6 +8,9 @@ mod support;
 
 /// The emulator harness itself.
 mod emulators;
+/// `KinesisSink` pacing and calls in flight against the in-process stub,
+/// on paused time.
+mod pacing;
 /// `KinesisSink` behind `buffered_wal`, against the emulators.
 mod producer_emulator;
 /// `KinesisSink` against the write fake: limits, failures, pacing, resharding.

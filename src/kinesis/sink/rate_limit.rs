@@ -37,10 +37,11 @@
 //! window is empty. Time is `tokio::time`, so tests with paused time see
 //! exact schedules.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hashbrown::HashMap;
 use tokio::time::Instant;
 
 use crate::kinesis::limits::{MAX_SHARD_WRITE_BYTES_PER_SEC, MAX_SHARD_WRITE_RECORDS_PER_SEC};

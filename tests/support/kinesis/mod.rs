@@ -1,7 +1,8 @@
 //! Kinesis for tests and benches: in-process fakes behind the real SDK
 //! client ([`fake_write_stream`] for producers, [`fake_read_stream`] for
 //! consumers), streams on the emulators ([`emulator_stream`]), and a local
-//! endpoint with latency and the per-shard write limits ([`stub`]).
+//! endpoint with latency and the per-shard write limits ([`stub`]: on a
+//! loopback port in real time, or in process for paused-time tests).
 //!
 //! The fakes answer through `aws-smithy-mocks` interceptors: requests are
 //! built and checked by the SDK as usual, nothing goes to the network, and

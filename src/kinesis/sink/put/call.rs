@@ -20,7 +20,7 @@
 //! the entries (`plan.rs`); it trusts the plan to respect the call limits,
 //! which it checks in debug builds.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::Arc;
 
 use aws_sdk_kinesis::error::SdkError;

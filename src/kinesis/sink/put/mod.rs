@@ -52,7 +52,7 @@ mod plan;
 mod progress;
 mod shared;
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};

@@ -18,7 +18,7 @@
 //! when it sends it), nor send anything; shards the map does not know are
 //! not paced.
 
-use std::collections::{HashMap, HashSet};
+use hashbrown::{HashMap, HashSet};
 
 use tokio::time::Instant;
 

@@ -8,7 +8,14 @@ use tokio::time::Instant;
 use unistream::kinesis::{HashKey, KinesisRecord};
 
 use super::http::{Request, Response};
+use super::windows::Limits;
 use super::StubState;
+
+/// What an unlimited stub applies (windows still count arrivals).
+const UNLIMITED: Limits = Limits {
+    records: u64::MAX,
+    bytes: u64::MAX,
+};
 
 /// The answer to `request`, arriving at `at`.
 pub fn answer(state: &mut StubState, request: &Request, at: Instant) -> Response {
@@ -130,20 +137,19 @@ fn decode_entry(entry: &Value) -> Result<KinesisRecord, String> {
 /// entry (a sequence number, or the throttling error).
 fn put_one(state: &mut StubState, record: KinesisRecord, at: Instant) -> Result<Value, String> {
     let key = HashKey::of(&record).map_err(|e| e.to_string())?.value();
-    let Some(index) = state
-        .shards
-        .iter()
-        .position(|s| s.start <= key && key <= s.end)
+    // The shards are sorted by their ranges, which cover the key space.
+    let index = state.shards.partition_point(|s| s.end < key);
+    let Some(index) =
+        (index < state.shards.len() && state.shards[index].start <= key).then_some(index)
     else {
         return Err(format!("no shard holds hash key {key}"));
     };
     let billed = record.billed_bytes() as u64;
     let (epoch, limits) = (state.epoch, state.config.limits);
     let shard = &mut state.shards[index];
-    let admitted = match limits {
-        Some(limits) => shard.window.admit(epoch, at, billed, limits),
-        None => true,
-    };
+    let admitted = shard
+        .window
+        .admit(epoch, at, billed, limits.unwrap_or(UNLIMITED));
     if !admitted {
         shard.throttled_records += 1;
         return Ok(json!({
@@ -193,6 +199,15 @@ fn put_records(state: &mut StubState, body: &Value, at: Instant) -> Response {
     let mut results = Vec::with_capacity(records.len());
     let mut failed = 0;
     for record in records {
+        if state.config.failing_records > 0.0 && state.rng.f64() < state.config.failing_records {
+            failed += 1;
+            state.failed_records += 1;
+            results.push(json!({
+                "ErrorCode": "InternalFailure",
+                "ErrorMessage": "the stub fails this record on purpose",
+            }));
+            continue;
+        }
         match put_one(state, record, at) {
             Ok(result) => {
                 if result.get("ErrorCode").is_some() {

@@ -15,9 +15,14 @@
 //! Kinesis does. Per shard it counts accepted and throttled records and
 //! accepted bytes, and can keep the accepted records to be read back.
 //!
-//! Time is `tokio::time` in real time (the stub serves real sockets, so it
-//! is not for paused-time tests: those use `fake_write_stream`). It does
-//! not do resharding, reads, TLS or authentication (any signature passes).
+//! Time is `tokio::time`. [`KinesisStub::start`] serves real sockets, in
+//! real time; [`KinesisStub::in_process`] answers the SDK client's requests
+//! without a network (an HTTP client below the SDK hands them to the same
+//! code), so a test on paused time sees the same windows, round trips and
+//! throttling on a virtual clock, exactly and fast. It can also fail
+//! records at random with a transient `InternalFailure`
+//! ([`StubConfig::failing_records`]). It does not do resharding, reads,
+//! TLS or authentication (any signature passes).
 
 mod api;
 mod http;
@@ -29,13 +34,18 @@ use std::time::Duration;
 
 use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::Client;
+use aws_smithy_runtime_api::client::http::HttpConnectorFuture;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::http::StatusCode;
+use aws_smithy_types::body::SdkBody;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use unistream::kinesis::KinesisRecord;
 
-pub use windows::Limits;
 use windows::ShardWindow;
+pub use windows::{Limits, WindowCount};
 
+use super::super::http_client::AnsweringHttpClient;
 use super::shard_id;
 
 /// How the stub behaves.
@@ -59,6 +69,10 @@ pub struct StubConfig {
     /// The first this many `PutRecords` calls fail whole with HTTP 500
     /// `InternalFailure` (a transient failure every retry layer retries).
     pub failing_puts: u64,
+    /// Records that arrive fail, each with this probability (from the
+    /// seeded generator), with the per-record error `InternalFailure`
+    /// (transient), before the limits are applied. 0: none.
+    pub failing_records: f64,
 }
 
 impl StubConfig {
@@ -77,6 +91,7 @@ impl StubConfig {
             }),
             keep_records: true,
             failing_puts: 0,
+            failing_records: 0.0,
         }
     }
 
@@ -94,6 +109,11 @@ impl StubConfig {
 
     pub fn fail_put_records(mut self, calls: u64) -> Self {
         self.failing_puts = calls;
+        self
+    }
+
+    pub fn fail_records(mut self, probability: f64) -> Self {
+        self.failing_records = probability;
         self
     }
 
@@ -122,7 +142,9 @@ pub(super) struct StubState {
     pub(super) shards: Vec<StubShard>,
     pub(super) put_records_calls: u64,
     pub(super) list_shards_calls: u64,
-    rng: fastrand::Rng,
+    pub(super) failed_records: u64,
+    pub(super) abandoned_requests: u64,
+    pub(super) rng: fastrand::Rng,
 }
 
 /// What one shard took and refused so far.
@@ -140,6 +162,8 @@ pub struct StubStats {
     pub shards: Vec<ShardStats>,
     pub put_records_calls: u64,
     pub list_shards_calls: u64,
+    /// Records failed on purpose ([`StubConfig::failing_records`]).
+    pub failed_records: u64,
 }
 
 impl StubStats {
@@ -158,9 +182,19 @@ impl StubStats {
 
 /// A running stub; it stops when dropped.
 pub struct KinesisStub {
-    addr: SocketAddr,
+    serving: Serving,
     state: Arc<Mutex<StubState>>,
-    server: JoinHandle<()>,
+}
+
+/// Where the stub's requests come from.
+enum Serving {
+    /// A loopback port.
+    Socket {
+        addr: SocketAddr,
+        server: JoinHandle<()>,
+    },
+    /// The HTTP client of [`KinesisStub::client`], in this process.
+    InProcess,
 }
 
 fn even_ranges(count: u32) -> Vec<(u128, u128)> {
@@ -183,57 +217,34 @@ impl KinesisStub {
     pub async fn start(config: StubConfig) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let shards = even_ranges(config.shards.max(1))
-            .into_iter()
-            .enumerate()
-            .map(|(i, (start, end))| StubShard {
-                id: shard_id(i),
-                start,
-                end,
-                window: ShardWindow::default(),
-                accepted_records: 0,
-                accepted_bytes: 0,
-                throttled_records: 0,
-                stored: Vec::new(),
-            })
-            .collect();
-        let state = Arc::new(Mutex::new(StubState {
-            rng: fastrand::Rng::with_seed(config.seed),
-            config,
-            epoch: Instant::now(),
-            shards,
-            put_records_calls: 0,
-            list_shards_calls: 0,
-        }));
+        let state = new_state(config);
         let handler_state = state.clone();
         let server = tokio::spawn(http::serve(listener, move |request| {
-            let state = handler_state.clone();
-            async move {
-                let inbound = half_trip(&state);
-                if !inbound.is_zero() {
-                    tokio::time::sleep(inbound).await;
-                }
-                let response = {
-                    let mut state = lock(&state);
-                    api::answer(&mut state, &request, Instant::now())
-                };
-                let outbound = half_trip(&state);
-                if !outbound.is_zero() {
-                    tokio::time::sleep(outbound).await;
-                }
-                response
-            }
+            serve(handler_state.clone(), request)
         }));
         Ok(Self {
-            addr,
+            serving: Serving::Socket { addr, server },
             state,
-            server,
         })
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// A stub answering only the clients of [`Self::client`], in process
+    /// (no socket; on paused time as well as real time). Its windows count
+    /// from now.
+    pub fn in_process(config: StubConfig) -> Self {
+        Self {
+            serving: Serving::InProcess,
+            state: new_state(config),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` (for an in-process stub, an address nothing
+    /// listens on: use [`Self::client`]).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        match &self.serving {
+            Serving::Socket { addr, .. } => format!("http://{addr}"),
+            Serving::InProcess => "http://127.0.0.1:9".to_owned(),
+        }
     }
 
     /// The stream's name.
@@ -248,9 +259,37 @@ impl KinesisStub {
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-            .endpoint_url(self.endpoint())
-            .build();
-        Client::from_conf(config)
+            .endpoint_url(self.endpoint());
+        let config = match self.serving {
+            Serving::Socket { .. } => config,
+            Serving::InProcess => config.http_client(self.in_process_http_client()),
+        };
+        Client::from_conf(config.build())
+    }
+
+    /// An HTTP client handing every request to [`serve`].
+    fn in_process_http_client(&self) -> AnsweringHttpClient {
+        let state = self.state.clone();
+        AnsweringHttpClient::new(move |request| {
+            let request = http::Request {
+                headers: request
+                    .headers()
+                    .iter()
+                    .map(|(name, value)| (name.to_ascii_lowercase(), value.to_owned()))
+                    .collect(),
+                body: request.body().bytes().unwrap_or_default().to_vec(),
+            };
+            let state = state.clone();
+            HttpConnectorFuture::new(async move {
+                let pending = Abandoned(Some(state.clone()));
+                let response = serve(state, request).await;
+                pending.answered();
+                Ok(HttpResponse::new(
+                    StatusCode::try_from(response.status).expect("a valid status"),
+                    SdkBody::from(response.body),
+                ))
+            })
+        })
     }
 
     /// The counters so far.
@@ -269,7 +308,18 @@ impl KinesisStub {
                 .collect(),
             put_records_calls: state.put_records_calls,
             list_shards_calls: state.list_shards_calls,
+            failed_records: state.failed_records,
         }
+    }
+
+    /// Per shard, what each one-second window that saw an arrival took
+    /// and refused, in window order.
+    pub fn windows_by_shard(&self) -> Vec<(String, Vec<WindowCount>)> {
+        lock(&self.state)
+            .shards
+            .iter()
+            .map(|s| (s.id.clone(), s.window.counts()))
+            .collect()
     }
 
     /// The accepted records of each shard, in arrival order (when kept).
@@ -281,11 +331,25 @@ impl KinesisStub {
             .collect()
     }
 
+    /// From now on, records fail with this probability
+    /// ([`StubConfig::failing_records`]).
+    pub fn set_failing_records(&self, probability: f64) {
+        lock(&self.state).config.failing_records = probability;
+    }
+
+    /// Requests whose client gave up on them before the answer (the future
+    /// answering them was dropped), in process only.
+    pub fn abandoned_requests(&self) -> u64 {
+        lock(&self.state).abandoned_requests
+    }
+
     /// Zeroes the counters and forgets the kept records (the windows stay).
     pub fn reset_counters(&self) {
         let mut state = lock(&self.state);
         state.put_records_calls = 0;
         state.list_shards_calls = 0;
+        state.failed_records = 0;
+        state.abandoned_requests = 0;
         for shard in &mut state.shards {
             shard.accepted_records = 0;
             shard.accepted_bytes = 0;
@@ -297,8 +361,72 @@ impl KinesisStub {
 
 impl Drop for KinesisStub {
     fn drop(&mut self) {
-        self.server.abort();
+        if let Serving::Socket { server, .. } = &self.serving {
+            server.abort();
+        }
     }
+}
+
+/// Counts its request as abandoned when dropped before [`Self::answered`].
+struct Abandoned(Option<Arc<Mutex<StubState>>>);
+
+impl Abandoned {
+    fn answered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if let Some(state) = self.0.take() {
+            lock(&state).abandoned_requests += 1;
+        }
+    }
+}
+
+fn new_state(config: StubConfig) -> Arc<Mutex<StubState>> {
+    let shards = even_ranges(config.shards.max(1))
+        .into_iter()
+        .enumerate()
+        .map(|(i, (start, end))| StubShard {
+            id: shard_id(i),
+            start,
+            end,
+            window: ShardWindow::default(),
+            accepted_records: 0,
+            accepted_bytes: 0,
+            throttled_records: 0,
+            stored: Vec::new(),
+        })
+        .collect();
+    Arc::new(Mutex::new(StubState {
+        rng: fastrand::Rng::with_seed(config.seed),
+        config,
+        epoch: Instant::now(),
+        shards,
+        put_records_calls: 0,
+        list_shards_calls: 0,
+        failed_records: 0,
+        abandoned_requests: 0,
+    }))
+}
+
+/// One request: half a round trip in, the answer on arrival, half a round
+/// trip out.
+async fn serve(state: Arc<Mutex<StubState>>, request: http::Request) -> http::Response {
+    let inbound = half_trip(&state);
+    if !inbound.is_zero() {
+        tokio::time::sleep(inbound).await;
+    }
+    let response = {
+        let mut state = lock(&state);
+        api::answer(&mut state, &request, Instant::now())
+    };
+    let outbound = half_trip(&state);
+    if !outbound.is_zero() {
+        tokio::time::sleep(outbound).await;
+    }
+    response
 }
 
 fn lock(state: &Mutex<StubState>) -> MutexGuard<'_, StubState> {
