@@ -13,7 +13,6 @@
 //! run out fails only after its other calls are answered, so that sending
 //! it again stores nothing twice.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::SinkExt;
@@ -23,6 +22,7 @@ use unistream::kinesis::aggregation::deaggregate;
 use unistream::kinesis::{KinesisRecord, KinesisSink, KinesisSinkBuilder};
 use unistream::{Error, RetryPolicy};
 
+use crate::support::kinesis::fake_write_stream::by_key;
 use crate::support::kinesis::stub::{KinesisStub, StubConfig, WindowCount};
 
 fn ms(millis: u64) -> Duration {
@@ -65,18 +65,6 @@ async fn send_all(sink: &mut KinesisSink, records: &[KinesisRecord], batch: usiz
     for chunk in records.chunks(batch) {
         sink.send(chunk.to_vec()).await.unwrap();
     }
-}
-
-fn by_key<'a>(
-    records: impl IntoIterator<Item = &'a KinesisRecord>,
-) -> HashMap<String, Vec<Vec<u8>>> {
-    let mut map: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
-    for r in records {
-        map.entry(r.partition_key.clone())
-            .or_default()
-            .push(r.data.to_vec());
-    }
-    map
 }
 
 /// The user records the stub accepted, aggregates opened, shard after shard.
