@@ -385,6 +385,13 @@ async fn sink_loop(client: &Client, stream: &str, records: &[KinesisRecord], def
     }
 }
 
+/// Who writes in the unthrottled group.
+#[derive(Debug, Clone, Copy)]
+enum Writer {
+    Raw,
+    Sink { defaults: bool },
+}
+
 fn unthrottled(c: &mut Criterion) {
     let stub_rt = runtime(1);
     let rt = runtime(2);
@@ -406,21 +413,54 @@ fn unthrottled(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(20))
         .throughput(Throughput::Elements(UNTHROTTLED_RECORDS));
     // Interleaved per iteration would be fairer still; criterion runs one
-    // id after the other, so compare the two within one run only.
-    group.bench_function("raw_sdk_8_in_flight", |b| {
-        b.to_async(&rt)
-            .iter(|| raw_loop(&client, &stream, &records))
-    });
-    group.bench_function("sink_default", |b| {
-        b.to_async(&rt)
-            .iter(|| sink_loop(&client, &stream, &records, true))
-    });
-    group.bench_function("sink_unordered_unpaced", |b| {
-        b.to_async(&rt)
-            .iter(|| sink_loop(&client, &stream, &records, false))
-    });
+    // id after the other, so compare them within one run only. Beside
+    // criterion's wall-clock figures, each id's CPU per record (the
+    // process's less the stub thread's, warm-up included) is printed.
+    let stub_cpu = || {
+        stub_rt
+            .block_on(stub_rt.spawn(async { thread_cpu_time() }))
+            .expect("stub thread")
+    };
+    let writers: [(&str, Writer); 3] = [
+        ("raw_sdk_8_in_flight", Writer::Raw),
+        ("sink_default", Writer::Sink { defaults: true }),
+        ("sink_unordered_unpaced", Writer::Sink { defaults: false }),
+    ];
+    let mut cpu_per_record = Vec::new();
+    for (name, writer) in writers {
+        let spent = std::cell::Cell::new((0u64, Duration::ZERO));
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let (cpu, stub) = (process_cpu_time(), stub_cpu());
+                let began = Instant::now();
+                rt.block_on(async {
+                    for _ in 0..iters {
+                        match writer {
+                            Writer::Raw => raw_loop(&client, &stream, &records).await,
+                            Writer::Sink { defaults } => {
+                                sink_loop(&client, &stream, &records, defaults).await
+                            }
+                        }
+                    }
+                });
+                let wall = began.elapsed();
+                let producers = (process_cpu_time() - cpu).saturating_sub(stub_cpu() - stub);
+                let (n, total) = spent.get();
+                spent.set((n + iters * UNTHROTTLED_RECORDS, total + producers));
+                wall
+            })
+        });
+        let (n, total) = spent.get();
+        cpu_per_record.push((name, total.div_f64(n.max(1) as f64)));
+    }
     group.finish();
     let stats = stub.stats();
+    for (name, cpu) in cpu_per_record {
+        println!(
+            "{name}: {:.2} us of producer CPU per record",
+            cpu.as_secs_f64() * 1e6
+        );
+    }
     println!(
         "stub served {} PutRecords calls, {} records, refused {}",
         stats.put_records_calls,
