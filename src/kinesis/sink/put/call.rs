@@ -20,7 +20,6 @@
 //! the entries (`plan.rs`); it trusts the plan to respect the call limits,
 //! which it checks in debug builds.
 
-use hashbrown::HashMap;
 use std::sync::Arc;
 
 use aws_sdk_kinesis::error::SdkError;
@@ -28,6 +27,7 @@ use aws_sdk_kinesis::operation::put_records::{PutRecordsError, PutRecordsOutput}
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::Blob;
+use hashbrown::HashMap;
 use tokio::time::Instant;
 
 use crate::kinesis::limits::{MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_COUNT};

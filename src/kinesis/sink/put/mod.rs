@@ -52,10 +52,10 @@ mod plan;
 mod progress;
 mod shared;
 
-use hashbrown::HashMap;
 use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use hashbrown::HashMap;
 use tokio::time::Instant;
 
 use crate::kinesis::sink::validation::validate_with;

@@ -19,7 +19,6 @@
 //! not paced.
 
 use hashbrown::{HashMap, HashSet};
-
 use tokio::time::Instant;
 
 use crate::kinesis::limits::{MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_COUNT, MAX_RECORD_BYTES};
