@@ -12,6 +12,7 @@ use proptest::prelude::*;
 use unistream::checkpoint::{CheckpointStreamExt, MemoryCheckpointStore, Position};
 use unistream::source::MemorySource;
 
+use crate::support::paused::block_on_paused;
 use crate::support::seed;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,12 +26,7 @@ fn run_case(
     limit: usize,
     max_queued: usize,
 ) -> Result<(), TestCaseError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("runtime");
-    runtime.block_on(async move {
+    block_on_paused(async move {
         let store = MemoryCheckpointStore::new();
         let events: Arc<Mutex<Vec<Event>>> = Arc::default();
         let log = events.clone();
@@ -131,12 +127,7 @@ proptest! {
 /// holds for a combinator that runs one handler at a time too).
 #[test]
 fn partitions_run_concurrently_up_to_the_limit() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on_paused(async {
         let running = Arc::new(Mutex::new((0usize, 0usize))); // (now, most)
         let counter = running.clone();
         let source = MemorySource::new((0..4).map(|p| (format!("p{p}"), vec![(); 5])));

@@ -14,6 +14,7 @@ use unistream::checkpoint::{
 };
 use unistream::source::MemorySource;
 
+use crate::support::paused::block_on_paused;
 use crate::support::seed;
 
 type Processed = Arc<Mutex<HashSet<(String, u64)>>>;
@@ -74,12 +75,7 @@ fn run_case(
     interval_ms: u64,
     save_latency_ms: u64,
 ) -> Result<(), TestCaseError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("runtime");
-    runtime.block_on(async move {
+    block_on_paused(async move {
         let processed: Processed = Arc::default();
         let inner = MemoryCheckpointStore::new();
         inner.set_latency(Duration::from_millis(save_latency_ms));
@@ -170,12 +166,7 @@ fn the_checker_catches_a_premature_save() {
 /// run (a save never goes backwards).
 #[test]
 fn saves_are_monotonic_per_partition() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on_paused(async {
         let store = MemoryCheckpointStore::new();
         let delays: Vec<u64> = (0..500).map(|i| (i * 7919) % 37).collect();
         MemorySource::new([("a", delays.clone()), ("b", delays)])

@@ -24,6 +24,7 @@ use unistream::{Error, RetryPolicy};
 
 use crate::support::kinesis::fake_write_stream::by_key;
 use crate::support::kinesis::stub::{KinesisStub, StubConfig, WindowCount};
+use crate::support::paused::block_on_paused;
 
 fn ms(millis: u64) -> Duration {
     Duration::from_millis(millis)
@@ -344,12 +345,7 @@ fn ordered_case(
     aggregation: bool,
     seed: u64,
 ) -> Result<(), TestCaseError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on_paused(async {
         let stub = KinesisStub::in_process(
             StubConfig::new(shards)
                 .unlimited()

@@ -11,6 +11,7 @@
 //! - [`seed`]: seeds of the random tests, printed and taken back.
 //! - [`emulators`]: the local AWS emulators, started on first use.
 //! - [`http_client`]: an SDK HTTP client answering in process.
+//! - [`paused`]: a future run on paused time outside `#[tokio::test]`.
 //! - [`wal`]: reading and damaging write-ahead-log segment files.
 //! - [`retry`]: a retry policy with an exact schedule.
 //! - `kinesis`: in-process Kinesis fakes and streams on the emulators.
@@ -24,6 +25,7 @@ pub mod emulators;
 pub mod http_client;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
+pub mod paused;
 pub mod retry;
 pub mod seed;
 pub mod wal;
