@@ -26,7 +26,10 @@
 //!   **default** settings (batches of 500 records, `Fsync::Interval(10 ms)`),
 //!   the records `forward`ed from a stream (which closes the sink: every
 //!   record delivered to the file, fdatasynced, committed in the log).
-//! - `memory`: the same into a `MemorySink` (the log alone, with decoding).
+//! - `file-decoded`: the same with `max_held_bytes(0)`: every record is
+//!   decoded from the log on its way to the target, as before records were
+//!   held in memory for the delivery (and as after a restart).
+//! - `memory`: the same as `file` into a `MemorySink`.
 //! - `wal`: the log alone, without the sink: `Wal::open`, one task appending
 //!   the records serialized with `serde_json` into `WalBatch`es of 4096,
 //!   another reading them back (`next_batch(4096, 4 MiB)`) and committing
@@ -106,38 +109,58 @@ fn rate(n: u64, took: Duration) -> f64 {
     n as f64 / took.as_secs_f64()
 }
 
+/// The `file` rows: `FileSink` + `buffered_wal(config)`, open to close.
+fn file_row(name: &str, dir: &Path, config: WalConfig) {
+    let records = events(RECORDS);
+    let rt = runtime(2);
+    let took = rt.block_on(async {
+        let start = Instant::now();
+        let sink = FileSink::<Event>::open(dir.join("out.jsonl"))
+            .await
+            .expect("open file")
+            .buffered_wal(config)
+            .await
+            .expect("open wal");
+        stream::iter(records)
+            .map(Ok)
+            .forward(sink)
+            .await
+            .expect("forward");
+        start.elapsed()
+    });
+    let lines = std::fs::read(dir.join("out.jsonl"))
+        .expect("read output")
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count();
+    assert_eq!(lines as u64, RECORDS, "every record in the file");
+    println!("{name} {:.0} records/s", rate(RECORDS, took));
+    // Includes the records built before the clock started.
+    println!("{name}-peak-rss {} MiB", peak_rss_kib() / 1024);
+}
+
+/// `VmHWM` (peak resident set) of this process, in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .expect("read /proc/self/status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/self/status")
+}
+
 /// One run of a row, in this (fresh) process: prints `name value unit`
 /// lines for the parent.
 fn child(row: &str) {
     let dir = bench_dir();
     match row {
         "limits" => limits(dir.path()),
-        "file" => {
-            let records = events(RECORDS);
-            let rt = runtime(2);
-            let took = rt.block_on(async {
-                let start = Instant::now();
-                let sink = FileSink::<Event>::open(dir.path().join("out.jsonl"))
-                    .await
-                    .expect("open file")
-                    .buffered_wal(WalConfig::new(dir.path().join("wal")))
-                    .await
-                    .expect("open wal");
-                stream::iter(records)
-                    .map(Ok)
-                    .forward(sink)
-                    .await
-                    .expect("forward");
-                start.elapsed()
-            });
-            let lines = std::fs::read(dir.path().join("out.jsonl"))
-                .expect("read output")
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count();
-            assert_eq!(lines as u64, RECORDS, "every record in the file");
-            println!("file {:.0} records/s", rate(RECORDS, took));
-        }
+        "file" => file_row("file", dir.path(), WalConfig::new(dir.path().join("wal"))),
+        "file-decoded" => file_row(
+            "file-decoded",
+            dir.path(),
+            WalConfig::new(dir.path().join("wal")).max_held_bytes(0),
+        ),
         "memory" => {
             let records = events(RECORDS);
             let rt = runtime(2);
@@ -362,6 +385,7 @@ fn main() {
         None => vec![
             "limits",
             "file",
+            "file-decoded",
             "memory",
             "wal",
             "replay",

@@ -18,7 +18,7 @@ mod memory;
 pub use batch_target::{batch_target, BatchTarget, BatchTargetSink, FnBatchTarget};
 pub use buffered_wal::{
     BufferedWal, DeadLetterTarget, DeliveryStopped, NoDeadLetter, WalConfig, WalSinkExt,
-    DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS,
+    DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_HELD_BYTES, DEFAULT_MAX_RECORDS,
 };
 pub use file::FileSink;
 pub use memory::{MemorySink, MemorySinkHandle};

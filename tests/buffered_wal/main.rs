@@ -16,6 +16,8 @@ mod damage;
 mod durability;
 /// Retries, dead letters, failing dead-letter destinations.
 mod failures;
+/// Appended records held in memory for the delivery, instead of decoded.
+mod held_records;
 /// Delivery across restarts.
 mod recovery;
 /// Batches made durable by one flush of the target before their commit.

@@ -8,9 +8,12 @@
 //!    sends), or a handle is closing, or the records were recovered from a
 //!    previous run (those go first, at once).
 //! 2. **Read** the batch from the log (from disk: memory does not grow with
-//!    the backlog) and decode it. When the backlog holds several full
-//!    batches, up to [`READ_AHEAD_BATCHES`] of them are read in one go (at
-//!    most [`READ_AHEAD_BYTES`] unless one batch is larger), which saves a
+//!    the backlog) and decode it — unless the records the handles appended
+//!    at exactly those positions are still held in memory (`appended`):
+//!    those are taken as they were sent, so a delivery that keeps up
+//!    decodes nothing. When the backlog holds several full batches, up to
+//!    [`READ_AHEAD_BATCHES`] of them are read in one go (at most
+//!    [`READ_AHEAD_BYTES`] unless one batch is larger), which saves a
 //!    trip to the blocking thread pool per batch; each is still delivered
 //!    and committed on its own. Large reads are decoded on the blocking
 //!    thread too. While the target works on one batch, the next full
@@ -79,6 +82,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, Sink, SinkExt};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::codec::{Codec, CodecError};
@@ -87,6 +91,7 @@ use crate::error::{Error, RejectedRecord};
 use crate::retry::RetryPolicy;
 use crate::wal::{Lsn, WalReader, WalRecord};
 
+use super::appended::AppendedRecords;
 use super::config::Batching;
 use super::dead_letter::BoxDeadLetterSink;
 use super::shared::DeliveryShared;
@@ -109,10 +114,37 @@ const PREFETCH_RECORDS: usize = 4096;
 /// pool; smaller ones (where the trip costs more than it saves) in place.
 const DECODE_APART_RECORDS: usize = 256;
 
-/// A batch read from the log, with each record decoded.
+/// A batch read from the log, with each record decoded (or being decoded).
 pub(super) struct ReadBatch<T> {
     records: Vec<WalRecord>,
-    decoded: Vec<Result<T, CodecError>>,
+    decoded: Decoding<T>,
+}
+
+/// Each record of a batch decoded, or what decoding it panicked with.
+type Decoded<T> = Result<Vec<Result<T, CodecError>>, Error>;
+
+/// The records of a read batch, decoded or on their way.
+enum Decoding<T> {
+    Done(Vec<Result<T, CodecError>>),
+    /// Decoded on the blocking thread pool, batch after batch, while the
+    /// earlier batches of the same read are delivered.
+    Pending(oneshot::Receiver<Decoded<T>>),
+}
+
+impl<T> Decoding<T> {
+    async fn wait(self) -> Decoded<T> {
+        match self {
+            Decoding::Done(decoded) => Ok(decoded),
+            // The sender is dropped without a value only when the blocking
+            // task was cancelled, which happens when the runtime shuts down.
+            Decoding::Pending(rx) => rx.await.unwrap_or_else(|_| {
+                Err(Error::Closed {
+                    what: "the Tokio runtime",
+                    hint: "the records stay in the write-ahead log for the next open",
+                })
+            }),
+        }
+    }
 }
 
 pub(super) struct Delivery<T, S, C> {
@@ -123,6 +155,8 @@ pub(super) struct Delivery<T, S, C> {
     pub(super) batching: Batching,
     pub(super) retry: RetryPolicy,
     pub(super) shared: Arc<DeliveryShared>,
+    /// Appended records handed over in memory: taken instead of decoding.
+    pub(super) appended: Arc<AppendedRecords<T>>,
     /// Records below this position were recovered from a previous run and
     /// are delivered without waiting for a batch to fill.
     pub(super) recovered_upto: u64,
@@ -319,13 +353,14 @@ where
         let mut batches = read_batches(
             &mut self.reader,
             &self.codec,
+            &self.appended,
             &self.batching,
             READ_AHEAD_BATCHES,
         )
         .await?;
         let batch = batches.pop_front().unwrap_or(ReadBatch {
             records: Vec::new(),
-            decoded: Vec::new(),
+            decoded: Decoding::Done(Vec::new()),
         });
         self.ahead = batches;
         Ok(batch)
@@ -342,10 +377,8 @@ where
 
     /// Reads, delivers, dead-letters and commits one batch.
     async fn deliver_batch(&mut self) -> Result<(), Error> {
-        let ReadBatch {
-            records,
-            decoded: results,
-        } = self.read_batch().await?;
+        let ReadBatch { records, decoded } = self.read_batch().await?;
+        let results = decoded.wait().await?;
         let (Some(first), Some(last)) = (
             records.first().map(|r| r.lsn.0),
             records.last().map(|r| r.lsn.0),
@@ -404,7 +437,16 @@ where
         let read = async {
             if read_ahead {
                 let batches = (PREFETCH_RECORDS / self.batching.max_records).max(1);
-                Some(read_batches(&mut self.reader, &self.codec, &self.batching, batches).await)
+                Some(
+                    read_batches(
+                        &mut self.reader,
+                        &self.codec,
+                        &self.appended,
+                        &self.batching,
+                        batches,
+                    )
+                    .await,
+                )
             } else {
                 None
             }
@@ -611,11 +653,13 @@ where
 
 /// Reads the next batch from the log together with the full batches that
 /// follow it (up to `max_batches` in all, and [`READ_AHEAD_BYTES`]), and
-/// decodes them (large reads on the blocking thread pool). A partial batch
-/// behind full ones is left in the log, where its age keeps counting.
+/// decodes them (large reads on the blocking thread pool), except the
+/// batches whose records are still held in memory (`appended`). A partial batch behind
+/// full ones is left in the log, where its age keeps counting.
 async fn read_batches<T, C>(
     reader: &mut WalReader,
     codec: &C,
+    appended: &AppendedRecords<T>,
     batching: &Batching,
     max_batches: usize,
 ) -> Result<VecDeque<ReadBatch<T>>, Error>
@@ -660,27 +704,61 @@ where
             reader.rewind(first.lsn);
         }
     }
-    let decode = move |batches: Vec<Vec<WalRecord>>, codec: &C| {
-        batches
-            .into_iter()
-            .map(|records| {
-                let decoded = codec.decode_batch(records.iter().map(|r| &r.payload));
-                ReadBatch { records, decoded }
-            })
-            .collect::<VecDeque<_>>()
-    };
-    if total < DECODE_APART_RECORDS {
-        return Ok(decode(batches, codec));
+    // Batches whose records are still held in memory need no decoding. A
+    // batch with a gap in its positions (frames quarantined) is decoded.
+    let mut read = VecDeque::with_capacity(batches.len());
+    let mut to_decode = Vec::new();
+    for records in batches {
+        let taken = match (records.first(), records.last()) {
+            (Some(first), Some(last)) if last.lsn.0 - first.lsn.0 + 1 == records.len() as u64 => {
+                appended.take(first.lsn.0, records.len())
+            }
+            _ => None,
+        };
+        let decoded = match taken {
+            Some(items) => Decoding::Done(items.into_iter().map(Ok).collect()),
+            None => {
+                let (tx, rx) = oneshot::channel();
+                to_decode.push((read.len(), tx));
+                Decoding::Pending(rx)
+            }
+        };
+        read.push_back(ReadBatch { records, decoded });
     }
-    let codec = codec.clone();
-    tokio::task::spawn_blocking(move || decode(batches, &codec))
-        .await
-        .map_err(|e| match e.try_into_panic() {
-            Ok(panic) => Error::panicked("decoding records read from the write-ahead log", &*panic),
-            // Blocking tasks are cancelled only when the runtime shuts down.
-            Err(_) => Error::Closed {
-                what: "the Tokio runtime",
-                hint: "the records stay in the write-ahead log for the next open",
-            },
+    let pending_records: usize = to_decode.iter().map(|&(i, _)| read[i].records.len()).sum();
+    if pending_records < DECODE_APART_RECORDS {
+        for (i, _) in to_decode {
+            let batch = &mut read[i];
+            batch.decoded =
+                Decoding::Done(codec.decode_batch(batch.records.iter().map(|r| &r.payload)));
+        }
+        return Ok(read);
+    }
+    // On the blocking pool, one batch after the other: the delivery takes
+    // the first as soon as it is decoded, while the others are decoded.
+    let jobs: Vec<_> = to_decode
+        .into_iter()
+        .map(|(i, tx)| {
+            let payloads: Vec<bytes::Bytes> =
+                read[i].records.iter().map(|r| r.payload.clone()).collect();
+            (payloads, tx)
         })
+        .collect();
+    let codec = codec.clone();
+    tokio::task::spawn_blocking(move || {
+        for (payloads, tx) in jobs {
+            let decoded =
+                std::panic::catch_unwind(AssertUnwindSafe(|| codec.decode_batch(payloads.iter())))
+                    .map_err(|panic| {
+                        Error::panicked("decoding records read from the write-ahead log", &*panic)
+                    });
+            let failed = decoded.is_err();
+            // A receiver dropped meanwhile (the batches read ahead were
+            // discarded after a failed flush) wants nothing more.
+            if tx.send(decoded).is_err() || failed {
+                return;
+            }
+        }
+    });
+    Ok(read)
 }

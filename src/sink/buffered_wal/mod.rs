@@ -35,10 +35,13 @@
 //!    ([`max_wal_bytes`](WalConfig::max_wal_bytes)); at the cap `poll_ready`
 //!    and `poll_flush` are `Pending` until delivery frees space, or fail,
 //!    per [`when_full`](WalConfig::when_full). Each handle buffers at most
-//!    `max(max_records, 4096)` records and about `max_bytes` encoded bytes
-//!    in memory before it appends them to the log (plus one append in
-//!    flight), and the delivery task reads at most a few batches at a time
-//!    from disk, so memory does not grow with the backlog.
+//!    `max(max_records, 4096)` records (encoded, and the records
+//!    themselves) and about `max_bytes` encoded bytes in memory before it
+//!    appends them to the log (plus one append in flight); the delivery
+//!    task reads at most a few batches at a time from disk and holds
+//!    appended records of at most
+//!    [`max_held_bytes`](WalConfig::max_held_bytes) encoded bytes in
+//!    memory (see 7), so memory does not grow with the backlog.
 //! 5. **Failures of the target** are retried per the
 //!    [`RetryPolicy`](crate::RetryPolicy); records given up on go to the
 //!    dead-letter destination before the commit. If that write fails, or no
@@ -56,6 +59,16 @@
 //!    delivery task delivered and committed everything appended so far (by
 //!    any handle), and — when it is the last open handle — closes the
 //!    target and the dead-letter sink.
+//! 7. **Decoding only when needed.** Appended records are also handed to
+//!    the delivery task in memory: a batch it reads back from the log
+//!    whose records are all still held there is delivered from those
+//!    values instead of being decoded again. Records recovered at open,
+//!    read again after a failure, or appended while the delivery was more
+//!    than [`max_held_bytes`](WalConfig::max_held_bytes) behind, are
+//!    decoded from the log. The log
+//!    decides what is delivered and in which order either way; only a
+//!    codec whose `decode` does not give back what `encode` was given
+//!    (a field serde skips) makes the two ways deliver different values.
 //!
 //! # Not guaranteed
 //!
@@ -73,6 +86,7 @@
 //! (group commit). The order between records of different clones is the
 //! order in which their appends reach the log.
 
+mod appended;
 mod config;
 mod dead_letter;
 mod delivery;
@@ -83,7 +97,6 @@ mod target_guard;
 
 use std::fmt;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -94,11 +107,14 @@ use crate::codec::{Codec, JsonCodec};
 use crate::error::Error;
 use crate::wal::{Fsync, Lsn, Recovery, Wal, WalBatch, WalError, WalStats, WalWriter};
 
-pub use config::{WalConfig, DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS};
+pub use config::{
+    WalConfig, DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_HELD_BYTES, DEFAULT_MAX_RECORDS,
+};
 pub use dead_letter::{DeadLetterTarget, NoDeadLetter};
 pub use ext::WalSinkExt;
 pub use shared::DeliveryStopped;
 
+use appended::{AppendedRecords, WithLen};
 use delivery::Delivery;
 use shared::{DeliveryShared, TaskGuard, Waiting};
 use target_guard::TargetGuard;
@@ -148,6 +164,12 @@ pub struct BufferedWal<T, C = JsonCodec> {
     /// Records accepted by `start_send`, encoded straight into their log
     /// frames, not yet appended.
     buffer: WalBatch,
+    /// The records of `buffer` themselves, with their encoded lengths,
+    /// offered to the delivery task once appended (see `appended`).
+    items: Vec<WithLen<T>>,
+    /// The records of the append in flight.
+    in_flight_items: Vec<WithLen<T>>,
+    appended: Arc<AppendedRecords<T>>,
     /// The buffer is appended when it holds this many records or
     /// `max_bytes` bytes: `max(max_records, LOCAL_BUFFER_MIN_RECORDS)`.
     buffer_records: usize,
@@ -158,7 +180,6 @@ pub struct BufferedWal<T, C = JsonCodec> {
     /// The append of the previous buffer, while it is being written.
     in_flight: Option<Append>,
     closing: Closing,
-    _records: PhantomData<fn(T)>,
 }
 
 /// Where `poll_close` is.
@@ -208,6 +229,8 @@ where
             );
         }
         let shared = Arc::new(DeliveryShared::new(reader.committed().0));
+        let buffer_records = batching.max_records.max(LOCAL_BUFFER_MIN_RECORDS);
+        let appended = Arc::new(AppendedRecords::new(batching.max_held_bytes));
         let delivery = Delivery {
             reader,
             target: Box::pin(TargetGuard::new(target)),
@@ -216,6 +239,7 @@ where
             batching,
             retry,
             shared: shared.clone(),
+            appended: appended.clone(),
             recovered_upto: writer.stats().next_lsn.0,
             origin,
             commit_every,
@@ -234,12 +258,14 @@ where
             _guard: Arc::new(TaskGuard(task.abort_handle())),
             recovery: Arc::new(recovery),
             buffer: WalBatch::new(),
-            buffer_records: batching.max_records.max(LOCAL_BUFFER_MIN_RECORDS),
+            items: Vec::new(),
+            in_flight_items: Vec::new(),
+            appended,
+            buffer_records,
             max_bytes: batching.max_bytes,
             max_record_bytes,
             in_flight: None,
             closing: Closing::Open,
-            _records: PhantomData,
         })
     }
 }
@@ -271,7 +297,10 @@ impl<T, C> BufferedWal<T, C> {
         if let Some(append) = self.in_flight.as_mut() {
             let result = futures::ready!(append.as_mut().poll(cx));
             self.in_flight = None;
-            result?;
+            let items = std::mem::take(&mut self.in_flight_items);
+            let first = result?;
+            // Before the wake-up below, so that the task finds them.
+            self.appended.offer(first.0, items);
             // New records: let the delivery task re-check its triggers.
             self.shared.wake.notify_one();
         }
@@ -288,6 +317,7 @@ impl<T, C> BufferedWal<T, C> {
         let capacity = self.buffer.len();
         let bytes = self.buffer.payload_bytes() as usize;
         let batch = std::mem::replace(&mut self.buffer, WalBatch::with_capacity(capacity, bytes));
+        self.in_flight_items = std::mem::replace(&mut self.items, Vec::with_capacity(capacity));
         let writer = self.writer.clone();
         self.in_flight = Some(Box::pin(async move { writer.append_batch(batch).await }));
     }
@@ -346,6 +376,8 @@ impl<T, C: Codec<T>> Sink<T> for BufferedWal<T, C> {
             }
             .into());
         }
+        this.items
+            .push((item, u32::try_from(len).unwrap_or(u32::MAX)));
         Ok(())
     }
 
@@ -410,12 +442,14 @@ impl<T, C: Clone> Clone for BufferedWal<T, C> {
             _guard: self._guard.clone(),
             recovery: self.recovery.clone(),
             buffer: WalBatch::new(),
+            items: Vec::new(),
+            in_flight_items: Vec::new(),
+            appended: self.appended.clone(),
             buffer_records: self.buffer_records,
             max_bytes: self.max_bytes,
             max_record_bytes: self.max_record_bytes,
             in_flight: None,
             closing: Closing::Open,
-            _records: PhantomData,
         }
     }
 }
