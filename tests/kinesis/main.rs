@@ -36,3 +36,5 @@ mod source_leased;
 mod source_shutdown;
 /// The local Kinesis stub with latency and per-shard limits.
 mod stub;
+/// Calls that get no answer: abandoned after `request_timeout`, retried.
+mod timeouts;

@@ -55,6 +55,9 @@ const DEFAULT_MAX_AGGREGATE_BYTES: usize = 64 * 1024;
 /// `KinesisSinkBuilder::max_calls_in_flight` for why eight).
 const DEFAULT_MAX_CALLS_IN_FLIGHT: usize = 8;
 
+/// The default limit on one call (see `KinesisSinkBuilder::request_timeout`).
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 type PutFuture = Pin<Box<dyn Future<Output = PutOutcome> + Send>>;
 
 /// A `Sink<Vec<KinesisRecord>>` putting each batch into a Kinesis stream.
@@ -251,6 +254,7 @@ impl Sink<Vec<KinesisRecord>> for KinesisSink {
 /// | [`rate_limit`](Self::rate_limit) | [`ShardRateLimit::default`] (1000 records/s, 1 MiB/s per shard, adaptive) |
 /// | [`max_calls_in_flight`](Self::max_calls_in_flight) | 8 |
 /// | [`shard_map_refresh`](Self::shard_map_refresh) | 60 s |
+/// | [`request_timeout`](Self::request_timeout) | 10 s per call |
 /// | [`metrics`](Self::metrics) | a new handle |
 #[derive(Debug)]
 #[must_use = "a builder does nothing until built"]
@@ -264,6 +268,7 @@ pub struct KinesisSinkBuilder {
     rate_limit: Option<ShardRateLimit>,
     max_calls_in_flight: usize,
     shard_map_refresh: Duration,
+    request_timeout: Option<Duration>,
     metrics: KinesisMetricsHandle,
 }
 
@@ -279,6 +284,7 @@ impl KinesisSinkBuilder {
             rate_limit: Some(ShardRateLimit::default()),
             max_calls_in_flight: DEFAULT_MAX_CALLS_IN_FLIGHT,
             shard_map_refresh: Duration::from_secs(60),
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
             metrics: KinesisMetricsHandle::default(),
         }
     }
@@ -390,6 +396,24 @@ impl KinesisSinkBuilder {
         self
     }
 
+    /// Limit on each `PutRecords` (and `ListShards`) call (default 10 s);
+    /// a call that takes longer is
+    /// abandoned and its records fail as after a lost connection (transient:
+    /// retried per the [`retry_policy`](Self::retry_policy)). `None` waits
+    /// as long as the SDK client does — without an operation timeout in
+    /// its `SdkConfig`, forever, on a connection that went silent.
+    ///
+    /// A call normally takes tens of milliseconds; the limit is for the
+    /// silent connection, not for a slow one (the KPL's `RequestTimeout` is
+    /// 6 s). An abandoned call may still have been stored — its answer is
+    /// what was lost — so its records can be stored twice, as after any
+    /// network failure, and in ordered mode the late copy can land after a
+    /// later record of its key.
+    pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
     /// Records into `handle` (for example one shared by several sinks).
     pub fn metrics(mut self, handle: KinesisMetricsHandle) -> Self {
         self.metrics = handle;
@@ -413,6 +437,7 @@ impl KinesisSinkBuilder {
             rate_limit: self.rate_limit,
             max_calls_in_flight: self.max_calls_in_flight,
             shard_map_refresh: self.shard_map_refresh,
+            request_timeout: self.request_timeout,
         };
         Ok(KinesisSink::from_shared(Arc::new(SinkShared::new(
             self.client,

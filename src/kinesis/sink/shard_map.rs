@@ -14,6 +14,7 @@
 //! range). Nothing is lost or misordered by a wrong prediction.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_sdk_kinesis::types::Shard;
 
@@ -142,6 +143,7 @@ pub(crate) struct InvalidShardRange {
 pub(crate) async fn load(
     client: &aws_sdk_kinesis::Client,
     target: &StreamTarget,
+    request_timeout: Option<Duration>,
 ) -> Result<ShardMap, Error> {
     let mut shards = Vec::new();
     let mut next_token: Option<String> = None;
@@ -154,7 +156,9 @@ pub(crate) async fn load(
                 .set_stream_name(target.name().map(str::to_owned))
                 .set_stream_arn(target.arn().map(str::to_owned)),
         };
-        let page = request.send().await.map_err(|e| {
+        let sent =
+            crate::aws::request_timeout::within(request_timeout, "ListShards", request.send());
+        let page = sent.await.map_err(|e| {
             Error::target(
                 target.to_string(),
                 format!("ListShards: {}", super::failure::describe_sdk_error(&e)),

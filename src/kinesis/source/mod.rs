@@ -157,6 +157,9 @@ pub(crate) struct SourceConfig {
     pub(crate) throttle_backoff: RetryPolicy,
     /// Batch mode: end the stream once caught up for this long.
     pub(crate) caught_up_after: Option<Duration>,
+    /// Limit on each `GetRecords`, `GetShardIterator` and `ListShards`
+    /// call; `None`: none.
+    pub(crate) request_timeout: Option<Duration>,
 }
 
 impl Default for SourceConfig {
@@ -173,9 +176,13 @@ impl Default for SourceConfig {
                 .initial_backoff(Duration::from_millis(200))
                 .max_backoff(Duration::from_secs(5)),
             caught_up_after: None,
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
         }
     }
 }
+
+/// The default of [`KinesisSource::request_timeout`].
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl<S: CheckpointStore> KinesisSource<S> {
     /// A source reading `stream` (a name or an ARN) with a client built from
@@ -286,6 +293,24 @@ impl<S: CheckpointStore> KinesisSource<S> {
     /// [`RetryPolicy::default`].
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.config.retry = policy;
+        self
+    }
+
+    /// Limit on each `GetRecords`, `GetShardIterator` and `ListShards` call
+    /// (default 30 s); a call that takes longer is abandoned and retried
+    /// as a transient failure (per the [`retry_policy`](Self::retry_policy)).
+    /// `None` waits as long as the SDK client does — without an operation
+    /// timeout in its `SdkConfig`, forever, on a connection that went
+    /// silent, and the shard is not read meanwhile.
+    ///
+    /// A `GetRecords` answer carries up to 10 MiB, hence a limit above the
+    /// sink's; an abandoned read only costs the call (the same iterator is
+    /// used again). With enhanced fan-out it limits the `SubscribeToShard`
+    /// call up to the subscription's start and the end-of-shard checks, not
+    /// the wait for the subscription's events, nor the consumer
+    /// registration calls at start-up.
+    pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.request_timeout = timeout;
         self
     }
 

@@ -17,6 +17,7 @@ use super::iterator::StartAt;
 use super::retrieval::{Batch, BoxFuture, Retries, Retrieval, ShardContext};
 use super::SourceShared;
 use crate::aws::failure::HasStatus;
+use crate::aws::request_timeout::within;
 use crate::kinesis::StreamTarget;
 use crate::Error;
 
@@ -102,7 +103,9 @@ impl<S: Send + Sync + 'static> PollingRetrieval<S> {
                 StreamTarget::Arn(arn) => request.stream_arn(arn),
                 StreamTarget::Name(name) => request.stream_name(name),
             };
-            match request.send().await {
+            let limit = self.shared.config.request_timeout;
+            let sent = within(limit, "GetShardIterator", request.send()).await;
+            match sent {
                 Ok(out) => {
                     return out.shard_iterator.ok_or_else(|| {
                         Error::target(
@@ -139,7 +142,8 @@ impl<S: Send + Sync + 'static> PollingRetrieval<S> {
             if let StreamTarget::Arn(arn) = &self.shared.stream {
                 request = request.stream_arn(arn);
             }
-            let sent = request.send().await;
+            let limit = self.shared.config.request_timeout;
+            let sent = within(limit, "GetRecords", request.send()).await;
             self.cx.metrics.get_records_calls.increment(1);
             match sent {
                 Ok(out) => return Ok(Some(out)),

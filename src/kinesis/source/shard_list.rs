@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use super::failure::{classify, Failure};
 use super::SourceShared;
+use crate::aws::request_timeout::within;
 use crate::kinesis::StreamTarget;
 use crate::lease::HashRange;
 use crate::Error;
@@ -65,7 +66,8 @@ pub(crate) async fn list_shards<S>(shared: &SourceShared<S>) -> Result<Vec<Liste
                 StreamTarget::Name(name) => request.stream_name(name),
             },
         };
-        let page = match request.send().await {
+        let sent = within(config.request_timeout, "ListShards", request.send());
+        let page = match sent.await {
             Ok(page) => page,
             Err(err) => {
                 let delay = match classify(&err) {

@@ -77,14 +77,16 @@ pub(super) struct AnsweredCall {
 pub(super) async fn send(shared: &SinkShared, mut call: PreparedCall) -> AnsweredCall {
     let request = std::mem::take(&mut call.request);
     let started = Instant::now();
-    let result = shared
+    let put = shared
         .client
         .put_records()
         .set_stream_name(shared.target.name().map(str::to_owned))
         .set_stream_arn(shared.target.arn().map(str::to_owned))
         .set_records(Some(request))
-        .send()
-        .await;
+        .send();
+    let result =
+        crate::aws::request_timeout::within(shared.options.request_timeout, "PutRecords", put)
+            .await;
     let latency = started.elapsed();
     shared.facade.call_seconds.record_duration(latency);
     shared.record_metrics(|m| {

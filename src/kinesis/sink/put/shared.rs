@@ -41,6 +41,8 @@ pub(crate) struct SinkOptions {
     /// `PutRecords` calls one batch may have in flight at once.
     pub max_calls_in_flight: usize,
     pub shard_map_refresh: Duration,
+    /// Limit on each `PutRecords` and `ListShards` call; `None`: none.
+    pub request_timeout: Option<Duration>,
 }
 
 /// State shared by a sink and its clones.
@@ -118,7 +120,7 @@ impl SinkShared {
             }
             state.attempted_at = Some(now);
         }
-        match shard_map::load(&self.client, &self.target).await {
+        match shard_map::load(&self.client, &self.target, self.options.request_timeout).await {
             Ok(map) => {
                 tracing::debug!(
                     target: "unistream::kinesis",

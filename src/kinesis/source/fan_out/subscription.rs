@@ -27,6 +27,7 @@ use aws_sdk_kinesis::types::{
 use tokio::time::Instant;
 
 use super::FanOutConsumer;
+use crate::aws::request_timeout::within;
 use crate::checkpoint::SequenceNumber;
 use crate::kinesis::source::failure::{classify, Failure};
 use crate::kinesis::source::iterator::StartAt;
@@ -143,15 +144,17 @@ impl<S: Send + Sync + 'static> FanOutRetrieval<S> {
             }
             let attempt = Instant::now();
             self.last_attempt = Some(attempt);
-            let result = self
+            let request = self
                 .shared
                 .client
                 .subscribe_to_shard()
                 .consumer_arn(&consumer_arn)
                 .shard_id(&*self.cx.shard)
                 .starting_position(position.clone())
-                .send()
-                .await;
+                .send();
+            let limit = self.shared.config.request_timeout;
+            // Up to the subscription's start; its events are not limited.
+            let result = within(limit, "SubscribeToShard", request).await;
             match result {
                 Ok(out) => {
                     tracing::debug!(shard = %self.cx.shard, ?resume, "subscribed to shard");
@@ -210,7 +213,8 @@ impl<S: Send + Sync + 'static> FanOutRetrieval<S> {
                 StreamTarget::Arn(arn) => request.stream_arn(arn),
                 StreamTarget::Name(name) => request.stream_name(name),
             };
-            match request.send().await {
+            let limit = self.shared.config.request_timeout;
+            match within(limit, "GetShardIterator", request.send()).await {
                 Ok(out) => break out.shard_iterator,
                 Err(err) => {
                     let class = classify(&err);
@@ -234,7 +238,8 @@ impl<S: Send + Sync + 'static> FanOutRetrieval<S> {
             if let StreamTarget::Arn(arn) = &self.shared.stream {
                 request = request.stream_arn(arn);
             }
-            let sent = request.send().await;
+            let limit = self.shared.config.request_timeout;
+            let sent = within(limit, "GetRecords", request.send()).await;
             self.cx.metrics.get_records_calls.increment(1);
             match sent {
                 Ok(out) if out.records.is_empty() && out.next_shard_iterator.is_none() => {

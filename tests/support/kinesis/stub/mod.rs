@@ -21,7 +21,9 @@
 //! code), so a test on paused time sees the same windows, round trips and
 //! throttling on a virtual clock, exactly and fast. It can also fail
 //! records at random with a transient `InternalFailure`
-//! ([`StubConfig::failing_records`]). It does not do resharding, reads,
+//! ([`StubConfig::failing_records`]), and leave `PutRecords` calls
+//! unanswered, before or after serving them
+//! ([`StubConfig::stalled_puts`], [`StubConfig::lost_put_answers`]). It does not do resharding, reads,
 //! TLS or authentication (any signature passes).
 
 mod api;
@@ -73,6 +75,13 @@ pub struct StubConfig {
     /// seeded generator), with the per-record error `InternalFailure`
     /// (transient), before the limits are applied. 0: none.
     pub failing_records: f64,
+    /// The next this many `PutRecords` calls never arrive: they hang
+    /// before the stub reads them (a connection gone silent), so nothing
+    /// of them is stored.
+    pub stalled_puts: u64,
+    /// The next this many `PutRecords` calls are served — their records
+    /// stored or throttled as usual — but their answers never leave.
+    pub lost_put_answers: u64,
 }
 
 impl StubConfig {
@@ -92,6 +101,8 @@ impl StubConfig {
             keep_records: true,
             failing_puts: 0,
             failing_records: 0.0,
+            stalled_puts: 0,
+            lost_put_answers: 0,
         }
     }
 
@@ -114,6 +125,16 @@ impl StubConfig {
 
     pub fn fail_records(mut self, probability: f64) -> Self {
         self.failing_records = probability;
+        self
+    }
+
+    pub fn stall_put_records(mut self, calls: u64) -> Self {
+        self.stalled_puts = calls;
+        self
+    }
+
+    pub fn lose_put_records_answers(mut self, calls: u64) -> Self {
+        self.lost_put_answers = calls;
         self
     }
 
@@ -414,6 +435,12 @@ fn new_state(config: StubConfig) -> Arc<Mutex<StubState>> {
 /// One request: half a round trip in, the answer on arrival, half a round
 /// trip out.
 async fn serve(state: Arc<Mutex<StubState>>, request: http::Request) -> http::Response {
+    let put = request
+        .header("x-amz-target")
+        .is_some_and(|target| target.ends_with(".PutRecords"));
+    if put && take_one(&state, |config| &mut config.stalled_puts) {
+        std::future::pending::<()>().await;
+    }
     let inbound = half_trip(&state);
     if !inbound.is_zero() {
         tokio::time::sleep(inbound).await;
@@ -422,11 +449,25 @@ async fn serve(state: Arc<Mutex<StubState>>, request: http::Request) -> http::Re
         let mut state = lock(&state);
         api::answer(&mut state, &request, Instant::now())
     };
+    if put && take_one(&state, |config| &mut config.lost_put_answers) {
+        std::future::pending::<()>().await;
+    }
     let outbound = half_trip(&state);
     if !outbound.is_zero() {
         tokio::time::sleep(outbound).await;
     }
     response
+}
+
+/// Counts down one of the config's counters; `true` if it was above 0.
+fn take_one(state: &Mutex<StubState>, counter: impl Fn(&mut StubConfig) -> &mut u64) -> bool {
+    let mut state = lock(state);
+    let left = counter(&mut state.config);
+    if *left == 0 {
+        return false;
+    }
+    *left -= 1;
+    true
 }
 
 fn lock(state: &Mutex<StubState>) -> MutexGuard<'_, StubState> {
