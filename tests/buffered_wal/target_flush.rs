@@ -10,8 +10,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::{stream, Sink, SinkExt, StreamExt};
+use unistream::dead_letter::DeadLetter;
+use unistream::sink::MemorySink;
 use unistream::sink::{FileSink, WalConfig, WalSinkExt};
-use unistream::{Error, RetryPolicy};
+use unistream::{Error, RejectedRecord, RetryPolicy};
 
 /// What the target holds: records taken but not flushed, and records made
 /// durable by a flush.
@@ -27,6 +29,11 @@ struct Held {
     /// Every record below this is durable (records are made durable in
     /// order, possibly again after a failed flush).
     durable_upto: u64,
+    /// Records divisible by this are rejected (reported by the next
+    /// `poll_ready`, as a batch sink does), never taken.
+    reject_multiples_of: Option<u64>,
+    /// Rejections of the last batch, not reported yet.
+    rejected: Vec<RejectedRecord>,
 }
 
 /// A target whose flush is where batches become durable.
@@ -36,35 +43,56 @@ impl Sink<Vec<u64>> for FlushTarget {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
+        let mut held = self.0.lock().unwrap();
+        let rejected = std::mem::take(&mut held.rejected);
+        if rejected.is_empty() {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Ready(Err(Error::Rejected(rejected)))
+        }
     }
 
     fn start_send(self: Pin<&mut Self>, batch: Vec<u64>) -> Result<(), Error> {
         let mut held = self.0.lock().unwrap();
         held.batches += 1;
-        held.taken.extend(batch);
+        for (index, r) in batch.into_iter().enumerate() {
+            match held.reject_multiples_of {
+                Some(k) if r % k == 0 => held
+                    .rejected
+                    .push(RejectedRecord::new(index, format!("{r} refused"))),
+                _ => held.taken.push(r),
+            }
+        }
         Ok(())
     }
 
+    /// Makes what was taken durable, then reports the rejections of the
+    /// last batch not reported yet (as `poll_ready` would).
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let mut held = self.0.lock().unwrap();
-        if held.taken.is_empty() {
-            return Poll::Ready(Ok(()));
-        }
-        held.flushes += 1;
-        if held.failing_flushes > 0 {
-            held.failing_flushes -= 1;
-            held.taken.clear();
-            return Poll::Ready(Err(Error::target("flush-target", "fdatasync failed")));
-        }
-        let taken = std::mem::take(&mut held.taken);
-        for &r in &taken {
-            if r == held.durable_upto {
-                held.durable_upto += 1;
+        if !held.taken.is_empty() {
+            held.flushes += 1;
+            if held.failing_flushes > 0 {
+                held.failing_flushes -= 1;
+                held.taken.clear();
+                // Everything since the last flush is to be sent again.
+                held.rejected.clear();
+                return Poll::Ready(Err(Error::target("flush-target", "fdatasync failed")));
             }
+            let taken = std::mem::take(&mut held.taken);
+            for &r in &taken {
+                if r == held.durable_upto {
+                    held.durable_upto += 1;
+                }
+            }
+            held.durable.extend(taken);
         }
-        held.durable.extend(taken);
-        Poll::Ready(Ok(()))
+        let rejected = std::mem::take(&mut held.rejected);
+        if rejected.is_empty() {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Ready(Err(Error::Rejected(rejected)))
+        }
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
@@ -115,6 +143,46 @@ async fn a_failed_flush_commits_nothing_of_its_batches_and_they_are_delivered_ag
         .await
         .unwrap();
     assert!(again.lock().unwrap().durable.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_rejected_in_a_group_whose_flush_fails_are_dead_lettered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = Arc::new(Mutex::new(Held {
+        failing_flushes: 2,
+        reject_multiples_of: Some(97),
+        ..Held::default()
+    }));
+    let dead_letter = MemorySink::<DeadLetter<u64>>::new();
+    let dead = dead_letter.handle();
+    let n = 20_000u64;
+    let sink = FlushTarget(held.clone())
+        .buffered_wal(
+            WalConfig::new(dir.path())
+                .max_records(100)
+                .dead_letter(dead_letter),
+        )
+        .await
+        .unwrap();
+    stream::iter(0..n).map(Ok).forward(sink).await.unwrap();
+
+    let held = held.lock().unwrap();
+    assert_eq!(held.failing_flushes, 0, "both failures were met");
+    let mut dead: Vec<u64> = dead
+        .records()
+        .into_iter()
+        .map(|entry| entry.record.expect("a decoded record"))
+        .collect();
+    dead.sort_unstable();
+    // Each refused record once, though the batches of two groups were
+    // refused twice (once before their failed flush, once after).
+    let refused: Vec<u64> = (0..n).filter(|r| r % 97 == 0).collect();
+    assert_eq!(dead, refused);
+    let mut durable = held.durable.clone();
+    durable.sort_unstable();
+    durable.dedup();
+    let taken: Vec<u64> = (0..n).filter(|r| r % 97 != 0).collect();
+    assert_eq!(durable, taken, "every other record made durable");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

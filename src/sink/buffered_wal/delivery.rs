@@ -42,10 +42,15 @@
 //!    batch as usual). A target that reports a batch's outcome only at its
 //!    flush is therefore served correctly too, at the price of re-sending
 //!    the batches of a failed flush.
-//! 4. **Dead-letter** those records, if any, in one write.
-//! 5. **Commit** the batch in the log, only now (after the target's flush). Under `Fsync::Always` the
-//!    task waits until the committed position is durable before it reads
-//!    the next batch, so a crash re-sends at most the batch in flight.
+//! 4. **Dead-letter** those records, if any, in one write: at once for a
+//!    batch sent with its own flush; for fed batches, once the target's
+//!    flush of their group succeeded (right before the commit), so that a
+//!    failed flush, which delivers the group again, does not dead-letter
+//!    the same records twice.
+//! 5. **Commit** the batch in the log, only now (after the target's flush
+//!    and the dead letters). Under `Fsync::Always` the task waits until
+//!    the committed position is durable before it reads the next batch, so
+//!    a crash re-sends at most the batch in flight.
 //!    Under `Fsync::Interval(d)` (and `Fsync::Never`, with
 //!    [`COMMIT_EVERY_WITHOUT_FSYNC`]) the durability of acknowledged records
 //!    is already a matter of `d`, and so is the commit: while batches keep
@@ -177,6 +182,12 @@ pub(super) struct Delivery<T, S, C> {
     /// Batches below this lsn are sent with a flush each (after a flush of
     /// a group failed, so that every outcome is the batch's own).
     pub(super) flush_each_until: u64,
+    /// Dead letters of the batches given up on (in part or whole) since
+    /// the target's last flush, by the first lsn of their batch: written
+    /// once that flush succeeded, before the commit. A failed flush
+    /// delivers those batches again, which give the same records up again,
+    /// so they are dropped then rather than written twice.
+    pub(super) pending_dead: Vec<(u64, Vec<DeadLetter<T>>)>,
     /// Counted once per batch (see [`crate::observe`]).
     pub(super) metrics: DeliveryMetrics,
 }
@@ -320,17 +331,22 @@ where
     /// one batch as usual.
     async fn flush_target(&mut self) -> Result<bool, Error> {
         let Some((from, upto)) = self.unflushed.take() else {
+            self.write_pending_dead().await?;
             return Ok(true);
         };
         match self.target.flush().await.map_err(Into::into) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                self.write_pending_dead().await?;
+                Ok(true)
+            }
             Err(error @ Error::BrokenTarget(_)) => Err(error),
             Err(error) => {
                 // Nothing at or above `from` is committed: it is committed
                 // only after this flush. (Below `from` there may be an
-                // uncommitted batch that exhausted its attempts and was
-                // dead-lettered: it need not be delivered again.)
+                // uncommitted batch that exhausted its attempts: it is not
+                // delivered again, and its dead letters stay pending.)
                 debug_assert!(self.reader.committed().0 <= from);
+                self.pending_dead.retain(|(lsn, _)| *lsn < from);
                 tracing::warn!(
                     error = %crate::ErrorChain(&error),
                     records = upto - from,
@@ -554,13 +570,13 @@ where
             };
             dead.sort_by_key(|(i, _)| *i);
             let entries = dead.into_iter().map(|(_, entry)| entry).collect::<Vec<_>>();
-            let count = entries.len();
-            dead_letter
-                .send(entries)
-                .await
-                .map_err(|e| Error::DeadLetter(Box::new(e)))?;
-            self.metrics.dead_letters.increment(count as u64);
-            tracing::warn!(count, "records sent to the dead-letter destination");
+            if flush_each {
+                write_dead_letters(dead_letter, &self.metrics, entries).await?;
+            } else {
+                // Given up on for good only if the target's flush of the
+                // batches fed with this one succeeds.
+                self.pending_dead.push((first, entries));
+            }
         }
 
         match self.commit_every {
@@ -587,9 +603,43 @@ where
         }
     }
 
+    /// Writes the pending dead letters (see `pending_dead`), in one write.
+    async fn write_pending_dead(&mut self) -> Result<(), Error> {
+        if self.pending_dead.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<DeadLetter<T>> = std::mem::take(&mut self.pending_dead)
+            .into_iter()
+            .flat_map(|(_, entries)| entries)
+            .collect();
+        let Some(dead_letter) = self.dead_letter.as_mut() else {
+            // Pending only after a destination was found for them.
+            return Err(Error::Config(
+                "buffered_wal: dead letters without a destination".to_string(),
+            ));
+        };
+        write_dead_letters(dead_letter, &self.metrics, entries).await
+    }
+
     fn origin_of(&self, record: &WalRecord) -> String {
         format!("wal {} lsn {}", self.origin, record.lsn.0)
     }
+}
+
+/// Writes `entries` to the dead-letter destination.
+async fn write_dead_letters<T>(
+    dead_letter: &mut BoxDeadLetterSink<T>,
+    metrics: &DeliveryMetrics,
+    entries: Vec<DeadLetter<T>>,
+) -> Result<(), Error> {
+    let count = entries.len();
+    dead_letter
+        .send(entries)
+        .await
+        .map_err(|e| Error::DeadLetter(Box::new(e)))?;
+    metrics.dead_letters.increment(count as u64);
+    tracing::warn!(count, "records sent to the dead-letter destination");
+    Ok(())
 }
 
 /// Sends the batch until it is delivered, partly rejected, or out of

@@ -247,6 +247,7 @@ where
             ahead: Default::default(),
             unflushed: None,
             flush_each_until: 0,
+            pending_dead: Vec::new(),
             metrics,
         };
         let span = tracing::info_span!("buffered_wal_delivery", wal_dir = %delivery.origin);
