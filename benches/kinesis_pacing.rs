@@ -16,7 +16,9 @@
 //!     trips with up to 2 ms of jitter each way.
 //!   - `latency/*`: 20 ms round trips (up to 5 ms jitter each way), 4, 16
 //!     and 64 shards, one sink with its default eight calls in flight;
-//!     and ordered against unordered mode with only ten keys.
+//!     ordered against unordered mode with only ten keys; and `latency/wal/*`
+//!     through `buffered_wal` with its default batches of 500 records
+//!     against bigger ones.
 //! - `unthrottled/*` (criterion): the stub without limits and without
 //!   latency; 200,000 records of 100 bytes over 10,000 keys, 1,000 shards
 //!   (so that the sink's pacing never binds): a
@@ -35,7 +37,8 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_sdk_kinesis::Client;
 use criterion::{Criterion, SamplingMode, Throughput};
 use futures::SinkExt;
-use unistream::kinesis::{KinesisRecord, KinesisSink};
+use unistream::kinesis::{KinesisCodec, KinesisRecord, KinesisSink};
+use unistream::sink::{WalConfig, WalSinkExt};
 
 #[path = "support/mod.rs"]
 #[allow(dead_code)]
@@ -64,6 +67,9 @@ struct Case {
     /// Clones of each producer's sink, each sending its own batches
     /// (sharing the sink's shard map and pacing; no order between them).
     clones: usize,
+    /// Through `buffered_wal` (`KinesisCodec`, `max_records(batch)`, a
+    /// 16 MiB log) rather than batches sent to the sink directly.
+    wal: bool,
     round_trip: Duration,
     jitter: Duration,
     warm_up: Duration,
@@ -81,6 +87,7 @@ const fn plain(name: &'static str, shards: u32, producers: usize) -> Case {
         keys: 10_000,
         batch: 500,
         clones: 1,
+        wal: false,
         round_trip: Duration::from_millis(5),
         jitter: Duration::from_millis(2),
         warm_up: Duration::from_secs(4),
@@ -136,7 +143,11 @@ const fn clones(case: Case, clones: usize) -> Case {
     Case { clones, ..case }
 }
 
-const LATENCY: [Case; 12] = [
+const fn through_wal(case: Case) -> Case {
+    Case { wal: true, ..case }
+}
+
+const LATENCY: [Case; 16] = [
     far(plain("latency/plain/4-shards", 4, 1), 4_000),
     far(plain("latency/plain/16-shards", 16, 1), 4_000),
     far(plain("latency/plain/64-shards", 64, 1), 16_000),
@@ -183,6 +194,24 @@ const LATENCY: [Case; 12] = [
         ),
         true,
     ),
+    // Behind `buffered_wal`: its default batches of 500 records are one
+    // call each, so the calls in flight need bigger batches.
+    through_wal(far(
+        plain("latency/wal/plain/16-shards/batches-of-500", 16, 1),
+        500,
+    )),
+    through_wal(far(
+        plain("latency/wal/plain/16-shards/batches-of-4000", 16, 1),
+        4_000,
+    )),
+    through_wal(far(
+        plain("latency/wal/plain/64-shards/batches-of-500", 64, 1),
+        500,
+    )),
+    through_wal(far(
+        plain("latency/wal/plain/64-shards/batches-of-16000", 64, 1),
+        16_000,
+    )),
 ];
 
 /// What one case measured.
@@ -216,6 +245,9 @@ async fn produce(
         .ordered(case.ordered && case.clones == 1)
         .build()
         .expect("sink");
+    if case.wal {
+        return produce_through_wal(sink, producer, case, until).await;
+    }
     let clones = (0..case.clones).map(|clone| {
         let mut sink = sink.clone();
         async move {
@@ -235,6 +267,39 @@ async fn produce(
         }
     });
     futures::future::join_all(clones).await.into_iter().sum()
+}
+
+/// Forwards records through `buffered_wal` into `sink` until `until`, then
+/// closes it (delivering the log's backlog); returns the records accepted.
+async fn produce_through_wal(
+    sink: KinesisSink,
+    producer: usize,
+    case: Case,
+    until: Instant,
+) -> u64 {
+    let dir = support::bench_dir();
+    let mut wal = sink
+        .buffered_wal(
+            WalConfig::new(dir.path().join("wal"))
+                .codec(KinesisCodec)
+                .max_records(case.batch)
+                // Backpressure: the producer outruns the stream; the log
+                // holds a few seconds of it at most.
+                .max_wal_bytes(16 << 20)
+                .segment_bytes(1 << 20),
+        )
+        .await
+        .expect("open wal");
+    let mut sent = 0u64;
+    while Instant::now() < until {
+        let records = (0..case.batch as u64).map(|n| Ok(record(producer, sent + n, &case)));
+        wal.send_all(&mut futures::stream::iter(records))
+            .await
+            .expect("send");
+        sent += case.batch as u64;
+    }
+    wal.close().await.expect("close");
+    sent
 }
 
 fn run_case(case: &Case) -> Row {

@@ -448,7 +448,7 @@ async fn every_fault_at_once_loses_nothing_and_keeps_key_order() {
                     break;
                 }
                 Err(Error::Target { .. }) if resends < 3 => resends += 1,
-                Err(other) => panic!("{other}"),
+                Err(other) => panic!("{}", unistream::ErrorChain(&other)),
             }
         }
     }

@@ -375,6 +375,16 @@ impl KinesisSinkBuilder {
     /// keeping what a failure or a slow endpoint holds up small (the KPL
     /// allows 24 requests in flight, zio-kinesis 8).
     ///
+    /// Behind [`buffered_wal`](crate::sink::WalSinkExt::buffered_wal),
+    /// which hands the sink one batch at a time, the calls in flight carry
+    /// only what one batch holds: its default batches of 500 records are one
+    /// call each, about 20,000 records/s at 20 ms round trips, enough for
+    /// about 16 shards. For larger streams raise
+    /// [`WalConfig::max_records`](crate::sink::WalConfig::max_records) with
+    /// them (4,000 = eight calls of 500). Against the local Kinesis stub at
+    /// 20 ms (BENCHMARKS.md), 64 shards took 24 % of their limit with
+    /// batches of 500 and 80 % with batches of 16,000.
+    ///
     /// Calls in flight never share an ordering lane, so every guarantee of
     /// the sink holds at any setting: in ordered mode a partition key
     /// without aggregation, or a shard with aggregation, has at most one
