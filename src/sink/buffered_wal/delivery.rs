@@ -704,8 +704,8 @@ where
 /// Reads the next batch from the log together with the full batches that
 /// follow it (up to `max_batches` in all, and [`READ_AHEAD_BYTES`]), and
 /// decodes them (large reads on the blocking thread pool), except the
-/// batches whose records are still held in memory (`appended`). A partial batch behind
-/// full ones is left in the log, where its age keeps counting.
+/// batches whose records are still held in memory (`appended`). A partial
+/// batch behind full ones is left in the log, where its age keeps counting.
 async fn read_batches<T, C>(
     reader: &mut WalReader,
     codec: &C,

@@ -65,10 +65,10 @@
 //!    values instead of being decoded again. Records recovered at open,
 //!    read again after a failure, or appended while the delivery was more
 //!    than [`max_held_bytes`](WalConfig::max_held_bytes) behind, are
-//!    decoded from the log. The log
-//!    decides what is delivered and in which order either way; only a
-//!    codec whose `decode` does not give back what `encode` was given
-//!    (a field serde skips) makes the two ways deliver different values.
+//!    decoded from the log. The log decides what is delivered and in
+//!    which order either way; only a codec whose `decode` does not give
+//!    back what `encode` was given (a field serde skips) makes the two
+//!    ways deliver different values.
 //!
 //! # Not guaranteed
 //!
@@ -165,8 +165,10 @@ pub struct BufferedWal<T, C = JsonCodec> {
     /// frames, not yet appended.
     buffer: WalBatch,
     /// The records of `buffer` themselves, with their encoded lengths,
-    /// offered to the delivery task once appended (see `appended`).
+    /// offered to the delivery task once appended (see `appended`); none
+    /// are kept when `max_held_bytes` is 0.
     items: Vec<WithLen<T>>,
+    hold_items: bool,
     /// The records of the append in flight.
     in_flight_items: Vec<WithLen<T>>,
     appended: Arc<AppendedRecords<T>>,
@@ -262,6 +264,7 @@ where
             items: Vec::new(),
             in_flight_items: Vec::new(),
             appended,
+            hold_items: batching.max_held_bytes > 0,
             buffer_records,
             max_bytes: batching.max_bytes,
             max_record_bytes,
@@ -318,7 +321,8 @@ impl<T, C> BufferedWal<T, C> {
         let capacity = self.buffer.len();
         let bytes = self.buffer.payload_bytes() as usize;
         let batch = std::mem::replace(&mut self.buffer, WalBatch::with_capacity(capacity, bytes));
-        self.in_flight_items = std::mem::replace(&mut self.items, Vec::with_capacity(capacity));
+        let held = if self.hold_items { capacity } else { 0 };
+        self.in_flight_items = std::mem::replace(&mut self.items, Vec::with_capacity(held));
         let writer = self.writer.clone();
         self.in_flight = Some(Box::pin(async move { writer.append_batch(batch).await }));
     }
@@ -377,8 +381,10 @@ impl<T, C: Codec<T>> Sink<T> for BufferedWal<T, C> {
             }
             .into());
         }
-        this.items
-            .push((item, u32::try_from(len).unwrap_or(u32::MAX)));
+        if this.hold_items {
+            this.items
+                .push((item, u32::try_from(len).unwrap_or(u32::MAX)));
+        }
         Ok(())
     }
 
@@ -446,6 +452,7 @@ impl<T, C: Clone> Clone for BufferedWal<T, C> {
             items: Vec::new(),
             in_flight_items: Vec::new(),
             appended: self.appended.clone(),
+            hold_items: self.hold_items,
             buffer_records: self.buffer_records,
             max_bytes: self.max_bytes,
             max_record_bytes: self.max_record_bytes,
