@@ -13,6 +13,7 @@ use futures::{stream, Sink, SinkExt, StreamExt};
 use unistream::dead_letter::DeadLetter;
 use unistream::sink::MemorySink;
 use unistream::sink::{FileSink, WalConfig, WalSinkExt};
+use unistream::wal::Fsync;
 use unistream::{Error, RejectedRecord, RetryPolicy};
 
 /// What the target holds: records taken but not flushed, and records made
@@ -34,6 +35,11 @@ struct Held {
     reject_multiples_of: Option<u64>,
     /// Rejections of the last batch, not reported yet.
     rejected: Vec<RejectedRecord>,
+    /// A batch holding a multiple of this fails whole, transiently (by
+    /// the next `poll_ready` or `poll_flush`), and nothing of it is taken.
+    fail_batches_with_multiples_of: Option<u64>,
+    /// The last batch failed, not reported yet.
+    batch_failed: bool,
 }
 
 /// A target whose flush is where batches become durable.
@@ -44,6 +50,9 @@ impl Sink<Vec<u64>> for FlushTarget {
 
     fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let mut held = self.0.lock().unwrap();
+        if std::mem::take(&mut held.batch_failed) {
+            return Poll::Ready(Err(Error::target("flush-target", "batch refused")));
+        }
         let rejected = std::mem::take(&mut held.rejected);
         if rejected.is_empty() {
             Poll::Ready(Ok(()))
@@ -55,6 +64,12 @@ impl Sink<Vec<u64>> for FlushTarget {
     fn start_send(self: Pin<&mut Self>, batch: Vec<u64>) -> Result<(), Error> {
         let mut held = self.0.lock().unwrap();
         held.batches += 1;
+        if let Some(k) = held.fail_batches_with_multiples_of {
+            if batch.iter().any(|r| r % k == 0) {
+                held.batch_failed = true;
+                return Ok(());
+            }
+        }
         for (index, r) in batch.into_iter().enumerate() {
             match held.reject_multiples_of {
                 Some(k) if r % k == 0 => held
@@ -70,6 +85,9 @@ impl Sink<Vec<u64>> for FlushTarget {
     /// last batch not reported yet (as `poll_ready` would).
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let mut held = self.0.lock().unwrap();
+        if std::mem::take(&mut held.batch_failed) {
+            return Poll::Ready(Err(Error::target("flush-target", "batch refused")));
+        }
         if !held.taken.is_empty() {
             held.flushes += 1;
             if held.failing_flushes > 0 {
@@ -183,6 +201,76 @@ async fn records_rejected_in_a_group_whose_flush_fails_are_dead_lettered_once() 
     durable.dedup();
     let taken: Vec<u64> = (0..n).filter(|r| r % 97 != 0).collect();
     assert_eq!(durable, taken, "every other record made durable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_given_up_on_around_failed_flushes_are_dead_lettered_once() {
+    // Batches holding a multiple of 1,000 fail whole on both attempts and
+    // are given up on; their dead letters wait for the flush of the
+    // batches fed after them. The first flush fails: it is the flush of
+    // the batches after the first failing one, [0, 100), which lies below
+    // them and is not delivered again, so its dead letters must survive
+    // the failed flush. (The retry absorbs the failed flush.) Commits
+    // while busy only once a second: the first group is the whole run up
+    // to the first flush.
+    let dir = tempfile::tempdir().unwrap();
+    let held = Arc::new(Mutex::new(Held {
+        failing_flushes: 1,
+        fail_batches_with_multiples_of: Some(1_000),
+        ..Held::default()
+    }));
+    let dead_letter = MemorySink::<DeadLetter<u64>>::new();
+    let dead = dead_letter.handle();
+    let n = 20_000u64;
+    let sink = FlushTarget(held.clone())
+        .buffered_wal(
+            WalConfig::new(dir.path())
+                .max_records(100)
+                .fsync(Fsync::Interval(Duration::from_secs(1)))
+                .retry(
+                    RetryPolicy::new()
+                        .max_attempts(2)
+                        .initial_backoff(Duration::from_millis(1))
+                        .jitter(false),
+                )
+                .dead_letter(dead_letter),
+        )
+        .await
+        .unwrap();
+    stream::iter(0..n).map(Ok).forward(sink).await.unwrap();
+
+    let held = held.lock().unwrap();
+    assert_eq!(held.failing_flushes, 0, "every failure was met");
+    let mut dead: Vec<u64> = dead
+        .records()
+        .into_iter()
+        .map(|entry| entry.record.expect("a decoded record"))
+        .collect();
+    dead.sort_unstable();
+    let given_up = dead.len();
+    dead.dedup();
+    assert_eq!(dead.len(), given_up, "no record dead-lettered twice");
+    // Every multiple of 1,000 fails, and so does the rest of its batch (of
+    // at most 100 records): nothing else.
+    for m in (0..n).step_by(1_000) {
+        assert!(dead.binary_search(&m).is_ok(), "{m} dead-lettered");
+    }
+    for &r in &dead {
+        let near = r % 1_000 < 100 || r % 1_000 > 900;
+        assert!(near, "{r} was in no failing batch");
+    }
+    // Everything else made durable; nothing both.
+    let mut durable = held.durable.clone();
+    durable.sort_unstable();
+    durable.dedup();
+    let mut all = durable.clone();
+    all.extend(&dead);
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (0..n).collect::<Vec<_>>(),
+        "each record durable or dead"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
