@@ -179,6 +179,7 @@ pub use options::{
 pub use quarantine::QuarantinedFrame;
 pub use reader::{Backlog, WalReader, WalRecord};
 pub use recovery::Recovery;
+pub(crate) use writer::OnWritten;
 pub use writer::{WalStats, WalWriter};
 
 use ledger::{AppendMark, WalLedger, WalShared};

@@ -32,10 +32,10 @@ impl Codec<u64> for CountingJson {
     }
 }
 
-const RECORDS: u64 = 20_000;
+const RECORDS: u64 = 100_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delivery_that_keeps_up_decodes_almost_nothing() {
+async fn a_delivery_that_keeps_up_decodes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let codec = CountingJson::default();
     let target = MemorySink::<u64>::new();
@@ -51,14 +51,11 @@ async fn a_delivery_that_keeps_up_decodes_almost_nothing() {
         .unwrap();
 
     assert_eq!(delivered.records(), (0..RECORDS).collect::<Vec<_>>());
-    // Not zero: the delivery may read an append in the moment between the
-    // log publishing it and its handle handing the records over, and then
-    // decodes those. Without the records held, all 20,000 are decoded.
-    assert!(
-        codec.decodes() < RECORDS / 10,
-        "{} of {RECORDS} records decoded",
-        codec.decodes()
-    );
+    // The log's writer hands each append's records over before it
+    // publishes the append, so the delivery never reads one that is not
+    // held (far below the bound here). Without them, every record is
+    // decoded.
+    assert_eq!(codec.decodes(), 0, "records decoded");
 }
 
 #[tokio::test]

@@ -2,10 +2,13 @@
 //! a delivery that keeps up with the log does not decode what it reads back.
 //!
 //! A handle encodes each record into its log frame and keeps the record
-//! itself beside it. Once the append is written, the handle offers the
-//! records to [`AppendedRecords`] under their log positions; the delivery
-//! task, having read a batch back from the log, takes the records of
-//! exactly those positions from there instead of decoding the bytes.
+//! itself beside it. When the log's writer has written the append, and
+//! before it publishes it to the reader, the records are offered to
+//! [`AppendedRecords`] under their log positions
+//! (`WalWriter::append_batch_then`); the delivery task, having read a batch
+//! back from the log, takes the records of exactly those positions from
+//! there instead of decoding the bytes. So a delivery that keeps up never
+//! reads an appended record that is not held.
 //!
 //! Guarantees:
 //!
@@ -13,9 +16,10 @@
 //!   just read back from the log are taken, and a record here is the one
 //!   whose encoding was appended at its position: the task delivers the same
 //!   records in the same order either way. Whatever is not here — records
-//!   recovered at open, read again after a failed flush or a rewind,
-//!   offered after the task already read them, or left out because the
-//!   bound was reached — is decoded from the log as before.
+//!   recovered at open, read again after a failed flush or a rewind, left
+//!   out because the bound was reached, or the first part of an append
+//!   the log wrote over several groups while at its byte cap (offered
+//!   once it is whole) — is decoded from the log as before.
 //! - **Bounded.** Records of at most `max_bytes` encoded bytes are held
 //!   ([`WalConfig::max_held_bytes`](super::WalConfig::max_held_bytes)); an
 //!   offer that does not fit is dropped whole, and positions the task has

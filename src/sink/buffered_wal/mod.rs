@@ -105,7 +105,7 @@ use futures::Sink;
 
 use crate::codec::{Codec, JsonCodec};
 use crate::error::Error;
-use crate::wal::{Fsync, Lsn, Recovery, Wal, WalBatch, WalError, WalStats, WalWriter};
+use crate::wal::{Fsync, Lsn, OnWritten, Recovery, Wal, WalBatch, WalError, WalStats, WalWriter};
 
 pub use config::{
     WalConfig, DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_HELD_BYTES, DEFAULT_MAX_RECORDS,
@@ -169,8 +169,6 @@ pub struct BufferedWal<T, C = JsonCodec> {
     /// are kept when `max_held_bytes` is 0.
     items: Vec<WithLen<T>>,
     hold_items: bool,
-    /// The records of the append in flight.
-    in_flight_items: Vec<WithLen<T>>,
     appended: Arc<AppendedRecords<T>>,
     /// The buffer is appended when it holds this many records or
     /// `max_bytes` bytes: `max(max_records, LOCAL_BUFFER_MIN_RECORDS)`.
@@ -262,7 +260,6 @@ where
             recovery: Arc::new(recovery),
             buffer: WalBatch::new(),
             items: Vec::new(),
-            in_flight_items: Vec::new(),
             appended,
             hold_items: batching.max_held_bytes > 0,
             buffer_records,
@@ -301,30 +298,11 @@ impl<T, C> BufferedWal<T, C> {
         if let Some(append) = self.in_flight.as_mut() {
             let result = futures::ready!(append.as_mut().poll(cx));
             self.in_flight = None;
-            let items = std::mem::take(&mut self.in_flight_items);
-            let first = result?;
-            // Before the wake-up below, so that the task finds them.
-            self.appended.offer(first.0, items);
+            result?;
             // New records: let the delivery task re-check its triggers.
             self.shared.wake.notify_one();
         }
         Poll::Ready(Ok(()))
-    }
-
-    /// Hands the local buffer to the log writer (the previous append is
-    /// done); the caller polls it.
-    fn start_append(&mut self) {
-        debug_assert!(self.in_flight.is_none());
-        // The next buffer starts as large as this one ended: a buffer grown
-        // by doubling reallocates a dozen times per append on the
-        // `send_all` path; with `send`, this stays one record.
-        let capacity = self.buffer.len();
-        let bytes = self.buffer.payload_bytes() as usize;
-        let batch = std::mem::replace(&mut self.buffer, WalBatch::with_capacity(capacity, bytes));
-        let held = if self.hold_items { capacity } else { 0 };
-        self.in_flight_items = std::mem::replace(&mut self.items, Vec::with_capacity(held));
-        let writer = self.writer.clone();
-        self.in_flight = Some(Box::pin(async move { writer.append_batch(batch).await }));
     }
 
     fn check_open(&self) -> Result<(), Error> {
@@ -339,7 +317,34 @@ impl<T, C> BufferedWal<T, C> {
     }
 }
 
-impl<T, C: Codec<T>> Sink<T> for BufferedWal<T, C> {
+impl<T: Send + 'static, C> BufferedWal<T, C> {
+    /// Hands the local buffer to the log writer (the previous append is
+    /// done); the caller polls it. The records themselves go to
+    /// `appended` once the log has written them, before it publishes them,
+    /// so that the delivery task never reads them before they are held.
+    fn start_append(&mut self) {
+        debug_assert!(self.in_flight.is_none());
+        // The next buffer starts as large as this one ended: a buffer grown
+        // by doubling reallocates a dozen times per append on the
+        // `send_all` path; with `send`, this stays one record.
+        let capacity = self.buffer.len();
+        let bytes = self.buffer.payload_bytes() as usize;
+        let batch = std::mem::replace(&mut self.buffer, WalBatch::with_capacity(capacity, bytes));
+        let on_written: Option<OnWritten> = if self.hold_items && !self.items.is_empty() {
+            let items = std::mem::replace(&mut self.items, Vec::with_capacity(capacity));
+            let appended = self.appended.clone();
+            Some(Box::new(move |first: Lsn| appended.offer(first.0, items)))
+        } else {
+            None
+        };
+        let writer = self.writer.clone();
+        self.in_flight = Some(Box::pin(async move {
+            writer.append_batch_then(batch, on_written).await
+        }));
+    }
+}
+
+impl<T: Send + 'static, C: Codec<T>> Sink<T> for BufferedWal<T, C> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
@@ -450,7 +455,6 @@ impl<T, C: Clone> Clone for BufferedWal<T, C> {
             recovery: self.recovery.clone(),
             buffer: WalBatch::new(),
             items: Vec::new(),
-            in_flight_items: Vec::new(),
             appended: self.appended.clone(),
             hold_items: self.hold_items,
             buffer_records: self.buffer_records,

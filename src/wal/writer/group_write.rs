@@ -33,7 +33,7 @@ use std::sync::Arc;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use super::WriterRequest;
+use super::{OnWritten, WriterRequest};
 use crate::wal::format::{FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::wal::ledger::{SegmentSize, WalShared};
 use crate::wal::segment::{create_segment, ActiveSegment, PREALLOCATE_BYTES};
@@ -56,6 +56,8 @@ pub(super) enum QueuedRequest {
         /// Set when the request cannot fit under `WhenFull::Error`: the
         /// bytes on disk it would have brought.
         full: Option<u64>,
+        /// Called once all of it is written, before it is published.
+        on_written: Option<OnWritten>,
         reply: oneshot::Sender<Result<Lsn, WalError>>,
     },
     Sync {
@@ -68,12 +70,17 @@ pub(super) enum QueuedRequest {
 impl From<WriterRequest> for QueuedRequest {
     fn from(r: WriterRequest) -> Self {
         match r {
-            WriterRequest::Append { batch, reply } => QueuedRequest::Append {
+            WriterRequest::Append {
+                batch,
+                on_written,
+                reply,
+            } => QueuedRequest::Append {
                 batch,
                 done: 0,
                 done_bytes: 0,
                 first: None,
                 full: None,
+                on_written,
                 reply,
             },
             WriterRequest::Sync { reply } => QueuedRequest::Sync {
@@ -186,6 +193,25 @@ impl GroupWrite {
                         bytes: segment.size,
                     })
                 );
+                // The appends this group completes learn where they are
+                // before anyone can read them.
+                for request in group.iter_mut() {
+                    if let QueuedRequest::Append {
+                        batch,
+                        done,
+                        first,
+                        full: None,
+                        on_written,
+                        ..
+                    } = request
+                    {
+                        if *done == batch.len() {
+                            if let Some(on_written) = on_written.take() {
+                                on_written(Lsn(first.unwrap_or(outcome.next_lsn)));
+                            }
+                        }
+                    }
+                }
                 publish(&shared, &written_tx, params.lsn, &outcome, appended_at);
                 // A sender counts its request just after sending it: the
                 // task may have received it first.
@@ -273,6 +299,7 @@ fn answer(group: VecDeque<QueuedRequest>, outcome: &GroupWriteOutcome, cap: u64)
                 done_bytes,
                 first,
                 full,
+                on_written,
                 reply,
             } => {
                 if let Some(bytes) = full {
@@ -290,6 +317,7 @@ fn answer(group: VecDeque<QueuedRequest>, outcome: &GroupWriteOutcome, cap: u64)
                         done_bytes,
                         first,
                         full,
+                        on_written,
                         reply,
                     });
                 }

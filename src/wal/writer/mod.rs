@@ -79,9 +79,15 @@ pub struct WalStats {
     pub fdatasyncs: u64,
 }
 
+/// Called with the lsn of an append's first record once all of it is
+/// written, before the reader can see it (see
+/// [`WalWriter::append_batch_then`]).
+pub(crate) type OnWritten = Box<dyn FnOnce(Lsn) + Send>;
+
 pub(crate) enum WriterRequest {
     Append {
         batch: WalBatch,
+        on_written: Option<OnWritten>,
         reply: oneshot::Sender<Result<Lsn, WalError>>,
     },
     Sync {
@@ -124,13 +130,27 @@ impl WalWriter {
         for record in &records {
             batch.push(record)?;
         }
-        self.send(batch).await
+        self.send(batch, None).await
     }
 
     /// [`append`](Self::append) for records already framed in a
     /// [`WalBatch`]: one buffer for the whole batch, checksums computed by
     /// the caller. Same ordering, durability, cap and cancel-safety rules.
     pub async fn append_batch(&self, batch: WalBatch) -> Result<Lsn, WalError> {
+        self.append_batch_then(batch, None).await
+    }
+
+    /// [`append_batch`](Self::append_batch), calling `on_written` with the
+    /// lsn of the batch's first record once the whole batch is written and
+    /// before the log publishes it: the reader cannot return any record of
+    /// it before the call is done (records of a batch written over several
+    /// groups, at the cap, can be read before). Not called when the append
+    /// fails. It runs on the writer's blocking thread: it must be short.
+    pub(crate) async fn append_batch_then(
+        &self,
+        batch: WalBatch,
+        on_written: Option<OnWritten>,
+    ) -> Result<Lsn, WalError> {
         let limit = self.shared.options.max_record_bytes();
         if let Some(&big) = batch.lens().iter().find(|&&len| u64::from(len) > limit) {
             return Err(WalError::RecordTooLarge {
@@ -138,14 +158,18 @@ impl WalWriter {
                 limit,
             });
         }
-        self.send(batch).await
+        self.send(batch, on_written).await
     }
 
     /// Hands a checked batch to the writer task and waits for its answer.
-    async fn send(&self, batch: WalBatch) -> Result<Lsn, WalError> {
+    async fn send(&self, batch: WalBatch, on_written: Option<OnWritten>) -> Result<Lsn, WalError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(WriterRequest::Append { batch, reply })
+            .send(WriterRequest::Append {
+                batch,
+                on_written,
+                reply,
+            })
             .map_err(|_| WalError::Closed)?;
         self.shared.requests_sent.fetch_add(1, Ordering::Relaxed);
         rx.await.map_err(|_| WalError::Closed)?
@@ -186,5 +210,67 @@ impl WalWriter {
             group_writes: st.group_writes,
             fdatasyncs: st.fdatasyncs,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use crate::wal::{Lsn, Wal, WalBatch, WalError, WalOptions, WhenFull};
+
+    fn batch(records: &[&[u8]]) -> WalBatch {
+        let mut batch = WalBatch::new();
+        for r in records {
+            batch.push(r).unwrap();
+        }
+        batch
+    }
+
+    #[tokio::test]
+    async fn on_written_runs_with_the_first_lsn_before_the_reader_sees_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, reader, _) = Wal::open(WalOptions::new(dir.path())).await.unwrap();
+        writer.append_batch(batch(&[b"a", b"b"])).await.unwrap();
+        let seen = Arc::new(Mutex::new(None));
+        let reader = Arc::new(Mutex::new(reader));
+        let (seen_in, reader_in) = (seen.clone(), reader.clone());
+        let first = writer
+            .append_batch_then(
+                batch(&[b"c", b"d", b"e"]),
+                Some(Box::new(move |first: Lsn| {
+                    // Not published yet: the reader's backlog is the first
+                    // append only.
+                    let backlog = reader_in.lock().unwrap().backlog().records;
+                    *seen_in.lock().unwrap() = Some((first, backlog));
+                })),
+            )
+            .await
+            .unwrap();
+        assert_eq!(first, Lsn(2));
+        assert_eq!(*seen.lock().unwrap(), Some((Lsn(2), 2)));
+        assert_eq!(reader.lock().unwrap().backlog().records, 5);
+    }
+
+    #[tokio::test]
+    async fn on_written_is_not_called_for_an_append_refused_at_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = WalOptions::new(dir.path())
+            .segment_bytes(16 << 10)
+            .max_bytes(64 << 10)
+            .when_full(WhenFull::Error);
+        let (writer, _reader, _) = Wal::open(options).await.unwrap();
+        let called = Arc::new(Mutex::new(false));
+        let called_in = called.clone();
+        let record = vec![7u8; 1000];
+        let records: Vec<&[u8]> = (0..100).map(|_| &record[..]).collect();
+        let result = writer
+            .append_batch_then(
+                batch(&records),
+                Some(Box::new(move |_| *called_in.lock().unwrap() = true)),
+            )
+            .await;
+        assert!(matches!(result, Err(WalError::Full { .. })), "{result:?}");
+        assert!(!*called.lock().unwrap());
     }
 }
