@@ -24,7 +24,8 @@ pub struct LeaseMetrics {
     pub handoffs_given: u64,
     /// Handoffs this worker requested.
     pub handoffs_requested: u64,
-    /// Leases released (shutdown, finished partitions).
+    /// Leases released (shutdown, finished partitions; at shutdown also
+    /// leases handed to this worker that it had not taken up yet).
     pub released: u64,
     /// Leases lost: taken by another worker, or not renewed in time.
     pub lost: u64,

@@ -422,13 +422,19 @@ async fn stop<T: LeaseTable>(shared: &Arc<WorkerShared<T>>) {
         if lease.owner.as_deref() != Some(me) {
             continue;
         }
-        let write = if lease.handoff_pending() {
-            LeaseWrite::CancelHandoff
-        } else {
-            // Handed over just now: give it back.
-            LeaseWrite::Release
-        };
-        let _ = shared.write_unheld(&key, lease.counter, write).await;
+        if lease.handoff_pending() {
+            let _ = shared
+                .write_unheld(&key, lease.counter, LeaseWrite::CancelHandoff)
+                .await;
+        } else if shared
+            .write_unheld(&key, lease.counter, LeaseWrite::Release)
+            .await
+            .is_ok()
+        {
+            // Handed over just now, not taken up yet: released as the
+            // leases held are.
+            LeaseCounters::add(&shared.counters.released);
+        }
     }
     for held in shared.held_leases() {
         drain::begin(shared, &held, DrainReason::Shutdown);
