@@ -171,6 +171,38 @@ async fn a_graceful_stop_hands_every_lease_to_the_others_within_five_seconds() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_lease_handed_over_just_before_a_graceful_stop_is_released_and_counted() {
+    let table = table_with(4);
+    let ledger = Ledger::default();
+    let a = LeaseWorker::start(table.clone(), "a", config(1));
+    let _ca = spawn_consumer(&a, &ledger, ConsumerBehaviour::default());
+    until(Duration::from_millis(100), || a.held().len() == 4).await;
+    // b scans rarely: it asks for a lease at its first scan and would take
+    // it up only at its next one, 30 s later.
+    let b = LeaseWorker::start(
+        table.clone(),
+        "b",
+        config(2).scan_interval(Duration::from_secs(30)),
+    );
+    let _cb = spawn_consumer(&b, &ledger, ConsumerBehaviour::default());
+    let handed_to_b = |table: &MemoryLeaseTable| {
+        table
+            .snapshot()
+            .iter()
+            .filter(|l| l.owner.as_deref() == Some("b") && !l.handoff_pending())
+            .count()
+    };
+    until(Duration::from_secs(20), || handed_to_b(&table) == 1).await;
+    assert!(b.held().is_empty(), "not taken up yet");
+    b.shutdown();
+    b.stopped().await;
+    assert_eq!(handed_to_b(&table), 0, "given back");
+    assert!(owners(&table).iter().all(|o| o.as_deref() != Some("b")));
+    let metrics = b.metrics();
+    assert_eq!(metrics.released, 1, "{metrics:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_worker_cut_off_from_the_table_fences_its_leases_before_anyone_takes_them() {
     let memory = table_with(2);
     let table_a = FaultyLeaseTable::new(memory.clone(), 9);
