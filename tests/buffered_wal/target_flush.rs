@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use futures::{stream, Sink, SinkExt, StreamExt};
 use unistream::dead_letter::DeadLetter;
-use unistream::sink::MemorySink;
 use unistream::sink::{FileSink, WalConfig, WalSinkExt};
+use unistream::sink::{MemorySink, MemorySinkHandle};
 use unistream::wal::Fsync;
 use unistream::{Error, RejectedRecord, RetryPolicy};
 
@@ -163,6 +163,25 @@ async fn a_failed_flush_commits_nothing_of_its_batches_and_they_are_delivered_ag
     assert!(again.lock().unwrap().durable.is_empty());
 }
 
+/// The records dead-lettered into `handle`, sorted (duplicates kept).
+fn dead_lettered(handle: &MemorySinkHandle<DeadLetter<u64>>) -> Vec<u64> {
+    let mut dead: Vec<u64> = handle
+        .records()
+        .into_iter()
+        .map(|entry| entry.record.expect("a decoded record"))
+        .collect();
+    dead.sort_unstable();
+    dead
+}
+
+/// The records the target made durable, each once, sorted.
+fn durable_once(held: &Held) -> Vec<u64> {
+    let mut durable = held.durable.clone();
+    durable.sort_unstable();
+    durable.dedup();
+    durable
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_rejected_in_a_group_whose_flush_fails_are_dead_lettered_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -186,19 +205,12 @@ async fn records_rejected_in_a_group_whose_flush_fails_are_dead_lettered_once() 
 
     let held = held.lock().unwrap();
     assert_eq!(held.failing_flushes, 0, "both failures were met");
-    let mut dead: Vec<u64> = dead
-        .records()
-        .into_iter()
-        .map(|entry| entry.record.expect("a decoded record"))
-        .collect();
-    dead.sort_unstable();
+    let dead = dead_lettered(&dead);
     // Each refused record once, though the batches of two groups were
     // refused twice (once before their failed flush, once after).
     let refused: Vec<u64> = (0..n).filter(|r| r % 97 == 0).collect();
     assert_eq!(dead, refused);
-    let mut durable = held.durable.clone();
-    durable.sort_unstable();
-    durable.dedup();
+    let durable = durable_once(&held);
     let taken: Vec<u64> = (0..n).filter(|r| r % 97 != 0).collect();
     assert_eq!(durable, taken, "every other record made durable");
 }
@@ -241,12 +253,7 @@ async fn batches_given_up_on_around_failed_flushes_are_dead_lettered_once() {
 
     let held = held.lock().unwrap();
     assert_eq!(held.failing_flushes, 0, "every failure was met");
-    let mut dead: Vec<u64> = dead
-        .records()
-        .into_iter()
-        .map(|entry| entry.record.expect("a decoded record"))
-        .collect();
-    dead.sort_unstable();
+    let mut dead = dead_lettered(&dead);
     let given_up = dead.len();
     dead.dedup();
     assert_eq!(dead.len(), given_up, "no record dead-lettered twice");
@@ -260,9 +267,7 @@ async fn batches_given_up_on_around_failed_flushes_are_dead_lettered_once() {
         assert!(near, "{r} was in no failing batch");
     }
     // Everything else made durable; nothing both.
-    let mut durable = held.durable.clone();
-    durable.sort_unstable();
-    durable.dedup();
+    let durable = durable_once(&held);
     let mut all = durable.clone();
     all.extend(&dead);
     all.sort_unstable();
