@@ -8,7 +8,7 @@
 pub(crate) mod clients;
 #[cfg(any(feature = "kinesis", feature = "cloudwatch-logs"))]
 pub(crate) mod failure;
-#[cfg(feature = "kinesis")]
+#[cfg(any(feature = "kinesis", feature = "cloudwatch-logs"))]
 pub(crate) mod request_timeout;
 #[cfg(feature = "dynamodb")]
 pub(crate) mod sdk_error;

@@ -91,19 +91,16 @@ impl LogStreamWriter {
                 .set_sequence_token(state.sequence_token.clone())
                 .send();
             let started = crate::observe::handles::start_timer();
-            let result = match self.request_timeout {
-                Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
-                    PutFailure::Retryable(
-                        format!("PutLogEvents timed out after {limit:?} (request_timeout)").into(),
-                    )
-                }),
-                None => Ok(call.await),
-            };
+            let result =
+                crate::aws::request_timeout::within(self.request_timeout, "PutLogEvents", call)
+                    .await;
             self.metrics.calls.increment(1);
             crate::observe::handles::record_since(&self.metrics.call_seconds, started);
             let failure = match result {
-                Ok(Ok(output)) => return Ok(self.delivered(state, output)),
-                Ok(Err(err)) => match err.as_service_error() {
+                Ok(output) => return Ok(self.delivered(state, output)),
+                // A call abandoned by `request_timeout` is the SDK's timeout
+                // error, which `classify` retries.
+                Err(err) => match err.as_service_error() {
                     Some(PutLogEventsError::DataAlreadyAcceptedException(e)) => {
                         // An older endpoint saw this request before (a retry
                         // after a lost response): it is stored.
@@ -133,7 +130,6 @@ impl LogStreamWriter {
                     }
                     _ => classify(err),
                 },
-                Err(timeout) => timeout,
             };
             match failure {
                 PutFailure::Permanent(source) => {
