@@ -45,12 +45,13 @@
 //!   `replay-full` 14 segments less 1,000 records (the last one 99 % full,
 //!   the worst case of the default segment size).
 
+use std::future::Future;
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use futures::{stream, StreamExt};
+use futures::{stream, Sink, StreamExt};
 use serde::{Deserialize, Serialize};
 use unistream::sink::{batch_target, FileSink, MemorySink, WalConfig, WalSinkExt};
 use unistream::wal::{Lsn, Wal, WalBatch, WalError, WalOptions};
@@ -109,26 +110,34 @@ fn rate(n: u64, took: Duration) -> f64 {
     n as f64 / took.as_secs_f64()
 }
 
-/// The `file` rows: `FileSink` + `buffered_wal(config)`, open to close.
-fn file_row(name: &str, dir: &Path, config: WalConfig) {
+/// Opens `target`, puts `buffered_wal(config)` in front of it and forwards
+/// the records through it (which closes it): the time from the open to
+/// the close.
+fn forward_through_wal<S>(target: impl Future<Output = S>, config: WalConfig) -> Duration
+where
+    S: Sink<Vec<Event>> + Send + 'static,
+    S::Error: Into<unistream::Error>,
+{
     let records = events(RECORDS);
     let rt = runtime(2);
-    let took = rt.block_on(async {
+    rt.block_on(async {
         let start = Instant::now();
-        let sink = FileSink::<Event>::open(dir.join("out.jsonl"))
-            .await
-            .expect("open file")
-            .buffered_wal(config)
-            .await
-            .expect("open wal");
+        let sink = target.await.buffered_wal(config).await.expect("open wal");
         stream::iter(records)
             .map(Ok)
             .forward(sink)
             .await
             .expect("forward");
         start.elapsed()
-    });
-    let lines = std::fs::read(dir.join("out.jsonl"))
+    })
+}
+
+/// The `file` rows: `FileSink` + `buffered_wal(config)`, open to close.
+fn file_row(name: &str, dir: &Path, config: WalConfig) {
+    let path = dir.join("out.jsonl");
+    let open = async { FileSink::<Event>::open(&path).await.expect("open file") };
+    let took = forward_through_wal(open, config);
+    let lines = std::fs::read(&path)
         .expect("read output")
         .iter()
         .filter(|&&b| b == b'\n')
@@ -162,23 +171,12 @@ fn child(row: &str) {
             WalConfig::new(dir.path().join("wal")).max_held_bytes(0),
         ),
         "memory" => {
-            let records = events(RECORDS);
-            let rt = runtime(2);
             let target = MemorySink::<Event>::new();
             let delivered = target.handle();
-            let took = rt.block_on(async {
-                let start = Instant::now();
-                let sink = target
-                    .buffered_wal(WalConfig::new(dir.path().join("wal")))
-                    .await
-                    .expect("open wal");
-                stream::iter(records)
-                    .map(Ok)
-                    .forward(sink)
-                    .await
-                    .expect("forward");
-                start.elapsed()
-            });
+            let took = forward_through_wal(
+                std::future::ready(target),
+                WalConfig::new(dir.path().join("wal")),
+            );
             assert_eq!(delivered.record_count() as u64, RECORDS);
             println!("memory {:.0} records/s", rate(RECORDS, took));
         }
