@@ -34,14 +34,16 @@ impl Codec<u64> for CountingJson {
 
 const RECORDS: u64 = 100_000;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delivery_that_keeps_up_decodes_nothing() {
+/// Forwards records `0..RECORDS` through `buffered_wal(config)` (with a
+/// counting codec) into a `MemorySink`: what it delivered, and how many
+/// records were decoded.
+async fn forward_all(config: impl FnOnce(WalConfig) -> WalConfig) -> (Vec<u64>, u64) {
     let dir = tempfile::tempdir().unwrap();
     let codec = CountingJson::default();
     let target = MemorySink::<u64>::new();
     let delivered = target.handle();
     let sink = target
-        .buffered_wal(WalConfig::new(dir.path()).codec(codec.clone()))
+        .buffered_wal(config(WalConfig::new(dir.path())).codec(codec.clone()))
         .await
         .unwrap();
     stream::iter(0..RECORDS)
@@ -49,37 +51,25 @@ async fn a_delivery_that_keeps_up_decodes_nothing() {
         .forward(sink)
         .await
         .unwrap();
+    (delivered.records(), codec.decodes())
+}
 
-    assert_eq!(delivered.records(), (0..RECORDS).collect::<Vec<_>>());
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_that_keeps_up_decodes_nothing() {
+    let (delivered, decodes) = forward_all(|config| config).await;
+    assert_eq!(delivered, (0..RECORDS).collect::<Vec<_>>());
     // The log's writer hands each append's records over before it
     // publishes the append, so the delivery never reads one that is not
     // held (far below the bound here). Without them, every record is
     // decoded.
-    assert_eq!(codec.decodes(), 0, "records decoded");
+    assert_eq!(decodes, 0, "records decoded");
 }
 
 #[tokio::test]
 async fn with_nothing_held_every_record_is_decoded_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let codec = CountingJson::default();
-    let target = MemorySink::<u64>::new();
-    let delivered = target.handle();
-    let sink = target
-        .buffered_wal(
-            WalConfig::new(dir.path())
-                .codec(codec.clone())
-                .max_held_bytes(0),
-        )
-        .await
-        .unwrap();
-    stream::iter(0..RECORDS)
-        .map(Ok)
-        .forward(sink)
-        .await
-        .unwrap();
-
-    assert_eq!(delivered.records(), (0..RECORDS).collect::<Vec<_>>());
-    assert_eq!(codec.decodes(), RECORDS);
+    let (delivered, decodes) = forward_all(|config| config.max_held_bytes(0)).await;
+    assert_eq!(delivered, (0..RECORDS).collect::<Vec<_>>());
+    assert_eq!(decodes, RECORDS);
 }
 
 #[tokio::test]

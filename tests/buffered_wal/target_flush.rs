@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use futures::{stream, Sink, SinkExt, StreamExt};
 use unistream::dead_letter::DeadLetter;
+use unistream::sink::MemorySink;
 use unistream::sink::{FileSink, WalConfig, WalSinkExt};
-use unistream::sink::{MemorySink, MemorySinkHandle};
 use unistream::wal::Fsync;
 use unistream::{Error, RejectedRecord, RetryPolicy};
 
@@ -163,15 +163,30 @@ async fn a_failed_flush_commits_nothing_of_its_batches_and_they_are_delivered_ag
     assert!(again.lock().unwrap().durable.is_empty());
 }
 
-/// The records dead-lettered into `handle`, sorted (duplicates kept).
-fn dead_lettered(handle: &MemorySinkHandle<DeadLetter<u64>>) -> Vec<u64> {
-    let mut dead: Vec<u64> = handle
+/// Forwards records `0..n` through `buffered_wal(config)` (batches of 100,
+/// a memory dead-letter sink) into a `FlushTarget` holding `held`: the
+/// target's state and the records dead-lettered, sorted, duplicates kept.
+async fn forward_with_dead_letters(
+    held: Held,
+    n: u64,
+    config: impl FnOnce(WalConfig) -> WalConfig,
+) -> (Arc<Mutex<Held>>, Vec<u64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let held = Arc::new(Mutex::new(held));
+    let dead_letter = MemorySink::<DeadLetter<u64>>::new();
+    let dead = dead_letter.handle();
+    let sink = FlushTarget(held.clone())
+        .buffered_wal(config(WalConfig::new(dir.path()).max_records(100)).dead_letter(dead_letter))
+        .await
+        .unwrap();
+    stream::iter(0..n).map(Ok).forward(sink).await.unwrap();
+    let mut dead: Vec<u64> = dead
         .records()
         .into_iter()
         .map(|entry| entry.record.expect("a decoded record"))
         .collect();
     dead.sort_unstable();
-    dead
+    (held, dead)
 }
 
 /// The records the target made durable, each once, sorted.
@@ -184,28 +199,16 @@ fn durable_once(held: &Held) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_rejected_in_a_group_whose_flush_fails_are_dead_lettered_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let held = Arc::new(Mutex::new(Held {
+    let n = 20_000u64;
+    let target = Held {
         failing_flushes: 2,
         reject_multiples_of: Some(97),
         ..Held::default()
-    }));
-    let dead_letter = MemorySink::<DeadLetter<u64>>::new();
-    let dead = dead_letter.handle();
-    let n = 20_000u64;
-    let sink = FlushTarget(held.clone())
-        .buffered_wal(
-            WalConfig::new(dir.path())
-                .max_records(100)
-                .dead_letter(dead_letter),
-        )
-        .await
-        .unwrap();
-    stream::iter(0..n).map(Ok).forward(sink).await.unwrap();
+    };
+    let (held, dead) = forward_with_dead_letters(target, n, |config| config).await;
 
     let held = held.lock().unwrap();
     assert_eq!(held.failing_flushes, 0, "both failures were met");
-    let dead = dead_lettered(&dead);
     // Each refused record once, though the batches of two groups were
     // refused twice (once before their failed flush, once after).
     let refused: Vec<u64> = (0..n).filter(|r| r % 97 == 0).collect();
@@ -225,35 +228,24 @@ async fn batches_given_up_on_around_failed_flushes_are_dead_lettered_once() {
     // the failed flush. (The retry absorbs the failed flush.) Commits
     // while busy only once a second: the first group is the whole run up
     // to the first flush.
-    let dir = tempfile::tempdir().unwrap();
-    let held = Arc::new(Mutex::new(Held {
+    let n = 20_000u64;
+    let target = Held {
         failing_flushes: 1,
         fail_batches_with_multiples_of: Some(1_000),
         ..Held::default()
-    }));
-    let dead_letter = MemorySink::<DeadLetter<u64>>::new();
-    let dead = dead_letter.handle();
-    let n = 20_000u64;
-    let sink = FlushTarget(held.clone())
-        .buffered_wal(
-            WalConfig::new(dir.path())
-                .max_records(100)
-                .fsync(Fsync::Interval(Duration::from_secs(1)))
-                .retry(
-                    RetryPolicy::new()
-                        .max_attempts(2)
-                        .initial_backoff(Duration::from_millis(1))
-                        .jitter(false),
-                )
-                .dead_letter(dead_letter),
+    };
+    let (held, mut dead) = forward_with_dead_letters(target, n, |config| {
+        config.fsync(Fsync::Interval(Duration::from_secs(1))).retry(
+            RetryPolicy::new()
+                .max_attempts(2)
+                .initial_backoff(Duration::from_millis(1))
+                .jitter(false),
         )
-        .await
-        .unwrap();
-    stream::iter(0..n).map(Ok).forward(sink).await.unwrap();
+    })
+    .await;
 
     let held = held.lock().unwrap();
     assert_eq!(held.failing_flushes, 0, "every failure was met");
-    let mut dead = dead_lettered(&dead);
     let given_up = dead.len();
     dead.dedup();
     assert_eq!(dead.len(), given_up, "no record dead-lettered twice");
