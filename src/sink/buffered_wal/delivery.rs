@@ -548,7 +548,7 @@ where
         }
 
         if !dead.is_empty() {
-            let Some(dead_letter) = self.dead_letter.as_mut() else {
+            if self.dead_letter.is_none() {
                 // Nothing may be given up on without a destination: stop,
                 // leaving the batch in the log.
                 return Err(match given_up_error {
@@ -567,15 +567,14 @@ where
                         )
                     }
                 });
-            };
+            }
             dead.sort_by_key(|(i, _)| *i);
             let entries = dead.into_iter().map(|(_, entry)| entry).collect::<Vec<_>>();
+            self.pending_dead.push((first, entries));
+            // A batch sent with its own flush is done with; a fed one is
+            // given up on for good only if the flush of its group succeeds.
             if flush_each {
-                write_dead_letters(dead_letter, &self.metrics, entries).await?;
-            } else {
-                // Given up on for good only if the target's flush of the
-                // batches fed with this one succeeds.
-                self.pending_dead.push((first, entries));
+                self.write_pending_dead().await?;
             }
         }
 
@@ -608,38 +607,29 @@ where
         if self.pending_dead.is_empty() {
             return Ok(());
         }
-        let entries: Vec<DeadLetter<T>> = std::mem::take(&mut self.pending_dead)
-            .into_iter()
-            .flat_map(|(_, entries)| entries)
-            .collect();
+        // Pending only once a destination was found for them.
         let Some(dead_letter) = self.dead_letter.as_mut() else {
-            // Pending only after a destination was found for them.
             return Err(Error::Config(
                 "buffered_wal: dead letters without a destination".to_string(),
             ));
         };
-        write_dead_letters(dead_letter, &self.metrics, entries).await
+        let entries: Vec<DeadLetter<T>> = std::mem::take(&mut self.pending_dead)
+            .into_iter()
+            .flat_map(|(_, entries)| entries)
+            .collect();
+        let count = entries.len();
+        dead_letter
+            .send(entries)
+            .await
+            .map_err(|e| Error::DeadLetter(Box::new(e)))?;
+        self.metrics.dead_letters.increment(count as u64);
+        tracing::warn!(count, "records sent to the dead-letter destination");
+        Ok(())
     }
 
     fn origin_of(&self, record: &WalRecord) -> String {
         format!("wal {} lsn {}", self.origin, record.lsn.0)
     }
-}
-
-/// Writes `entries` to the dead-letter destination.
-async fn write_dead_letters<T>(
-    dead_letter: &mut BoxDeadLetterSink<T>,
-    metrics: &DeliveryMetrics,
-    entries: Vec<DeadLetter<T>>,
-) -> Result<(), Error> {
-    let count = entries.len();
-    dead_letter
-        .send(entries)
-        .await
-        .map_err(|e| Error::DeadLetter(Box::new(e)))?;
-    metrics.dead_letters.increment(count as u64);
-    tracing::warn!(count, "records sent to the dead-letter destination");
-    Ok(())
 }
 
 /// Sends the batch until it is delivered, partly rejected, or out of
