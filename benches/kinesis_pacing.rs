@@ -11,9 +11,12 @@
 //!   accepted, the share of record attempts throttled, and CPU per user
 //!   record of the producers (the process's CPU time less the stub's own
 //!   thread's).
+//!   Batches handed to the sink directly are fed (`feed`, one `flush` at
+//!   the end), so the sink takes a batch while earlier ones are delivered.
 //!   - `limits/*`: default sink settings, one producer or two sharing the
 //!     stream (two sinks, no coordination), 1 and 4 shards, 5 ms round
-//!     trips with up to 2 ms of jitter each way.
+//!     trips with up to 2 ms of jitter each way; `limits/wal/*` the same
+//!     behind `buffered_wal` with its defaults.
 //!   - `latency/*`: 20 ms round trips (up to 5 ms jitter each way), 4, 16
 //!     and 64 shards, one sink with its default eight calls in flight;
 //!     ordered against unordered mode with only ten keys; and `latency/wal/*`
@@ -24,7 +27,7 @@
 //!   (so that the sink's pacing never binds): a
 //!   raw SDK loop keeping eight `PutRecords` of 500 records in flight,
 //!   against `KinesisSink` (default settings: ordered, paced, eight calls)
-//!   handed batches of 4,000.
+//!   fed batches of 4,000.
 //!
 //! The stub runs on its own single-thread runtime (its CPU time is measured
 //! apart), the producers on a two-worker runtime. Select groups by name:
@@ -118,7 +121,7 @@ const fn far(case: Case, batch: usize) -> Case {
     }
 }
 
-const LIMITS: [Case; 8] = [
+const LIMITS: [Case; 16] = [
     plain("limits/plain/1-shard/1-producer", 1, 1),
     plain("limits/plain/4-shards/1-producer", 4, 1),
     plain("limits/plain/1-shard/2-producers", 1, 2),
@@ -127,6 +130,27 @@ const LIMITS: [Case; 8] = [
     aggregated("limits/aggregated/4-shards/1-producer", 4, 1),
     aggregated("limits/aggregated/1-shard/2-producers", 1, 2),
     aggregated("limits/aggregated/4-shards/2-producers", 4, 2),
+    // The same behind `buffered_wal` with its defaults (batches of 500).
+    through_wal(plain("limits/wal/plain/1-shard/1-producer", 1, 1)),
+    through_wal(plain("limits/wal/plain/4-shards/1-producer", 4, 1)),
+    through_wal(plain("limits/wal/plain/1-shard/2-producers", 1, 2)),
+    through_wal(plain("limits/wal/plain/4-shards/2-producers", 4, 2)),
+    through_wal(aggregated("limits/wal/aggregated/1-shard/1-producer", 1, 1)),
+    through_wal(aggregated(
+        "limits/wal/aggregated/4-shards/1-producer",
+        4,
+        1,
+    )),
+    through_wal(aggregated(
+        "limits/wal/aggregated/1-shard/2-producers",
+        1,
+        2,
+    )),
+    through_wal(aggregated(
+        "limits/wal/aggregated/4-shards/2-producers",
+        4,
+        2,
+    )),
 ];
 
 /// Batches big enough to keep every shard busy through a 20 ms round
@@ -260,9 +284,12 @@ async fn produce(
                         record(producer, i, &case)
                     })
                     .collect();
-                sink.send(batch).await.expect("send");
+                // Fed, not flushed: the sink takes the next batch while
+                // the previous ones are still being delivered.
+                sink.feed(batch).await.expect("feed");
                 sent += case.batch as u64;
             }
+            sink.flush().await.expect("flush");
             sent
         }
     });
@@ -446,8 +473,9 @@ async fn sink_loop(client: &Client, stream: &str, records: &[KinesisRecord], def
     };
     let mut sink = builder.build().expect("sink");
     for batch in records.chunks(4_000) {
-        sink.send(batch.to_vec()).await.expect("send");
+        sink.feed(batch.to_vec()).await.expect("feed");
     }
+    sink.flush().await.expect("flush");
 }
 
 /// Who writes in the unthrottled group.

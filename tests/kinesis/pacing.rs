@@ -68,6 +68,14 @@ async fn send_all(sink: &mut KinesisSink, records: &[KinesisRecord], batch: usiz
     }
 }
 
+/// Feeds every batch (no flush between them), then flushes once.
+async fn feed_all(sink: &mut KinesisSink, records: &[KinesisRecord], batch: usize) {
+    for chunk in records.chunks(batch) {
+        sink.feed(chunk.to_vec()).await.unwrap();
+    }
+    sink.flush().await.unwrap();
+}
+
 /// The user records the stub accepted, aggregates opened, shard after shard.
 fn stored_user_records(stub: &KinesisStub) -> Vec<KinesisRecord> {
     let mut users = Vec::new();
@@ -333,9 +341,19 @@ async fn an_exhausted_batch_waits_for_its_calls_in_flight_then_resends_nothing_t
     assert_eq!(by_key(&stored), by_key(&batch));
 }
 
+/// How records are handed to the sink: in batches of `batch`, each sent
+/// with its own flush, or all `fed` and flushed once at the end (so that
+/// the sink delivers several batches at once).
+#[derive(Debug, Clone, Copy)]
+struct Handed {
+    batch: usize,
+    fed: bool,
+}
+
 /// One property case: `records` records of `keys` keys through one sink
 /// with up to `calls` calls in flight, `shards` shards, records failing at
 /// random with probability `failing`, answers 10–50 ms late in any order.
+#[allow(clippy::too_many_arguments)]
 fn ordered_case(
     shards: u32,
     keys: usize,
@@ -343,6 +361,7 @@ fn ordered_case(
     calls: usize,
     failing: f64,
     aggregation: bool,
+    handed: Handed,
     seed: u64,
 ) -> Result<(), TestCaseError> {
     block_on_paused(async {
@@ -365,7 +384,11 @@ fn ordered_case(
             .build()
             .unwrap();
         let sent = records(0, count, keys);
-        send_all(&mut sink, &sent, 1200).await;
+        if handed.fed {
+            feed_all(&mut sink, &sent, handed.batch).await;
+        } else {
+            send_all(&mut sink, &sent, handed.batch).await;
+        }
         let stored = stored_user_records(&stub);
         prop_assert_eq!(stored.len(), count, "a record lost or stored twice");
         prop_assert!(
@@ -390,8 +413,123 @@ proptest! {
         calls in 1usize..=8,
         failing in 0.0f64..0.4,
         aggregation in any::<bool>(),
+        batch in 50usize..=1200,
+        fed in any::<bool>(),
         seed in any::<u64>(),
     ) {
-        ordered_case(shards, keys, count, calls, failing, aggregation, seed)?;
+        let handed = Handed { batch, fed };
+        ordered_case(shards, keys, count, calls, failing, aggregation, handed, seed)?;
+    }
+}
+
+/// Batches fed without a flush between them are delivered together: a
+/// batch's records go out while earlier batches' calls are in flight, so
+/// small batches fill 32 shards through 20 ms round trips. Delivered one
+/// batch at a time (as `send` does), 100 records per round trip would use
+/// 16 % of the stream.
+#[tokio::test(start_paused = true)]
+async fn fed_batches_fill_many_shards_through_long_round_trips() {
+    let shards = 32;
+    let stub =
+        KinesisStub::in_process(StubConfig::new(shards).round_trip(ms(20), Duration::ZERO, 0));
+    let start = Instant::now();
+    let mut sink = sink(&stub).build().unwrap();
+    let mut sent = 0usize;
+    let mut batches = 0usize;
+    while start.elapsed() < Duration::from_secs(6) {
+        let batch: Vec<KinesisRecord> = (sent..sent + 100)
+            .map(|i| {
+                let key = format!("k{}", i % 10_000);
+                KinesisRecord::new(format!("{key}/{i:08}"), key)
+            })
+            .collect();
+        sink.feed(batch).await.unwrap();
+        sent += 100;
+        batches += 1;
+    }
+    sink.flush().await.unwrap();
+
+    let stats = stub.stats();
+    assert_eq!(
+        stats.accepted_records(),
+        sent as u64,
+        "a record lost or twice"
+    );
+    let attempts = stats.accepted_records() + stats.throttled_records();
+    assert!(
+        stats.throttled_records() * 100 < attempts,
+        "throttled {} of {attempts}",
+        stats.throttled_records()
+    );
+    // Windows 1..5: past the first (a burst into empty allowances), before
+    // the last (the end of the feeding).
+    let per_window: Vec<f64> = (1..5)
+        .map(|w| {
+            (0..shards as usize)
+                .map(|s| windows(&stub, s, w, w + 1)[0].records)
+                .sum::<u64>() as f64
+        })
+        .collect();
+    let used =
+        per_window.iter().sum::<f64>() / per_window.len() as f64 / (1000.0 * f64::from(shards));
+    assert!(
+        used >= 0.90,
+        "{:.1} % used ({per_window:?}, {batches} batches)",
+        used * 100.0
+    );
+}
+
+/// A flush that ends several fed batches of which one had a rejected
+/// record fails for the group; each batch sent again then gets its own
+/// outcome, cut as it was or differently, and nothing is stored twice.
+#[tokio::test(start_paused = true)]
+async fn a_failed_group_resumes_each_batch_sent_again_however_cut() {
+    for cut_again in [None, Some(130)] {
+        let stub = KinesisStub::in_process(StubConfig::new(2).round_trip(ms(5), Duration::ZERO, 0));
+        let mut sink = sink(&stub).build().unwrap();
+        let mut all = records(0, 300, 7);
+        // An empty partition key: rejected before sending, index 150.
+        all[150] = KinesisRecord::new("invalid", "");
+        for chunk in all.chunks(100) {
+            sink.feed(chunk.to_vec()).await.unwrap();
+        }
+        let err = sink.flush().await.unwrap_err();
+        let chain = unistream::ErrorChain(&err).to_string();
+        assert!(
+            matches!(err, Error::Target { .. })
+                && chain.contains("1 record(s) were rejected")
+                && chain.contains("send each batch again"),
+            "{chain}"
+        );
+        let stored_after_group = stub.stats().accepted_records();
+        assert_eq!(stored_after_group, 299, "every valid record stored once");
+
+        let cut = cut_again.unwrap_or(100);
+        let mut rejected = Vec::new();
+        for (n, chunk) in all.chunks(cut).enumerate() {
+            match sink.send(chunk.to_vec()).await {
+                Ok(()) => {}
+                Err(Error::Rejected(records)) => {
+                    rejected.extend(records.iter().map(|r| (n, r.index)));
+                    assert!(
+                        records[0].reason.contains("partition key"),
+                        "{}",
+                        records[0].reason
+                    );
+                }
+                Err(other) => panic!("{}", unistream::ErrorChain(&other)),
+            }
+        }
+        // Record 150, by its index in the batch it is now in.
+        assert_eq!(rejected, [(150 / cut, 150 % cut)]);
+        assert_eq!(
+            stub.stats().accepted_records(),
+            299,
+            "a record stored twice"
+        );
+        let stored = stored_user_records(&stub);
+        let mut valid = all.clone();
+        valid.remove(150);
+        assert_eq!(by_key(&stored), by_key(&valid));
     }
 }

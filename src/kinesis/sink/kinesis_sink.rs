@@ -41,9 +41,9 @@ use std::time::Duration;
 use futures::Sink;
 
 use super::metrics::KinesisMetricsHandle;
-use super::put::{put_batch, PutOutcome, PutProgress, SinkOptions, SinkShared};
+use super::put::{run_batches, Feed, PutProgress, Resumption, RunEnd, SinkOptions, SinkShared};
 use super::rate_limit::ShardRateLimit;
-use crate::kinesis::limits::MAX_RECORD_BYTES;
+use crate::kinesis::limits::{MAX_PUT_RECORDS_COUNT, MAX_RECORD_BYTES};
 use crate::kinesis::{KinesisRecord, StreamTarget};
 use crate::{Error, RetryPolicy};
 
@@ -58,7 +58,21 @@ const DEFAULT_MAX_CALLS_IN_FLIGHT: usize = 8;
 /// The default limit on one call (see `KinesisSinkBuilder::request_timeout`).
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-type PutFuture = Pin<Box<dyn Future<Output = PutOutcome> + Send>>;
+type RunFuture = Pin<Box<dyn Future<Output = RunEnd> + Send>>;
+
+/// `poll_ready` is ready while the run has fewer entries than this waiting
+/// for a call (and fewer bytes than [`READY_BELOW_WAITING_BYTES`]): enough
+/// to fill the next calls as answers come back, little enough that a crash
+/// or a failure concerns about a second of a shard's records at most.
+const READY_BELOW_WAITING_ENTRIES: usize = 2 * MAX_PUT_RECORDS_COUNT;
+/// See [`READY_BELOW_WAITING_ENTRIES`].
+const READY_BELOW_WAITING_BYTES: u64 = 4 << 20;
+
+/// Finished batches remembered since the last flush, in bytes of records
+/// (those with rejections are always kept): a flush that fails for the
+/// group makes the sink resume each batch sent again, and a batch
+/// forgotten beyond this bound is stored again then (never lost).
+const MAX_REMEMBERED_BYTES: u64 = 32 << 20;
 
 /// A `Sink<Vec<KinesisRecord>>` putting each batch into a Kinesis stream.
 ///
@@ -100,9 +114,22 @@ type PutFuture = Pin<Box<dyn Future<Output = PutOutcome> + Send>>;
 #[must_use = "sinks do nothing unless polled"]
 pub struct KinesisSink {
     shared: Arc<SinkShared>,
-    in_flight: Option<PutFuture>,
-    /// How far the last batch got, when it failed.
-    progress: Option<PutProgress>,
+    /// The batches handed to the run, and back.
+    feed: Arc<Feed>,
+    /// The run delivering the batches fed, while it has any.
+    run: Option<RunFuture>,
+    /// How the last run failed, with its unfinished batches, until a
+    /// flush reports it; no batch is sent meanwhile.
+    failed: Option<(Error, Vec<PutProgress>)>,
+    /// Batches fed since the last flush.
+    fed: usize,
+    /// The finished ones, in feed order, within [`MAX_REMEMBERED_BYTES`].
+    finished: Vec<PutProgress>,
+    finished_bytes: u64,
+    /// Finished batches not remembered, since the last flush.
+    forgotten: usize,
+    /// The batches of a failed flush, to resume when they are sent again.
+    resume: Resumption,
 }
 
 impl KinesisSink {
@@ -166,20 +193,123 @@ impl KinesisSink {
     fn from_shared(shared: Arc<SinkShared>) -> Self {
         Self {
             shared,
-            in_flight: None,
-            progress: None,
+            feed: Arc::default(),
+            run: None,
+            failed: None,
+            fed: 0,
+            finished: Vec::new(),
+            finished_bytes: 0,
+            forgotten: 0,
+            resume: Resumption::default(),
         }
     }
 
-    /// Drives the batch in flight, if any, to its end.
-    fn poll_in_flight(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let Some(future) = self.in_flight.as_mut() else {
-            return Poll::Ready(Ok(()));
+    /// Drives the run, if any; keeps the batches it finished, and how it
+    /// ended. Ready when no run is left.
+    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let ended = match self.run.as_mut() {
+            Some(run) => match run.as_mut().poll(cx) {
+                Poll::Ready(end) => Some(end),
+                Poll::Pending => None,
+            },
+            None => None,
         };
-        let PutOutcome { result, progress } = futures::ready!(future.as_mut().poll(cx));
-        self.in_flight = None;
-        self.progress = progress;
-        Poll::Ready(result)
+        let finished: Vec<PutProgress> = self.feed.state().finished.drain(..).collect();
+        for batch in finished {
+            self.remember_finished(batch);
+        }
+        if let Some(RunEnd { error, unfinished }) = ended {
+            self.run = None;
+            if let Some(error) = error {
+                self.failed = Some((error, unfinished));
+            }
+        }
+        if self.run.is_none() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn remember_finished(&mut self, batch: PutProgress) {
+        if !batch.has_rejections() {
+            let bytes = batch.bytes();
+            if self.finished_bytes + bytes > MAX_REMEMBERED_BYTES {
+                self.forgotten += 1;
+                return;
+            }
+            self.finished_bytes += bytes;
+        }
+        self.finished.push(batch);
+    }
+
+    /// The outcome of the batches fed since the last flush, once the run
+    /// is done with them.
+    fn report(&mut self) -> Result<(), Error> {
+        let fed = std::mem::take(&mut self.fed);
+        let forgotten = std::mem::take(&mut self.forgotten);
+        self.finished_bytes = 0;
+        let (failure, unfinished) = match self.failed.take() {
+            Some((error, unfinished)) => (Some(error), unfinished),
+            None => (None, Vec::new()),
+        };
+        let mut group = std::mem::take(&mut self.finished);
+        group.extend(unfinished);
+        group.extend(self.feed.state().incoming.drain(..));
+        if failure.is_none() && group.iter().all(|b| !b.has_rejections()) {
+            return Ok(());
+        }
+        // Whatever the error, the batches are remembered: a caller that
+        // sends them again (as `buffered_wal` does after a failed flush)
+        // resumes each where it got, and one that sends other batches
+        // forgets them.
+        if fed == 1 && group.len() == 1 {
+            let batch = &mut group[0];
+            let result = if batch.remaining() == 0 {
+                let result = batch.finished_result();
+                if let Err(Error::Rejected(rejected)) = &result {
+                    if !batch.rejections_reported {
+                        batch.rejections_reported = true;
+                        self.shared
+                            .record_metrics(|m| m.records_dead_lettered += rejected.len() as u64);
+                    }
+                }
+                result
+            } else {
+                Err(failure.unwrap_or_else(|| {
+                    Error::target(self.shared.label.clone(), "a batch was left unfinished")
+                }))
+            };
+            self.remember_for_resumption(group);
+            return result;
+        }
+        let unfinished = group.iter().filter(|b| b.remaining() > 0).count();
+        let rejected: usize = group.iter().map(PutProgress::rejected_count).sum();
+        let cause = match &failure {
+            Some(error) => format!("; {}", crate::ErrorChain(error)),
+            None => String::new(),
+        };
+        let forgotten = if forgotten > 0 {
+            format!(" ({forgotten} finished batch(es) not remembered are stored again)")
+        } else {
+            String::new()
+        };
+        self.remember_for_resumption(group);
+        Err(Error::target(
+            self.shared.label.clone(),
+            format!(
+                "of {fed} batches fed since the last flush, {unfinished} are unfinished and \
+                 {rejected} record(s) were rejected{cause}; send each batch again with a flush \
+                 of its own for its outcome: the sink resumes each where it got{forgotten}"
+            ),
+        ))
+    }
+
+    /// Keeps `batches` to resume them when they are sent again, within
+    /// [`MAX_REMEMBERED_BYTES`] (the oldest are dropped first).
+    fn remember_for_resumption(&mut self, batches: Vec<PutProgress>) {
+        self.resume.put_back(batches);
+        self.resume.keep_within(MAX_REMEMBERED_BYTES);
     }
 }
 
@@ -196,7 +326,8 @@ impl fmt::Debug for KinesisSink {
         f.debug_struct("KinesisSink")
             .field("stream", &self.shared.target)
             .field("options", &self.shared.options)
-            .field("in_flight", &self.in_flight.is_some())
+            .field("running", &self.run.is_some())
+            .field("fed", &self.fed)
             .finish()
     }
 }
@@ -204,42 +335,82 @@ impl fmt::Debug for KinesisSink {
 impl Sink<Vec<KinesisRecord>> for KinesisSink {
     type Error = Error;
 
-    /// Ready once the previous batch is done; its outcome is returned here
-    /// if it was not yet returned by `poll_flush`.
+    /// Ready while the batches fed leave little waiting for a call: the
+    /// next batch joins them, and its records go to shards with room while
+    /// earlier records wait for theirs. Reports no outcome: `poll_flush`
+    /// does.
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.get_mut().poll_in_flight(cx)
+        let this = self.get_mut();
+        if this.poll_run(cx).is_ready() || this.failed.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        let state = this.feed.state();
+        if state.incoming.is_empty()
+            && state.waiting < READY_BELOW_WAITING_ENTRIES
+            && state.waiting_bytes < READY_BELOW_WAITING_BYTES
+        {
+            Poll::Ready(Ok(()))
+        } else {
+            // The run wakes this task as calls are answered.
+            Poll::Pending
+        }
     }
 
-    /// Starts delivering `batch`; `poll_flush` reports how it went.
+    /// Hands `batch` to the run (starting one if none is going); a batch
+    /// of a failed flush resumes where it got.
     fn start_send(self: Pin<&mut Self>, batch: Vec<KinesisRecord>) -> Result<(), Error> {
         let this = self.get_mut();
-        if this.in_flight.is_some() {
-            return Err(Error::Config(
-                "KinesisSink::start_send called before poll_ready returned Ready".into(),
-            ));
+        if batch.is_empty() {
+            return Ok(());
         }
-        if !batch.is_empty() {
-            let previous = this.progress.take();
+        this.fed += 1;
+        let (progress, resumed) = this.resume.progress_of(batch);
+        if resumed {
+            tracing::debug!(
+                target: "unistream::kinesis",
+                stream = %this.shared.label,
+                remaining = progress.remaining(),
+                "resuming records that failed before"
+            );
+        } else {
+            this.shared.record_metrics(|m| {
+                for record in progress.records() {
+                    m.record_bytes
+                        .saturating_record(record.billed_bytes() as u64);
+                }
+            });
+        }
+        this.feed.push(progress);
+        // After a failure nothing is sent until a flush reported it.
+        if this.run.is_none() && this.failed.is_none() {
             let span = tracing::info_span!(
                 "kinesis_put",
                 stream = %this.shared.target.label_name()
             );
-            this.in_flight = Some(Box::pin(tracing::Instrument::instrument(
-                put_batch(this.shared.clone(), batch, previous),
+            this.run = Some(Box::pin(tracing::Instrument::instrument(
+                run_batches(this.shared.clone(), this.feed.clone()),
                 span,
             )));
         }
         Ok(())
     }
 
-    /// Completes the batch in flight.
+    /// Completes every batch fed since the last flush and reports them:
+    /// `Ok` when all went through. For one batch, its outcome
+    /// ([`Error::Rejected`] by index, or the failure that exhausted the
+    /// policy); for several of which not all went through, an
+    /// [`Error::Target`] for the group — send each again with a flush of
+    /// its own (as `buffered_wal` does) for its own outcome: the sink
+    /// resumes each where it got, storing no record twice.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.get_mut().poll_in_flight(cx)
+        let this = self.get_mut();
+        futures::ready!(this.poll_run(cx));
+        Poll::Ready(this.report())
     }
 
-    /// Completes the batch in flight; there is nothing else to close.
+    /// As `poll_flush`: there is nothing else to close.
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.get_mut().poll_in_flight(cx)
+        self.poll_flush(cx)
     }
 }
 

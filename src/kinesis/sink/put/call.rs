@@ -61,7 +61,7 @@ pub(super) struct PreparedCall {
     /// The shard each entry is predicted to land on.
     predicted: Vec<Option<Arc<str>>>,
     request: Vec<PutRecordsRequestEntry>,
-    bytes: u64,
+    pub(super) bytes: u64,
     /// When the rate limiter counted it as sent.
     pub(super) sent_at: Instant,
 }
@@ -111,10 +111,10 @@ impl PutRun<'_> {
         let mut predicted = Vec::with_capacity(chosen.len());
         let mut bytes = 0u64;
         for &i in &chosen {
-            let Some(entry) = &self.queue[i] else {
+            let Some(entry) = self.queue.entry(i) else {
                 continue;
             };
-            let record = entry.record(&self.progress.batch);
+            let record = self.record_of(entry);
             bytes += record.billed_bytes() as u64;
             predicted.push(map.shard_for(entry.hash_key).map(|shard| shard.id.clone()));
             let built = PutRecordsRequestEntry::builder()
@@ -148,7 +148,7 @@ impl PutRun<'_> {
         let chosen = &answered.call.entries;
         let predicted = &answered.call.predicted;
         for &i in chosen {
-            self.slots[i] = Slot::Ready;
+            self.queue.set_slot(i, Slot::Ready);
         }
         let mut outcome = CallOutcome::default();
         match &answered.result {
@@ -272,7 +272,7 @@ impl PutRun<'_> {
     ) {
         let shared = self.shared;
         outcome.any_failed = true;
-        let Some(entry) = self.queue[i].as_mut() else {
+        let Some(entry) = self.queue.entry_mut(i) else {
             return;
         };
         entry.attempts += 1;
@@ -299,7 +299,7 @@ impl PutRun<'_> {
                 .retry_at
                 .entry(attempts)
                 .or_insert_with(|| Instant::now() + retry.backoff(attempts - 1));
-            self.slots[i] = Slot::BackingOff(at);
+            self.queue.set_slot(i, Slot::BackingOff(at));
             return;
         }
         if kind.is_permanent() {
@@ -310,8 +310,9 @@ impl PutRun<'_> {
             );
             if let Some(entry) = self.finish_entry(i) {
                 let reason = format!("{reason} (after {attempts} attempt(s))");
+                let batch = self.batch_mut(entry.batch);
                 for &index in entry.indices.as_slice() {
-                    self.progress
+                    batch
                         .rejected
                         .push(RejectedRecord::new(index, reason.clone()));
                 }

@@ -77,6 +77,8 @@ pub(super) struct PutEntry {
     pub(super) indices: BatchIndices,
     /// Calls that failed for it so far.
     pub(super) attempts: u32,
+    /// The number of its batch in the run (set by the run).
+    pub(super) batch: usize,
 }
 
 impl PutEntry {
@@ -135,6 +137,7 @@ pub(super) fn build_entries(
                     lane,
                     indices: BatchIndices::One(index),
                     attempts: 0,
+                    batch: 0,
                 }
             })
             .collect();
@@ -305,6 +308,7 @@ fn finish_group(lane: Lane, group: &mut AggregateGroup, entries: &mut Vec<PutEnt
         lane,
         indices,
         attempts: 0,
+        batch: 0,
     });
 }
 

@@ -1,18 +1,22 @@
-//! Delivering one batch: validation, aggregation, call planning, pacing,
+//! Delivering batches: validation, aggregation, call planning, pacing,
 //! `PutRecords`, partial-failure retries.
 //!
-//! The batch becomes a queue of *entries* (one Kinesis record each: a user
-//! record, or an aggregate of several). Calls are planned from the front of
-//! the queue: at most 500 entries and 5 MiB per call, and no more per shard
-//! than the shard has room for in the rate limiter now (the rest of a
-//! shard's entries wait for its room; other shards' entries go). Up to
-//! `max_calls_in_flight` calls are in flight at once, each planned from the
-//! entries not already in one. After each answer, the entries that
-//! succeeded leave the queue; the failed ones stay where they were and go
-//! out again in a later call, after their own back-off, until the
-//! [`RetryPolicy`] runs out. When it runs out on a transient failure, no
-//! new call starts and the calls in flight are answered first, so the
-//! progress handed back knows everything that was stored.
+//! A *run* delivers the batches a sink is fed until none is left: each
+//! batch becomes *entries* (one Kinesis record each: a user record, or an
+//! aggregate of several) at the back of one queue, and batches fed while
+//! the run works join the same queue (through the [`Feed`]), so a batch's
+//! records go to shards with room while an earlier batch still waits for
+//! room on others. Calls are planned from the front of the queue: at most
+//! 500 entries and 5 MiB per call, and no more per shard than the shard has
+//! room for in the rate limiter now (the rest of a shard's entries wait for
+//! its room; other shards' entries go). Up to `max_calls_in_flight` calls
+//! are in flight at once, each planned from the entries not already in one.
+//! After each answer, the entries that succeeded leave the queue; the
+//! failed ones stay where they were and go out again in a later call, after
+//! their own back-off, until the [`RetryPolicy`] runs out. When it runs out
+//! on a transient failure, no new call starts, no batch is taken any more,
+//! and the calls in flight are answered first, so the progress of each
+//! batch knows everything that was stored.
 //!
 //! **Ordering.** `PutRecords` does not order the records of one call: a
 //! failed record does not stop later ones. So in ordered mode a call carries
@@ -20,38 +24,46 @@
 //! predicted shard (an aggregate is atomic, and all of a key's records go to
 //! its shard's aggregates) — and the next entry of a lane is only sent once
 //! the previous one succeeded (or was rejected): calls in flight at the same
-//! time never share a lane. A failed record for key K
-//! thus holds back every later record for K. Unordered mode fills calls
-//! freely.
+//! time never share a lane, across batches as within one. A failed record
+//! for key K thus holds back every later record for K, of its batch and of
+//! the batches after it. Unordered mode fills calls freely.
 //!
-//! **Outcome.** `Ok(())`: every record is stored. `Err(Error::Rejected)`:
-//! every record is stored except those listed (invalid, or a permanent
-//! failure that exhausted the policy), which the caller dead-letters.
-//! `Err(Error::Target)`: a transient failure exhausted the policy; records
-//! may have been stored already, and the caller sends the batch again — the
-//! run's [`PutProgress`] then makes the sink send only what is left.
+//! **Outcome.** Each batch ends *finished* — every record stored, or
+//! rejected (invalid, or a permanent failure that exhausted the policy;
+//! listed in its [`PutProgress`] for the caller to dead-letter) — or, when
+//! a transient failure exhausted the policy, *unfinished*: records may have
+//! been stored already, and the caller sends the batch again — its
+//! [`PutProgress`] then makes the sink send only what is left. A batch
+//! finished after an earlier one failed has no record that a failed record
+//! of the earlier one would have had to precede (in ordered mode).
 //!
-//! This module guarantees the above for one batch at a time; it does not
-//! order batches (the sink has one batch in flight) nor persist anything (a crash
-//! loses the progress; `buffered_wal` redelivers).
+//! This module persists nothing (a crash loses the progress;
+//! `buffered_wal` redelivers).
 //!
 //! | file | concept |
 //! |---|---|
-//! | `mod.rs` | one run of a batch: validation, the queue, the delivery loop |
+//! | `mod.rs` | a run: taking batches, validation, the delivery loop |
+//! | `feed.rs` | [`Feed`]: the batches handed to a run and back |
+//! | `queue.rs` | the run's entries by position, with their state |
 //! | `shared.rs` | [`SinkShared`]: what a sink's clones share, and shard-map reloads |
 //! | `entries.rs` | the entries of a batch, with KPL aggregation (two threads for large batches) |
 //! | `plan.rs` | which entries go in the next call (limits, pacing, ordered mode) |
 //! | `call.rs` | one `PutRecords` call and its partial failures (retry, reject, give up) |
-//! | `progress.rs` | [`PutProgress`]: how far a failed batch got, to resume it |
+//! | `progress.rs` | [`PutProgress`]: how far a batch got, to resume it |
+//! | `resume.rs` | [`Resumption`]: the batches of a failed flush, resumed record by record when sent again |
 //!
 //! [`RetryPolicy`]: crate::RetryPolicy
 
 mod call;
 mod entries;
+mod feed;
 mod plan;
 mod progress;
+mod queue;
+mod resume;
 mod shared;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -63,78 +75,37 @@ use crate::kinesis::KinesisRecord;
 use crate::Error;
 
 use entries::{build_entries, Lane, PutEntry, ValidRecord};
-use plan::Wake;
+pub(crate) use feed::Feed;
 pub(crate) use progress::PutProgress;
+use queue::Queue;
+pub(crate) use resume::Resumption;
 pub(crate) use shared::{SinkOptions, SinkShared};
 
-/// What delivering one batch came to: the batch-sink outcome, and the
-/// progress to resume from when it failed.
-pub(crate) struct PutOutcome {
-    pub result: Result<(), Error>,
-    /// `Some` exactly when `result` is an error other than
-    /// [`Error::Rejected`].
-    pub progress: Option<PutProgress>,
+/// How a run ended.
+pub(crate) struct RunEnd {
+    /// The transient failure that exhausted the policy; `None` when every
+    /// batch it took is finished (and handed back through the feed).
+    pub error: Option<Error>,
+    /// With an error: the batches it took and did not hand back, in feed
+    /// order (some may be finished, behind an unfinished one).
+    pub unfinished: Vec<PutProgress>,
 }
 
-/// Delivers `batch` (see the module documentation for the outcome).
-/// When `previous` is the progress of a failed run of the same batch,
-/// only what it did not finish is sent. A failed run returns its own
-/// progress.
-pub(crate) async fn put_batch(
-    shared: Arc<SinkShared>,
-    batch: Vec<KinesisRecord>,
-    previous: Option<PutProgress>,
-) -> PutOutcome {
-    let progress = match previous {
-        Some(progress) if progress.is_of(&batch) => {
-            tracing::debug!(
-                target: "unistream::kinesis",
-                stream = %shared.label,
-                remaining = progress.remaining(),
-                "resuming a batch that failed before"
-            );
-            progress
-        }
-        _ => {
-            shared.record_metrics(|m| {
-                for record in &batch {
-                    m.record_bytes
-                        .saturating_record(record.billed_bytes() as u64);
-                }
-            });
-            PutProgress::fresh(batch)
-        }
-    };
-    let mut run = PutRun::new(&shared, progress);
-    match run.run().await {
-        Ok(()) => {
-            // `Ok` from a run: every record of the batch is stored or
-            // rejected.
-            debug_assert!(run.progress.done.iter().all(|done| *done));
-            let mut rejected = run.progress.rejected;
-            if rejected.is_empty() {
-                return PutOutcome {
-                    result: Ok(()),
-                    progress: None,
-                };
-            }
-            rejected.sort_by_key(|r| r.index);
-            // Each record is rejected at most once, by its index in the
-            // batch.
-            debug_assert!(rejected.windows(2).all(|w| w[0].index < w[1].index));
-            debug_assert!(rejected
-                .last()
-                .is_none_or(|r| r.index < run.progress.batch.len()));
-            shared.record_metrics(|m| m.records_dead_lettered += rejected.len() as u64);
-            PutOutcome {
-                result: Err(Error::Rejected(rejected)),
-                progress: None,
-            }
-        }
-        Err(err) => PutOutcome {
-            result: Err(err),
-            progress: Some(run.progress),
-        },
+/// Delivers the batches fed through `feed` until none is left or a
+/// transient failure exhausted the policy (see the module documentation).
+pub(crate) async fn run_batches(shared: Arc<SinkShared>, feed: Arc<Feed>) -> RunEnd {
+    let mut run = PutRun::new(&shared, &feed);
+    let result = run.deliver().await;
+    run.hand_on_finished();
+    {
+        let mut state = feed.state();
+        state.waiting = 0;
+        state.waiting_bytes = 0;
+    }
+    let unfinished = run.batches.into_iter().map(|b| b.progress).collect();
+    RunEnd {
+        error: result.err(),
+        unfinished,
     }
 }
 
@@ -149,45 +120,73 @@ enum Slot {
     BackingOff(Instant),
 }
 
-/// One delivery run of a batch.
+/// A batch a run took.
+struct RunBatch {
+    progress: PutProgress,
+    /// Its entries still in the queue.
+    pending: usize,
+}
+
+/// One delivery run.
 struct PutRun<'a> {
     shared: &'a SinkShared,
-    /// Which records of the batch are done (stored or rejected).
-    progress: PutProgress,
-    queue: Vec<Option<PutEntry>>,
-    /// Where each entry of the queue is (one per queue position).
-    slots: Vec<Slot>,
+    feed: &'a Feed,
+    /// The batches taken and not handed back; `batches[0]` has the number
+    /// `first_batch` (entries name their batch by number).
+    batches: VecDeque<RunBatch>,
+    first_batch: usize,
+    queue: Queue,
     /// Everything before `head` in the queue is done.
     head: usize,
     /// Pending entries per lane (ordered mode).
     lane_counts: HashMap<Lane, usize>,
+    /// Entries pending in the queue, and those of them in calls in flight
+    /// (with their billed bytes).
+    pending: usize,
+    in_calls: usize,
+    pending_bytes: u64,
+    in_call_bytes: u64,
 }
 
 impl<'a> PutRun<'a> {
-    fn new(shared: &'a SinkShared, progress: PutProgress) -> Self {
-        // One flag per record of the batch, whether fresh or resumed.
-        debug_assert_eq!(progress.done.len(), progress.batch.len());
+    fn new(shared: &'a SinkShared, feed: &'a Feed) -> Self {
         Self {
             shared,
-            progress,
-            queue: Vec::new(),
-            slots: Vec::new(),
+            feed,
+            batches: VecDeque::new(),
+            first_batch: 0,
+            queue: Queue::default(),
             head: 0,
             lane_counts: HashMap::new(),
+            pending: 0,
+            in_calls: 0,
+            pending_bytes: 0,
+            in_call_bytes: 0,
         }
     }
 
-    /// Validates what is left of the batch, then sends it until each record
-    /// is stored or rejected.
-    async fn run(&mut self) -> Result<(), Error> {
+    /// Takes the batches fed since the last look; whether there were any.
+    async fn take_fed(&mut self) -> bool {
+        let fed: Vec<PutProgress> = self.feed.state().incoming.drain(..).collect();
+        let any = !fed.is_empty();
+        for progress in fed {
+            self.add_batch(progress).await;
+        }
+        any
+    }
+
+    /// Validates what is left of a batch and queues its entries.
+    async fn add_batch(&mut self, mut progress: PutProgress) {
+        // One flag per record of the batch, whether fresh or resumed.
+        debug_assert_eq!(progress.done.len(), progress.batch.len());
         let shared = self.shared;
-        let batch = &self.progress.batch;
-        let mut valid = Vec::with_capacity(batch.len());
+        let number = self.first_batch + self.batches.len();
+        let mut valid = Vec::with_capacity(progress.batch.len());
         let mut invalid = Vec::new();
         {
             let mut hash_keys = shared.hash_keys();
-            for (index, record) in batch.iter().enumerate() {
-                if self.progress.done[index] {
+            for (index, record) in progress.batch.iter().enumerate() {
+                if progress.done[index] {
                     continue;
                 }
                 match validate_with(record, &mut hash_keys) {
@@ -202,43 +201,74 @@ impl<'a> PutRun<'a> {
                 stream = %shared.label, index, %reason,
                 "record rejected before sending"
             );
-            self.progress.reject(&[index], reason.to_string());
+            progress.reject(&[index], reason.to_string());
         }
-        if valid.is_empty() {
-            return Ok(());
-        }
-        let map = shared.current_shard_map().await;
-        let built = build_entries(shared, &self.progress.batch, valid, &map);
-        for refused in built.refused {
-            self.progress
-                .reject(&[refused.index], refused.reason.to_string());
-        }
-        let entries = built.entries;
-        if shared.options.ordered {
-            for entry in &entries {
-                *self.lane_counts.entry(entry.lane).or_default() += 1;
+        let mut pending = 0;
+        if !valid.is_empty() {
+            let map = shared.current_shard_map().await;
+            let built = build_entries(shared, &progress.batch, valid, &map);
+            for refused in built.refused {
+                progress.reject(&[refused.index], refused.reason.to_string());
+            }
+            pending = built.entries.len();
+            for mut entry in built.entries {
+                entry.batch = number;
+                self.pending_bytes += entry.record(&progress.batch).billed_bytes() as u64;
+                if shared.options.ordered {
+                    *self.lane_counts.entry(entry.lane).or_default() += 1;
+                }
+                self.queue.push(entry);
             }
         }
-        self.slots = vec![Slot::Ready; entries.len()];
-        self.queue = entries.into_iter().map(Some).collect();
-        self.deliver().await
+        self.pending += pending;
+        self.batches.push_back(RunBatch { progress, pending });
+        self.hand_on_finished();
     }
 
-    /// Sends the queue until each entry is stored or rejected, with up to
-    /// the configured number of calls in flight.
+    /// Hands the finished batches at the front back through the feed.
+    fn hand_on_finished(&mut self) {
+        let mut finished = Vec::new();
+        while self.batches.front().is_some_and(|b| b.pending == 0) {
+            if let Some(batch) = self.batches.pop_front() {
+                finished.push(batch.progress);
+            }
+            self.first_batch += 1;
+        }
+        if !finished.is_empty() {
+            self.feed.state().finished.extend(finished);
+        }
+    }
+
+    /// The batch numbered `number`.
+    fn batch_mut(&mut self, number: usize) -> &mut PutProgress {
+        &mut self.batches[number - self.first_batch].progress
+    }
+
+    /// The Kinesis record `entry` puts.
+    fn record_of<'e>(&'e self, entry: &'e PutEntry) -> &'e KinesisRecord {
+        entry.record(&self.batches[entry.batch - self.first_batch].progress.batch)
+    }
+
+    /// Sends the queue until each entry is stored or rejected and no batch
+    /// is left to take, with up to the configured number of calls in
+    /// flight.
     async fn deliver(&mut self) -> Result<(), Error> {
         let shared = self.shared;
         let max_in_flight = shared.options.max_calls_in_flight.max(1);
         let mut in_flight = FuturesUnordered::new();
         // A transient failure that exhausted the policy, or a request that
-        // could not be built: no new calls, the ones in flight end first
-        // (what they store is then known and never sent again).
+        // could not be built: no new calls and no new batch, the calls in
+        // flight end first (what they store is then known and never sent
+        // again).
         let mut failure: Option<Error> = None;
         loop {
+            if failure.is_none() {
+                self.take_fed().await;
+            }
             let mut wake = None;
             while failure.is_none()
                 && in_flight.len() < max_in_flight
-                && self.head < self.queue.len()
+                && self.head < self.queue.end()
             {
                 let map = shared.current_shard_map().await;
                 let now = Instant::now();
@@ -251,45 +281,59 @@ impl<'a> PutRun<'a> {
                     shared.limiter().record_sent(now, &plan.portions);
                 }
                 for &i in &plan.entries {
-                    self.slots[i] = Slot::InFlight;
+                    self.queue.set_slot(i, Slot::InFlight);
                 }
+                self.in_calls += plan.entries.len();
                 match self.prepare(plan.entries, now, &map) {
-                    Ok(call) => in_flight.push(call::send(shared, call)),
+                    Ok(call) => {
+                        self.in_call_bytes += call.bytes;
+                        in_flight.push(call::send(shared, call));
+                    }
                     Err(err) => failure = Some(err),
                 }
+            }
+            {
+                let mut state = self.feed.state();
+                state.waiting = self.pending - self.in_calls;
+                state.waiting_bytes = self.pending_bytes.saturating_sub(self.in_call_bytes);
             }
             if in_flight.is_empty() {
                 if let Some(err) = failure {
                     return Err(err);
                 }
-                if self.head == self.queue.len() {
-                    return Ok(());
+                if self.head == self.queue.end() {
+                    // Nothing pending: done, unless a batch was fed while
+                    // this loop waited for the shard map.
+                    if self.feed.state().incoming.is_empty() {
+                        return Ok(());
+                    }
+                    continue;
                 }
             }
-            let answered = match wake {
-                Some(Wake { at, for_room }) if failure.is_none() => {
-                    let idle = in_flight.is_empty();
-                    let waited_from = Instant::now();
-                    tokio::select! {
-                        answered = in_flight.next(), if !idle => answered,
-                        () = tokio::time::sleep_until(at) => {
-                            if idle && for_room {
-                                shared.record_metrics(|m| m.rate_limit_wait += Instant::now() - waited_from);
-                            }
-                            None
-                        }
+            let sleep_until = wake.filter(|_| failure.is_none());
+            let idle = in_flight.is_empty();
+            if idle && sleep_until.is_none() {
+                // A pending entry that is neither in flight nor waiting
+                // for a back-off or room would have been planned.
+                debug_assert!(false, "nothing in flight and nothing to wait for");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+            let waited_from = Instant::now();
+            let far = waited_from + std::time::Duration::from_secs(3600);
+            let answered = tokio::select! {
+                answered = in_flight.next(), if !idle => answered,
+                () = tokio::time::sleep_until(sleep_until.map_or(far, |w| w.at)), if sleep_until.is_some() => {
+                    if idle && sleep_until.is_some_and(|w| w.for_room) {
+                        shared.record_metrics(|m| m.rate_limit_wait += Instant::now() - waited_from);
                     }
-                }
-                _ if in_flight.is_empty() => {
-                    // A pending entry that is neither in flight nor waiting
-                    // for a back-off or room would have been planned.
-                    debug_assert!(false, "nothing in flight and nothing to wait for");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                     None
                 }
-                _ => in_flight.next().await,
+                () = self.feed.arrived.notified(), if failure.is_none() => None,
             };
             let Some(answered) = answered else { continue };
+            self.in_calls -= answered.call.entries.len();
+            self.in_call_bytes -= answered.call.bytes;
             let outcome = self.apply(&answered);
             {
                 let mut limiter = shared.limiter();
@@ -309,18 +353,24 @@ impl<'a> PutRun<'a> {
                     )
                 });
             }
-            while self.head < self.queue.len() && self.queue[self.head].is_none() {
+            while self.head < self.queue.end() && self.queue.entry(self.head).is_none() {
                 self.head += 1;
             }
+            self.queue.drop_done_before(self.head);
+            self.hand_on_finished();
         }
     }
 
     /// Takes entry `i` out of the queue (stored or rejected): its records
     /// are done and its lane moves on.
     fn finish_entry(&mut self, i: usize) -> Option<PutEntry> {
-        let entry = self.queue[i].take()?;
+        let entry = self.queue.take(i)?;
+        self.pending -= 1;
+        self.pending_bytes -= self.record_of(&entry).billed_bytes() as u64;
+        let batch = &mut self.batches[entry.batch - self.first_batch];
+        batch.pending -= 1;
         for &index in entry.indices.as_slice() {
-            self.progress.done[index] = true;
+            batch.progress.done[index] = true;
         }
         // In ordered mode every pending entry is counted in its lane.
         debug_assert!(!self.shared.options.ordered || self.lane_counts.contains_key(&entry.lane));

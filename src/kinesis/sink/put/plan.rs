@@ -70,8 +70,7 @@ impl PutRun<'_> {
         let mut seen_lanes = HashSet::new();
         let mut portions: HashMap<usize, (ShardPortion, Room)> = HashMap::new();
         let mut wake = None;
-        for (i, slot) in self.queue.iter().enumerate().skip(self.head) {
-            let Some(entry) = slot else { continue };
+        for (i, entry, slot) in self.queue.iter_from(self.head) {
             if chosen.len() == MAX_PUT_RECORDS_COUNT {
                 break;
             }
@@ -80,7 +79,7 @@ impl PutRun<'_> {
             if ordered && !seen_lanes.insert(entry.lane) {
                 continue;
             }
-            let ready = match self.slots[i] {
+            let ready = match slot {
                 Slot::Ready => true,
                 Slot::InFlight => false,
                 Slot::BackingOff(until) if until <= now => true,
@@ -90,7 +89,7 @@ impl PutRun<'_> {
                 }
             };
             if ready {
-                let billed = entry.record(&self.progress.batch).billed_bytes();
+                let billed = self.record_of(entry).billed_bytes();
                 // Validation and the aggregate size limit keep every entry
                 // within the record limit: it always fits an empty call.
                 debug_assert!(billed <= MAX_RECORD_BYTES);
@@ -150,14 +149,12 @@ impl PutRun<'_> {
     /// lane (for the ordered-mode assertion).
     fn each_first_of_its_lane(&self, chosen: &[usize]) -> bool {
         let mut first: HashMap<Lane, usize> = HashMap::new();
-        for (i, slot) in self.queue.iter().enumerate().skip(self.head) {
-            if let Some(entry) = slot {
-                first.entry(entry.lane).or_insert(i);
-            }
+        for (i, entry, _) in self.queue.iter_from(self.head) {
+            first.entry(entry.lane).or_insert(i);
         }
         chosen.iter().all(|&i| {
-            self.queue[i]
-                .as_ref()
+            self.queue
+                .entry(i)
                 .is_some_and(|entry| first.get(&entry.lane) == Some(&i))
         })
     }

@@ -11,15 +11,14 @@
 //! that ends the batch. Indices always point into the batch the progress
 //! belongs to (one flag per record).
 //!
-//! Does not: tell batches apart beyond equality — resuming is only offered
-//! for a batch equal to the one the progress was made for, any other batch
-//! starts afresh — nor survive the sink (it lives in memory; after a crash,
-//! `buffered_wal` redelivers the batch whole).
+//! Does not: match a batch sent again to its progress (`resume.rs` does,
+//! record by record), nor survive the sink (it lives in memory; after a
+//! crash, `buffered_wal` redelivers the batch whole).
 
 use std::sync::Arc;
 
 use crate::kinesis::KinesisRecord;
-use crate::RejectedRecord;
+use crate::{Error, RejectedRecord};
 
 /// How far a failed batch got: which records are stored or rejected
 /// already. Sending the same batch again resumes from here instead of
@@ -30,26 +29,24 @@ pub(crate) struct PutProgress {
     /// Stored or rejected, per record of the batch.
     pub(super) done: Vec<bool>,
     pub(super) rejected: Vec<RejectedRecord>,
+    /// Its rejections were reported (and counted in the metrics) once.
+    pub(crate) rejections_reported: bool,
 }
 
 impl PutProgress {
     /// The progress of a batch nothing of which is done yet.
-    pub(super) fn fresh(batch: Vec<KinesisRecord>) -> Self {
+    pub(crate) fn fresh(batch: Vec<KinesisRecord>) -> Self {
         let done = vec![false; batch.len()];
         Self {
             batch: Arc::new(batch),
             done,
             rejected: Vec::new(),
+            rejections_reported: false,
         }
     }
 
-    /// Whether this progress was made for `batch`.
-    pub(super) fn is_of(&self, batch: &[KinesisRecord]) -> bool {
-        self.batch[..] == *batch
-    }
-
     /// Number of records neither stored nor rejected yet.
-    pub(super) fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.done.iter().filter(|d| !**d).count()
     }
 
@@ -60,5 +57,56 @@ impl PutProgress {
             self.rejected
                 .push(RejectedRecord::new(index, reason.clone()));
         }
+    }
+
+    /// Whether some records of the batch were rejected.
+    pub(crate) fn has_rejections(&self) -> bool {
+        !self.rejected.is_empty()
+    }
+
+    /// The outcome of a batch each record of which is done, as the
+    /// batch-sink protocol reads it: `Ok`, or [`Error::Rejected`] naming
+    /// each rejected record once, by index, in index order.
+    pub(crate) fn finished_result(&self) -> Result<(), Error> {
+        debug_assert_eq!(self.remaining(), 0);
+        if self.rejected.is_empty() {
+            return Ok(());
+        }
+        let mut rejected = self.rejected.clone();
+        rejected.sort_by_key(|r| r.index);
+        // Each record is rejected at most once, by its index in the batch.
+        debug_assert!(rejected.windows(2).all(|w| w[0].index < w[1].index));
+        debug_assert!(rejected.last().is_none_or(|r| r.index < self.batch.len()));
+        Err(Error::Rejected(rejected))
+    }
+
+    /// The progress of the records from `from` on, as a batch of its own.
+    pub(crate) fn tail(&self, from: usize) -> PutProgress {
+        PutProgress {
+            batch: Arc::new(self.batch[from..].to_vec()),
+            done: self.done[from..].to_vec(),
+            rejected: self
+                .rejected
+                .iter()
+                .filter(|r| r.index >= from)
+                .map(|r| RejectedRecord::new(r.index - from, r.reason.clone()))
+                .collect(),
+            rejections_reported: self.rejections_reported,
+        }
+    }
+
+    /// The records of the batch.
+    pub(crate) fn records(&self) -> &[KinesisRecord] {
+        &self.batch
+    }
+
+    /// Number of records rejected so far.
+    pub(crate) fn rejected_count(&self) -> usize {
+        self.rejected.len()
+    }
+
+    /// Bytes of the batch's records, as Kinesis bills them.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.batch.iter().map(|r| r.billed_bytes() as u64).sum()
     }
 }
