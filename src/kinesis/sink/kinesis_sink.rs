@@ -8,11 +8,27 @@
 //! ran out on a transient failure) — and then the sink stays usable and the
 //! same batch may be sent again. Records are never dropped silently.
 //!
+//! **Batches fed together.** `poll_ready` does not wait for a batch to be
+//! stored: the sink takes the next batch while the earlier ones are still
+//! being delivered (until little is left waiting for a call), and all of
+//! them share one queue, the calls in flight and, in ordered mode, the
+//! ordering lanes — so a batch's records go to shards with room while an
+//! earlier batch waits for room on others, and per-key order holds across
+//! batches as within one. Outcomes are reported by `poll_flush`, which
+//! completes every batch fed since the previous flush: `send` (feed and
+//! flush) reports its own batch as before; `buffered_wal` flushes the
+//! batches it fed before each commit (every 10 ms by default). When
+//! several batches were fed and not all went through, the flush reports
+//! one [`Error::Target`] for the group: sending each again with a flush of
+//! its own gives each its own outcome (which is what `buffered_wal` does).
+//!
 //! A failed batch may have been partly stored. The sink remembers how far
-//! it got: when the *same* batch is sent next (as `buffered_wal` does), only
-//! the records not yet stored or rejected go out, so a retry neither stores
-//! records twice nor starts over — under a steady failure rate, every retry
-//! makes progress. Any other batch starts afresh.
+//! the batches of a failed flush got: when their records are sent again
+//! in the same order (as `buffered_wal` does, one batch and flush at a
+//! time, cut into batches as it likes), only the records not yet stored
+//! or rejected go out, so a retry neither stores records twice nor starts
+//! over — under a steady failure rate, every retry makes progress. Any
+//! other batch starts afresh.
 //!
 //! It works alone, and made durable by `buffered_wal`, which hands it
 //! batches from its write-ahead log and dead-letters rejected records.
@@ -22,10 +38,10 @@
 //! options and in the modules [`rate_limit`](super::rate_limit) and
 //! [`aggregation`](crate::kinesis::aggregation).
 //!
-//! One batch is in flight at a time per sink, in up to
-//! [`max_calls_in_flight`](KinesisSinkBuilder::max_calls_in_flight) calls;
-//! clones share the shard map, the rate limiter and the metrics, and each
-//! has its own batch in flight.
+//! A sink has up to
+//! [`max_calls_in_flight`](KinesisSinkBuilder::max_calls_in_flight) calls
+//! in flight for all its batches; clones share the shard map, the rate
+//! limiter and the metrics, and each has its own batches, calls and order.
 //! Built from an `SdkConfig`, the sink's client has the SDK's retries off:
 //! the sink's [`RetryPolicy`] is the one layer retrying calls and records.
 //! A client passed to [`KinesisSink::from_client`] keeps its own retry
@@ -51,7 +67,7 @@ use crate::{Error, RetryPolicy};
 /// `KinesisSinkBuilder::max_aggregate_bytes`).
 const DEFAULT_MAX_AGGREGATE_BYTES: usize = 64 * 1024;
 
-/// Calls one batch may have in flight by default (see
+/// Calls a sink may have in flight by default (see
 /// `KinesisSinkBuilder::max_calls_in_flight` for why eight).
 const DEFAULT_MAX_CALLS_IN_FLIGHT: usize = 8;
 
@@ -75,6 +91,15 @@ const READY_BELOW_WAITING_BYTES: u64 = 4 << 20;
 const MAX_REMEMBERED_BYTES: u64 = 32 << 20;
 
 /// A `Sink<Vec<KinesisRecord>>` putting each batch into a Kinesis stream.
+///
+/// Batches fed one after the other (`feed`, `send_all`, `buffered_wal`)
+/// are delivered together: `poll_ready` takes the next batch while earlier
+/// ones are still in flight, their records share the calls in flight and
+/// per-key order holds across them; `poll_flush` completes them all and
+/// reports how they went — for one batch (as `send` does) its own outcome,
+/// for several of which not all went through one [`Error::Target`] for the
+/// group: send each again with a flush of its own for each outcome (the
+/// sink resumes each where it got, storing nothing twice).
 ///
 /// ```
 /// use futures::SinkExt;
@@ -534,27 +559,24 @@ impl KinesisSinkBuilder {
         self
     }
 
-    /// How many `PutRecords` calls of one batch may be in flight at once
-    /// (default 8, at least 1).
+    /// How many `PutRecords` calls the sink may have in flight at once
+    /// (default 8, at least 1), for all the batches it was fed.
     ///
-    /// A batch larger than one call (500 records, 5 MiB), or one the pacing
-    /// splits because some shards have no room yet, goes out in several
-    /// calls. With one call in flight a producer is capped at 500 records
-    /// per round trip (25,000 records/s at 20 ms); with eight, at 4,000
-    /// (200,000 records/s, the limit of 200 shards). Eight is the default
-    /// because it covers a 4,000-record batch in one round trip while
-    /// keeping what a failure or a slow endpoint holds up small (the KPL
-    /// allows 24 requests in flight, zio-kinesis 8).
+    /// A batch larger than one call (500 records, 5 MiB), one the pacing
+    /// splits because some shards have no room yet, or several batches fed
+    /// one after the other go out in several calls. With one call in
+    /// flight a producer is capped at 500 records per round trip (25,000
+    /// records/s at 20 ms); with eight, at 4,000 (200,000 records/s, the
+    /// limit of 200 shards). Eight is the default because it covers a
+    /// 4,000-record round trip while keeping what a failure or a slow
+    /// endpoint holds up small (the KPL allows 24 requests in flight,
+    /// zio-kinesis 8).
     ///
-    /// Behind [`buffered_wal`](crate::sink::WalSinkExt::buffered_wal),
-    /// which hands the sink one batch at a time, the calls in flight carry
-    /// only what one batch holds: its default batches of 500 records are one
-    /// call each, about 20,000 records/s at 20 ms round trips, enough for
-    /// about 16 shards. For larger streams raise
-    /// [`WalConfig::max_records`](crate::sink::WalConfig::max_records) with
-    /// them (4,000 = eight calls of 500). Against the local Kinesis stub at
-    /// 20 ms (BENCHMARKS.md), 64 shards took 24 % of their limit with
-    /// batches of 500 and 80 % with batches of 16,000.
+    /// Batches are fed without waiting for the earlier ones to be stored
+    /// (see [`KinesisSink`]): behind
+    /// [`buffered_wal`](crate::sink::WalSinkExt::buffered_wal) the default
+    /// batches of 500 records fill the calls in flight as well as large
+    /// ones do. `send` (a flush per batch) still waits for each batch.
     ///
     /// Calls in flight never share an ordering lane, so every guarantee of
     /// the sink holds at any setting: in ordered mode a partition key

@@ -12,7 +12,7 @@
 //! Does not: keep the map exact — between a reshard and the next reload a
 //! prediction can miss, which costs pacing accuracy, never a record (see
 //! `shard_map.rs`) — nor order the batches of clones: each clone has its own
-//! batch in flight; they share the pacing and the map, not a queue.
+//! batches in flight; they share the pacing and the map, not a queue.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -38,7 +38,7 @@ pub(crate) struct SinkOptions {
     pub aggregation: Option<usize>,
     pub retry: RetryPolicy,
     pub rate_limit: Option<ShardRateLimit>,
-    /// `PutRecords` calls one batch may have in flight at once.
+    /// `PutRecords` calls a sink may have in flight at once.
     pub max_calls_in_flight: usize,
     pub shard_map_refresh: Duration,
     /// Limit on each `PutRecords` and `ListShards` call; `None`: none.
