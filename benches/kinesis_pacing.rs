@@ -114,6 +114,11 @@ const fn aggregated(name: &'static str, shards: u32, producers: usize) -> Case {
 
 const fn far(case: Case, batch: usize) -> Case {
     Case {
+        // Keys sent in turn load each shard in proportion to its share of
+        // them: 10,000 keys over 64 shards give the fullest shard 1.2 times
+        // the mean, which caps any in-order producer at 83 % of the stream
+        // (the `key-spread ceiling` column); a million keys at 98 %.
+        keys: 1_000_000,
         round_trip: Duration::from_millis(20),
         jitter: Duration::from_millis(5),
         batch,
@@ -171,13 +176,28 @@ const fn through_wal(case: Case) -> Case {
     Case { wal: true, ..case }
 }
 
-const LATENCY: [Case; 16] = [
+const LATENCY: [Case; 19] = [
     far(plain("latency/plain/4-shards", 4, 1), 4_000),
     far(plain("latency/plain/16-shards", 16, 1), 4_000),
     far(plain("latency/plain/64-shards", 64, 1), 16_000),
     far(aggregated("latency/aggregated/4-shards", 4, 1), 10_000),
     far(aggregated("latency/aggregated/16-shards", 16, 1), 40_000),
     far(aggregated("latency/aggregated/64-shards", 64, 1), 160_000),
+    // Fed batches share the calls in flight, so batches of the default
+    // size do as well; aggregating a batch is CPU on the delivery path,
+    // which small batches spread out.
+    far(
+        aggregated("latency/aggregated/4-shards/batches-of-500", 4, 1),
+        500,
+    ),
+    far(
+        aggregated("latency/aggregated/16-shards/batches-of-500", 16, 1),
+        500,
+    ),
+    far(
+        aggregated("latency/aggregated/64-shards/batches-of-500", 64, 1),
+        500,
+    ),
     // A batch ends with its most loaded shard: bigger batches, or clones
     // of the sink each with a batch of its own, even the load out.
     far(
@@ -242,6 +262,11 @@ const LATENCY: [Case; 16] = [
 struct Row {
     name: &'static str,
     used: f64,
+    /// The most a producer sending the case's keys in turn can use: the
+    /// mean shard's share of the keys over the largest share (a shard's
+    /// records arrive in proportion to its keys, and the fullest shard
+    /// sets the pace for all).
+    ceiling: f64,
     throttled: f64,
     user_records_per_sec: f64,
     cpu_per_record: Duration,
@@ -388,11 +413,30 @@ fn run_case(case: &Case) -> Row {
     Row {
         name: case.name,
         used,
+        ceiling: key_spread_ceiling(case),
         throttled: throttled as f64 / (accepted_records + throttled).max(1) as f64,
         user_records_per_sec: sent as f64 / elapsed.as_secs_f64(),
         cpu_per_record: producer_cpu.div_f64(sent.max(1) as f64),
         stub_cpu_share: stub_cpu.as_secs_f64() / elapsed.as_secs_f64(),
     }
+}
+
+/// See [`Row::ceiling`]; shards split the hash key range evenly, as the
+/// stub's do.
+fn key_spread_ceiling(case: &Case) -> f64 {
+    let width = u128::MAX / u128::from(case.shards);
+    let mut keys_per_shard = vec![0u64; case.shards as usize];
+    for producer in 0..case.producers {
+        for k in 0..case.keys {
+            let key = format!("p{producer}-k{k}");
+            let hash = unistream::kinesis::HashKey::from_partition_key(&key).value();
+            let shard = ((hash / width) as usize).min(case.shards as usize - 1);
+            keys_per_shard[shard] += 1;
+        }
+    }
+    let total: u64 = keys_per_shard.iter().sum();
+    let max = keys_per_shard.iter().copied().max().unwrap_or(0).max(1);
+    total as f64 / f64::from(case.shards) / max as f64
 }
 
 fn timed_group(cases: &[Case], filters: &[String]) {
@@ -403,14 +447,15 @@ fn timed_group(cases: &[Case], filters: &[String]) {
     if chosen.is_empty() {
         return;
     }
-    println!("| case | limit used | attempts throttled | user records/s (whole run) | producer CPU per user record | stub CPU (cores) |");
-    println!("|---|---|---|---|---|---|");
+    println!("| case | limit used | key-spread ceiling | attempts throttled | user records/s (whole run) | producer CPU per user record | stub CPU (cores) |");
+    println!("|---|---|---|---|---|---|---|");
     for case in chosen {
         let row = run_case(case);
         println!(
-            "| `{}` | {:.1} % | {:.2} % | {:.0} | {:.2} µs | {:.2} |",
+            "| `{}` | {:.1} % | {:.1} % | {:.2} % | {:.0} | {:.2} µs | {:.2} |",
             row.name,
             row.used * 100.0,
+            row.ceiling * 100.0,
             row.throttled * 100.0,
             row.user_records_per_sec,
             row.cpu_per_record.as_secs_f64() * 1e6,
