@@ -239,7 +239,7 @@ impl KinesisSink {
             },
             None => None,
         };
-        let finished: Vec<PutProgress> = self.feed.state().finished.drain(..).collect();
+        let finished = std::mem::take(&mut self.feed.state().finished);
         for batch in finished {
             self.remember_finished(batch);
         }

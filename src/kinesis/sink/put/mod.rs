@@ -167,7 +167,7 @@ impl<'a> PutRun<'a> {
 
     /// Takes the batches fed since the last look; whether there were any.
     async fn take_fed(&mut self) -> bool {
-        let fed: Vec<PutProgress> = self.feed.state().incoming.drain(..).collect();
+        let fed = std::mem::take(&mut self.feed.state().incoming);
         let any = !fed.is_empty();
         for progress in fed {
             self.add_batch(progress).await;
@@ -320,10 +320,12 @@ impl<'a> PutRun<'a> {
                 continue;
             }
             let waited_from = Instant::now();
-            let far = waited_from + std::time::Duration::from_secs(3600);
+            // (Without a wake the sleep branch is disabled: its instant is
+            // never waited for.)
+            let wake_at = sleep_until.map_or(waited_from, |w| w.at);
             let answered = tokio::select! {
                 answered = in_flight.next(), if !idle => answered,
-                () = tokio::time::sleep_until(sleep_until.map_or(far, |w| w.at)), if sleep_until.is_some() => {
+                () = tokio::time::sleep_until(wake_at), if sleep_until.is_some() => {
                     if idle && sleep_until.is_some_and(|w| w.for_room) {
                         shared.record_metrics(|m| m.rate_limit_wait += Instant::now() - waited_from);
                     }

@@ -31,17 +31,33 @@ pub(crate) struct PutProgress {
     pub(super) rejected: Vec<RejectedRecord>,
     /// Its rejections were reported (and counted in the metrics) once.
     pub(crate) rejections_reported: bool,
+    /// Billed bytes of its records (counted once, when it is made).
+    bytes: u64,
 }
 
 impl PutProgress {
     /// The progress of a batch nothing of which is done yet.
     pub(crate) fn fresh(batch: Vec<KinesisRecord>) -> Self {
         let done = vec![false; batch.len()];
+        Self::resumed(batch, done, Vec::new(), false)
+    }
+
+    /// The progress of `batch` with the records at `done` done and
+    /// `rejected` rejected.
+    pub(super) fn resumed(
+        batch: Vec<KinesisRecord>,
+        done: Vec<bool>,
+        rejected: Vec<RejectedRecord>,
+        rejections_reported: bool,
+    ) -> Self {
+        debug_assert_eq!(done.len(), batch.len());
+        let bytes = batch.iter().map(|r| r.billed_bytes() as u64).sum();
         Self {
             batch: Arc::new(batch),
             done,
-            rejected: Vec::new(),
-            rejections_reported: false,
+            rejected,
+            rejections_reported,
+            bytes,
         }
     }
 
@@ -82,17 +98,16 @@ impl PutProgress {
 
     /// The progress of the records from `from` on, as a batch of its own.
     pub(crate) fn tail(&self, from: usize) -> PutProgress {
-        PutProgress {
-            batch: Arc::new(self.batch[from..].to_vec()),
-            done: self.done[from..].to_vec(),
-            rejected: self
-                .rejected
+        Self::resumed(
+            self.batch[from..].to_vec(),
+            self.done[from..].to_vec(),
+            self.rejected
                 .iter()
                 .filter(|r| r.index >= from)
                 .map(|r| RejectedRecord::new(r.index - from, r.reason.clone()))
                 .collect(),
-            rejections_reported: self.rejections_reported,
-        }
+            self.rejections_reported,
+        )
     }
 
     /// The records of the batch.
@@ -107,6 +122,6 @@ impl PutProgress {
 
     /// Bytes of the batch's records, as Kinesis bills them.
     pub(crate) fn bytes(&self) -> u64 {
-        self.batch.iter().map(|r| r.billed_bytes() as u64).sum()
+        self.bytes
     }
 }

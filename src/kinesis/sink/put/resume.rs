@@ -25,11 +25,9 @@
 //! Does not: tell apart two equal records (a batch equal to the records
 //! of a failed flush *is* taken as those records), nor outlive the sink.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
-
 use crate::kinesis::KinesisRecord;
 use crate::RejectedRecord;
+use std::collections::VecDeque;
 
 use super::PutProgress;
 
@@ -140,12 +138,7 @@ impl Resumption {
             self.batches.pop_front();
             self.offset = 0;
         }
-        let progress = PutProgress {
-            batch: Arc::new(batch),
-            done,
-            rejected,
-            rejections_reported: reported,
-        };
+        let progress = PutProgress::resumed(batch, done, rejected, reported);
         (progress, true)
     }
 }
