@@ -533,3 +533,54 @@ async fn a_failed_group_resumes_each_batch_sent_again_however_cut() {
         assert_eq!(by_key(&stored), by_key(&valid));
     }
 }
+
+/// Fed batches whose retries run out on transient failures: the flush
+/// fails for the group, nothing more is sent until it did, and sending
+/// each batch again until it goes stores every record once, each key in
+/// order.
+#[tokio::test(start_paused = true)]
+async fn fed_batches_that_exhaust_their_retries_are_resumed_when_sent_again() {
+    let stub = KinesisStub::in_process(
+        StubConfig::new(4)
+            .unlimited()
+            .round_trip(ms(10), ms(10), 3)
+            .fail_records(0.4),
+    );
+    let mut sink = sink(&stub)
+        .retry_policy(
+            RetryPolicy::new()
+                .max_attempts(2)
+                .initial_backoff(ms(1))
+                .max_backoff(ms(5)),
+        )
+        .build()
+        .unwrap();
+    let sent = records(0, 3000, 40);
+    for chunk in sent.chunks(300) {
+        sink.feed(chunk.to_vec()).await.unwrap();
+    }
+    let err = sink.flush().await.unwrap_err();
+    let chain = unistream::ErrorChain(&err).to_string();
+    assert!(
+        matches!(err, Error::Target { .. }) && chain.contains("unfinished"),
+        "{chain}"
+    );
+    assert!(stub.stats().accepted_records() < 3000);
+    // As `buffered_wal` does: each batch again, with its own flush, until
+    // it goes.
+    let mut resends = 0;
+    for chunk in sent.chunks(300) {
+        while let Err(e) = sink.send(chunk.to_vec()).await {
+            assert!(matches!(e, Error::Target { .. }), "{e}");
+            resends += 1;
+            assert!(resends < 1000, "no progress");
+        }
+    }
+    let stored = stored_user_records(&stub);
+    assert_eq!(stored.len(), 3000, "a record lost or stored twice");
+    assert_eq!(
+        by_key(&stored),
+        by_key(&sent),
+        "a key's records out of order"
+    );
+}
