@@ -176,16 +176,16 @@ const fn through_wal(case: Case) -> Case {
     Case { wal: true, ..case }
 }
 
-const LATENCY: [Case; 19] = [
+const LATENCY: [Case; 21] = [
     far(plain("latency/plain/4-shards", 4, 1), 4_000),
     far(plain("latency/plain/16-shards", 16, 1), 4_000),
     far(plain("latency/plain/64-shards", 64, 1), 16_000),
     far(aggregated("latency/aggregated/4-shards", 4, 1), 10_000),
     far(aggregated("latency/aggregated/16-shards", 16, 1), 40_000),
     far(aggregated("latency/aggregated/64-shards", 64, 1), 160_000),
-    // Fed batches share the calls in flight, so batches of the default
-    // size do as well; aggregating a batch is CPU on the delivery path,
-    // which small batches spread out.
+    // Fed batches share the calls in flight, and a shard's records of a
+    // later batch join its last aggregate while that waits, so batches of
+    // the default size do as well.
     far(
         aggregated("latency/aggregated/4-shards/batches-of-500", 4, 1),
         500,
@@ -255,6 +255,16 @@ const LATENCY: [Case; 19] = [
     through_wal(far(
         plain("latency/wal/plain/64-shards/batches-of-16000", 64, 1),
         16_000,
+    )),
+    // Aggregated behind `buffered_wal` with its defaults: a shard's records
+    // of later batches join its last aggregate while it waits.
+    through_wal(far(
+        aggregated("latency/wal/aggregated/16-shards/batches-of-500", 16, 1),
+        500,
+    )),
+    through_wal(far(
+        aggregated("latency/wal/aggregated/64-shards/batches-of-500", 64, 1),
+        500,
     )),
 ];
 

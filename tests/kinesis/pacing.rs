@@ -297,6 +297,56 @@ async fn two_sinks_sharing_shards_fill_them_and_are_rarely_throttled() {
     }
 }
 
+/// Two aggregating sinks sharing one shard: the byte limit binds, and an
+/// aggregate is one attempt, so an overshoot of a sink's allowance costs a
+/// whole aggregate. Aggregates are cut to the share of the shard a sink is
+/// allowed, so an overshoot costs less: the shard is filled and few
+/// attempts are throttled (2.2 % with full-size aggregates).
+#[tokio::test(start_paused = true)]
+async fn two_aggregating_sinks_sharing_a_shard_fill_its_bytes_and_are_rarely_throttled() {
+    let stub = KinesisStub::in_process(StubConfig::new(1).round_trip(ms(5), ms(2), 42));
+    let start = Instant::now();
+    let data = "x".repeat(500);
+    let produce = |producer: usize| {
+        let mut sink = sink(&stub).aggregation(true).build().unwrap();
+        let batch: Vec<KinesisRecord> = (0..40_000)
+            .map(|i| {
+                let key = format!("p{producer}-k{}", i % 400);
+                KinesisRecord::new(format!("{key}/{i:07}/{data}"), key)
+            })
+            .collect();
+        async move {
+            feed_all(&mut sink, &batch, 500).await;
+            Instant::now()
+        }
+    };
+    let (a, b) = futures::join!(produce(0), produce(1));
+    let both_until = a.min(b).duration_since(start);
+    assert_eq!(
+        stored_user_records(&stub).len(),
+        80_000,
+        "a record lost or twice"
+    );
+    let (from, to) = (1, window_at(both_until));
+    assert!(to >= from + 20, "shared only until {both_until:?}");
+    let (mut bytes, mut used, mut throttled) = (0, 0, 0);
+    for w in windows(&stub, 0, from, to) {
+        bytes += w.bytes;
+        used += w.records;
+        throttled += w.throttled;
+    }
+    let capacity = 1024 * 1024 * (to - from);
+    assert!(
+        bytes * 100 >= capacity * 90,
+        "{bytes} of {capacity} bytes used"
+    );
+    assert!(
+        throttled * 100 < (used + throttled) * 2,
+        "{throttled} of {} attempts throttled",
+        used + throttled
+    );
+}
+
 /// A batch whose retries run out on some records while other calls are in
 /// flight fails only once those calls are answered: the sink then knows
 /// every record stored, and sending the batch again stores the rest, none
@@ -479,6 +529,67 @@ async fn fed_batches_fill_many_shards_through_long_round_trips() {
     );
 }
 
+/// With aggregation, small batches fed one after the other still make full
+/// aggregates: a shard's records of a later batch join its last aggregate
+/// while that waits behind the one in flight, so 8 shards fill their byte
+/// limit through 20 ms round trips. Aggregated batch by batch, 100 records
+/// over 8 shards would make aggregates of about 6.5 KB, one per shard per
+/// round trip: 31 % of the limit (99.5 % with them joined).
+#[tokio::test(start_paused = true)]
+async fn small_fed_batches_make_full_aggregates_across_batches() {
+    let shards = 8;
+    let stub =
+        KinesisStub::in_process(StubConfig::new(shards).round_trip(ms(20), Duration::ZERO, 0));
+    let start = Instant::now();
+    let mut sink = sink(&stub).aggregation(true).build().unwrap();
+    let data = "x".repeat(500);
+    let mut sent = Vec::new();
+    let mut i = 0usize;
+    while start.elapsed() < Duration::from_secs(5) {
+        let batch: Vec<KinesisRecord> = (i..i + 100)
+            .map(|i| {
+                let key = format!("k{}", i % 10_000);
+                KinesisRecord::new(format!("{key}/{i:08}/{data}"), key)
+            })
+            .collect();
+        sent.extend(batch.iter().cloned());
+        sink.feed(batch).await.unwrap();
+        i += 100;
+    }
+    sink.flush().await.unwrap();
+
+    let stored = stored_user_records(&stub);
+    assert_eq!(stored.len(), sent.len(), "a record lost or twice");
+    assert_eq!(
+        by_key(&stored),
+        by_key(&sent),
+        "a key's records out of order"
+    );
+    let stats = stub.stats();
+    let attempts = stats.accepted_records() + stats.throttled_records();
+    assert!(
+        stats.throttled_records() * 100 < attempts,
+        "throttled {} of {attempts}",
+        stats.throttled_records()
+    );
+    // Windows 1..4: past the first, before the last.
+    let per_window: Vec<f64> = (1..4)
+        .map(|w| {
+            (0..shards as usize)
+                .map(|s| windows(&stub, s, w, w + 1)[0].bytes)
+                .sum::<u64>() as f64
+        })
+        .collect();
+    let used = per_window.iter().sum::<f64>()
+        / per_window.len() as f64
+        / (1024.0 * 1024.0 * f64::from(shards));
+    assert!(
+        used >= 0.90,
+        "{:.1} % of the byte limit used ({per_window:?})",
+        used * 100.0
+    );
+}
+
 /// A flush that ends several fed batches of which one had a rejected
 /// record fails for the group; each batch sent again then gets its own
 /// outcome, cut as it was or differently, and nothing is stored twice.
@@ -540,6 +651,14 @@ async fn a_failed_group_resumes_each_batch_sent_again_however_cut() {
 /// order.
 #[tokio::test(start_paused = true)]
 async fn fed_batches_that_exhaust_their_retries_are_resumed_when_sent_again() {
+    // Aggregated, a later batch's records join an earlier batch's
+    // aggregates, whose failures then hold both batches back.
+    for aggregation in [false, true] {
+        exhausted_fed_batches_resume(aggregation).await;
+    }
+}
+
+async fn exhausted_fed_batches_resume(aggregation: bool) {
     let stub = KinesisStub::in_process(
         StubConfig::new(4)
             .unlimited()
@@ -547,6 +666,8 @@ async fn fed_batches_that_exhaust_their_retries_are_resumed_when_sent_again() {
             .fail_records(0.4),
     );
     let mut sink = sink(&stub)
+        .aggregation(aggregation)
+        .max_aggregate_bytes(2048)
         .retry_policy(
             RetryPolicy::new()
                 .max_attempts(2)
@@ -565,7 +686,7 @@ async fn fed_batches_that_exhaust_their_retries_are_resumed_when_sent_again() {
         matches!(err, Error::Target { .. }) && chain.contains("unfinished"),
         "{chain}"
     );
-    assert!(stub.stats().accepted_records() < 3000);
+    assert!(stored_user_records(&stub).len() < 3000);
     // As `buffered_wal` does: each batch again, with its own flush, until
     // it goes.
     let mut resends = 0;

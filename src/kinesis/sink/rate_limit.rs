@@ -243,6 +243,12 @@ impl RateLimiter {
         self.shards.get(shard).map_or(1.0, |w| w.factor(now))
     }
 
+    /// The share of the configured rate `shard` is allowed at `now` (1
+    /// until it throttles; lower after an adaptive cut).
+    pub(crate) fn share(&self, shard: &str, now: Instant) -> f64 {
+        self.factor(shard, now)
+    }
+
     /// The allowance of `shard` at `now`, per window.
     fn allowance(&self, shard: &str, now: Instant) -> Portion {
         let factor = self.factor(shard, now);

@@ -117,6 +117,11 @@ impl ShardMap {
         self.ranges.iter().any(|r| &*r.id == id)
     }
 
+    /// The ids of the open shards, by index.
+    pub(crate) fn shard_ids(&self) -> impl Iterator<Item = &Arc<str>> + '_ {
+        self.ranges.iter().map(|r| &r.id)
+    }
+
     /// Number of open shards.
     pub(crate) fn len(&self) -> usize {
         self.ranges.len()

@@ -114,7 +114,14 @@ impl PutRun<'_> {
             let Some(entry) = self.queue.entry(i) else {
                 continue;
             };
-            let record = self.record_of(entry);
+            // The run seals an open aggregate before it plans it in.
+            let Some(record) = self.record_of(entry) else {
+                debug_assert!(false, "an open aggregate in a call");
+                return Err(Error::target(
+                    shared.label.clone(),
+                    "an aggregate was sent before it was sealed",
+                ));
+            };
             bytes += record.billed_bytes() as u64;
             predicted.push(map.shard_for(entry.hash_key).map(|shard| shard.id.clone()));
             let built = PutRecordsRequestEntry::builder()
@@ -160,7 +167,7 @@ impl PutRun<'_> {
                     match result.error_code() {
                         None => {
                             if let Some(entry) = self.finish_entry(i) {
-                                sent += entry.indices.count();
+                                sent += entry.record_count();
                                 kinesis_sent += 1;
                             }
                             if let (Some(actual), Some(expected)) =
@@ -277,7 +284,7 @@ impl PutRun<'_> {
         };
         entry.attempts += 1;
         let attempts = entry.attempts;
-        let users = entry.indices.count();
+        let users = entry.record_count();
         if kind == FailureKind::Throttled {
             if let Some(shard) = predicted {
                 *outcome.throttled_shards.entry(shard.clone()).or_default() += 1;
@@ -310,11 +317,13 @@ impl PutRun<'_> {
             );
             if let Some(entry) = self.finish_entry(i) {
                 let reason = format!("{reason} (after {attempts} attempt(s))");
-                let batch = self.batch_mut(entry.batch);
-                for &index in entry.indices.as_slice() {
-                    batch
-                        .rejected
-                        .push(RejectedRecord::new(index, reason.clone()));
+                for (number, indices) in entry.records() {
+                    let batch = self.batch_mut(number);
+                    for &index in indices {
+                        batch
+                            .rejected
+                            .push(RejectedRecord::new(index, reason.clone()));
+                    }
                 }
             }
         } else if outcome.exhausted.is_none() {

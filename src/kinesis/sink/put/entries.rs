@@ -5,16 +5,23 @@
 //! Guarantees: every validated record is in exactly one entry, or is
 //! refused (an explicit hash key the aggregator cannot use) and reported so,
 //! never dropped; an aggregate holds records bound for one predicted shard
-//! (or, outside the map, one hash key), in batch order, and stays within the
-//! configured aggregate size; entries come out in batch order (by their
-//! first record), so each lane's entries keep the order of its records.
-//! Large batches (from [`PARALLEL_AGGREGATION_RECORDS`] records on known
-//! shards) are aggregated by two threads, with the same result as one.
+//! (or, outside the map, one hash key), in the order they were fed, and
+//! stays within the configured aggregate size; entries come out in batch
+//! order (by their first record), so each lane's entries keep the order of
+//! its records. Each shard's last aggregate is left *open*
+//! ([`OpenAggregate`]): until the run seals it (to send it, or because
+//! another aggregate follows it), the next batch's records for that shard
+//! are added to it first — they come after all of the lane's records so
+//! far, so the lane's order holds — and the entry then carries records of
+//! several batches ([`PutEntry::records`]). Large batches (from
+//! [`PARALLEL_AGGREGATION_RECORDS`] records on known shards) are aggregated
+//! by two threads, with the same result as one.
 //!
 //! Does not: validate records (the caller passes validated ones with their
-//! hash keys), choose which entries go in a call (`plan.rs`), nor guarantee
-//! that a prediction holds: an aggregate lands where its first record's hash
-//! key says, which is where each of its records would have landed unless the
+//! hash keys), choose which entries go in a call (`plan.rs`), decide when
+//! an open aggregate is sealed (the run does), nor guarantee that a
+//! prediction holds: an aggregate lands where its first record's hash key
+//! says, which is where each of its records would have landed unless the
 //! map is stale.
 
 use std::collections::HashMap;
@@ -55,10 +62,6 @@ impl BatchIndices {
             BatchIndices::Many(v) => v,
         }
     }
-
-    pub(super) fn count(&self) -> u64 {
-        self.as_slice().len() as u64
-    }
 }
 
 /// What an entry puts: one user record of the batch, or an aggregate.
@@ -66,6 +69,29 @@ impl BatchIndices {
 enum EntryBody {
     User(usize),
     Aggregate(KinesisRecord),
+    /// An aggregate still taking records: the run's [`OpenAggregate`] of
+    /// its shard holds it until it is sealed.
+    Open,
+}
+
+/// A shard's open aggregate: the last entry of the shard's lane, not sent
+/// yet and not full, so the records a later batch has for the shard are
+/// added to it instead of starting an aggregate of their own (in ordered
+/// mode a shard has one aggregate in flight: what waits behind it should
+/// be one full aggregate, not one small one per batch fed meanwhile).
+#[derive(Debug)]
+pub(super) struct OpenAggregate {
+    /// Its entry's position in the queue.
+    pub(super) position: usize,
+    pub(super) aggregator: Aggregator,
+}
+
+/// Records of a batch after an entry's own that its aggregate took in (as
+/// an open aggregate).
+#[derive(Debug)]
+pub(super) struct LaterRecords {
+    pub(super) batch: usize,
+    pub(super) indices: Vec<usize>,
 }
 
 /// One Kinesis record to put.
@@ -77,16 +103,70 @@ pub(super) struct PutEntry {
     pub(super) indices: BatchIndices,
     /// Calls that failed for it so far.
     pub(super) attempts: u32,
-    /// The number of its batch in the run (set by the run).
+    /// The number of its batch in the run (set by the run): `indices`
+    /// are its records in that batch.
     pub(super) batch: usize,
+    /// Records of later batches (an open aggregate took them in).
+    pub(super) later: Vec<LaterRecords>,
 }
 
 impl PutEntry {
-    pub(super) fn record<'a>(&'a self, batch: &'a [KinesisRecord]) -> &'a KinesisRecord {
-        match &self.body {
-            EntryBody::User(index) => &batch[*index],
-            EntryBody::Aggregate(record) => record,
+    fn new(body: EntryBody, hash_key: HashKey, lane: Lane, indices: BatchIndices) -> Self {
+        Self {
+            body,
+            hash_key,
+            lane,
+            indices,
+            attempts: 0,
+            batch: 0,
+            later: Vec::new(),
         }
+    }
+
+    /// The Kinesis record it puts, given its batch's records; `None` while
+    /// it is an open aggregate (sealing it makes the record).
+    pub(super) fn record<'a>(&'a self, batch: &'a [KinesisRecord]) -> Option<&'a KinesisRecord> {
+        match &self.body {
+            EntryBody::User(index) => batch.get(*index),
+            EntryBody::Aggregate(record) => Some(record),
+            EntryBody::Open => None,
+        }
+    }
+
+    /// Whether it is an open aggregate.
+    pub(super) fn is_open(&self) -> bool {
+        matches!(self.body, EntryBody::Open)
+    }
+
+    /// Ends it as an open aggregate: `aggregator` (its shard's open one)
+    /// becomes the record it puts.
+    pub(super) fn seal(&mut self, aggregator: &mut Aggregator) {
+        debug_assert!(self.is_open());
+        debug_assert_eq!(aggregator.len() as u64, self.record_count());
+        let record = aggregator.finish();
+        self.body = match (record, self.indices.as_slice()) {
+            // Alone, the "aggregate" is the user record itself.
+            (_, [one]) if self.later.is_empty() => EntryBody::User(*one),
+            (Some(record), _) => EntryBody::Aggregate(record),
+            // An open aggregate always holds a record.
+            (None, _) => EntryBody::User(self.indices.as_slice()[0]),
+        };
+    }
+
+    /// Its records: `(batch number, indices in that batch)`, in order.
+    pub(super) fn records(&self) -> impl Iterator<Item = (usize, &[usize])> + '_ {
+        std::iter::once((self.batch, self.indices.as_slice())).chain(
+            self.later
+                .iter()
+                .map(|later| (later.batch, later.indices.as_slice())),
+        )
+    }
+
+    /// Number of user records it carries.
+    pub(super) fn record_count(&self) -> u64 {
+        self.records()
+            .map(|(_, indices)| indices.len() as u64)
+            .sum()
     }
 }
 
@@ -110,16 +190,33 @@ pub(super) struct RefusedRecord {
 pub(super) struct BuiltEntries {
     pub(super) entries: Vec<PutEntry>,
     pub(super) refused: Vec<RefusedRecord>,
+    /// Records added to the open aggregates of earlier batches.
+    pub(super) joined: Vec<Joined>,
+    /// The new open aggregates, by shard: the last aggregate of each shard
+    /// the batch has records for (its entry is in `entries`, open).
+    pub(super) opened: Vec<(usize, Aggregator)>,
+}
+
+/// What a batch added to a shard's open aggregate of an earlier batch.
+#[derive(Debug)]
+pub(super) struct Joined {
+    pub(super) shard: usize,
+    pub(super) indices: Vec<usize>,
 }
 
 /// Turns the `valid` records of `batch` into entries, aggregating when
 /// enabled (with two threads from [`PARALLEL_AGGREGATION_RECORDS`]
-/// records).
+/// records). With aggregation, a shard's records go first to its open
+/// aggregate in `open` (by shard index in `map`, which must be the map the
+/// open aggregates were built with), and each shard's last aggregate is
+/// left open (in [`BuiltEntries::opened`]).
 pub(super) fn build_entries(
     shared: &SinkShared,
     batch: &[KinesisRecord],
     valid: Vec<ValidRecord>,
     map: &ShardMap,
+    open: &mut [Option<OpenAggregate>],
+    max_bytes_by_shard: &[usize],
 ) -> BuiltEntries {
     let Some(max_bytes) = shared.options.aggregation else {
         let mut hash_keys = shared.hash_keys();
@@ -131,19 +228,17 @@ pub(super) fn build_entries(
                     None => hash_key.value(),
                     Some(_) => hash_keys.of_partition_key(&record.partition_key).value(),
                 });
-                PutEntry {
-                    body: EntryBody::User(index),
+                PutEntry::new(
+                    EntryBody::User(index),
                     hash_key,
                     lane,
-                    indices: BatchIndices::One(index),
-                    attempts: 0,
-                    batch: 0,
-                }
+                    BatchIndices::One(index),
+                )
             })
             .collect();
         return BuiltEntries {
             entries,
-            refused: Vec::new(),
+            ..BuiltEntries::default()
         };
     };
 
@@ -188,26 +283,68 @@ pub(super) fn build_entries(
         }
     }
     // Fills the aggregates of the shards in `shards`, whose records
-    // start at `start` in `by_shard`.
-    let aggregate = |shards: std::ops::Range<usize>, mut start: usize| {
-        let mut built = BuiltEntries::default();
-        let mut group = AggregateGroup::new(max_bytes, 0, 0);
-        for shard in shards {
-            let ShardTotal { records, bytes } = shard_totals[shard];
-            if records == 0 {
-                continue;
+    // start at `start` in `by_shard`; `open` holds the open aggregates of
+    // these shards (`open[0]` is the first shard's).
+    let aggregate =
+        |shards: std::ops::Range<usize>, mut start: usize, open: &mut [Option<OpenAggregate>]| {
+            let mut built = BuiltEntries::default();
+            let first_shard = shards.start;
+            for shard in shards {
+                let ShardTotal { records, bytes } = shard_totals[shard];
+                if records == 0 {
+                    continue;
+                }
+                let lane = Lane::Shard(shard);
+                let mut rest = &by_shard[start..start + records];
+                start += records;
+                // The shard's open aggregate comes before this batch's records
+                // in the lane: it takes them first, until it is full.
+                if let Some(Some(open)) = open.get_mut(shard - first_shard) {
+                    let mut joined = Vec::new();
+                    while let Some((&record, more)) = rest.split_first() {
+                        let user = &batch[record.index];
+                        match open.aggregator.try_add_with_hash_key(user, record.hash_key) {
+                            Ok(()) => joined.push(record.index),
+                            Err(Refused::Full) => break,
+                            Err(Refused::InvalidHashKey(reason)) => {
+                                built.refused.push(RefusedRecord {
+                                    index: record.index,
+                                    reason,
+                                });
+                            }
+                        }
+                        rest = more;
+                    }
+                    if !joined.is_empty() {
+                        built.joined.push(Joined {
+                            shard,
+                            indices: joined,
+                        });
+                    }
+                    if rest.is_empty() {
+                        continue;
+                    }
+                }
+                let max_bytes = max_bytes_by_shard.get(shard).copied().unwrap_or(max_bytes);
+                let mut group = AggregateGroup::new(max_bytes, rest.len(), bytes);
+                for &record in rest {
+                    add_to_group(lane, &mut group, &batch[record.index], record, &mut built);
+                }
+                // The shard's last aggregate stays open for later batches.
+                if let Some(hash_key) = group.hash_key.take() {
+                    let indices = std::mem::take(&mut group.indices);
+                    let indices = match indices.as_slice() {
+                        [one] => BatchIndices::One(*one),
+                        _ => BatchIndices::Many(indices),
+                    };
+                    built
+                        .entries
+                        .push(PutEntry::new(EntryBody::Open, hash_key, lane, indices));
+                    built.opened.push((shard, group.aggregator));
+                }
             }
-            let lane = Lane::Shard(shard);
-            group.aggregator.reserve(records, bytes);
-            group.indices.reserve(records);
-            for &record in &by_shard[start..start + records] {
-                add_to_group(lane, &mut group, &batch[record.index], record, &mut built);
-            }
-            finish_group(lane, &mut group, &mut built.entries);
-            start += records;
-        }
-        built
-    };
+            built
+        };
     // A large batch is aggregated by two threads, each taking the shards
     // of about half its records: building aggregates (copies, the MD5
     // the format requires) is most of the CPU time of a batch, and it
@@ -219,20 +356,23 @@ pub(super) fn build_entries(
             before += shard_totals[split].records;
             split += 1;
         }
+        let (open_first, open_second) = open.split_at_mut(split.min(open.len()));
         std::thread::scope(|scope| {
-            let first_half = scope.spawn(|| aggregate(0..split, 0));
-            let mut built = aggregate(split..shard_totals.len(), before);
+            let first_half = scope.spawn(|| aggregate(0..split, 0, open_first));
+            let mut built = aggregate(split..shard_totals.len(), before, open_second);
             match first_half.join() {
                 Ok(more) => {
                     built.entries.extend(more.entries);
                     built.refused.extend(more.refused);
+                    built.joined.extend(more.joined);
+                    built.opened.extend(more.opened);
                 }
                 Err(panic) => std::panic::resume_unwind(panic),
             }
             built
         })
     } else {
-        aggregate(0..shard_totals.len(), 0)
+        aggregate(0..shard_totals.len(), 0, open)
     };
     let mut by_hash_key: HashMap<u128, AggregateGroup> = HashMap::new();
     for record in unplaced {
@@ -248,14 +388,16 @@ pub(super) fn build_entries(
     // Lanes must keep batch order; across lanes any order would do, and
     // batch order is the natural one.
     built.entries.sort_by_key(|e| e.indices.as_slice()[0]);
-    // Each validated record is in exactly one entry or refused: none is
-    // lost or put twice by the grouping above.
+    // Each validated record is in exactly one entry (or open aggregate of
+    // an earlier batch) or refused: none is lost or put twice by the
+    // grouping above.
     debug_assert_eq!(
         built
             .entries
             .iter()
             .map(|e| e.indices.as_slice().len())
             .sum::<usize>()
+            + built.joined.iter().map(|j| j.indices.len()).sum::<usize>()
             + built.refused.len(),
         valid_records
     );
@@ -302,14 +444,7 @@ fn finish_group(lane: Lane, group: &mut AggregateGroup, entries: &mut Vec<PutEnt
         [one] => (EntryBody::User(*one), BatchIndices::One(*one)),
         _ => (EntryBody::Aggregate(record), BatchIndices::Many(indices)),
     };
-    entries.push(PutEntry {
-        body,
-        hash_key,
-        lane,
-        indices,
-        attempts: 0,
-        batch: 0,
-    });
+    entries.push(PutEntry::new(body, hash_key, lane, indices));
 }
 
 /// Adds a record to its lane's aggregate, finishing the aggregate first

@@ -6,11 +6,18 @@
 //! aggregate of several) at the back of one queue, and batches fed while
 //! the run works join the same queue (through the [`Feed`]), so a batch's
 //! records go to shards with room while an earlier batch still waits for
-//! room on others. Calls are planned from the front of the queue: at most
-//! 500 entries and 5 MiB per call, and no more per shard than the shard has
-//! room for in the rate limiter now (the rest of a shard's entries wait for
-//! its room; other shards' entries go). Up to `max_calls_in_flight` calls
-//! are in flight at once, each planned from the entries not already in one.
+//! room on others. With aggregation, a shard's records of a later batch
+//! join the shard's last aggregate while it waits (its *open* aggregate,
+//! sealed when it is planned into a call or another aggregate follows it,
+//! and when the shard map changes), so small batches fed one after the
+//! other make full aggregates (full for the shard: where the pacing cut a
+//! shard's allowance, its new aggregates are cut in proportion, so that
+//! an attempt refused costs less). Calls are planned from the front of the
+//! queue: at most 500 entries and 5 MiB per call, and no more per shard
+//! than the shard has room for in the rate limiter now (the rest of a
+//! shard's entries wait for its room; other shards' entries go). Up to
+//! `max_calls_in_flight` calls are in flight at once, each planned from
+//! the entries not already in one.
 //! After each answer, the entries that succeeded leave the queue; the
 //! failed ones stay where they were and go out again in a later call, after
 //! their own back-off, until the [`RetryPolicy`] runs out. When it runs out
@@ -46,7 +53,7 @@
 //! | `feed.rs` | [`Feed`]: the batches handed to a run and back |
 //! | `queue.rs` | the run's entries by position, with their state |
 //! | `shared.rs` | [`SinkShared`]: what a sink's clones share, and shard-map reloads |
-//! | `entries.rs` | the entries of a batch, with KPL aggregation (two threads for large batches) |
+//! | `entries.rs` | the entries of a batch, with KPL aggregation (open aggregates that later batches join; two threads for large batches) |
 //! | `plan.rs` | which entries go in the next call (limits, pacing, ordered mode) |
 //! | `call.rs` | one `PutRecords` call and its partial failures (retry, reject, give up) |
 //! | `progress.rs` | [`PutProgress`]: how far a batch got, to resume it |
@@ -74,7 +81,8 @@ use crate::kinesis::sink::validation::validate_with;
 use crate::kinesis::KinesisRecord;
 use crate::Error;
 
-use entries::{build_entries, Lane, PutEntry, ValidRecord};
+use crate::kinesis::sink::shard_map::ShardMap;
+use entries::{build_entries, Lane, LaterRecords, OpenAggregate, PutEntry, ValidRecord};
 pub(crate) use feed::Feed;
 pub(crate) use progress::PutProgress;
 use queue::Queue;
@@ -140,6 +148,10 @@ struct PutRun<'a> {
     head: usize,
     /// Pending entries per lane (ordered mode).
     lane_counts: HashMap<Lane, usize>,
+    /// With aggregation: each shard's open aggregate (by index in
+    /// `open_map`), which the next batch's records for the shard join.
+    open: Vec<Option<OpenAggregate>>,
+    open_map: Option<Arc<ShardMap>>,
     /// Entries pending in the queue, and those of them in calls in flight
     /// (with their billed bytes).
     pending: usize,
@@ -158,6 +170,8 @@ impl<'a> PutRun<'a> {
             queue: Queue::default(),
             head: 0,
             lane_counts: HashMap::new(),
+            open: Vec::new(),
+            open_map: None,
             pending: 0,
             in_calls: 0,
             pending_bytes: 0,
@@ -203,24 +217,84 @@ impl<'a> PutRun<'a> {
             );
             progress.reject(&[index], reason.to_string());
         }
+        // The entries holding records of this batch (new ones, and earlier
+        // batches' open aggregates its records joined): the run counts
+        // only the new ones.
         let mut pending = 0;
+        let mut new_entries = 0;
         if !valid.is_empty() {
             let map = shared.current_shard_map().await;
-            let built = build_entries(shared, &progress.batch, valid, &map);
+            if shared.options.aggregation.is_some() {
+                self.open_aggregates_of(&map);
+            }
+            let max_bytes = self.aggregate_sizes(&map);
+            let open_bytes_before = self.open_bytes();
+            let built = build_entries(
+                shared,
+                &progress.batch,
+                valid,
+                &map,
+                &mut self.open,
+                &max_bytes,
+            );
             for refused in built.refused {
                 progress.reject(&[refused.index], refused.reason.to_string());
             }
-            pending = built.entries.len();
+            // Records that joined the open aggregate of an earlier batch:
+            // that entry now carries records of this batch too.
+            for joined in built.joined {
+                let position = self.open.get(joined.shard).and_then(|o| o.as_ref());
+                let entry = position.and_then(|open| self.queue.entry_mut(open.position));
+                // Records join only an open aggregate, whose entry is
+                // pending.
+                debug_assert!(entry.is_some());
+                if let Some(entry) = entry {
+                    entry.later.push(LaterRecords {
+                        batch: number,
+                        indices: joined.indices,
+                    });
+                    pending += 1;
+                }
+            }
+            self.pending_bytes += self.open_bytes() - open_bytes_before;
+            let mut opened: HashMap<usize, _> = built.opened.into_iter().collect();
+            new_entries = built.entries.len();
+            pending += new_entries;
             for mut entry in built.entries {
                 entry.batch = number;
-                self.pending_bytes += entry.record(&progress.batch).billed_bytes() as u64;
+                let position = self.queue.end();
+                let billed = match (entry.lane, entry.is_open()) {
+                    (Lane::Shard(shard), true) => match opened.remove(&shard) {
+                        Some(aggregator) => {
+                            // The shard's earlier open aggregate is full.
+                            self.seal_open(shard);
+                            let billed = aggregator.billed_bytes();
+                            if let Some(slot) = self.open.get_mut(shard) {
+                                *slot = Some(OpenAggregate {
+                                    position,
+                                    aggregator,
+                                });
+                            }
+                            billed
+                        }
+                        // Every open entry has its aggregator.
+                        None => {
+                            debug_assert!(false, "an open entry without its aggregate");
+                            0
+                        }
+                    },
+                    _ => entry
+                        .record(&progress.batch)
+                        .map_or(0, |record| record.billed_bytes()),
+                };
+                self.pending_bytes += billed as u64;
                 if shared.options.ordered {
                     *self.lane_counts.entry(entry.lane).or_default() += 1;
                 }
                 self.queue.push(entry);
             }
         }
-        self.pending += pending;
+        self.pending += new_entries;
         self.batches.push_back(RunBatch { progress, pending });
         self.hand_on_finished();
     }
@@ -244,9 +318,100 @@ impl<'a> PutRun<'a> {
         &mut self.batches[number - self.first_batch].progress
     }
 
-    /// The Kinesis record `entry` puts.
-    fn record_of<'e>(&'e self, entry: &'e PutEntry) -> &'e KinesisRecord {
+    /// The Kinesis record `entry` puts (`None` while it is an open
+    /// aggregate).
+    fn record_of<'e>(&'e self, entry: &'e PutEntry) -> Option<&'e KinesisRecord> {
         entry.record(&self.batches[entry.batch - self.first_batch].progress.batch)
+    }
+
+    /// The billed bytes of what `entry` puts (of an open aggregate: so far).
+    fn billed_of(&self, entry: &PutEntry) -> usize {
+        match self.record_of(entry) {
+            Some(record) => record.billed_bytes(),
+            None => match entry.lane {
+                Lane::Shard(shard) => self
+                    .open
+                    .get(shard)
+                    .and_then(|open| open.as_ref())
+                    .map_or(0, |open| open.aggregator.billed_bytes()),
+                _ => 0,
+            },
+        }
+    }
+
+    /// Makes `map` the map of the open aggregates: those of another map
+    /// are sealed (a shard index names another shard in another map).
+    fn open_aggregates_of(&mut self, map: &Arc<ShardMap>) {
+        if self
+            .open_map
+            .as_ref()
+            .is_some_and(|open_map| Arc::ptr_eq(open_map, map))
+        {
+            return;
+        }
+        for shard in 0..self.open.len() {
+            self.seal_open(shard);
+        }
+        self.open = std::iter::repeat_with(|| None).take(map.len()).collect();
+        self.open_map = Some(map.clone());
+    }
+
+    /// The size limit of new aggregates per shard of `map` (empty without
+    /// aggregation or pacing): the configured one times the share of the
+    /// shard the pacing allows now, so that where producers share a shard
+    /// (and the allowance is cut) an overshoot costs a smaller aggregate.
+    fn aggregate_sizes(&self, map: &ShardMap) -> Vec<usize> {
+        let (Some(max_bytes), Some(_)) = (
+            self.shared.options.aggregation,
+            self.shared.options.rate_limit,
+        ) else {
+            return Vec::new();
+        };
+        let limiter = self.shared.limiter();
+        let now = Instant::now();
+        map.shard_ids()
+            .map(|id| ((max_bytes as f64 * limiter.share(id, now)) as usize).max(1))
+            .collect()
+    }
+
+    /// Billed bytes of the open aggregates.
+    fn open_bytes(&self) -> u64 {
+        self.open
+            .iter()
+            .flatten()
+            .map(|open| open.aggregator.billed_bytes() as u64)
+            .sum()
+    }
+
+    /// Seals the open aggregate of `shard`, if any: it takes no more
+    /// records.
+    fn seal_open(&mut self, shard: usize) {
+        let Some(mut open) = self.open.get_mut(shard).and_then(Option::take) else {
+            return;
+        };
+        // An open aggregate's entry is pending (it is sealed before it is
+        // sent).
+        debug_assert!(self
+            .queue
+            .entry(open.position)
+            .is_some_and(PutEntry::is_open));
+        if let Some(entry) = self.queue.entry_mut(open.position) {
+            entry.seal(&mut open.aggregator);
+        }
+    }
+
+    /// Seals the entry at `position` if it is an open aggregate (it is
+    /// about to be sent).
+    fn seal_if_open(&mut self, position: usize) {
+        let Some(entry) = self.queue.entry(position) else {
+            return;
+        };
+        if let (true, Lane::Shard(shard)) = (entry.is_open(), entry.lane) {
+            debug_assert!(self.open[shard]
+                .as_ref()
+                .is_some_and(|open| open.position == position));
+            self.seal_open(shard);
+        }
     }
 
     /// Sends the queue until each entry is stored or rejected and no batch
@@ -281,6 +446,7 @@ impl<'a> PutRun<'a> {
                     shared.limiter().record_sent(now, &plan.portions);
                 }
                 for &i in &plan.entries {
+                    self.seal_if_open(i);
                     self.queue.set_slot(i, Slot::InFlight);
                 }
                 self.in_calls += plan.entries.len();
@@ -367,12 +533,16 @@ impl<'a> PutRun<'a> {
     /// are done and its lane moves on.
     fn finish_entry(&mut self, i: usize) -> Option<PutEntry> {
         let entry = self.queue.take(i)?;
+        // Only sent entries finish, and they are sealed.
+        debug_assert!(!entry.is_open());
         self.pending -= 1;
-        self.pending_bytes -= self.record_of(&entry).billed_bytes() as u64;
-        let batch = &mut self.batches[entry.batch - self.first_batch];
-        batch.pending -= 1;
-        for &index in entry.indices.as_slice() {
-            batch.progress.done[index] = true;
+        self.pending_bytes -= self.billed_of(&entry) as u64;
+        for (number, indices) in entry.records() {
+            let batch = &mut self.batches[number - self.first_batch];
+            batch.pending -= 1;
+            for &index in indices {
+                batch.progress.done[index] = true;
+            }
         }
         // In ordered mode every pending entry is counted in its lane.
         debug_assert!(!self.shared.options.ordered || self.lane_counts.contains_key(&entry.lane));

@@ -89,7 +89,7 @@ impl PutRun<'_> {
                 }
             };
             if ready {
-                let billed = self.record_of(entry).billed_bytes();
+                let billed = self.billed_of(entry);
                 // Validation and the aggregate size limit keep every entry
                 // within the record limit: it always fits an empty call.
                 debug_assert!(billed <= MAX_RECORD_BYTES);
